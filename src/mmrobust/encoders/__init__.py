@@ -1,0 +1,62 @@
+"""Encoders behind a registry. An encoder maps a modality's input to ``Tensor[B, out_dim]``.
+
+Methods take encoder *specs* (a registry name and keyword arguments) or factories, never
+live modules, so each method and seed builds fresh parameters.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Union
+
+import torch
+from torch import nn
+
+from ..registry import Registry
+
+ENCODERS: Registry[nn.Module] = Registry("encoder")
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """A registry name and the keyword arguments of its factory."""
+
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "kwargs", kwargs)
+
+    def build(self) -> nn.Module:
+        return ENCODERS.create(self.name, **self.kwargs)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, **self.kwargs}
+
+
+EncoderLike = Union[EncoderSpec, Callable[[], nn.Module], str]
+
+
+def build_encoder(spec: EncoderLike, modality: str = "?") -> nn.Module:
+    """A fresh encoder from a spec, a registry name or a zero-argument factory."""
+    if isinstance(spec, nn.Module):
+        raise TypeError(
+            f"encoder for {modality!r} is a live module; pass an EncoderSpec or a factory "
+            f"(e.g. `lambda: MyEncoder()`) so every method and seed gets fresh parameters"
+        )
+    if isinstance(spec, str):
+        spec = EncoderSpec(spec)
+    module = spec.build() if isinstance(spec, EncoderSpec) else spec()
+    if not isinstance(module, nn.Module) or not isinstance(getattr(module, "out_dim", None), int):
+        raise TypeError(f"encoder for {modality!r} must be an nn.Module with an integer `out_dim`, got {type(module).__name__}")
+    return module
+
+
+def build_encoder_seeded(spec: EncoderLike, modality: str, seed: int) -> nn.Module:
+    """Build under a fixed torch seed, without touching the caller's random state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_encoder(spec, modality)
+
+
+from . import cnn, mlp  # noqa: E402,F401  (register the built-in encoders)

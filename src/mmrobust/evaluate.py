@@ -1,0 +1,75 @@
+"""Protocols -> tidy records. Each test row is encoded once per model; every mask of every
+protocol is then applied at the fusion (exact for late fusion and ensembles)."""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .batch import MultiModalDataset
+from .masking import ProtocolMask, sample_masks
+from .metrics import compute_metric, metric_names
+
+
+def selection_masks(data: MultiModalDataset, modalities: Sequence[str]) -> list[ProtocolMask]:
+    """``full`` and each single modality missing: the masks that select fused models."""
+    observed = {m: data.present[m] for m in modalities}
+    return [mask for p in ["full", *[f"miss:{m}" for m in sorted(modalities)]] for mask in sample_masks(p, observed, 0)]
+
+
+def _scored_proba(method, encoded: Any, data: MultiModalDataset, mask: ProtocolMask) -> tuple[np.ndarray, np.ndarray]:
+    present = {m: torch.from_numpy(mask.present[m]) for m in method.modalities}
+    proba = method.proba_from_encoded(encoded, present).numpy()
+    rows = mask.scored & ~np.isnan(proba).any(axis=1)
+    return proba[rows], data.target.numpy()[rows]
+
+
+def mask_scores(method, data: MultiModalDataset, masks: Sequence[ProtocolMask], metric: str, encoded: Any = None) -> list[float | None]:
+    """The metric under each mask (``None`` where no row can be scored)."""
+    encoded = method.encode(data.inputs, data.present) if encoded is None else encoded
+    scores = []
+    for mask in masks:
+        proba, target = _scored_proba(method, encoded, data, mask)
+        scores.append(compute_metric(metric, target, proba) if len(target) else None)
+    return scores
+
+
+def selection_score(method, data: MultiModalDataset) -> float:
+    """Mean of the method's metric over ``full`` and each single modality missing."""
+    scores = [s for s in mask_scores(method, data, selection_masks(data, method.modalities), method.metric) if s is not None]
+    if not scores:
+        raise ValueError(f"no validation row can be scored for {method.name}")
+    return float(np.mean(scores))
+
+
+def evaluate(method, data: MultiModalDataset, masks: Sequence[ProtocolMask], metrics: Sequence[str] | None = None) -> list[dict]:
+    """One record per (mask, metric): protocol, rate, pattern, metric, value, rows scored."""
+    metrics = list(metrics or metric_names(data.task, data.num_classes))
+    encoded = method.encode(data.inputs, data.present)
+    records = []
+    for mask in masks:
+        proba, target = _scored_proba(method, encoded, data, mask)
+        for metric in metrics:
+            value = compute_metric(metric, target, proba) if len(target) else None
+            records.append({"protocol": mask.protocol, "rate": mask.rate, "pattern": mask.pattern, "metric": metric,
+                            "value": value, "n_scored": int(len(target)), "n_rows": int(len(mask.scored))})
+    return records + sweep_areas(records)
+
+
+def sweep_areas(records: Sequence[dict]) -> list[dict]:
+    """Area under metric-vs-rate (trapezoid on [0, 1]) per sweep and metric; n/a if any point is."""
+    curves: dict[tuple, list[dict]] = defaultdict(list)
+    for r in records:
+        if r["protocol"].startswith("sweep:") and r["rate"] is not None:
+            curves[(r["protocol"], r["metric"])].append(r)
+    areas = []
+    for (protocol, metric), points in curves.items():
+        points = sorted(points, key=lambda r: r["rate"])
+        values = [p["value"] for p in points]
+        ok = all(v is not None and not np.isnan(v) for v in values)
+        area = float(np.trapezoid(values, [p["rate"] for p in points])) if ok else None
+        areas.append({"protocol": protocol, "rate": None, "pattern": None, "metric": f"area:{metric}",
+                      "value": area, "n_scored": min(p["n_scored"] for p in points), "n_rows": points[0]["n_rows"]})
+    return areas

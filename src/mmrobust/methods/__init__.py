@@ -1,0 +1,45 @@
+"""Methods behind a registry: ``create_method(name, encoders=..., num_classes=..., seed=...)``."""
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from ..registry import Registry
+from .base import Method, complete_present
+from .fused import UME, FusedMethod
+from .ume_mma import UmeMma
+from .unimodal import Stage1, UnimodalMethod, train_stage1
+
+METHODS: Registry[Method] = Registry("method")
+
+METHODS.register("unimodal", UnimodalMethod, doc="the uni-modal model of one modality (Stage 1); the reference when only it is present")
+METHODS.register("ume", UME, doc="Uni-Modal Ensemble: mean of the Stage-1 logits over present modalities")
+METHODS.register("mma", partial(FusedMethod, init="unimodal", augment=True, name="mma"),
+                 doc="Missing Modality Adaptation: late fusion from Stage 1, fine-tuned with modality dropout")
+METHODS.register("ume-mma", UmeMma, doc="UME or MMA, whichever is better on validation")
+METHODS.register("ume-mma-routed", partial(UmeMma, routing=True),
+                 doc="UME or MMA per presence pattern, whichever is better on validation for it")
+METHODS.register("late-fusion", partial(FusedMethod, name="late-fusion"),
+                 doc="late fusion (presence-normalised mean of logits), joint training from scratch")
+METHODS.register("late-fusion-concat", partial(FusedMethod, fusion="concat", name="late-fusion-concat"),
+                 doc="late fusion by concatenation (zeros in missing slots), joint training from scratch")
+METHODS.register("late-fusion-dropout", partial(FusedMethod, augment=True, name="late-fusion-dropout"),
+                 doc="late fusion from scratch with modality dropout (augmentation alone)")
+METHODS.register("late-fusion-unimodal-init", partial(FusedMethod, init="unimodal", name="late-fusion-unimodal-init"),
+                 doc="late fusion initialised from Stage 1, fine-tuned without augmentation (initialisation alone)")
+
+PAPER_METHODS = ("unimodal", "late-fusion", "late-fusion-concat", "late-fusion-dropout",
+                 "late-fusion-unimodal-init", "ume", "mma", "ume-mma")
+
+
+def create_method(name: str, **kwargs: Any) -> Method:
+    """An unfitted method: ``create_method("mma", encoders=..., num_classes=10, seed=0)``."""
+    return METHODS.create(name, **kwargs)
+
+
+def list_methods() -> list[str]:
+    return METHODS.names()
+
+
+__all__ = ["METHODS", "PAPER_METHODS", "Method", "FusedMethod", "UME", "UmeMma", "UnimodalMethod",
+           "Stage1", "train_stage1", "create_method", "list_methods", "complete_present"]

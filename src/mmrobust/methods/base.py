@@ -1,0 +1,128 @@
+"""The method contract, in scikit-learn's vocabulary.
+
+``__init__`` only stores hyper-parameters; ``fit(train, val) -> self`` builds fresh
+modules from the encoder specs; fitted attributes end in ``_``. Evaluation goes through
+``encode`` (once per row) and ``proba_from_encoded`` (once per presence mask), so every
+protocol is applied at the fusion without re-running the encoders.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..batch import Batch, MultiModalDataset, num_rows
+from ..encoders import EncoderLike
+from ..metrics import default_metric
+from ..train import TrainConfig, resolve_device
+
+
+class Method:
+    name = "method"
+    needs_stage1 = False
+
+    def __init__(
+        self,
+        encoders: Mapping[str, EncoderLike],
+        num_classes: int,
+        *,
+        task: str = "multiclass",
+        seed: int = 0,
+        train_config: TrainConfig | None = None,
+        metric: str | None = None,
+    ) -> None:
+        if len(encoders) < 1:
+            raise ValueError("a method needs at least one encoder")
+        self.encoders = dict(encoders)
+        self.num_classes = int(num_classes)
+        self.task = task
+        self.seed = int(seed)
+        self.train_config = train_config or TrainConfig()
+        self.metric = metric or default_metric(task)
+
+    @property
+    def modalities(self) -> list[str]:
+        return sorted(self.encoders)
+
+    @property
+    def device(self) -> torch.device:
+        return resolve_device(self.train_config.device)
+
+    # --- to implement -------------------------------------------------------------------
+    def fit(self, train: MultiModalDataset, val: MultiModalDataset | None = None, **context: Any) -> "Method":
+        raise NotImplementedError
+
+    def training_step(self, batch: Batch, epoch: int) -> dict[str, Tensor]:
+        raise NotImplementedError(f"{self.name} has no training step")
+
+    def encode(self, inputs: Mapping[str, Any], present: Mapping[str, Tensor]) -> Any:
+        """Per-row outputs of every encoder on its present rows (computed once per row)."""
+        raise NotImplementedError
+
+    def proba_from_encoded(self, encoded: Any, present: Mapping[str, Tensor]) -> Tensor:
+        """Probabilities ``N x C`` for a presence mask (a subset of the encoded one).
+
+        Rows with none of this method's modalities present are NaN.
+        """
+        raise NotImplementedError
+
+    def fit_summary(self) -> dict:
+        """What the fit chose, for the run's records (validation scores, epochs)."""
+        return {}
+
+    # --- the public API, shared -------------------------------------------------------------
+    def predict_proba(self, inputs: Mapping[str, Any], present: Mapping[str, Any] | None = None) -> np.ndarray:
+        """Probabilities for rows with any subset of modalities present (``None`` = absent)."""
+        present_t = complete_present(inputs, present, self.modalities)
+        proba = self.proba_from_encoded(self.encode(inputs, present_t), present_t)
+        unusable = torch.nonzero(torch.isnan(proba).any(dim=1)).flatten().tolist()
+        if unusable:
+            raise ValueError(
+                f"rows {unusable[:5]}{' ...' if len(unusable) > 5 else ''} have none of the modalities "
+                f"this {self.name} model uses ({', '.join(self.modalities)}) present"
+            )
+        return proba.numpy()
+
+    def predict(self, inputs: Mapping[str, Any], present: Mapping[str, Any] | None = None) -> np.ndarray:
+        proba = self.predict_proba(inputs, present)
+        return (proba >= 0.5).astype(np.int64) if self.task == "multilabel" else proba.argmax(axis=1)
+
+    def score(self, data: MultiModalDataset) -> float:
+        """The method's metric on ``data`` with its own presence (rows it cannot use are skipped)."""
+        from ..evaluate import evaluate
+        from ..masking import sample_masks
+
+        (record,) = [r for r in evaluate(self, data, sample_masks("observed", data.present, 0)) if r["metric"] == self.metric]
+        return record["value"]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, modalities={self.modalities}, seed={self.seed})"
+
+
+def complete_present(
+    inputs: Mapping[str, Any], present: Mapping[str, Any] | None, modalities: list[str]
+) -> dict[str, Tensor]:
+    """Presence for every modality of a model: given, or True where an input is given."""
+    unknown = set(inputs) - set(modalities)
+    if unknown:
+        raise ValueError(f"inputs for unknown modalities {sorted(unknown)}; the model uses {modalities}")
+    given = [x for x in inputs.values() if x is not None]
+    if not given:
+        raise ValueError(f"no input given; the model uses {modalities}")
+    n = num_rows(given[0])
+    out = {}
+    for m in modalities:
+        if present is not None and present.get(m) is not None:
+            p = torch.as_tensor(np.asarray(present[m]) if not isinstance(present[m], Tensor) else present[m]).bool().cpu()
+        else:
+            p = torch.full((n,), inputs.get(m) is not None, dtype=torch.bool)
+        if p.shape != (n,):
+            raise ValueError(f"present[{m!r}] must have {n} rows, got shape {tuple(p.shape)}")
+        if bool(p.any()) and inputs.get(m) is None:
+            raise ValueError(f"present[{m!r}] marks rows present but no input was given for {m!r}")
+        if inputs.get(m) is not None and num_rows(inputs[m]) != n:
+            raise ValueError(f"input {m!r} has {num_rows(inputs[m])} rows, expected {n}")
+        out[m] = p
+    return out

@@ -1,0 +1,179 @@
+"""Late-fusion methods: UME, MMA and the fused baselines of method.md.
+
+Li, Du, Zhao, Huang, Zhao, "What Makes for Robust Multi-Modal Models in the Face of Missing
+Modalities?", arXiv 2310.06383 (2023); Du et al., ICML 2023 (the Uni-Modal Ensemble).
+
+One class covers the whole table of method.md, by two switches:
+
+============================  ============  ====================
+method                        init          missing augmentation
+============================  ============  ====================
+``late-fusion``               scratch       no
+``late-fusion-dropout``       scratch       yes
+``late-fusion-unimodal-init`` uni-modal     no
+``mma``                       uni-modal     yes
+``ume``                       uni-modal     (not trained)
+============================  ============  ====================
+
+Models initialised from Stage 1 are fine-tuned at ``finetune_lr_scale`` x the Stage-1
+learning rate for ``finetune_epoch_fraction`` of its epochs. Every fused model selects its
+checkpoint on the mean validation metric over ``full`` and each single modality missing.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor
+
+from ..batch import Batch, MultiModalDataset
+from ..encoders import EncoderLike, build_encoder_seeded
+from ..masking import derive_seed, sample_modality_dropout
+from ..models import LateFusionClassifier
+from ..train import iter_chunks, proba_from_logits, task_loss, train_module
+from .base import Method
+from .unimodal import Stage1, train_stage1
+
+INITS = ("scratch", "unimodal")
+
+
+class FusedMethod(Method):
+    """A late-fusion model, trained from scratch or from Stage 1, with or without MMA."""
+
+    name = "late-fusion"
+
+    def __init__(
+        self,
+        encoders: Mapping[str, EncoderLike],
+        num_classes: int,
+        *,
+        init: str = "scratch",
+        augment: bool = False,
+        fusion: str = "mean",
+        concat_missing: str = "zeros",
+        average: str = "logits",
+        p_drop: float = 0.5,
+        unimodal_loss_weight: float = 0.0,
+        finetune_lr_scale: float = 0.1,
+        finetune_epoch_fraction: float = 0.5,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(encoders, num_classes, **kwargs)
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        if unimodal_loss_weight and fusion != "mean":
+            raise ValueError("unimodal_loss_weight needs fusion='mean' (the concat fusion has no per-modality heads)")
+        if len(self.encoders) < 2:
+            raise ValueError(f"a fused method needs at least two modalities, got {self.modalities}")
+        self.init, self.augment, self.fusion = init, augment, fusion
+        self.concat_missing, self.average, self.p_drop = concat_missing, average, p_drop
+        self.unimodal_loss_weight = unimodal_loss_weight
+        self.finetune_lr_scale, self.finetune_epoch_fraction = finetune_lr_scale, finetune_epoch_fraction
+        self.name = name or self.name
+
+    @property
+    def needs_stage1(self) -> bool:  # type: ignore[override]
+        return self.init == "unimodal"
+
+    def fit(self, train: MultiModalDataset, val: MultiModalDataset | None = None, *,
+            stage1: Stage1 | None = None, log_dir: str | Path | None = None, **_: Any) -> "FusedMethod":
+        self.model_ = self._build_model(self._stage1(stage1, train, val, log_dir))
+        config = self.train_config.scaled(self.finetune_lr_scale, self.finetune_epoch_fraction) \
+            if self.init == "unimodal" else self.train_config
+        validate = (lambda: self.selection_score(val)) if val is not None else None
+        log_path = Path(log_dir) / f"{self.name}.jsonl" if log_dir else None
+        self.history_ = train_module(self.model_, self.training_step, train, config,
+                                     seed=derive_seed(self.seed, self.name, "train"),
+                                     validate=validate, log_path=log_path, desc=self.name)
+        self.val_score_ = validate() if validate else None
+        return self
+
+    def _stage1(self, stage1, train, val, log_dir) -> Stage1 | None:
+        if self.init != "unimodal":
+            return None
+        if stage1 is None:  # standalone use: train this seed's Stage 1 here
+            return train_stage1(self.encoders, train, val, num_classes=self.num_classes, seed=self.seed,
+                                task=self.task, train_config=self.train_config, metric=self.metric, log_dir=log_dir)
+        missing = set(self.modalities) - set(stage1.methods)
+        if missing or stage1.seed != self.seed:
+            raise ValueError(f"Stage 1 of seed {stage1.seed} with {sorted(stage1.methods)} does not fit "
+                             f"{self.name} of seed {self.seed} with {self.modalities}")
+        return stage1
+
+    def _build_model(self, stage1: Stage1 | None) -> LateFusionClassifier:
+        options = dict(fusion=self.fusion, task=self.task, concat_missing=self.concat_missing, average=self.average)
+        if stage1 is not None:
+            return LateFusionClassifier.from_unimodal(
+                {m: stage1.models[m] for m in self.modalities}, self.num_classes, **options)
+        encoders = {m: build_encoder_seeded(self.encoders[m], m, derive_seed(self.seed, self.name, m))
+                    for m in self.modalities}
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(self.seed, self.name, "heads"))
+            return LateFusionClassifier(encoders, self.num_classes, **options)
+
+    def training_step(self, batch: Batch, epoch: int) -> dict[str, Tensor]:
+        present = batch.present
+        if self.augment:
+            present = sample_modality_dropout(present, batch.index, seed=self.seed, epoch=epoch, p_drop=self.p_drop)
+        branches = self.model_.encode(batch.inputs, present)
+        logits = self.model_.fuse(branches, present)
+        rows = torch.stack([present[m] for m in self.modalities]).any(dim=0)
+        loss = task_loss(logits[rows], batch.target[rows], self.task)
+        if self.unimodal_loss_weight:
+            for m in self.modalities:
+                if bool(present[m].any()):
+                    loss = loss + self.unimodal_loss_weight * task_loss(
+                        branches[m][present[m]], batch.target[present[m]], self.task)
+        return {"loss": loss, "logits": logits}
+
+    @torch.no_grad()
+    def encode(self, inputs: Mapping[str, Any], present: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        model = self.model_.eval()
+        chunks = [
+            {m: t.float().cpu() for m, t in model.encode(chunk_inputs, chunk_present).items()}
+            for chunk_inputs, chunk_present in iter_chunks(
+                inputs, {m: present[m] for m in self.modalities}, self.train_config.eval_batch_size, self.device)
+        ]
+        return {m: torch.cat([c[m] for c in chunks]) for m in self.modalities}
+
+    @torch.no_grad()
+    def proba_from_encoded(self, encoded: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> Tensor:
+        device, size = self.device, self.train_config.eval_batch_size * 16
+        n = len(present[self.modalities[0]])
+        out = []
+        for start in range(0, n, size):
+            part = slice(start, start + size)
+            chunk_present = {m: present[m][part].to(device) for m in self.modalities}
+            logits = self.model_.fuse({m: encoded[m][part].to(device) for m in self.modalities}, chunk_present)
+            out.append(proba_from_logits(logits.float(), self.task).cpu())
+        proba = torch.cat(out)
+        usable = torch.stack([present[m] for m in self.modalities]).any(dim=0)
+        return torch.where(usable[:, None], proba, torch.full_like(proba, float("nan")))
+
+    def selection_score(self, val: MultiModalDataset) -> float:
+        """Mean validation metric over ``full`` and each single modality missing (method.md)."""
+        from ..evaluate import selection_score
+
+        return selection_score(self, val)
+
+    def fit_summary(self) -> dict:
+        return {"val_score": self.val_score_, "epochs_run": len(self.history_),
+                "selected_epoch": next((h["epoch"] for h in self.history_ if h.get("selected")), None)}
+
+
+class UME(FusedMethod):
+    """Uni-Modal Ensemble: the mean over present modalities of the Stage-1 logits (not trained)."""
+
+    name = "ume"
+
+    def __init__(self, encoders: Mapping[str, EncoderLike], num_classes: int, *, average: str = "logits", **kwargs: Any) -> None:
+        super().__init__(encoders, num_classes, init="unimodal", augment=False, fusion="mean", average=average, **kwargs)
+
+    def fit(self, train: MultiModalDataset, val: MultiModalDataset | None = None, *,
+            stage1: Stage1 | None = None, log_dir: str | Path | None = None, **_: Any) -> "UME":
+        self.model_ = self._build_model(self._stage1(stage1, train, val, log_dir)).to(self.device).eval()
+        self.history_ = []
+        self.val_score_ = self.selection_score(val) if val is not None else None
+        return self

@@ -1,0 +1,97 @@
+"""UME-MMA: choose between the Uni-Modal Ensemble and MMA on validation (Li, Du et al. 2023).
+
+Both are built from the same Stage-1 models and compared by the criterion every fused model
+uses (mean validation metric over ``full`` and each single modality missing). With
+``routing=True``, each presence pattern is instead routed to whichever of the two was better
+on validation rows with that pattern.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..batch import MultiModalDataset
+from ..encoders import EncoderLike
+from ..masking import nonempty_subsets, pattern_name, sample_masks
+from .base import Method
+from .fused import UME, FusedMethod
+from .unimodal import Stage1, train_stage1
+
+COMPONENTS = ("ume", "mma")
+
+
+class UmeMma(Method):
+    name = "ume-mma"
+    needs_stage1 = True
+
+    def __init__(self, encoders: Mapping[str, EncoderLike], num_classes: int, *, routing: bool = False,
+                 mma_options: Mapping[str, Any] | None = None, name: str | None = None, **kwargs: Any) -> None:
+        super().__init__(encoders, num_classes, **kwargs)
+        self.routing = routing
+        self.mma_options = dict(mma_options or {})
+        self.name = name or ("ume-mma-routed" if routing else "ume-mma")
+
+    def fit(self, train: MultiModalDataset, val: MultiModalDataset | None = None, *,
+            stage1: Stage1 | None = None, fitted: Mapping[str, Method] | None = None,
+            log_dir: str | Path | None = None, **_: Any) -> "UmeMma":
+        """Fit (or reuse, from ``fitted``) UME and MMA of this seed, then choose on ``val``."""
+        if val is None:
+            raise ValueError("ume-mma chooses between UME and MMA on validation data; pass val")
+        common = dict(task=self.task, seed=self.seed, train_config=self.train_config, metric=self.metric)
+        if stage1 is None:
+            stage1 = train_stage1(self.encoders, train, val, num_classes=self.num_classes, log_dir=log_dir, **common)
+        fitted = fitted or {}
+        self.ume_ = fitted.get("ume") or UME(self.encoders, self.num_classes, **common).fit(train, val, stage1=stage1)
+        self.mma_ = fitted.get("mma") or FusedMethod(
+            self.encoders, self.num_classes, init="unimodal", augment=True, name="mma", **self.mma_options, **common,
+        ).fit(train, val, stage1=stage1, log_dir=log_dir)
+        self._choose(val)
+        return self
+
+    def _choose(self, val: MultiModalDataset) -> None:
+        from ..evaluate import mask_scores
+
+        components = {"ume": self.ume_, "mma": self.mma_}
+        self.val_scores_ = {c: method.val_score_ for c, method in components.items()}
+        self.selected_ = "mma" if self.val_scores_["mma"] > self.val_scores_["ume"] else "ume"
+        masks = sample_masks("subsets", {m: val.present[m] for m in self.modalities}, self.seed)
+        per_pattern = {c: mask_scores(method, val, masks, self.metric) for c, method in components.items()}
+        self.pattern_scores_ = {
+            mask.pattern: {c: per_pattern[c][i] for c in COMPONENTS} for i, mask in enumerate(masks)
+        }
+        self.routing_ = {p: _better(s, self.selected_) for p, s in self.pattern_scores_.items()}
+
+    def encode(self, inputs: Mapping[str, Any], present: Mapping[str, Tensor]) -> dict[str, Any]:
+        return {"ume": self.ume_.encode(inputs, present), "mma": self.mma_.encode(inputs, present)}
+
+    def proba_from_encoded(self, encoded: Mapping[str, Any], present: Mapping[str, Tensor]) -> Tensor:
+        probas = {c: getattr(self, f"{c}_").proba_from_encoded(encoded[c], present) for c in COMPONENTS}
+        if not self.routing:
+            return probas[self.selected_]
+        use_mma = torch.zeros(len(probas["ume"]), dtype=torch.bool)
+        for subset in nonempty_subsets(self.modalities):
+            if self.routing_[pattern_name(subset)] == "mma":
+                use_mma |= _rows_with_pattern(present, subset, self.modalities)
+        return torch.where(use_mma[:, None], probas["mma"], probas["ume"])
+
+    def fit_summary(self) -> dict:
+        return {"selected": self.selected_, "val_scores": self.val_scores_, "routing": self.routing,
+                "pattern_choice": self.routing_, "pattern_scores": self.pattern_scores_}
+
+
+def _better(scores: Mapping[str, float | None], default: str) -> str:
+    ume, mma = scores["ume"], scores["mma"]
+    if ume is None or mma is None:  # no validation rows with this pattern
+        return default
+    return "mma" if mma > ume else "ume"
+
+
+def _rows_with_pattern(present: Mapping[str, Tensor], subset: tuple[str, ...], modalities: list[str]) -> Tensor:
+    rows = torch.ones(len(present[modalities[0]]), dtype=torch.bool)
+    for m in modalities:
+        rows &= present[m] if m in subset else ~present[m]
+    return rows

@@ -1,0 +1,100 @@
+"""Composed models: a uni-modal classifier and a late-fusion classifier over any K >= 2."""
+from __future__ import annotations
+
+import copy
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from .batch import encode_present
+from .fusion import FUSIONS, ConcatFusion, MeanFusion
+
+
+class UnimodalClassifier(nn.Module):
+    """An encoder and a linear head: ``W phi(x) + b``."""
+
+    def __init__(self, encoder: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(encoder.out_dim, num_classes)
+
+    def forward(self, x: Any) -> Tensor:
+        return self.head(self.encoder(x))
+
+
+class Branch(nn.Module):
+    """One modality's path to the fusion: the encoder, then its head when the fusion has heads."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module | None) -> None:
+        super().__init__()
+        self.encoder, self.head = encoder, head
+        self.out_dim = head.out_features if head is not None else encoder.out_dim
+
+    def forward(self, x: Any) -> Tensor:
+        features = self.encoder(x)
+        return self.head(features) if self.head is not None else features
+
+
+class LateFusionClassifier(nn.Module):
+    """Late fusion over modalities iterated by sorted name, tolerant of any missing subset.
+
+    ``fusion="mean"``: per-modality heads and the presence-normalised mean of their logits
+    (method.md); ``fusion="concat"``: features concatenated with a fill in missing slots,
+    then one linear layer. Encoders run on present rows only.
+    """
+
+    def __init__(
+        self,
+        encoders: Mapping[str, nn.Module],
+        num_classes: int,
+        *,
+        fusion: str = "mean",
+        task: str = "multiclass",
+        concat_missing: str = "zeros",
+        average: str = "logits",
+    ) -> None:
+        super().__init__()
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+        self.modalities = sorted(encoders)
+        self.fusion_kind = fusion
+        heads = {m: nn.Linear(encoders[m].out_dim, num_classes) if fusion == "mean" else None for m in self.modalities}
+        self.branches = nn.ModuleDict({m: Branch(encoders[m], heads[m]) for m in self.modalities})
+        if fusion == "mean":
+            self.fusion: nn.Module = MeanFusion(task, average)
+        else:
+            self.fusion = ConcatFusion({m: encoders[m].out_dim for m in self.modalities}, num_classes, concat_missing)
+
+    @classmethod
+    def from_unimodal(cls, models: Mapping[str, UnimodalClassifier], num_classes: int, **kwargs: Any) -> "LateFusionClassifier":
+        """Copy encoders and heads from uni-modal models (never shares their parameters).
+
+        With mean fusion the result equals their ensemble for every presence pattern; with
+        concat fusion the linear layer is ``[W_1 ... W_K] / K`` and ``mean(b_m)``, equal to
+        the ensemble on full inputs.
+        """
+        models = {m: copy.deepcopy(models[m]) for m in sorted(models)}
+        fused = cls({m: model.encoder for m, model in models.items()}, num_classes, **kwargs)
+        with torch.no_grad():
+            if fused.fusion_kind == "mean":
+                for m, model in models.items():
+                    fused.branches[m].head.load_state_dict(model.head.state_dict())
+            else:
+                k = len(models)
+                fused.fusion.linear.weight.copy_(torch.cat([models[m].head.weight for m in fused.modalities], 1) / k)
+                fused.fusion.linear.bias.copy_(sum(models[m].head.bias for m in fused.modalities) / k)
+        return fused
+
+    def encode(self, inputs: Mapping[str, Any], present: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Branch outputs (logits for mean fusion, features for concat), present rows only."""
+        return {
+            m: encode_present(self.branches[m], inputs.get(m), present[m], self.branches[m].out_dim)
+            for m in self.modalities
+        }
+
+    def fuse(self, branches: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> Tensor:
+        return self.fusion(branches, present)
+
+    def forward(self, inputs: Mapping[str, Any], present: Mapping[str, Tensor]) -> Tensor:
+        return self.fuse(self.encode(inputs, present), present)

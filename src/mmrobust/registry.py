@@ -1,0 +1,53 @@
+"""One small generic registry, used for datasets, encoders and methods."""
+from __future__ import annotations
+
+from typing import Any, Callable, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Maps names to factories: ``register`` / ``create`` / ``names``."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._factories: dict[str, Callable[..., T]] = {}
+        self._docs: dict[str, str] = {}
+
+    def register(self, name: str, factory: Callable[..., T] | None = None, doc: str | None = None):
+        """Register ``factory`` under ``name``; usable as a decorator."""
+
+        def add(fn: Callable[..., T]) -> Callable[..., T]:
+            if name in self._factories:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            self._factories[name] = fn
+            self._docs[name] = doc if doc is not None else _first_line(fn.__doc__)
+            return fn
+
+        return add(factory) if factory is not None else add
+
+    def get(self, name: str) -> Callable[..., T]:
+        try:
+            return self._factories[name]
+        except KeyError:
+            raise KeyError(
+                f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}"
+            ) from None
+
+    def create(self, name: str, **kwargs: Any) -> T:
+        return self.get(name)(**kwargs)
+
+    def names(self) -> list[str]:
+        return sorted(self._factories)
+
+    def describe(self, name: str) -> str:
+        self.get(name)
+        return self._docs[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._factories
+
+
+def _first_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[0] if lines else ""
