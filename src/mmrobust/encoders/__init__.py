@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
-import torch
 from torch import nn
 
 from ..registry import Registry
@@ -54,8 +53,9 @@ def build_encoder(spec: EncoderLike, modality: str = "?") -> nn.Module:
 
 def build_encoder_seeded(spec: EncoderLike, modality: str, seed: int) -> nn.Module:
     """Build under a fixed torch seed, without touching the caller's random state."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    from ..train import seeded
+
+    with seeded(seed):
         return build_encoder(spec, modality)
 
 

@@ -41,6 +41,7 @@ class Method:
         self.seed = int(seed)
         self.train_config = train_config or TrainConfig()
         self.metric = metric or default_metric(task)
+        self.input_modalities = sorted(encoders)  # inputs accepted (and ignored when unused)
 
     @property
     def modalities(self) -> list[str]:
@@ -75,7 +76,7 @@ class Method:
     # --- the public API, shared -------------------------------------------------------------
     def predict_proba(self, inputs: Mapping[str, Any], present: Mapping[str, Any] | None = None) -> np.ndarray:
         """Probabilities for rows with any subset of modalities present (``None`` = absent)."""
-        present_t = complete_present(inputs, present, self.modalities)
+        present_t = complete_present(inputs, present, self.modalities, self.input_modalities)
         proba = self.proba_from_encoded(self.encode(inputs, present_t), present_t)
         unusable = torch.nonzero(torch.isnan(proba).any(dim=1)).flatten().tolist()
         if unusable:
@@ -102,12 +103,12 @@ class Method:
 
 
 def complete_present(
-    inputs: Mapping[str, Any], present: Mapping[str, Any] | None, modalities: list[str]
+    inputs: Mapping[str, Any], present: Mapping[str, Any] | None, modalities: list[str], accepted: list[str]
 ) -> dict[str, Tensor]:
-    """Presence for every modality of a model: given, or True where an input is given."""
-    unknown = set(inputs) - set(modalities)
+    """Presence for every modality a model uses: given, or True where an input is given."""
+    unknown = set(inputs) - set(accepted)
     if unknown:
-        raise ValueError(f"inputs for unknown modalities {sorted(unknown)}; the model uses {modalities}")
+        raise ValueError(f"inputs for unknown modalities {sorted(unknown)}; expected some of {accepted}")
     given = [x for x in inputs.values() if x is not None]
     if not given:
         raise ValueError(f"no input given; the model uses {modalities}")

@@ -31,7 +31,7 @@ from ..batch import Batch, MultiModalDataset
 from ..encoders import EncoderLike, build_encoder_seeded
 from ..masking import derive_seed, sample_modality_dropout
 from ..models import LateFusionClassifier
-from ..train import iter_chunks, proba_from_logits, task_loss, train_module
+from ..train import iter_chunks, proba_from_logits, seeded, task_loss, train_module
 from .base import Method
 from .unimodal import Stage1, train_stage1
 
@@ -79,7 +79,7 @@ class FusedMethod(Method):
 
     def fit(self, train: MultiModalDataset, val: MultiModalDataset | None = None, *,
             stage1: Stage1 | None = None, log_dir: str | Path | None = None, **_: Any) -> "FusedMethod":
-        self.model_ = self._build_model(self._stage1(stage1, train, val, log_dir))
+        self.model_ = self.build_model(self._stage1(stage1, train, val, log_dir))
         config = self.train_config.scaled(self.finetune_lr_scale, self.finetune_epoch_fraction) \
             if self.init == "unimodal" else self.train_config
         validate = (lambda: self.selection_score(val)) if val is not None else None
@@ -102,15 +102,15 @@ class FusedMethod(Method):
                              f"{self.name} of seed {self.seed} with {self.modalities}")
         return stage1
 
-    def _build_model(self, stage1: Stage1 | None) -> LateFusionClassifier:
+    def build_model(self, stage1: Stage1 | None) -> LateFusionClassifier:
+        """The model at step 0: copied from Stage 1 (``init="unimodal"``) or built fresh."""
         options = dict(fusion=self.fusion, task=self.task, concat_missing=self.concat_missing, average=self.average)
         if stage1 is not None:
             return LateFusionClassifier.from_unimodal(
                 {m: stage1.models[m] for m in self.modalities}, self.num_classes, **options)
         encoders = {m: build_encoder_seeded(self.encoders[m], m, derive_seed(self.seed, self.name, m))
                     for m in self.modalities}
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(self.seed, self.name, "heads"))
+        with seeded(derive_seed(self.seed, self.name, "heads")):
             return LateFusionClassifier(encoders, self.num_classes, **options)
 
     def training_step(self, batch: Batch, epoch: int) -> dict[str, Tensor]:
@@ -173,7 +173,7 @@ class UME(FusedMethod):
 
     def fit(self, train: MultiModalDataset, val: MultiModalDataset | None = None, *,
             stage1: Stage1 | None = None, log_dir: str | Path | None = None, **_: Any) -> "UME":
-        self.model_ = self._build_model(self._stage1(stage1, train, val, log_dir)).to(self.device).eval()
+        self.model_ = self.build_model(self._stage1(stage1, train, val, log_dir)).to(self.device).eval()
         self.history_ = []
         self.val_score_ = self.selection_score(val) if val is not None else None
         return self

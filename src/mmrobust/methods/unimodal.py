@@ -15,10 +15,10 @@ import torch
 from torch import Tensor
 
 from ..batch import Batch, MultiModalDataset
-from ..encoders import EncoderLike, build_encoder_seeded
+from ..encoders import EncoderLike, build_encoder
 from ..masking import derive_seed
 from ..models import UnimodalClassifier
-from ..train import TrainConfig, iter_chunks, proba_from_logits, task_loss, train_module
+from ..train import iter_chunks, proba_from_logits, seeded, task_loss, train_module
 from .base import Method
 
 
@@ -33,6 +33,7 @@ class UnimodalMethod(Method):
         super().__init__({modality: encoders[modality]}, num_classes, **kwargs)
         self.modality = modality
         self.name = f"unimodal:{modality}"
+        self.input_modalities = sorted(encoders)
 
     def fit(self, train: MultiModalDataset, val: MultiModalDataset | None = None, *,
             stage1: "Stage1 | None" = None, log_dir: str | Path | None = None, **_: Any) -> "UnimodalMethod":
@@ -44,7 +45,8 @@ class UnimodalMethod(Method):
             return self
         m = self.modality
         seed = derive_seed(self.seed, self.name)
-        self.model_ = UnimodalClassifier(build_encoder_seeded(self.encoders[m], m, seed), self.num_classes)
+        with seeded(seed):
+            self.model_ = UnimodalClassifier(build_encoder(self.encoders[m], m), self.num_classes)
         rows = only_present(train, m)
         val_rows = only_present(val, m) if val is not None else None
         validate = (lambda: self.score(val_rows)) if val_rows is not None and len(val_rows) else None

@@ -1,0 +1,21 @@
+import pytest
+import torch
+
+import mmrobust as mm
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def tiny_config():
+    return mm.TrainConfig(epochs=3, batch_size=32, lr=3e-3, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    return mm.make_synthetic({"train": 240, "val": 80, "test": 120}, {"a": 6, "b": 6}, noise=1.0, seed=0)
+
+
+@pytest.fixture
+def tiny_encoders():
+    return {"a": mm.EncoderSpec("mlp-tiny", in_dim=6), "b": mm.EncoderSpec("mlp-tiny", in_dim=6)}
