@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import torch
 
 from .batch import MultiModalDataset
 from .encoders import EncoderLike
 from .evaluate import evaluate
 from .files import write_json, write_jsonl
-from .masking import ProtocolMask, sample_all_masks, sample_training_missing, save_masks
+from .masking import sample_all_masks, sample_training_missing, save_masks
 from .methods import METHODS, Method, create_method, train_stage1
 from .train import TrainConfig
 
@@ -71,7 +70,7 @@ def run_experiment(
     names = expand_methods(methods, sorted(encoders))
     results = ExperimentResults()
     for seed in seeds:
-        started = time.perf_counter()
+        time.perf_counter()
         seed_records, seed_fits = _run_seed(names, encoders, train, val, test, protocols, seed, train_config,
                                             dict(method_options or {}), dict(train_missing or {}), out_dir)
         results.records += [{"dataset": dataset, **r} for r in seed_records]

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .batch import Batch, MultiModalDataset, move_to, num_rows, take_rows
+from .batch import Batch, MultiModalDataset, move_to, take_rows
 from .files import append_jsonl
 from .masking import derive_seed
 

@@ -70,8 +70,10 @@ class Method:
         raise NotImplementedError
 
     def fit_summary(self) -> dict:
-        """What the fit chose, for the run's records (validation scores, epochs)."""
-        return {}
+        """What the fit chose, for the run's records: validation score and selected epoch."""
+        history = getattr(self, "history_", [])
+        return {"val_score": getattr(self, "val_score_", None), "epochs_run": len(history),
+                "selected_epoch": next((h["epoch"] for h in history if h.get("selected")), None)}
 
     # --- the public API, shared -------------------------------------------------------------
     def predict_proba(self, inputs: Mapping[str, Any], present: Mapping[str, Any] | None = None) -> np.ndarray:

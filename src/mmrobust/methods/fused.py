@@ -158,10 +158,6 @@ class FusedMethod(Method):
 
         return selection_score(self, val)
 
-    def fit_summary(self) -> dict:
-        return {"val_score": self.val_score_, "epochs_run": len(self.history_),
-                "selected_epoch": next((h["epoch"] for h in self.history_ if h.get("selected")), None)}
-
 
 class UME(FusedMethod):
     """Uni-Modal Ensemble: the mean over present modalities of the Stage-1 logits (not trained)."""

@@ -78,10 +78,6 @@ class UnimodalMethod(Method):
         proba = proba_from_logits(encoded, self.task)
         return torch.where(present[self.modality][:, None], proba, torch.full_like(proba, float("nan")))
 
-    def fit_summary(self) -> dict:
-        return {"val_score": self.val_score_, "epochs_run": len(self.history_),
-                "selected_epoch": next((h["epoch"] for h in self.history_ if h.get("selected")), None)}
-
 
 def only_present(data: MultiModalDataset, modality: str) -> MultiModalDataset:
     """The rows of ``data`` where ``modality`` is present, with that modality alone."""
