@@ -1,18 +1,25 @@
-"""The command line, thin: parse, build from the registries, call the library."""
+"""The command line, thin: parse, load the config, call the pipeline.
+
+    mmrobust run        the whole pipeline (Stage 1, every method, every protocol, every seed, report)
+    mmrobust train      Stage 1 and every method, saved in a new run folder
+    mmrobust evaluate   every protocol on a trained run folder
+    mmrobust report     report.md and robustness.png of an evaluated run folder
+    mmrobust list       datasets, encoders, methods, protocols, presets
+"""
 from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
+from . import pipeline
+from .config import ConfigError, RunConfig, config_to_dict, list_presets, load_config
 from .data import DATASETS
-from .encoders import ENCODERS, EncoderSpec
-from .experiment import run_experiment, summarize
-from .masking import SWEEP_RATES
-from .methods import METHODS, PAPER_METHODS
-from .train import TrainConfig
+from .encoders import ENCODERS
+from .masking import SWEEP_RATES, ProtocolError
+from .methods import METHODS
+from .report import write_report
 
 PROTOCOLS = {
     "observed": "the data's own missingness",
@@ -27,24 +34,69 @@ PROTOCOLS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ConfigError, ProtocolError, FileExistsError, FileNotFoundError, KeyError, ValueError) as err:
+        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+        return 2
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmrobust", description=__doc__)
+    parser = argparse.ArgumentParser(prog="mmrobust", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(required=True, dest="command")
-    p_list = sub.add_parser("list", help="datasets, encoders, methods, protocols")
-    p_list.set_defaults(func=cmd_list)
-    p_run = sub.add_parser("run", help="the whole pipeline: Stage 1, every method, every protocol, every seed")
-    p_run.add_argument("--dataset", default="synthetic", choices=DATASETS.names())
-    p_run.add_argument("--methods", nargs="+", default=list(PAPER_METHODS))
-    p_run.add_argument("--protocols", nargs="+", default=None, help="default: full, each miss:<m>, each sweep:<m>, subsets")
-    p_run.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p_run.add_argument("--epochs", type=int, default=20)
-    p_run.add_argument("--device", default="auto")
-    p_run.add_argument("--out", type=Path, default=None, help="run folder (default ./runs/<UTC time>-<dataset>)")
-    p_run.set_defaults(func=cmd_run)
+    for name, func, text in (("run", cmd_run, "the whole pipeline into a new run folder, ending with its report"),
+                             ("train", cmd_train, "Stage 1 and every method, saved in a new run folder")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--config", default="digits", help=f"a preset ({', '.join(list_presets())}) or a YAML file")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key, typed (repeatable), e.g. --set train.epochs=3")
+        p.add_argument("--out", type=Path, default=None, help="the run folder (default ./runs/<UTC time>-<dataset>)")
+        p.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default: the config's)")
+        p.add_argument("--device", default=None, help="auto (CUDA when present), cpu, cuda, cuda:N")
+        p.set_defaults(func=func)
+    for name, func, text in (("evaluate", cmd_evaluate, "every protocol on a trained run folder"),
+                             ("report", cmd_report, "report.md and robustness.png of an evaluated run folder")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("run_dir", type=Path)
+        p.set_defaults(func=func)
+    sub.add_parser("list", help="datasets, encoders, methods, protocols, presets").set_defaults(func=cmd_list)
     return parser
+
+
+def _config(args: argparse.Namespace) -> RunConfig:
+    overrides = list(args.set)
+    if args.seeds is not None:
+        overrides.append(f"seeds={list(args.seeds)}")
+    if args.device is not None:
+        overrides.append(f"train.device={args.device}")
+    config = load_config(args.config, overrides)
+    if sys.stderr.isatty() and "train.progress" not in " ".join(args.set):
+        config.train.progress = True
+    return config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    report = pipeline.run_all(_config(args), args.out)
+    print(f"report: {report}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    run_dir = pipeline.create_run_dir(_config(args), args.out)
+    pipeline.train_run(run_dir)
+    print(f"trained: {run_dir} (next: mmrobust evaluate {run_dir})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    pipeline.evaluate_run(args.run_dir)
+    print(f"results: {args.run_dir / 'results.jsonl'} (next: mmrobust report {args.run_dir})")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    print(f"report: {write_report(args.run_dir)}")
+    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -55,43 +107,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("protocols:")
     for name, doc in PROTOCOLS.items():
         print(f"  {name:28s} {doc}")
+    print("presets (--config):")
+    for name in list_presets():
+        config = config_to_dict(load_config(name))
+        print(f"  {name:28s} dataset {config['dataset']}, seeds {config['seeds']}, {config['train']['epochs']} epochs")
     return 0
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    splits = DATASETS.create(args.dataset)
-    modalities = splits["train"].modalities
-    encoders = {m: EncoderSpec("mlp", in_dim=int(splits["train"].inputs[m].shape[1])) for m in modalities}
-    protocols = args.protocols or ["full", *[f"miss:{m}" for m in modalities], *[f"sweep:{m}" for m in modalities], "subsets"]
-    out = args.out or Path("runs") / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{args.dataset}"
-    if out.exists():
-        print(f"error: run folder {out} already exists; choose another --out", file=sys.stderr)
-        return 2
-    results = run_experiment(
-        methods=args.methods, encoders=encoders, protocols=protocols, seeds=args.seeds, dataset=args.dataset,
-        train=splits["train"], val=splits["val"], test=splits["test"], out_dir=out,
-        train_config=TrainConfig(epochs=args.epochs, device=args.device, progress=sys.stderr.isatty()),
-    )
-    _print_summary(summarize(results.records), modalities)
-    print(f"results: {out / 'results.jsonl'}")
-    return 0
-
-
-def _print_summary(summary: list[dict], modalities: Sequence[str]) -> None:
-    columns = ["full", *[f"miss:{m}" for m in modalities]]
-    cells = {(s["method"], s["protocol"]): s for s in summary if s["rate"] is None and s["pattern"] is None
-             and not s["metric"].startswith("area:") and s["metric"] in ("accuracy", "f1_macro")}
-    methods = list(dict.fromkeys(s["method"] for s in summary))
-    print(f"{'method':28s}" + "".join(f"{c:>18s}" for c in columns))
-    for method in methods:
-        row = [cells.get((method, c)) for c in columns]
-        print(f"{method:28s}" + "".join(f"{_fmt(cell):>18s}" for cell in row))
-
-
-def _fmt(cell: dict | None) -> str:
-    if cell is None or cell["mean"] is None:
-        return "n/a"
-    return f"{100 * cell['mean']:.1f} ± {100 * cell['std']:.1f}"
 
 
 if __name__ == "__main__":

@@ -1,11 +1,34 @@
-"""Datasets behind a registry; each returns ``{"train", "val", "test"}`` of MultiModalDataset."""
+"""Datasets behind a registry; each factory returns :class:`Splits` (train / val / test, the
+dataset's default encoders, and where the data came from)."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..batch import MultiModalDataset
+from ..encoders import EncoderSpec
 from ..registry import Registry
 
-DATASETS: Registry[dict] = Registry("dataset")
 
-from . import synthetic  # noqa: E402,F401  (register the built-in datasets)
+@dataclass
+class Splits:
+    train: MultiModalDataset
+    val: MultiModalDataset
+    test: MultiModalDataset
+    encoders: dict[str, EncoderSpec]  # the dataset's default encoders
+    info: dict[str, Any] = field(default_factory=dict)  # provenance, shown in reports
+
+    def limit(self, rows: int | None) -> "Splits":
+        """The first ``rows`` rows of each split (for quick runs); ``None`` keeps everything."""
+        if rows is None:
+            return self
+        cut = {name: getattr(self, name).subset(range(min(rows, len(getattr(self, name))))) for name in ("train", "val", "test")}
+        return Splits(**cut, encoders=self.encoders, info={**self.info, "limit": rows})
+
+
+DATASETS: Registry[Splits] = Registry("dataset")
+
+from . import digits, synthetic  # noqa: E402,F401  (register the built-in datasets)
 from .synthetic import make_synthetic  # noqa: E402
 
-__all__ = ["DATASETS", "make_synthetic"]
+__all__ = ["DATASETS", "Splits", "make_synthetic"]

@@ -11,7 +11,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..batch import MultiModalDataset
-from . import DATASETS
+from ..encoders import EncoderSpec
+from . import DATASETS, Splits
 
 
 def make_synthetic(
@@ -50,6 +51,8 @@ def _sample_target(rng: np.random.Generator, n: int, num_classes: int, task: str
 
 
 @DATASETS.register("synthetic")
-def synthetic(seed: int = 0) -> dict[str, MultiModalDataset]:
+def synthetic(seed: int = 0) -> Splits:
     """Two noisy 8-d views of 4 classes (600 / 200 / 400 rows); fusion beats each view."""
-    return make_synthetic(noise={"a": 1.3, "b": 1.3}, seed=seed)
+    splits = make_synthetic(noise={"a": 1.3, "b": 1.3}, seed=seed)
+    encoders = {m: EncoderSpec("mlp", in_dim=8, hidden=(64,), out_dim=32) for m in ("a", "b")}
+    return Splits(**splits, encoders=encoders, info={"name": "synthetic", "seed": seed})

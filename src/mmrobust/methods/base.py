@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..batch import Batch, MultiModalDataset, num_rows
 from ..encoders import EncoderLike
@@ -68,6 +68,26 @@ class Method:
         Rows with none of this method's modalities present are NaN.
         """
         raise NotImplementedError
+
+    def build_architecture(self) -> nn.Module:
+        """The fitted model's module tree with fresh weights (to load saved weights into)."""
+        raise NotImplementedError
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        """The fitted weights (see :mod:`mmrobust.checkpoint`)."""
+        return dict(self.model_.state_dict())
+
+    def state_meta(self) -> dict:
+        """The fitted attributes that are not weights (JSON-serialisable)."""
+        return {"val_score": self.val_score_, "history": self.history_}
+
+    def restore(self, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> "Method":
+        """The inverse of ``state_tensors`` / ``state_meta``; returns self, fitted."""
+        model = self.build_architecture()
+        model.load_state_dict(dict(tensors))
+        self.model_ = model.to(self.device).eval()
+        self.val_score_, self.history_ = meta["val_score"], list(meta["history"])
+        return self
 
     def fit_summary(self) -> dict:
         """What the fit chose, for the run's records: validation score and selected epoch."""

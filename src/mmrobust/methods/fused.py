@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from ..batch import Batch, MultiModalDataset
-from ..encoders import EncoderLike, build_encoder_seeded
+from ..encoders import EncoderLike, build_encoder, build_encoder_seeded
 from ..masking import derive_seed, sample_modality_dropout
 from ..models import LateFusionClassifier
 from ..train import iter_chunks, proba_from_logits, seeded, task_loss, train_module
@@ -102,16 +102,22 @@ class FusedMethod(Method):
                              f"{self.name} of seed {self.seed} with {self.modalities}")
         return stage1
 
+    def _model_options(self) -> dict:
+        return dict(fusion=self.fusion, task=self.task, concat_missing=self.concat_missing, average=self.average)
+
     def build_model(self, stage1: Stage1 | None) -> LateFusionClassifier:
         """The model at step 0: copied from Stage 1 (``init="unimodal"``) or built fresh."""
-        options = dict(fusion=self.fusion, task=self.task, concat_missing=self.concat_missing, average=self.average)
         if stage1 is not None:
             return LateFusionClassifier.from_unimodal(
-                {m: stage1.models[m] for m in self.modalities}, self.num_classes, **options)
+                {m: stage1.models[m] for m in self.modalities}, self.num_classes, **self._model_options())
         encoders = {m: build_encoder_seeded(self.encoders[m], m, derive_seed(self.seed, self.name, m))
                     for m in self.modalities}
         with seeded(derive_seed(self.seed, self.name, "heads")):
-            return LateFusionClassifier(encoders, self.num_classes, **options)
+            return LateFusionClassifier(encoders, self.num_classes, **self._model_options())
+
+    def build_architecture(self) -> LateFusionClassifier:
+        encoders = {m: build_encoder(self.encoders[m], m) for m in self.modalities}
+        return LateFusionClassifier(encoders, self.num_classes, **self._model_options())
 
     def training_step(self, batch: Batch, epoch: int) -> dict[str, Tensor]:
         present = batch.present

@@ -40,16 +40,21 @@ class UmeMma(Method):
         """Fit (or reuse, from ``fitted``) UME and MMA of this seed, then choose on ``val``."""
         if val is None:
             raise ValueError("ume-mma chooses between UME and MMA on validation data; pass val")
-        common = dict(task=self.task, seed=self.seed, train_config=self.train_config, metric=self.metric)
         if stage1 is None:
-            stage1 = train_stage1(self.encoders, train, val, num_classes=self.num_classes, log_dir=log_dir, **common)
+            stage1 = train_stage1(self.encoders, train, val, num_classes=self.num_classes, log_dir=log_dir,
+                                  task=self.task, seed=self.seed, train_config=self.train_config, metric=self.metric)
         fitted = fitted or {}
-        self.ume_ = fitted.get("ume") or UME(self.encoders, self.num_classes, **common).fit(train, val, stage1=stage1)
-        self.mma_ = fitted.get("mma") or FusedMethod(
-            self.encoders, self.num_classes, init="unimodal", augment=True, name="mma", **self.mma_options, **common,
-        ).fit(train, val, stage1=stage1, log_dir=log_dir)
+        ume, mma = self._components()
+        self.ume_ = fitted.get("ume") or ume.fit(train, val, stage1=stage1)
+        self.mma_ = fitted.get("mma") or mma.fit(train, val, stage1=stage1, log_dir=log_dir)
         self._choose(val)
         return self
+
+    def _components(self) -> tuple[UME, FusedMethod]:
+        common = dict(task=self.task, seed=self.seed, train_config=self.train_config, metric=self.metric)
+        return (UME(self.encoders, self.num_classes, **common),
+                FusedMethod(self.encoders, self.num_classes, init="unimodal", augment=True, name="mma",
+                            **self.mma_options, **common))
 
     def _choose(self, val: MultiModalDataset) -> None:
         from ..evaluate import mask_scores
@@ -76,6 +81,23 @@ class UmeMma(Method):
             if self.routing_[pattern_name(subset)] == "mma":
                 use_mma |= _rows_with_pattern(present, subset, self.modalities)
         return torch.where(use_mma[:, None], probas["mma"], probas["ume"])
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        return {f"{c}.{k}": v for c in COMPONENTS for k, v in getattr(self, f"{c}_").state_tensors().items()}
+
+    def state_meta(self) -> dict:
+        return {"components": {c: getattr(self, f"{c}_").state_meta() for c in COMPONENTS},
+                "selected": self.selected_, "val_scores": self.val_scores_,
+                "pattern_scores": self.pattern_scores_, "routing": self.routing_}
+
+    def restore(self, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> "UmeMma":
+        for c, component in zip(COMPONENTS, self._components()):
+            prefix = f"{c}."
+            part = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            setattr(self, f"{c}_", component.restore(part, meta["components"][c]))
+        self.selected_, self.val_scores_ = meta["selected"], dict(meta["val_scores"])
+        self.pattern_scores_, self.routing_ = dict(meta["pattern_scores"]), dict(meta["routing"])
+        return self
 
     def fit_summary(self) -> dict:
         return {"selected": self.selected_, "val_scores": self.val_scores_, "routing": self.routing,

@@ -46,7 +46,7 @@ class UnimodalMethod(Method):
         m = self.modality
         seed = derive_seed(self.seed, self.name)
         with seeded(seed):
-            self.model_ = UnimodalClassifier(build_encoder(self.encoders[m], m), self.num_classes)
+            self.model_ = self.build_architecture()
         rows = only_present(train, m)
         val_rows = only_present(val, m) if val is not None else None
         validate = (lambda: self.score(val_rows)) if val_rows is not None and len(val_rows) else None
@@ -55,6 +55,9 @@ class UnimodalMethod(Method):
                                      seed=seed, validate=validate, log_path=log_path, desc=self.name)
         self.val_score_ = validate() if validate else None
         return self
+
+    def build_architecture(self) -> UnimodalClassifier:
+        return UnimodalClassifier(build_encoder(self.encoders[self.modality], self.modality), self.num_classes)
 
     def training_step(self, batch: Batch, epoch: int) -> dict[str, Tensor]:
         logits = self.model_(batch.inputs[self.modality])

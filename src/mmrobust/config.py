@@ -1,0 +1,136 @@
+"""Run configuration: typed dataclasses, YAML presets, ``--set key=value`` overrides.
+
+The fully resolved configuration is saved in every run folder (``config.yaml``); a run can
+be repeated from it alone.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence, Union
+
+import yaml
+
+from .methods import PAPER_METHODS
+from .train import TrainConfig
+
+
+class ConfigError(ValueError):
+    """A configuration key that does not exist, or a value of the wrong type."""
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs."""
+
+    dataset: str = "digits"  # a registered dataset (see `mmrobust list`)
+    limit: int | None = None  # keep the first N rows of each split (quick runs)
+    methods: list[str] = field(default_factory=lambda: list(PAPER_METHODS))
+    protocols: list[str] | None = None  # None: full, each miss:<m>, each sweep:<m>, subsets
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=6, batch_size=64, lr=1e-3))
+    encoders: dict[str, dict] = field(default_factory=dict)  # modality -> {name: ..., kwargs}; empty: dataset defaults
+    method_options: dict[str, dict] = field(default_factory=dict)  # method -> keyword arguments
+    train_missing: dict[str, float] = field(default_factory=dict)  # modality -> share of training rows without it
+
+
+def list_presets() -> list[str]:
+    folder = resources.files("mmrobust") / "presets"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_config(name_or_path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunConfig:
+    """A preset name or a YAML file (default: the `digits` preset), then ``key=value`` overrides."""
+    data = _read_yaml(name_or_path or "digits")
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        _set_dotted(data, key.strip(), yaml.safe_load(text))
+    return config_from_dict(data)
+
+
+def _read_yaml(name_or_path: str | Path) -> dict:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such config file")
+        source = path.read_text(encoding="utf-8")
+    elif str(name_or_path) in list_presets():
+        source = (resources.files("mmrobust") / "presets" / f"{name_or_path}.yaml").read_text(encoding="utf-8")
+    else:
+        raise ConfigError(f"unknown config {str(name_or_path)!r}: not a file, and not a preset ({', '.join(list_presets())})")
+    try:
+        data = yaml.safe_load(source) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{name_or_path}: not valid YAML ({err})") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{name_or_path}: a config must be a mapping of keys to values")
+    return data
+
+
+def _set_dotted(data: dict, key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: {part!r} is not a section")
+    node[last] = value
+
+
+def config_from_dict(data: dict) -> RunConfig:
+    """A RunConfig from plain data, every key and type checked."""
+    return _build(RunConfig, data, "")
+
+
+def config_to_dict(config: RunConfig) -> dict:
+    return dataclasses.asdict(config)
+
+
+def _build(cls, data: Any, prefix: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown config key '{prefix}{unknown[0]}'; known keys here: {', '.join(sorted(known))}")
+    values = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value, f"{prefix}{name}.")
+        else:
+            values[name] = _check(value, hint, f"{prefix}{name}")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {err}") from err
+
+
+def _check(value: Any, hint: Any, key: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return _check(value, next(a for a in args if a is not type(None)), key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"config key {key!r} expects a list, got {value!r}")
+        return [_check(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r} expects a mapping, got {value!r}")
+        return {_check(k, args[0], key): _check(v, args[1], f"{key}.{k}") for k, v in value.items()}
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if (hint in (int, float) and isinstance(value, bool)) or not isinstance(value, hint):
+        raise ConfigError(f"config key {key!r} expects {getattr(hint, '__name__', hint)}, got {value!r}")
+    return value

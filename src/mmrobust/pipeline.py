@@ -1,0 +1,153 @@
+"""The application layer behind the CLI: a run folder, and the pipeline in steps on it.
+
+    train    -> config.yaml, models/seed<k>/<method>.safetensors, fits.json, metrics/, provenance.json
+    evaluate -> masks/seed<k>.npz, results.jsonl
+    report   -> report.md, robustness.png
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Mapping
+
+import yaml
+
+from .checkpoint import load_method, save_method
+from .config import RunConfig, config_from_dict, config_to_dict
+from .data import DATASETS, Splits
+from .encoders import EncoderSpec
+from .experiment import (apply_training_missing, check_compatible, create_methods, default_protocols,
+                         evaluate_methods, expand_methods, fit_methods, fit_records)
+from .files import write_json, write_jsonl, write_text
+from .masking import sample_all_masks, save_masks
+from .methods import Method
+from .provenance import environment
+from .report import write_report
+from .train import resolve_device
+
+Log = Callable[[str], None]
+
+
+def stderr_log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def default_run_dir(config: RunConfig) -> Path:
+    return Path("runs") / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{config.dataset}"
+
+
+def create_run_dir(config: RunConfig, out: Path | None) -> Path:
+    """A new run folder holding the resolved config; an existing non-empty folder is refused."""
+    run_dir = Path(out) if out is not None else default_run_dir(config)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise FileExistsError(f"{run_dir}: the run folder already exists and is not empty; choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    return run_dir
+
+
+def read_config(run_dir: Path) -> RunConfig:
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir}: not a run folder (no config.yaml)")
+    return config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+
+
+def load_data(config: RunConfig) -> Splits:
+    return DATASETS.create(config.dataset).limit(config.limit)
+
+
+def resolve_encoders(config: RunConfig, splits: Splits) -> dict[str, EncoderSpec]:
+    encoders = dict(splits.encoders)
+    for modality, spec in config.encoders.items():
+        if modality not in splits.train.modalities:
+            raise ValueError(f"config encoders.{modality}: the dataset has no modality {modality!r} ({list(splits.train.modalities)})")
+        if "name" not in spec:
+            raise ValueError(f"config encoders.{modality}: needs a 'name' (a registered encoder)")
+        kwargs = {k: v for k, v in spec.items() if k != "name"}
+        encoders[modality] = EncoderSpec(spec["name"], **kwargs)
+    return encoders
+
+
+def _setup(config: RunConfig):
+    splits = load_data(config)
+    encoders = resolve_encoders(config, splits)
+    check_compatible(encoders, splits.train, splits.val, splits.test)
+    return splits, encoders, expand_methods(config.methods, sorted(encoders))
+
+
+def train_run(run_dir: Path, log: Log = stderr_log) -> dict[int, dict[str, Method]]:
+    """Stage 1 and every method, per seed; each fitted method saved as soon as it is done."""
+    config = read_config(run_dir)
+    started = time.perf_counter()
+    splits, encoders, names = _setup(config)
+    provenance = _provenance(run_dir, config, splits)
+    fitted_by_seed, fits = {}, []
+    for seed in config.seeds:
+        train, val = apply_training_missing(splits.train, splits.val, config.train_missing, seed)
+        unfitted = create_methods(names, encoders, splits.train, seed, config.train, config.method_options)
+        log(f"[seed {seed}] training {len(unfitted)} methods (Stage 1 first) on {len(train)} rows")
+
+        def save(name: str, method: Method, seed=seed) -> None:
+            save_method(method, run_dir / "models" / f"seed{seed}" / f"{name}.safetensors")
+
+        fitted_by_seed[seed] = fit_methods(
+            unfitted, train, val, stages=provenance["stages"], log_dir=run_dir / "metrics" / f"seed{seed}",
+            on_fitted=save, on_stage=lambda s: log(f"  {s['stage']}: {s['seconds']:.1f} s, peak {s['peak_rss_mb']} MB"))
+        fits += fit_records(fitted_by_seed[seed])
+        write_json(run_dir / "fits.json", fits)
+        write_json(run_dir / "provenance.json", provenance)
+    _finish(run_dir, provenance, "train", started)
+    return fitted_by_seed
+
+
+def evaluate_run(run_dir: Path, fitted_by_seed: Mapping[int, Mapping[str, Method]] | None = None,
+                 log: Log = stderr_log) -> list[dict]:
+    """Every protocol on the test split, per seed; models loaded from the run folder unless given."""
+    config = read_config(run_dir)
+    started = time.perf_counter()
+    splits, encoders, names = _setup(config)
+    provenance = _provenance(run_dir, config, splits)
+    test = splits.test
+    protocols = config.protocols or default_protocols(test, sorted(encoders))
+    records = []
+    for seed in config.seeds:
+        masks = sample_all_masks(protocols, {m: test.present[m] for m in sorted(encoders)}, seed)
+        save_masks(run_dir / "masks" / f"seed{seed}.npz", masks, meta={"seed": seed, "protocols": protocols})
+        fitted = (fitted_by_seed or {}).get(seed) or _load_fitted(run_dir, names, encoders, splits, seed, config)
+        log(f"[seed {seed}] evaluating {len(fitted)} methods under {len(masks)} masks on {len(test)} test rows")
+        records += [{"dataset": config.dataset, **r} for r in evaluate_methods(fitted, test, masks, stages=provenance["stages"])]
+    write_jsonl(run_dir / "results.jsonl", records)
+    _finish(run_dir, provenance, "evaluate", started)
+    return records
+
+
+def _load_fitted(run_dir, names, encoders, splits, seed, config) -> dict[str, Method]:
+    unfitted = create_methods(names, encoders, splits.train, seed, config.train, config.method_options)
+    return {name: load_method(m, run_dir / "models" / f"seed{seed}" / f"{name}.safetensors") for name, m in unfitted.items()}
+
+
+def run_all(config: RunConfig, out: Path | None = None, log: Log = stderr_log) -> Path:
+    """The whole pipeline into a new run folder; returns the path of the report."""
+    run_dir = create_run_dir(config, out)
+    log(f"run folder: {run_dir}")
+    fitted = train_run(run_dir, log)
+    evaluate_run(run_dir, fitted, log)
+    return write_report(run_dir)
+
+
+def _provenance(run_dir: Path, config: RunConfig, splits: Splits) -> dict:
+    path = run_dir / "provenance.json"
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    return {"environment": environment(resolve_device(config.train.device)), "dataset": splits.info,
+            "stages": [], "commands": []}
+
+
+def _finish(run_dir: Path, provenance: dict, command: str, started: float) -> None:
+    provenance["commands"].append({"command": command, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                   "seconds": round(time.perf_counter() - started, 2)})
+    write_json(run_dir / "provenance.json", provenance)

@@ -1,0 +1,96 @@
+"""What a run folder records about where and how it ran: versions, git, device, and the wall
+time and peak memory of every stage."""
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from typing import Iterator
+
+import torch
+
+PACKAGES = ("mmrobust", "torch", "numpy", "scikit-learn", "scipy", "safetensors", "matplotlib", "PyYAML")
+
+
+def environment(device: torch.device) -> dict:
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": {name: _version(name) for name in PACKAGES},
+        "git_commit": git_commit(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def git_commit() -> str | None:
+    """The commit of the source tree this package was imported from, when it is a git checkout."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        out = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's resident-set high-water mark (Linux); False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mb() -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    try:
+        import resource
+
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    except ImportError:
+        return None
+
+
+@contextlib.contextmanager
+def measure(stages: list[dict], name: str, device: torch.device | None = None) -> Iterator[None]:
+    """Append ``{stage, seconds, peak_rss_mb, peak_cuda_mb}`` for the block to ``stages``.
+
+    ``peak_rss_mb`` is the process's peak resident memory during the block where the kernel
+    lets it be reset (Linux), else the peak since the process started (``rss_peak_scope``).
+    """
+    reset = _reset_peak_rss()
+    cuda = device is not None and device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    started = time.perf_counter()
+    yield
+    stages.append({
+        "stage": name, "seconds": round(time.perf_counter() - started, 3), "peak_rss_mb": _peak_rss_mb(),
+        "rss_peak_scope": "stage" if reset else "process",
+        "peak_cuda_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if cuda else None,
+    })

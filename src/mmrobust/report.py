@@ -1,0 +1,243 @@
+"""Records -> ``report.md`` and ``robustness.png``. Reads a run folder; computes nothing new."""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from .experiment import summarize
+from .files import atomic_path, write_text
+
+PROTOCOL_TEXT = {
+    "observed": "the data's own missingness",
+    "full": "every modality present (rows with an observed gap not scored)",
+    "miss": "{m} absent from every test row",
+    "sweep": "{m} absent from a nested share r of test rows, r = 0, 0.1, ..., 1; area under metric-vs-r",
+    "map": "MAP: {m} absent from a share η of test rows",
+    "subsets": "only the listed modalities present",
+}
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing (run `mmrobust evaluate` on this folder first)")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write ``report.md`` and ``robustness.png`` into ``run_dir``; returns the report's path."""
+    run_dir = Path(run_dir)
+    records = read_jsonl(run_dir / "results.jsonl")
+    fits = _read_json(run_dir / "fits.json", [])
+    provenance = _read_json(run_dir / "provenance.json", {})
+    config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) if (run_dir / "config.yaml").is_file() else {}
+    summary = summarize(records)
+    metric = "f1_macro" if any(r["metric"] == "f1_macro" for r in records) else "accuracy"
+    methods = _method_order(records)
+    figure = plot_robustness(summary, metric, methods, run_dir / "robustness.png")
+    text = render_markdown(summary, fits, provenance, config, metric, methods, figure is not None)
+    write_text(run_dir / "report.md", text)
+    return run_dir / "report.md"
+
+
+def _read_json(path: Path, default):
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else default
+
+
+def _method_order(records: Sequence[dict]) -> list[str]:
+    names = list(dict.fromkeys(r["method"] for r in records))
+    return [n for n in names if n.startswith("unimodal:")] + [n for n in names if not n.startswith("unimodal:")]
+
+
+def _label(method: str) -> str:
+    return f"*{method.split(':', 1)[1]} only (reference)*" if method.startswith("unimodal:") else method
+
+
+def _cell_text(cell: dict | None) -> str:
+    if cell is None or cell["mean"] is None:
+        return "n/a"
+    return f"{100 * cell['mean']:.1f} ± {100 * cell['std']:.1f}"
+
+
+def _columns(summary: Sequence[dict], metric: str) -> list[tuple[str, str, str]]:
+    """(header, protocol, metric) for the main table: full / observed / miss / MAP / sweep areas."""
+    protocols = list(dict.fromkeys(s["protocol"] for s in summary))
+    columns = []
+    for p in protocols:
+        if p == "subsets":
+            continue
+        if p.startswith("sweep:"):
+            columns.append((f"{p} (area)", p, f"area:{metric}"))
+        else:
+            header = p if not p.startswith("map:") else f"{p}@{_rate_of(summary, p)}"
+            columns.append((header, p, metric))
+    order = {"observed": 0, "full": 1, "miss": 2, "map": 3, "sweep": 4}
+    return sorted(columns, key=lambda c: order.get(c[1].split(":")[0], 5))
+
+
+def _rate_of(summary, protocol: str):
+    return next((s["rate"] for s in summary if s["protocol"] == protocol), None)
+
+
+def _table(summary, methods, columns, metric) -> list[str]:
+    """A markdown table, methods x columns, the best value of each column in bold."""
+    cells = {}
+    for s in summary:
+        for header, protocol, col_metric in columns:
+            wanted_rate = s["rate"] if protocol.startswith("map:") else None
+            if s["protocol"] == protocol and s["metric"] == col_metric and s["rate"] == wanted_rate and s["pattern"] is None \
+                    or (protocol.startswith("subset=") and s["protocol"] == "subsets" and s["pattern"] == protocol[7:]
+                        and s["metric"] == col_metric):
+                cells[(s["method"], header)] = s
+    best = {}
+    for header, _, _ in columns:
+        shown = [_cell_text(cells.get((m, header))) for m in methods]
+        values = [float(t.split(" ")[0]) for t in shown if t != "n/a"]
+        best[header] = max(values) if values else None
+    lines = ["| method | " + " | ".join(h for h, _, _ in columns) + " |", "|---|" + "---:|" * len(columns)]
+    for method in methods:
+        row = []
+        for header, _, _ in columns:
+            text = _cell_text(cells.get((method, header)))
+            bold = text != "n/a" and best[header] is not None and float(text.split(" ")[0]) == best[header]
+            row.append(f"**{text}**" if bold else text)
+        lines.append(f"| {_label(method)} | " + " | ".join(row) + " |")
+    return lines
+
+
+def render_markdown(summary, fits, provenance, config, metric, methods, has_figure) -> str:
+    seeds = sorted({seed for s in summary for seed in s["seeds"]})
+    dataset = next((s["dataset"] for s in summary), config.get("dataset"))
+    n_rows = max((s["n_scored"] for s in summary if s["protocol"] == "full"), default=None)
+    name = "accuracy" if metric == "accuracy" else "F1-macro"
+    out = [f"# mmrobust report: {dataset}", "",
+           f"Test {name} in %, mean ± sample std over seeds {seeds} (each seed retrains every method, Stage 1 "
+           f"included, and draws its own test masks, the same for every method). Test rows: {n_rows}. "
+           f"**Bold**: the best of each column. *n/a*: no row can be scored (a uni-modal model with its own "
+           f"modality missing). The uni-modal rows are the *reference* for rows where only that modality is "
+           f"present, not a ceiling.", ""]
+    out += _table(summary, methods, _columns(summary, metric), metric) + [""]
+    out += ["Protocols:", ""] + [f"- `{p}`: {_protocol_text(p)}" for p in dict.fromkeys(s["protocol"] for s in summary)] + [""]
+    patterns = list(dict.fromkeys(s["pattern"] for s in summary if s["protocol"] == "subsets" and s["pattern"]))
+    if patterns:
+        out += ["## By presence pattern (`subsets`)", "",
+                f"Test {name} in % with only the listed modalities present."]
+        out += [""] + _table(summary, methods, [(p, f"subset={p}", metric) for p in patterns], metric) + [""]
+    out += _selection_section(fits)
+    if has_figure:
+        out += ["## Robustness to a missing modality", "",
+                f"{name} against the share of test rows missing one modality (nested masks; mean ± std over seeds).",
+                "", "![robustness](robustness.png)", ""]
+    out += _fit_section(fits) + _provenance_section(provenance, config)
+    return "\n".join(out) + "\n"
+
+
+def _protocol_text(protocol: str) -> str:
+    kind, _, arg = protocol.partition(":")
+    return PROTOCOL_TEXT.get(kind, protocol).format(m=f"`{arg.split('@')[0]}`")
+
+
+def _selection_section(fits: Sequence[dict]) -> list[str]:
+    chosen = [f for f in fits if "selected" in f]
+    if not chosen:
+        return []
+    out = ["## UME or MMA: the validation choice", "",
+           "Criterion: mean validation metric over `full` and each single modality missing (the higher wins; "
+           "a tie keeps UME).", "", "| method | seed | chosen | UME (val) | MMA (val) |", "|---|---:|---|---:|---:|"]
+    for f in chosen:
+        out.append(f"| {f['method']} | {f['seed']} | **{f['selected'].upper()}** | {100 * f['val_scores']['ume']:.2f} | "
+                   f"{100 * f['val_scores']['mma']:.2f} |")
+    out += ["", "Per presence pattern (validation metric, UME / MMA → better); `ume-mma-routed` uses this choice:", "",
+            "| seed | " + " | ".join(chosen[0]["pattern_scores"]) + " |", "|---:|" + "---|" * len(chosen[0]["pattern_scores"])]
+    for f in chosen:
+        if f["method"] != chosen[0]["method"]:
+            continue
+        cells = [f"{_pct(s['ume'])} / {_pct(s['mma'])} → {f['pattern_choice'][p].upper()}" for p, s in f["pattern_scores"].items()]
+        out.append(f"| {f['seed']} | " + " | ".join(cells) + " |")
+    return out + [""]
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+def _fit_section(fits: Sequence[dict]) -> list[str]:
+    rows = [f for f in fits if "val_score" in f]
+    if not rows:
+        return []
+    per_method = defaultdict(list)
+    for f in rows:
+        per_method[f["method"]].append(f)
+    out = ["## Training", "", "Validation score behind checkpoint selection (uni-modal: rows with the modality; fused: "
+           "mean over `full` and each modality missing) and the epoch kept, per seed.", "",
+           "| method | validation % per seed | epoch kept / epochs run |", "|---|---|---|"]
+    for method, fs in per_method.items():
+        vals = ", ".join(_pct(f["val_score"]) for f in fs)
+        epochs = ", ".join(f"{f['selected_epoch']}/{f['epochs_run']}" if f["epochs_run"] else "not trained" for f in fs)
+        out.append(f"| {method} | {vals} | {epochs} |")
+    return out + [""]
+
+
+def _provenance_section(provenance: dict, config: dict) -> list[str]:
+    env = provenance.get("environment", {})
+    out = ["## Provenance", ""]
+    if provenance.get("dataset"):
+        out += ["Data: `" + json.dumps(provenance["dataset"], sort_keys=True) + "`", ""]
+    if env:
+        packages = ", ".join(f"{k} {v}" for k, v in env.get("packages", {}).items() if v)
+        out += [f"Device: {env.get('device')} ({env.get('device_name')}), {env.get('cpu_count')} CPUs, "
+                f"{env.get('torch_threads')} torch threads. Git: {env.get('git_commit') or 'not a git checkout'}.",
+                f"Packages: {packages}.", ""]
+    stages = provenance.get("stages", [])
+    if stages:
+        total = sum(s["seconds"] for s in stages)
+        peak = max((s["peak_rss_mb"] or 0) for s in stages)
+        out += [f"Stages: {len(stages)}, {total:.1f} s in all, peak resident memory {peak:.0f} MB "
+                f"(each stage in provenance.json)."]
+        for c in provenance.get("commands", []):
+            out.append(f"- `{c['command']}`: {c['seconds']:.1f} s (finished {c['finished']})")
+        out.append("")
+    out += ["Configuration: `config.yaml` in this folder."]
+    return out
+
+
+def plot_robustness(summary: Sequence[dict], metric: str, methods: Sequence[str], path: Path) -> Path | None:
+    """Metric against missing rate, one line per method, one panel per swept modality."""
+    sweeps = list(dict.fromkeys(s["protocol"] for s in summary if s["protocol"].startswith("sweep:")))
+    if not sweeps:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(6 * len(sweeps), 4.5), squeeze=False, sharey=True)
+    colours = plt.get_cmap("tab10")
+    for ax, sweep in zip(axes[0], sweeps):
+        for i, method in enumerate(methods):
+            if method == f"unimodal:{sweep.split(':', 1)[1]}":
+                continue  # the model of the modality being removed is no reference here
+            points = sorted((s for s in summary if s["protocol"] == sweep and s["method"] == method
+                             and s["metric"] == metric and s["rate"] is not None and s["mean"] is not None),
+                            key=lambda s: s["rate"])
+            if not points:
+                continue
+            x = [p["rate"] for p in points]
+            y = [100 * p["mean"] for p in points]
+            err = [100 * p["std"] for p in points]
+            style = "--" if method.startswith("unimodal:") else "-"
+            ax.plot(x, y, style, marker="o", markersize=3, label=method, color=colours(i % 10))
+            ax.fill_between(x, [a - e for a, e in zip(y, err)], [a + e for a, e in zip(y, err)], alpha=0.12, color=colours(i % 10))
+        ax.set_title(f"{sweep.split(':', 1)[1]} missing")
+        ax.set_xlabel(f"share of test rows without {sweep.split(':', 1)[1]}")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"{metric} (%)")
+    axes[0][-1].legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path

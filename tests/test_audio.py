@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+from scipy.io import wavfile
+
+from mmrobust.audio import PRESETS, add_noise, get_preset, mel_filterbank, read_wav, resample, spectrogram
+
+
+def tone(rate=22050, seconds=0.7, freq=440.0):
+    t = np.arange(int(rate * seconds)) / rate
+    return (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_give_their_shape(name):
+    preset = get_preset(name)
+    for seconds in (0.2, 1.0, 2.5):  # padded or cropped to the preset's duration
+        spec = spectrogram(tone(seconds=seconds), 22050, preset)
+        assert spec.shape == preset.shape and spec.dtype == np.float32 and np.isfinite(spec).all()
+    assert max(get_preset("digits").shape) <= 64 and get_preset("avmnist").shape == (112, 112)
+
+
+def test_a_tone_lights_up_its_frequency_band():
+    spec = spectrogram(tone(rate=8000, freq=1000.0), 8000, "avmnist")
+    expected_bin = round(1000.0 / (8000 / 2) * (112 - 1))
+    assert abs(int(spec[:, 10].argmax()) - expected_bin) <= 1
+
+
+def test_wav_round_trip_and_resampling(tmp_path):
+    wave = tone()
+    wavfile.write(tmp_path / "a.wav", 22050, (wave * 32767).astype(np.int16))
+    read, rate = read_wav(tmp_path / "a.wav")
+    assert rate == 22050 and np.allclose(read, wave, atol=1e-3)
+    assert len(resample(read, 22050, 8000)) == pytest.approx(len(read) * 8000 / 22050, abs=1)
+
+
+def test_bad_wavs_get_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such WAV"):
+        read_wav(tmp_path / "missing.wav")
+    (tmp_path / "junk.wav").write_bytes(b"RIFF\x00\x00not really a wav")
+    with pytest.raises(ValueError, match="junk.wav: not a readable WAV"):
+        read_wav(tmp_path / "junk.wav")
+
+
+def test_noise_snr():
+    wave = tone(seconds=2.0)
+    noisy = add_noise(wave, -9.0, np.random.default_rng(0))
+    snr = 10 * np.log10(np.mean(wave**2) / np.mean((noisy - wave) ** 2))
+    assert snr == pytest.approx(-9.0, abs=0.2)
+
+
+def test_mel_filterbank_covers_the_band():
+    bank = mel_filterbank(32, 256, 8000)
+    assert bank.shape == (32, 129) and (bank.sum(axis=1) > 0).all() and bank.max() <= 1.0
+    with pytest.raises(KeyError, match="unknown audio front-end preset"):
+        get_preset("nope")

@@ -1,0 +1,34 @@
+import json
+
+from mmrobust.files import write_jsonl
+from mmrobust.report import write_report
+
+
+def record(method, protocol, value, seed, rate=None, metric="accuracy", pattern=None):
+    return {"dataset": "toy", "method": method, "seed": seed, "protocol": protocol, "rate": rate, "pattern": pattern,
+            "metric": metric, "value": value, "n_scored": 10 if value is not None else 0, "n_rows": 10}
+
+
+def test_report_table_marks_best_and_na(tmp_path):
+    records = []
+    for seed, shift in ((0, 0.0), (1, 0.02)):
+        records += [record("unimodal:a", "full", 0.60 + shift, seed), record("unimodal:a", "miss:a", None, seed),
+                    record("ume", "full", 0.80 + shift, seed), record("ume", "miss:a", 0.50, seed),
+                    record("mma", "full", 0.78 + shift, seed), record("mma", "miss:a", 0.55, seed)]
+        for rate in (0.0, 0.5, 1.0):
+            records += [record("ume", "sweep:a", 0.8 - 0.3 * rate, seed, rate=rate),
+                        record("mma", "sweep:a", 0.8 - 0.2 * rate, seed, rate=rate)]
+        records += [record("ume", "sweep:a", 0.65, seed, metric="area:accuracy"),
+                    record("mma", "sweep:a", 0.70, seed, metric="area:accuracy")]
+    write_jsonl(tmp_path / "results.jsonl", records)
+    fits = [{"method": "ume-mma", "seed": 0, "selected": "mma", "val_scores": {"ume": 0.7, "mma": 0.72},
+             "pattern_scores": {"a+b": {"ume": 0.8, "mma": 0.79}, "a": {"ume": 0.6, "mma": 0.65}},
+             "pattern_choice": {"a+b": "ume", "a": "mma"}, "routing": False}]
+    (tmp_path / "fits.json").write_text(json.dumps(fits))
+    text = write_report(tmp_path).read_text()
+    assert "| *a only (reference)* | 61.0 ± 1.4 | n/a |" in text
+    assert "| ume | **81.0 ± 1.4** | 50.0 ± 0.0 | 65.0 ± 0.0 |" in text
+    assert "| mma | 79.0 ± 1.4 | **55.0 ± 0.0** | **70.0 ± 0.0** |" in text
+    assert "| ume-mma | 0 | **MMA** | 70.00 | 72.00 |" in text
+    assert "60.0 / 65.0 → MMA" in text
+    assert (tmp_path / "robustness.png").stat().st_size > 1000
