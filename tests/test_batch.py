@@ -85,3 +85,26 @@ def test_collate_marks_none_as_missing():
 def test_dataset_rejects_bad_input_with_a_clear_error(kwargs, message):
     with pytest.raises(ValueError, match=message):
         mm.MultiModalDataset(**kwargs)
+
+
+def test_atomic_files_get_normal_permissions_and_vanish_on_error(tmp_path):
+    import os
+
+    from mmrobust.files import atomic_path, write_text
+
+    write_text(tmp_path / "a.txt", "hello")
+    assert (tmp_path / "a.txt").read_text() == "hello"
+    assert oct((tmp_path / "a.txt").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "b.txt") as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert os.listdir(tmp_path) == ["a.txt"], "no half-written file, no temporary left behind"
+
+
+def _umask():
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
