@@ -3,7 +3,7 @@ import json
 
 from mmrobust.cli import main
 
-SMALL = ["--config", "tiny", "--set", "limit=120", "--set", "methods=[unimodal, ume, mma, ume-mma]", "--device", "cpu"]
+SMALL = ["--config", "tiny", "--set", "data.limit=120", "--set", "methods=[unimodal, ume, mma, ume-mma]", "--device", "cpu"]
 
 
 def test_list(capsys):

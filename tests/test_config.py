@@ -8,7 +8,7 @@ def test_presets_load_and_round_trip():
     for name in list_presets():
         config = load_config(name)
         assert config_from_dict(config_to_dict(config)) == config
-    assert load_config().dataset == "digits" and load_config().seeds == [0, 1, 2]
+    assert load_config().data.name == "digits" and load_config().seeds == [0, 1, 2]
 
 
 def test_overrides_are_typed():
@@ -23,7 +23,7 @@ def test_overrides_are_typed():
     ("nope=1", "unknown config key 'nope'"),
     ("seeds=3", "'seeds' expects a list"),
     ("train.lr=fast", "'train.lr' expects float"),
-    ("limit=true", "'limit' expects int"),
+    ("data.limit=true", "'data.limit' expects int"),
     ("train.optimizer=rmsprop", "optimizer must be one of"),
     ("epochs", "expects key=value"),
 ])
@@ -34,7 +34,7 @@ def test_bad_overrides_name_the_key(override, message):
 
 def test_config_files(tmp_path):
     path = tmp_path / "mine.yaml"
-    path.write_text("dataset: synthetic\ntrain: {epochs: 2}\n")
+    path.write_text("data: {name: synthetic}\ntrain: {epochs: 2}\n")
     assert load_config(path).train.epochs == 2
     (tmp_path / "bad.yaml").write_text("- a list\n")
     with pytest.raises(ConfigError, match="mapping"):

@@ -110,7 +110,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("presets (--config):")
     for name in list_presets():
         config = config_to_dict(load_config(name))
-        print(f"  {name:28s} dataset {config['dataset']}, seeds {config['seeds']}, {config['train']['epochs']} epochs")
+        print(f"  {name:28s} dataset {config['data']['name']}, seeds {config['seeds']}, {config['train']['epochs']} epochs")
     return 0
 
 

@@ -24,11 +24,20 @@ class ConfigError(ValueError):
 
 
 @dataclass
+class DataConfig:
+    """Which data: a registered dataset and its arguments."""
+
+    name: str = "digits"  # a registered dataset (see `mmrobust list`)
+    root: str | None = None  # the dataset's folder, for datasets read from disk
+    limit: int | None = None  # keep the first N rows of each split (quick runs)
+    options: dict[str, Any] = field(default_factory=dict)  # further keyword arguments of the dataset
+
+
+@dataclass
 class RunConfig:
     """Everything a run needs."""
 
-    dataset: str = "digits"  # a registered dataset (see `mmrobust list`)
-    limit: int | None = None  # keep the first N rows of each split (quick runs)
+    data: DataConfig = field(default_factory=DataConfig)
     methods: list[str] = field(default_factory=lambda: list(PAPER_METHODS))
     protocols: list[str] | None = None  # None: full, each miss:<m>, each sweep:<m>, subsets
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])

@@ -36,7 +36,7 @@ def stderr_log(message: str) -> None:
 
 
 def default_run_dir(config: RunConfig) -> Path:
-    return Path("runs") / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{config.dataset}"
+    return Path("runs") / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{config.data.name}"
 
 
 def create_run_dir(config: RunConfig, out: Path | None) -> Path:
@@ -57,7 +57,10 @@ def read_config(run_dir: Path) -> RunConfig:
 
 
 def load_data(config: RunConfig) -> Splits:
-    return DATASETS.create(config.dataset).limit(config.limit)
+    options = dict(config.data.options)
+    if config.data.root is not None:
+        options["root"] = config.data.root
+    return DATASETS.create(config.data.name, **options).limit(config.data.limit)
 
 
 def resolve_encoders(config: RunConfig, splits: Splits) -> dict[str, EncoderSpec]:
@@ -119,7 +122,7 @@ def evaluate_run(run_dir: Path, fitted_by_seed: Mapping[int, Mapping[str, Method
         save_masks(run_dir / "masks" / f"seed{seed}.npz", masks, meta={"seed": seed, "protocols": protocols})
         fitted = (fitted_by_seed or {}).get(seed) or _load_fitted(run_dir, names, encoders, splits, seed, config)
         log(f"[seed {seed}] evaluating {len(fitted)} methods under {len(masks)} masks on {len(test)} test rows")
-        records += [{"dataset": config.dataset, **r} for r in evaluate_methods(fitted, test, masks, stages=provenance["stages"])]
+        records += [{"dataset": config.data.name, **r} for r in evaluate_methods(fitted, test, masks, stages=provenance["stages"])]
     write_jsonl(run_dir / "results.jsonl", records)
     _finish(run_dir, provenance, "evaluate", started)
     return records

@@ -110,7 +110,7 @@ def _table(summary, methods, columns, metric) -> list[str]:
 
 def render_markdown(summary, fits, provenance, config, metric, methods, has_figure) -> str:
     seeds = sorted({seed for s in summary for seed in s["seeds"]})
-    dataset = next((s["dataset"] for s in summary), config.get("dataset"))
+    dataset = next((s["dataset"] for s in summary), config.get("data", {}).get("name"))
     n_rows = max((s["n_scored"] for s in summary if s["protocol"] == "full"), default=None)
     name = "accuracy" if metric == "accuracy" else "F1-macro"
     out = [f"# mmrobust report: {dataset}", "",

@@ -84,8 +84,10 @@ class UnimodalMethod(Method):
 
 def only_present(data: MultiModalDataset, modality: str) -> MultiModalDataset:
     """The rows of ``data`` where ``modality`` is present, with that modality alone."""
-    rows = torch.nonzero(data.present[modality]).flatten()
-    return data.select_modalities([modality]).subset(rows)
+    alone = data.select_modalities([modality])
+    if bool(data.present[modality].all()):
+        return alone  # no copy (the arrays may be large memory maps)
+    return alone.subset(torch.nonzero(data.present[modality]).flatten())
 
 
 @dataclass
