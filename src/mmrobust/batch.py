@@ -110,7 +110,7 @@ class MultiModalDataset:
             raise ValueError("a dataset needs at least one modality")
         self.inputs = dict(inputs)
         self.modalities: tuple[str, ...] = tuple(sorted(self.inputs))
-        self.target = torch.as_tensor(np.asarray(target)) if not isinstance(target, Tensor) else target
+        self.target = torch.as_tensor(np.array(target)) if not isinstance(target, Tensor) else target
         n = int(self.target.shape[0])
         for m in self.modalities:
             if num_rows(self.inputs[m]) != n:

@@ -16,6 +16,7 @@ from typing import Sequence
 from . import pipeline
 from .config import ConfigError, RunConfig, config_to_dict, list_presets, load_config
 from .data import DATASETS
+from .data.avmnist import AVMNIST_INTERFERENCE_DB, AVMNIST_SNR_DB, prepare_avmnist
 from .encoders import ENCODERS
 from .masking import SWEEP_RATES, ProtocolError
 from .methods import METHODS
@@ -59,8 +60,28 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("run_dir", type=Path)
         p.set_defaults(func=func)
+    p = sub.add_parser("prepare", help="build a dataset's arrays from its raw sources")
+    prepare = p.add_subparsers(required=True, dest="dataset")
+    p = prepare.add_parser("avmnist", help="AV-MNIST from MNIST (IDX) and the Free Spoken Digit Dataset (WAVs)")
+    p.add_argument("--mnist", type=Path, required=True, help="folder with the MNIST IDX files (.gz or plain)")
+    p.add_argument("--fsdd", type=Path, required=True, help="FSDD's folder of WAVs ({digit}_{speaker}_{index}.wav)")
+    p.add_argument("--out", type=Path, required=True, help="a new folder for the arrays")
+    p.add_argument("--pca-energy", type=float, default=0.25, help="share of the image energy kept (default 0.25)")
+    p.add_argument("--snr-db", type=float, default=AVMNIST_SNR_DB, help="white-noise SNR in dB")
+    p.add_argument("--interference-db", type=float, default=AVMNIST_INTERFERENCE_DB,
+                   help="level of a competing recording of another digit, in dB below the target")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_prepare_avmnist)
     sub.add_parser("list", help="datasets, encoders, methods, protocols, presets").set_defaults(func=cmd_list)
     return parser
+
+
+def cmd_prepare_avmnist(args: argparse.Namespace) -> int:
+    meta = prepare_avmnist(args.mnist, args.fsdd, args.out, pca_energy=args.pca_energy, snr_db=args.snr_db,
+                           interference_db=args.interference_db, seed=args.seed, log=pipeline.stderr_log)
+    print(f"prepared: {args.out} ({meta['pca']['components']} PCA components, {100 * meta['pca']['energy_kept']:.1f}% "
+          f"of the image energy kept); use --set data.name=avmnist --set data.root={args.out}")
+    return 0
 
 
 def _config(args: argparse.Namespace) -> RunConfig:

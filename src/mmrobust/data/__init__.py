@@ -28,7 +28,7 @@ class Splits:
 
 DATASETS: Registry[Splits] = Registry("dataset")
 
-from . import digits, synthetic  # noqa: E402,F401  (register the built-in datasets)
+from . import avmnist, digits, synthetic  # noqa: E402,F401  (register the built-in datasets)
 from .synthetic import make_synthetic  # noqa: E402
 
 __all__ = ["DATASETS", "Splits", "make_synthetic"]
