@@ -8,6 +8,7 @@ training-time missing experiment; writes ``<out>/summary.md`` and rebuilds ``RES
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import shlex
 import sys
@@ -20,7 +21,7 @@ import torch
 import mmrobust as mm
 from mmrobust.experiment import summarize
 from mmrobust.files import write_text
-from mmrobust.report import plot_robustness
+from mmrobust.report import plot_robustness, read_jsonl
 
 HERE = Path(__file__).resolve().parent
 METHODS = ["unimodal", "late-fusion", "late-fusion-concat", "late-fusion-dropout", "late-fusion-unimodal-init",
@@ -31,8 +32,11 @@ COLUMNS = [("full", "full"), ("image missing", "miss:image"), ("audio missing", 
 def main(argv=None) -> int:
     args = parse_args(argv)
     out = HERE / "results" / args.tag
-    out.mkdir(parents=True, exist_ok=True)
     data = mm.DATASETS.create("avmnist", root=args.root)
+    if args.render_only:
+        return render_saved(args, data, out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "command.txt", command_line(argv) + "\n")
     train = data.train.subset(np.arange(min(args.train_rows, len(data.train))))
     val = data.val.subset(np.arange(min(args.val_rows, len(data.val))))
     config = mm.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device, progress=sys.stderr.isatty())
@@ -56,10 +60,36 @@ def main(argv=None) -> int:
                                      data, train, val, config, args.seeds[:1], ["full", "miss:image", "miss:audio"],
                                      train_missing={"audio": rate})
         parts["seconds"][f"missing {rate}"] = time.perf_counter() - t
-    write_text(out / "summary.md", render(args, data, len(train), len(val), parts, out, argv))
+    write_text(out / "summary.md", render(args, data, len(train), len(val), parts, out))
     rebuild_results()
     log(f"wrote {out / 'summary.md'} and {HERE / 'RESULTS.md'}")
     return 0
+
+
+def render_saved(args, data, out: Path) -> int:
+    """Rewrite ``summary.md`` from the parts a run saved (e.g. one cut short by a time limit)."""
+    parts = {"main": load_part(out / "main"), "seconds": {}, "missing": {}}
+    parts["seconds"]["main"] = sum(s["seconds"] for s in parts["main"].stages)
+    if (out / "unimodal-2n" / "results.jsonl").is_file():
+        parts["double"] = load_part(out / "unimodal-2n")
+        parts["double_rows"] = min(2 * args.train_rows, len(data.train))
+    for rate in args.train_missing:
+        folder = out / f"train-missing-{int(100 * rate)}"
+        if (folder / "results.jsonl").is_file():
+            parts["missing"][rate] = load_part(folder)
+    n_train, n_val = min(args.train_rows, len(data.train)), min(args.val_rows, len(data.val))
+    write_text(out / "summary.md", render(args, data, n_train, n_val, parts, out))
+    rebuild_results()
+    return 0
+
+
+def load_part(folder: Path) -> mm.ExperimentResults:
+    stages = json.loads((folder / "stages.json").read_text()) if (folder / "stages.json").is_file() else []
+    return mm.ExperimentResults(read_jsonl(folder / "results.jsonl"), json.loads((folder / "fits.json").read_text()), stages)
+
+
+def command_line(argv) -> str:
+    return "python benchmarks/avmnist/run.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
 
 
 def parse_args(argv):
@@ -77,6 +107,8 @@ def parse_args(argv):
     p.add_argument("--double-rows", action=argparse.BooleanOptionalAction, default=True,
                    help="also train the uni-modal models on 2N pairs (one seed)")
     p.add_argument("--train-missing", type=float, nargs="*", default=[0.5, 0.8, 0.95])
+    p.add_argument("--render-only", action="store_true", help="rewrite summary.md from the saved results of --tag")
+    p.add_argument("--machine", default=None, help="describe the machine (with --render-only, when it ran elsewhere)")
     return p.parse_args(argv)
 
 
@@ -92,6 +124,7 @@ def run(out, methods, data, train, val, config, seeds, protocols, train_missing=
                                 out_dir=out, train_missing=train_missing)
     for stage in results.stages:
         log(f"  {stage['stage']}: {stage['seconds']:.1f} s")
+    write_text(out / "stages.json", json.dumps(results.stages, indent=1))
     return results
 
 
@@ -131,18 +164,17 @@ def choices(results) -> list[str]:
             f"MMA {100 * f['val_scores']['mma']:.2f})" for f in results.fits if f["method"] == "ume-mma"]
 
 
-def render(args, data, n_train, n_val, parts, out, argv) -> str:
+def render(args, data, n_train, n_val, parts, out) -> str:
     main = parts["main"]
     plot_robustness(summarize(main.records), "accuracy", list(dict.fromkeys(r["method"] for r in main.records)),
                     out / "robustness.png")
-    device = torch.device(args.device)
-    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
-    command = "python benchmarks/avmnist/run.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    machine = args.machine or describe_machine(torch.device(args.device))
+    command = (out / "command.txt").read_text().strip()
     info = data.info
     lines = [f"### {args.tag}", "",
-             f"Command: `{command}`  ", f"Machine: {machine} (device `{args.device}`), torch {torch.__version__}.  ",
+             f"Command: `{command}`  ", f"Machine: {machine}.  ",
              "Time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in parts["seconds"].items()) + ".  ",
-             f"Data: {n_train} training pairs (the first of 55,000), {n_val} validation pairs, all 10,000 test pairs; "
+             f"Data: {n_train} training pairs (the first rows of the 55,000), {n_val} validation pairs, all 10,000 test pairs; "
              f"image PCA keeps {info['pca']['components']} components ({100 * info['pca']['energy_kept']:.1f}% of the "
              f"energy); audio: a competing recording of another digit at {info['audio']['competing_digit_db']} dB below "
              f"the target, then white noise at {info['audio']['white_noise_snr_db']} dB SNR.  ",
@@ -164,6 +196,11 @@ def render(args, data, n_train, n_val, parts, out, argv) -> str:
         for rate, results in parts["missing"].items():
             lines += [f"Audio missing from {rate:.0%} of training rows:", ""] + paper_table(results) + [""]
     return "\n".join(lines) + "\n"
+
+
+def describe_machine(device: torch.device) -> str:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
+    return f"{name} (device `{device}`), torch {torch.__version__}"
 
 
 def rebuild_results() -> None:

@@ -16,7 +16,7 @@ from typing import Sequence
 from . import pipeline
 from .config import ConfigError, RunConfig, config_to_dict, list_presets, load_config
 from .data import DATASETS
-from .data.avmnist import AVMNIST_INTERFERENCE_DB, AVMNIST_SNR_DB, prepare_avmnist
+from .data.avmnist import AVMNIST_INTERFERENCE_DB, AVMNIST_PCA_ENERGY, AVMNIST_SNR_DB, prepare_avmnist
 from .encoders import ENCODERS
 from .masking import SWEEP_RATES, ProtocolError
 from .methods import METHODS
@@ -66,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mnist", type=Path, required=True, help="folder with the MNIST IDX files (.gz or plain)")
     p.add_argument("--fsdd", type=Path, required=True, help="FSDD's folder of WAVs ({digit}_{speaker}_{index}.wav)")
     p.add_argument("--out", type=Path, required=True, help="a new folder for the arrays")
-    p.add_argument("--pca-energy", type=float, default=0.25, help="share of the image energy kept (default 0.25)")
+    p.add_argument("--pca-energy", type=float, default=AVMNIST_PCA_ENERGY,
+                   help="keep the leading components up to this share of the image energy")
     p.add_argument("--snr-db", type=float, default=AVMNIST_SNR_DB, help="white-noise SNR in dB")
     p.add_argument("--interference-db", type=float, default=AVMNIST_INTERFERENCE_DB,
                    help="level of a competing recording of another digit, in dB below the target")
