@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from mmrobust.audio import add_noise, get_preset, read_wav, spectrogram
+from mmrobust.data.avmnist import fit_pca
 from mmrobust.data.idx import load_mnist
 from mmrobust.files import atomic_path
 
@@ -129,15 +130,11 @@ def split_images(mnist: Path, sizes: dict[str, int], rng: np.random.Generator):
 
 def pca_arrays(images, energy: float) -> dict[str, np.ndarray]:
     """Centred PCA on the training images; keep the leading components up to ``energy``."""
-    train = images["train"][0].reshape(len(images["train"][0]), -1).astype(np.float64)
-    mean = train.mean(axis=0)
-    _, s, vt = np.linalg.svd(train - mean, full_matrices=False)
-    cumulative = np.cumsum(s**2) / np.sum(s**2)
-    k = max(1, int(np.searchsorted(cumulative, energy, side="right")))
-    out = {"pca_mean": mean.astype(np.float32), "pca_components": vt[:k].astype(np.float32),
-           "pca_energy_kept": np.array([cumulative[k - 1]], dtype=np.float32)}
+    mean, components, kept = fit_pca(images["train"][0], energy)
+    out = {"pca_mean": mean.astype(np.float32), "pca_components": components.astype(np.float32),
+           "pca_energy_kept": np.array([kept], dtype=np.float32)}
     for split, (x, _, _) in images.items():
-        out[f"{split}_image_coef"] = ((x.reshape(len(x), -1) - mean) @ vt[:k].T).astype(np.float32)
+        out[f"{split}_image_coef"] = ((x.reshape(len(x), -1) - mean) @ components.T).astype(np.float32)
     return out
 
 

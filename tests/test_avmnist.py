@@ -78,6 +78,7 @@ def test_multibench_layout(tmp_path):
     np.save(tmp_path / "audio" / "test_data.npy", rng.random((4, 100, 112)).astype(np.float32))
     with pytest.raises(ValueError, match=r"test_data.npy: expected rows of shape \(112, 112\)"):
         mm.DATASETS.create("avmnist-multibench", root=tmp_path, val_start=8)
+    np.save(tmp_path / "audio" / "test_data.npy", rng.random((4, 112, 112)).astype(np.float32))
     (tmp_path / "test_labels.npy").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="not a readable .npy"):
         mm.DATASETS.create("avmnist-multibench", root=tmp_path, val_start=8)

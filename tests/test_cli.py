@@ -23,7 +23,8 @@ def test_run_then_steps_agree(tmp_path, capsys):
     assert main(["run", *SMALL, "--out", str(whole)]) == 0
     assert f"report: {whole / 'report.md'}" in capsys.readouterr().out
     for name in ("config.yaml", "provenance.json", "fits.json", "results.jsonl", "report.md", "robustness.png",
-                 "masks/seed0.npz", "models/seed0/mma.safetensors", "metrics/seed0/mma.jsonl"):
+                 "masks/seed0.npz", "models/seed0/mma.safetensors", "metrics/seed0/mma.jsonl",
+                 "models/seed0/unimodal-audio.safetensors"):
         assert (whole / name).is_file(), name
     provenance = json.loads((whole / "provenance.json").read_text())
     assert {"seed0/stage1", "seed0/mma", "seed0/evaluate/mma"} <= {s["stage"] for s in provenance["stages"]}

@@ -26,6 +26,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def file_name(name: str, suffix: str) -> str:
+    """A file name for a method or stage name (``unimodal:audio`` -> ``unimodal-audio.jsonl``)."""
+    return name.replace(":", "-").replace("/", "-") + suffix
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -21,7 +21,7 @@ from .data import DATASETS, Splits
 from .encoders import EncoderSpec
 from .experiment import (apply_training_missing, check_compatible, create_methods, default_protocols,
                          evaluate_methods, expand_methods, fit_methods, fit_records)
-from .files import write_json, write_jsonl, write_text
+from .files import file_name, write_json, write_jsonl, write_text
 from .masking import sample_all_masks, save_masks
 from .methods import Method
 from .provenance import environment
@@ -95,7 +95,7 @@ def train_run(run_dir: Path, log: Log = stderr_log) -> dict[int, dict[str, Metho
         log(f"[seed {seed}] training {len(unfitted)} methods (Stage 1 first) on {len(train)} rows")
 
         def save(name: str, method: Method, seed=seed) -> None:
-            save_method(method, run_dir / "models" / f"seed{seed}" / f"{name}.safetensors")
+            save_method(method, run_dir / "models" / f"seed{seed}" / file_name(name, ".safetensors"))
 
         fitted_by_seed[seed] = fit_methods(
             unfitted, train, val, stages=provenance["stages"], log_dir=run_dir / "metrics" / f"seed{seed}",
@@ -130,7 +130,7 @@ def evaluate_run(run_dir: Path, fitted_by_seed: Mapping[int, Mapping[str, Method
 
 def _load_fitted(run_dir, names, encoders, splits, seed, config) -> dict[str, Method]:
     unfitted = create_methods(names, encoders, splits.train, seed, config.train, config.method_options)
-    return {name: load_method(m, run_dir / "models" / f"seed{seed}" / f"{name}.safetensors") for name, m in unfitted.items()}
+    return {name: load_method(m, run_dir / "models" / f"seed{seed}" / file_name(name, ".safetensors")) for name, m in unfitted.items()}
 
 
 def run_all(config: RunConfig, out: Path | None = None, log: Log = stderr_log) -> Path:

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from ..batch import Batch, MultiModalDataset
 from ..encoders import EncoderLike, build_encoder, build_encoder_seeded
+from ..files import file_name
 from ..masking import derive_seed, sample_modality_dropout
 from ..models import LateFusionClassifier
 from ..train import iter_chunks, proba_from_logits, seeded, task_loss, train_module
@@ -83,7 +84,7 @@ class FusedMethod(Method):
         config = self.train_config.scaled(self.finetune_lr_scale, self.finetune_epoch_fraction) \
             if self.init == "unimodal" else self.train_config
         validate = (lambda: self.selection_score(val)) if val is not None else None
-        log_path = Path(log_dir) / f"{self.name}.jsonl" if log_dir else None
+        log_path = Path(log_dir) / file_name(self.name, ".jsonl") if log_dir else None
         self.history_ = train_module(self.model_, self.training_step, train, config,
                                      seed=derive_seed(self.seed, self.name, "train"),
                                      validate=validate, log_path=log_path, desc=self.name)

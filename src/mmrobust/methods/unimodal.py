@@ -16,6 +16,7 @@ from torch import Tensor
 
 from ..batch import Batch, MultiModalDataset
 from ..encoders import EncoderLike, build_encoder
+from ..files import file_name
 from ..masking import derive_seed
 from ..models import UnimodalClassifier
 from ..train import iter_chunks, proba_from_logits, seeded, task_loss, train_module
@@ -50,7 +51,7 @@ class UnimodalMethod(Method):
         rows = only_present(train, m)
         val_rows = only_present(val, m) if val is not None else None
         validate = (lambda: self.score(val_rows)) if val_rows is not None and len(val_rows) else None
-        log_path = Path(log_dir) / f"{self.name}.jsonl" if log_dir else None
+        log_path = Path(log_dir) / file_name(self.name, ".jsonl") if log_dir else None
         self.history_ = train_module(self.model_, self.training_step, rows, self.train_config,
                                      seed=seed, validate=validate, log_path=log_path, desc=self.name)
         self.val_score_ = validate() if validate else None
