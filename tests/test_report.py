@@ -18,6 +18,7 @@ def test_report_table_marks_best_and_na(tmp_path):
         for rate in (0.0, 0.5, 1.0):
             records += [record("ume", "sweep:a", 0.8 - 0.3 * rate, seed, rate=rate),
                         record("mma", "sweep:a", 0.8 - 0.2 * rate, seed, rate=rate)]
+        records += [record("ume", "map:a", 0.7, seed, rate=0.7), record("mma", "map:a", 0.72, seed, rate=0.7)]
         records += [record("ume", "sweep:a", 0.65, seed, metric="area:accuracy"),
                     record("mma", "sweep:a", 0.70, seed, metric="area:accuracy")]
     write_jsonl(tmp_path / "results.jsonl", records)
@@ -27,8 +28,9 @@ def test_report_table_marks_best_and_na(tmp_path):
     (tmp_path / "fits.json").write_text(json.dumps(fits))
     text = write_report(tmp_path).read_text()
     assert "| *a only (reference)* | 61.0 ± 1.4 | n/a |" in text
-    assert "| ume | **81.0 ± 1.4** | 50.0 ± 0.0 | 65.0 ± 0.0 |" in text
-    assert "| mma | 79.0 ± 1.4 | **55.0 ± 0.0** | **70.0 ± 0.0** |" in text
+    assert "| method | full | miss:a | map:a@0.7 | sweep:a (area) |" in text
+    assert "| ume | **81.0 ± 1.4** | 50.0 ± 0.0 | 70.0 ± 0.0 | 65.0 ± 0.0 |" in text
+    assert "| mma | 79.0 ± 1.4 | **55.0 ± 0.0** | **72.0 ± 0.0** | **70.0 ± 0.0** |" in text
     assert "| ume-mma | 0 | **MMA** | 70.00 | 72.00 |" in text
     assert "60.0 / 65.0 → MMA" in text
     assert (tmp_path / "robustness.png").stat().st_size > 1000

@@ -62,48 +62,45 @@ def _cell_text(cell: dict | None) -> str:
     return f"{100 * cell['mean']:.1f} ± {100 * cell['std']:.1f}"
 
 
-def _columns(summary: Sequence[dict], metric: str) -> list[tuple[str, str, str]]:
-    """(header, protocol, metric) for the main table: full / observed / miss / MAP / sweep areas."""
-    protocols = list(dict.fromkeys(s["protocol"] for s in summary))
+def _columns(summary: Sequence[dict], metric: str) -> list[tuple[str, tuple]]:
+    """(header, cell key) for the main table: observed / full / miss / MAP / sweep areas.
+
+    A cell key is (protocol, rate, pattern, metric), as in the summary records.
+    """
     columns = []
-    for p in protocols:
+    for p in dict.fromkeys(s["protocol"] for s in summary):
         if p == "subsets":
             continue
         if p.startswith("sweep:"):
-            columns.append((f"{p} (area)", p, f"area:{metric}"))
+            columns.append((f"{p} (area)", (p, None, None, f"area:{metric}")))
+        elif p.startswith("map:"):
+            rate = _rate_of(summary, p)
+            columns.append((f"{p}@{rate}", (p, rate, None, metric)))
         else:
-            header = p if not p.startswith("map:") else f"{p}@{_rate_of(summary, p)}"
-            columns.append((header, p, metric))
+            columns.append((p, (p, None, None, metric)))
     order = {"observed": 0, "full": 1, "miss": 2, "map": 3, "sweep": 4}
-    return sorted(columns, key=lambda c: order.get(c[1].split(":")[0], 5))
+    return sorted(columns, key=lambda c: order.get(c[1][0].split(":")[0], 5))
 
 
 def _rate_of(summary, protocol: str):
     return next((s["rate"] for s in summary if s["protocol"] == protocol), None)
 
 
-def _table(summary, methods, columns, metric) -> list[str]:
+def _table(summary, methods, columns) -> list[str]:
     """A markdown table, methods x columns, the best value of each column in bold."""
-    cells = {}
-    for s in summary:
-        for header, protocol, col_metric in columns:
-            wanted_rate = s["rate"] if protocol.startswith("map:") else None
-            if s["protocol"] == protocol and s["metric"] == col_metric and s["rate"] == wanted_rate and s["pattern"] is None \
-                    or (protocol.startswith("subset=") and s["protocol"] == "subsets" and s["pattern"] == protocol[7:]
-                        and s["metric"] == col_metric):
-                cells[(s["method"], header)] = s
+    by_key = {(s["method"], s["protocol"], s["rate"], s["pattern"], s["metric"]): s for s in summary}
+    text = {(m, header): _cell_text(by_key.get((m, *key))) for m in methods for header, key in columns}
     best = {}
-    for header, _, _ in columns:
-        shown = [_cell_text(cells.get((m, header))) for m in methods]
-        values = [float(t.split(" ")[0]) for t in shown if t != "n/a"]
+    for header, _ in columns:
+        values = [float(text[(m, header)].split(" ")[0]) for m in methods if text[(m, header)] != "n/a"]
         best[header] = max(values) if values else None
-    lines = ["| method | " + " | ".join(h for h, _, _ in columns) + " |", "|---|" + "---:|" * len(columns)]
+    lines = ["| method | " + " | ".join(h for h, _ in columns) + " |", "|---|" + "---:|" * len(columns)]
     for method in methods:
         row = []
-        for header, _, _ in columns:
-            text = _cell_text(cells.get((method, header)))
-            bold = text != "n/a" and best[header] is not None and float(text.split(" ")[0]) == best[header]
-            row.append(f"**{text}**" if bold else text)
+        for header, _ in columns:
+            cell = text[(method, header)]
+            bold = cell != "n/a" and float(cell.split(" ")[0]) == best[header]
+            row.append(f"**{cell}**" if bold else cell)
         lines.append(f"| {_label(method)} | " + " | ".join(row) + " |")
     return lines
 
@@ -119,13 +116,13 @@ def render_markdown(summary, fits, provenance, config, metric, methods, has_figu
            f"**Bold**: the best of each column. *n/a*: no row can be scored (a uni-modal model with its own "
            f"modality missing). The uni-modal rows are the *reference* for rows where only that modality is "
            f"present, not a ceiling.", ""]
-    out += _table(summary, methods, _columns(summary, metric), metric) + [""]
+    out += _table(summary, methods, _columns(summary, metric)) + [""]
     out += ["Protocols:", ""] + [f"- `{p}`: {_protocol_text(p)}" for p in dict.fromkeys(s["protocol"] for s in summary)] + [""]
     patterns = list(dict.fromkeys(s["pattern"] for s in summary if s["protocol"] == "subsets" and s["pattern"]))
     if patterns:
         out += ["## By presence pattern (`subsets`)", "",
                 f"Test {name} in % with only the listed modalities present."]
-        out += [""] + _table(summary, methods, [(p, f"subset={p}", metric) for p in patterns], metric) + [""]
+        out += [""] + _table(summary, methods, [(p, ("subsets", None, p, metric)) for p in patterns]) + [""]
     out += _selection_section(fits)
     if has_figure:
         out += ["## Robustness to a missing modality", "",
