@@ -123,6 +123,15 @@ def apply_training_missing(train: MultiModalDataset, val: MultiModalDataset, tra
     return train, val
 
 
+def seed_masks(test: MultiModalDataset, modalities: Sequence[str], protocols: Sequence[str], seed: int,
+               out_dir: str | Path | None = None) -> list[ProtocolMask]:
+    """The test masks of one seed, saved (with their sha256) under ``out_dir/masks`` when given."""
+    masks = sample_all_masks(protocols, {m: test.present[m] for m in modalities}, seed)
+    if out_dir is not None:
+        save_masks(Path(out_dir) / "masks" / f"seed{seed}.npz", masks, meta={"seed": seed, "protocols": list(protocols)})
+    return masks
+
+
 def run_experiment(
     *,
     methods: Sequence[str],
@@ -152,10 +161,8 @@ def run_experiment(
     results = ExperimentResults()
     for seed in seeds:
         seed_train, seed_val = apply_training_missing(train, val, train_missing or {}, seed)
-        masks = sample_all_masks(protocols, {m: test.present[m] for m in sorted(encoders)}, seed)
+        masks = seed_masks(test, sorted(encoders), protocols, seed, out_dir)
         log_dir = Path(out_dir) / "metrics" / f"seed{seed}" if out_dir is not None else None
-        if out_dir is not None:
-            save_masks(Path(out_dir) / "masks" / f"seed{seed}.npz", masks, meta={"seed": seed, "protocols": protocols})
         unfitted = create_methods(names, encoders, test, seed, config, method_options)
         fitted = fit_methods(unfitted, seed_train, seed_val, stages=results.stages, log_dir=log_dir)
         results.records += [{"dataset": dataset, **r} for r in evaluate_methods(fitted, test, masks, stages=results.stages)]

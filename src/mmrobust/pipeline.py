@@ -20,9 +20,8 @@ from .config import RunConfig, config_from_dict, config_to_dict
 from .data import DATASETS, Splits
 from .encoders import EncoderSpec
 from .experiment import (apply_training_missing, check_compatible, create_methods, default_protocols,
-                         evaluate_methods, expand_methods, fit_methods, fit_records)
+                         evaluate_methods, expand_methods, fit_methods, fit_records, seed_masks)
 from .files import file_name, write_json, write_jsonl, write_text
-from .masking import sample_all_masks, save_masks
 from .methods import Method
 from .provenance import environment
 from .report import write_report
@@ -118,8 +117,7 @@ def evaluate_run(run_dir: Path, fitted_by_seed: Mapping[int, Mapping[str, Method
     protocols = config.protocols or default_protocols(test, sorted(encoders))
     records = []
     for seed in config.seeds:
-        masks = sample_all_masks(protocols, {m: test.present[m] for m in sorted(encoders)}, seed)
-        save_masks(run_dir / "masks" / f"seed{seed}.npz", masks, meta={"seed": seed, "protocols": protocols})
+        masks = seed_masks(test, sorted(encoders), protocols, seed, run_dir)
         fitted = (fitted_by_seed or {}).get(seed) or _load_fitted(run_dir, names, encoders, splits, seed, config)
         log(f"[seed {seed}] evaluating {len(fitted)} methods under {len(masks)} masks on {len(test)} test rows")
         records += [{"dataset": config.data.name, **r} for r in evaluate_methods(fitted, test, masks, stages=provenance["stages"])]
