@@ -1,6 +1,7 @@
 """The command line, thin: parse, load the config, call the pipeline.
 
     mmrobust run        the whole pipeline (Stage 1, every method, every protocol, every seed, report)
+                        on a preset, or on your own data: --manifest data.csv --label genre
     mmrobust train      Stage 1 and every method, saved in a new run folder
     mmrobust evaluate   every protocol on a trained run folder
     mmrobust report     report.md and robustness.png of an evaluated run folder
@@ -9,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -48,7 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     for name, func, text in (("run", cmd_run, "the whole pipeline into a new run folder, ending with its report"),
                              ("train", cmd_train, "Stage 1 and every method, saved in a new run folder")):
         p = sub.add_parser(name, help=text)
-        p.add_argument("--config", default="digits", help=f"a preset ({', '.join(list_presets())}) or a YAML file")
+        p.add_argument("--config", default=None,
+                       help=f"a preset ({', '.join(list_presets())}) or a YAML file (default: digits; manifest with --manifest)")
+        p.add_argument("--manifest", type=Path, default=None,
+                       help="your own data: a CSV / JSONL file, one row per sample, one column per modality")
+        p.add_argument("--label", default=None, help="the manifest's label column (multi-label cells as a|b|c)")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, typed (repeatable), e.g. --set train.epochs=3")
         p.add_argument("--out", type=Path, default=None, help="the run folder (default ./runs/<UTC time>-<dataset>)")
@@ -86,15 +92,26 @@ def cmd_prepare_avmnist(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> RunConfig:
-    overrides = list(args.set)
+    overrides = _manifest_overrides(args) + list(args.set)
     if args.seeds is not None:
         overrides.append(f"seeds={list(args.seeds)}")
     if args.device is not None:
         overrides.append(f"train.device={args.device}")
-    config = load_config(args.config, overrides)
+    config = load_config(args.config or ("manifest" if args.manifest else "digits"), overrides)
     if sys.stderr.isatty() and "train.progress" not in " ".join(args.set):
         config.train.progress = True
     return config
+
+
+def _manifest_overrides(args: argparse.Namespace) -> list[str]:
+    if args.manifest is None:
+        if args.label is not None:
+            raise ConfigError("--label goes with --manifest")
+        return []
+    if args.label is None:
+        raise ConfigError("--manifest needs --label COLUMN (the column holding each row's label)")
+    return ["data.name=manifest", f"data.options.path={json.dumps(str(args.manifest.resolve()))}",
+            f"data.options.label={json.dumps(args.label)}"]
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -42,9 +42,9 @@ class RunConfig:
     protocols: list[str] | None = None  # None: full, each miss:<m>, each sweep:<m>, subsets
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=6, batch_size=64, lr=1e-3))
-    encoders: dict[str, dict] = field(default_factory=dict)  # modality -> {name: ..., kwargs}; empty: dataset defaults
+    encoders: dict[str, Any] = field(default_factory=dict)  # modality -> {name: ..., kwargs} or a name; empty: dataset defaults
     method_options: dict[str, dict] = field(default_factory=dict)  # method -> keyword arguments
-    train_missing: dict[str, float] = field(default_factory=dict)  # modality -> share of training rows without it
+    train_missing: dict[str, float] = field(default_factory=dict)  # modality (or 'both', MAP) -> share of training rows without it
 
 
 def list_presets() -> list[str]:

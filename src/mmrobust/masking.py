@@ -128,7 +128,8 @@ def sample_masks(protocol: str, observed: Mapping[str, np.ndarray | Tensor], see
         order = np.random.default_rng(derive_seed(seed, "sweep", arg)).permutation(n)
         return [_mask(protocol, _drop(observed, arg, _first_rows(order, n_of(r, n))), rate=r) for r in SWEEP_RATES]
     if kind == "map":
-        return [_mask(protocol, _map_present(observed, arg, rate, seed), rate=rate)]
+        order = np.random.default_rng(derive_seed(seed, "map")).permutation(len(next(iter(observed.values()))))
+        return [_mask(protocol, _map_present(observed, arg, rate, order), rate=rate)]
     return [
         _mask(protocol, {m: observed[m] & (m in subset) for m in modalities}, pattern=pattern_name(subset))
         for subset in nonempty_subsets(modalities)
@@ -163,12 +164,14 @@ def _first_rows(order: np.ndarray, k: int) -> np.ndarray:
     return rows
 
 
-def _map_present(observed: dict[str, np.ndarray], arg: str, rate: float, seed: int) -> dict[str, np.ndarray]:
-    n = len(next(iter(observed.values())))
-    order = np.random.default_rng(derive_seed(seed, "map")).permutation(n)
-    k = n_of(rate, n)
+def _map_present(observed: dict[str, np.ndarray], arg: str, rate: float, order: np.ndarray) -> dict[str, np.ndarray]:
+    """``arg`` absent from the first ``ceil(rate * N)`` rows of ``order``; ``both``: the first
+    half of those rows lose one modality, the rest the other."""
+    k = n_of(rate, len(order))
     if arg != "both":
         return _drop(observed, arg, _first_rows(order, k))
+    if len(observed) != 2:
+        raise ProtocolError(f"'both' needs exactly two modalities, got {sorted(observed)}")
     first, second = sorted(observed)
     k_first = (k + 1) // 2
     lose_first = _first_rows(order, k_first)
@@ -186,12 +189,14 @@ def _as_bool_array(p: np.ndarray | Tensor) -> np.ndarray:
 def sample_training_missing(
     observed: Mapping[str, np.ndarray | Tensor], modality: str, rate: float, seed: int, split: str = "train"
 ) -> dict[str, np.ndarray]:
-    """Training-time missing: ``modality`` absent from ``ceil(rate * N)`` random rows of a split."""
+    """Training-time missing: ``modality`` absent from ``ceil(rate * N)`` random rows of a split;
+    ``both`` (two modalities): MAP's pattern, half of those rows lack one, half the other."""
     observed = {m: _as_bool_array(p) for m, p in observed.items()}
-    _check_modality(f"training-missing {modality}", modality, sorted(observed))
-    n = len(observed[modality])
+    if modality != "both":
+        _check_modality(f"training-missing {modality}", modality, sorted(observed))
+    n = len(next(iter(observed.values())))
     order = np.random.default_rng(derive_seed(seed, "train-missing", modality, split)).permutation(n)
-    return _drop(observed, modality, _first_rows(order, n_of(rate, n)))
+    return _map_present(observed, modality, rate, order)
 
 
 # --- the MMA augmentation ---------------------------------------------------------------

@@ -6,6 +6,8 @@
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sys
 import time
@@ -63,29 +65,48 @@ def load_data(config: RunConfig) -> Splits:
 
 
 def resolve_encoders(config: RunConfig, splits: Splits) -> dict[str, EncoderSpec]:
+    """The dataset's default encoders, replaced where the config names one (a registered
+    encoder, or a factory by import path ``package.module:factory``, with keyword arguments)."""
     encoders = dict(splits.encoders)
     for modality, spec in config.encoders.items():
         if modality not in splits.train.modalities:
             raise ValueError(f"config encoders.{modality}: the dataset has no modality {modality!r} ({list(splits.train.modalities)})")
-        if "name" not in spec:
-            raise ValueError(f"config encoders.{modality}: needs a 'name' (a registered encoder)")
+        spec = {"name": spec} if isinstance(spec, str) else spec
+        if not isinstance(spec, dict) or "name" not in spec:
+            raise ValueError(f"config encoders.{modality}: needs a 'name' (a registered encoder or package.module:factory)")
         kwargs = {k: v for k, v in spec.items() if k != "name"}
         encoders[modality] = EncoderSpec(spec["name"], **kwargs)
     return encoders
 
 
-def _setup(config: RunConfig):
+def _setup(config: RunConfig, run_dir: Path):
     splits = load_data(config)
+    _keep_split(run_dir, splits)
     encoders = resolve_encoders(config, splits)
     check_compatible(encoders, splits.train, splits.val, splits.test)
     return splits, encoders, expand_methods(config.methods, sorted(encoders))
+
+
+def _keep_split(run_dir: Path, splits: Splits) -> None:
+    """Save which sample went to which split (``splits.csv``) on the first step; later steps
+    check that the data still splits the same way (a changed manifest is refused)."""
+    if not splits.ids:
+        return
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows([("id", "split"), *((i, name) for name, ids in splits.ids.items() for i in ids)])
+    text = buffer.getvalue()
+    path = run_dir / "splits.csv"
+    if not path.is_file():
+        write_text(path, text)
+    elif path.read_text(encoding="utf-8") != text:
+        raise ValueError(f"{path}: the data no longer splits as when this run was trained (did the manifest change?)")
 
 
 def train_run(run_dir: Path, log: Log = stderr_log) -> dict[int, dict[str, Method]]:
     """Stage 1 and every method, per seed; each fitted method saved as soon as it is done."""
     config = read_config(run_dir)
     started = time.perf_counter()
-    splits, encoders, names = _setup(config)
+    splits, encoders, names = _setup(config, run_dir)
     provenance = _provenance(run_dir, config, splits)
     fitted_by_seed, fits = {}, []
     for seed in config.seeds:
@@ -111,7 +132,7 @@ def evaluate_run(run_dir: Path, fitted_by_seed: Mapping[int, Mapping[str, Method
     """Every protocol on the test split, per seed; models loaded from the run folder unless given."""
     config = read_config(run_dir)
     started = time.perf_counter()
-    splits, encoders, names = _setup(config)
+    splits, encoders, names = _setup(config, run_dir)
     provenance = _provenance(run_dir, config, splits)
     test = splits.test
     protocols = config.protocols or default_protocols(test, sorted(encoders))

@@ -17,18 +17,20 @@ class Splits:
     test: MultiModalDataset
     encoders: dict[str, EncoderSpec]  # the dataset's default encoders
     info: dict[str, Any] = field(default_factory=dict)  # provenance, shown in reports
+    ids: dict[str, list[str]] = field(default_factory=dict)  # split -> sample ids (loaders with ids)
 
     def limit(self, rows: int | None) -> "Splits":
         """The first ``rows`` rows of each split (for quick runs); ``None`` keeps everything."""
         if rows is None:
             return self
         cut = {name: getattr(self, name).subset(range(min(rows, len(getattr(self, name))))) for name in ("train", "val", "test")}
-        return Splits(**cut, encoders=self.encoders, info={**self.info, "limit": rows})
+        ids = {name: values[:rows] for name, values in self.ids.items()}
+        return Splits(**cut, encoders=self.encoders, info={**self.info, "limit": rows}, ids=ids)
 
 
 DATASETS: Registry[Splits] = Registry("dataset")
 
-from . import avmnist, digits, synthetic  # noqa: E402,F401  (register the built-in datasets)
+from . import avmnist, digits, manifest, mmimdb, food101, synthetic  # noqa: E402,F401  (register the built-in datasets)
 from .synthetic import make_synthetic  # noqa: E402
 
 __all__ = ["DATASETS", "Splits", "make_synthetic"]

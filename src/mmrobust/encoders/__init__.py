@@ -5,6 +5,7 @@ live modules, so each method and seed builds fresh parameters.
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
@@ -27,10 +28,24 @@ class EncoderSpec:
         object.__setattr__(self, "kwargs", kwargs)
 
     def build(self) -> nn.Module:
+        if ":" in self.name:  # a user's own factory, "package.module:factory"
+            return import_factory(self.name)(**self.kwargs)
         return ENCODERS.create(self.name, **self.kwargs)
 
     def to_dict(self) -> dict:
         return {"name": self.name, **self.kwargs}
+
+
+def import_factory(path: str) -> Callable[..., nn.Module]:
+    """The callable named by ``package.module:factory``."""
+    module_name, _, attr = path.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"encoder {path!r}: cannot import {attr!r} from {module_name!r} ({err})") from err
+    if not callable(factory):
+        raise ValueError(f"encoder {path!r}: {attr!r} is not callable")
+    return factory
 
 
 EncoderLike = Union[EncoderSpec, Callable[[], nn.Module], str]
@@ -59,4 +74,4 @@ def build_encoder_seeded(spec: EncoderLike, modality: str, seed: int) -> nn.Modu
         return build_encoder(spec, modality)
 
 
-from . import cnn, mlp  # noqa: E402,F401  (register the built-in encoders)
+from . import cnn, mlp, pretrained  # noqa: E402,F401  (register the built-in encoders)

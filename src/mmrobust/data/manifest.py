@@ -1,0 +1,161 @@
+"""Your own data with no code: a CSV or JSONL manifest, one row per sample.
+
+One column per modality (an image path, an audio path, a text, or the path of a ``.npy``
+feature vector; paths relative to the manifest), a label column (multi-label as ``a|b|c``),
+optional ``id`` and ``split`` (train / val / test) columns. An empty cell means that modality
+is missing for that row (the ``observed`` protocol). Without a ``split`` column the rows get a
+seeded, stratified 70 / 15 / 15 split, saved in the run folder as ``splits.csv``.
+"""
+from __future__ import annotations
+
+import csv
+import difflib
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from . import DATASETS, Splits
+from .table import SPLIT_ALIASES, DataError, Table, build_splits
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+AUDIO_SUFFIXES = (".wav",)
+FEATURE_SUFFIXES = (".npy",)
+
+
+def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and the rows of a CSV (or TSV) or JSONL file, every value as a stripped string."""
+    if not path.is_file():
+        raise DataError(f"{path}: manifest not found")
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        return _read_csv(path, "\t" if suffix == ".tsv" else ",")
+    if suffix in (".jsonl", ".ndjson"):
+        return _read_jsonl(path)
+    raise DataError(f"{path}: a manifest must be .csv, .tsv or .jsonl, got {suffix or 'no suffix'!r}")
+
+
+def _read_csv(path: Path, delimiter: str):
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        header = [h.strip() for h in next(reader, [])]
+        if not header or not any(header):
+            raise DataError(f"{path}: empty manifest (no header row)")
+        duplicated = sorted({h for h in header if header.count(h) > 1})
+        if duplicated:
+            raise DataError(f"{path}: column {duplicated[0]!r} appears more than once in the header")
+        rows = []
+        for line, values in enumerate(reader, start=2):
+            if not values:
+                continue
+            if len(values) != len(header):
+                raise DataError(f"{path}, line {line}: {len(values)} fields, but the header has {len(header)}")
+            rows.append({h: v.strip() for h, v in zip(header, values)})
+    return header, rows
+
+
+def _read_jsonl(path: Path):
+    header: dict[str, None] = {}
+    rows = []
+    for line, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}, line {line}: not valid JSON ({err.msg})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{path}, line {line}: expected a JSON object, got {type(record).__name__}")
+        header.update(dict.fromkeys(record))
+        rows.append({k: _cell_text(v) for k, v in record.items()})
+    return list(header), [{h: row.get(h, "") for h in header} for row in rows]
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return "|".join(str(v).strip() for v in value)
+    return str(value).strip()
+
+
+def _require_column(path: Path, header: Sequence[str], column: str, role: str) -> None:
+    if column not in header:
+        close = difflib.get_close_matches(column, header, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise DataError(f"{path}: no {role} column {column!r}{hint}; the columns are: {', '.join(header)}")
+
+
+def infer_kind(path: Path, column: str, values: Sequence[str]) -> str:
+    """image / audio / features when every non-empty cell has that file suffix, else text.
+
+    A column where most cells are files of one kind but some are not is refused (a typo in
+    a path must not turn an image column into text)."""
+    filled = [v for v in values if v]
+    for kind, suffixes in (("image", IMAGE_SUFFIXES), ("audio", AUDIO_SUFFIXES), ("features", FEATURE_SUFFIXES)):
+        matches = [v.lower().endswith(suffixes) for v in filled]
+        if filled and all(matches):
+            return kind
+        if filled and sum(matches) * 2 >= len(filled):
+            odd = next(v for v, ok in zip(filled, matches) if not ok)
+            raise DataError(f"{path}: column {column!r} looks like {kind} paths, but the cell {odd!r} is not one "
+                            f"({'/'.join(suffixes)}); fix it, or set data.options.kinds.{column}")
+    return "text"
+
+
+def read_manifest(path: str | Path, label: str, columns: Sequence[str] | None = None,
+                  kinds: Mapping[str, str] | None = None, id_column: str = "id", split_column: str = "split",
+                  multilabel: bool | None = None, separator: str = "|") -> Table:
+    """A manifest as a :class:`Table` (every column and cell checked, no file decoded yet)."""
+    path = Path(path)
+    header, rows = read_rows(path)
+    _require_column(path, header, label, "label")
+    reserved = {label, id_column, split_column}
+    columns = list(columns) if columns else [h for h in header if h not in reserved]
+    for column in columns:
+        _require_column(path, header, column, "modality")
+    if not columns:
+        raise DataError(f"{path}: no modality columns (the columns are: {', '.join(header)})")
+    if not rows:
+        raise DataError(f"{path}: the manifest has no rows")
+    kinds = {c: (kinds or {}).get(c) or infer_kind(path, c, [r[c] for r in rows]) for c in columns}
+    if multilabel is None:
+        multilabel = any(separator in r[label] for r in rows)
+    ids = [_row_id(path, r, i, id_column in header and id_column) for i, r in enumerate(rows)]
+    labels = [_labels(path, ids[i], r[label], label, separator if multilabel else None) for i, r in enumerate(rows)]
+    split = [_split(path, ids[i], r[split_column], split_column) for i, r in enumerate(rows)] if split_column in header else None
+    cells = {c: [r[c] or None for r in rows] for c in columns}
+    return Table(str(path), path.parent, ids, cells, kinds, labels, split, multilabel)
+
+
+def _row_id(path: Path, row: dict, index: int, id_column: str | bool) -> str:
+    if not id_column:
+        return f"row{index + 1}"
+    if not row[id_column]:
+        raise DataError(f"{path}: row {index + 1} has an empty {id_column!r}")
+    return row[id_column]
+
+
+def _labels(path: Path, sample_id: str, text: str, column: str, separator: str | None) -> list[str]:
+    labels = [t.strip() for t in text.split(separator)] if separator else [text]
+    labels = [t for t in labels if t]
+    if not labels:
+        raise DataError(f"{path}: sample {sample_id!r} has an empty {column!r}")
+    return labels
+
+
+def _split(path: Path, sample_id: str, text: str, column: str) -> str:
+    name = SPLIT_ALIASES.get(text.lower())
+    if name is None:
+        raise DataError(f"{path}: sample {sample_id!r} has {column} {text!r}; expected train, val or test")
+    return name
+
+
+@DATASETS.register("manifest")
+def manifest(path: str, label: str, columns: Sequence[str] | None = None, kinds: Mapping[str, str] | None = None,
+             id_column: str = "id", split_column: str = "split", multilabel: bool | None = None, separator: str = "|",
+             extractors: Mapping[str, str] | None = None, finetune: Sequence[str] = (), cache_dir: str | None = None,
+             split_seed: int = 0) -> Splits:
+    """Your own data: a CSV / JSONL manifest, one row per sample, one column per modality."""
+    table = read_manifest(path, label, columns, kinds, id_column, split_column, multilabel, separator)
+    split = "the manifest's split column" if table.split is not None else f"stratified 70/15/15, seed {split_seed}"
+    return build_splits(table, extractors, finetune, cache_dir, split_seed, info={"label": label, "split": split})

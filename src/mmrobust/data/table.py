@@ -1,0 +1,250 @@
+"""A table of samples (one cell per modality: a file path or a text) -> :class:`Splits`.
+
+The manifest loader, MM-IMDB and Food-101 all read their files into a :class:`Table`;
+:func:`build_splits` turns it into tensors: cached features of a frozen pre-trained extractor
+(default), the extractor's preprocessed inputs (fine-tuning), or ``.npy`` feature vectors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..batch import MultiModalDataset
+from ..encoders import EncoderSpec
+from ..masking import derive_seed
+from ..pretrained import DEFAULT_EXTRACTORS, ExtractorError, FeatureCache, get_extractor
+from . import Splits
+
+CELL_KINDS = ("image", "text", "audio", "features")
+SPLIT_NAMES = ("train", "val", "test")
+SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+                 "dev": "val", "test": "test", "testing": "test"}
+SPLIT_SHARES = (0.70, 0.15, 0.15)
+CHUNK = 32
+
+
+class DataError(ValueError):
+    """Input data that does not match what the loader expects (names the file, row or field)."""
+
+
+@dataclass
+class Table:
+    source: str  # the file or folder read, for messages and provenance
+    base: Path  # relative paths resolve against it
+    ids: list[str]
+    cells: dict[str, list[str | None]]  # modality -> one cell per row; None: missing
+    kinds: dict[str, str]  # modality -> image | text | audio | features
+    labels: list[list[str]]  # one or more labels per row
+    split: list[str] | None = None  # train / val / test per row; None: a seeded stratified split
+    multilabel: bool = False
+    label_names: list[str] | None = None  # a fixed vocabulary; None: the sorted labels seen
+
+    def check(self) -> None:
+        """Unique ids, at least one modality per row, labels in the vocabulary."""
+        seen: dict[str, int] = {}
+        for row, sample_id in enumerate(self.ids):
+            if sample_id in seen:
+                raise DataError(f"{self.source}: sample id {sample_id!r} appears twice (rows {seen[sample_id] + 1} and {row + 1})")
+            seen[sample_id] = row
+            if all(self.cells[m][row] is None for m in self.cells):
+                raise DataError(f"{self.source}: sample {sample_id!r} has every modality missing ({', '.join(self.cells)})")
+            if not self.labels[row]:
+                raise DataError(f"{self.source}: sample {sample_id!r} has no label")
+            if not self.multilabel and len(self.labels[row]) > 1:
+                raise DataError(f"{self.source}: sample {sample_id!r} has several labels {self.labels[row]} in a multi-class task")
+        for m, kind in self.kinds.items():
+            if kind not in CELL_KINDS:
+                raise DataError(f"{self.source}: modality {m!r} has kind {kind!r}; expected one of {CELL_KINDS}")
+        if self.label_names is not None:
+            vocabulary = set(self.label_names)
+            for sample_id, labels in zip(self.ids, self.labels):
+                unknown = [label for label in labels if label not in vocabulary]
+                if unknown:
+                    raise DataError(f"{self.source}: sample {sample_id!r} has unknown label {unknown[0]!r}; "
+                                    f"known: {', '.join(self.label_names)}")
+
+
+def build_splits(table: Table, extractors: Mapping[str, str] | None = None, finetune: Iterable[str] = (),
+                 cache_dir: str | Path | None = None, split_seed: int = 0, info: Mapping[str, Any] | None = None) -> Splits:
+    """Features (or preprocessed inputs) per modality, targets, and the train / val / test split."""
+    table.check()
+    finetune = set(finetune)
+    unknown = sorted(finetune - set(table.cells))
+    if unknown:
+        raise DataError(f"finetune: no modality {unknown[0]!r} (modalities: {', '.join(table.cells)})")
+    names = table.label_names or sorted({label for labels in table.labels for label in labels})
+    target = _targets(table.labels, names, table.multilabel)
+    split = _split_rows(table, split_seed)
+    inputs, present, encoders, used = {}, {}, {}, {}
+    for m in table.cells:
+        present[m] = np.array([c is not None for c in table.cells[m]])
+        if table.kinds[m] == "features":
+            inputs[m] = _npy_column(table, m)
+            encoders[m] = EncoderSpec("mlp", in_dim=int(inputs[m].shape[1]))
+            continue
+        name = (extractors or {}).get(m, DEFAULT_EXTRACTORS[table.kinds[m]])
+        extractor = get_extractor(name)
+        if extractor.kind != table.kinds[m]:
+            raise DataError(f"modality {m!r} holds {table.kinds[m]} cells but extractor {name!r} reads {extractor.kind}")
+        used[m] = {"extractor": name, **extractor.identity(), "finetune": m in finetune}
+        if m in finetune:
+            inputs[m] = _preprocessed_column(table, m, extractor)
+            encoders[m] = EncoderSpec("pretrained", extractor=name)
+        else:
+            inputs[m] = _feature_column(table, m, extractor, FeatureCache(cache_dir, extractor))
+            encoders[m] = EncoderSpec("mlp", in_dim=int(inputs[m].shape[1]))
+    full = MultiModalDataset(inputs, target, present, num_classes=len(names),
+                             task="multilabel" if table.multilabel else "multiclass", label_names=names)
+    rows = {s: np.flatnonzero(np.asarray(split) == s) for s in SPLIT_NAMES}
+    for s, idx in rows.items():
+        if len(idx) == 0:
+            raise DataError(f"{table.source}: the {s} split has no rows")
+    ids = {s: [table.ids[i] for i in idx] for s, idx in rows.items()}
+    meta = {"source": table.source, "rows": {s: len(idx) for s, idx in rows.items()}, "modalities": dict(table.kinds),
+            "extractors": used, "missing": {m: int((~present[m]).sum()) for m in table.cells}, **(info or {})}
+    return Splits(*(full.subset(rows[s]) for s in SPLIT_NAMES), encoders=encoders, info=meta, ids=ids)
+
+
+def _targets(labels: Sequence[list[str]], names: list[str], multilabel: bool) -> np.ndarray:
+    index = {name: i for i, name in enumerate(names)}
+    if not multilabel:
+        return np.array([index[row[0]] for row in labels], dtype=np.int64)
+    target = np.zeros((len(labels), len(names)), dtype=np.float32)
+    for i, row in enumerate(labels):
+        target[i, [index[label] for label in row]] = 1.0
+    return target
+
+
+def _split_rows(table: Table, seed: int) -> list[str]:
+    if table.split is not None:
+        return table.split
+    return stratified_split([labels[0] for labels in table.labels], seed)
+
+
+def stratified_split(strata: Sequence[str], seed: int, shares: Sequence[float] = SPLIT_SHARES) -> list[str]:
+    """A seeded split, stratified: within each stratum (a class; the first label of a multi-label
+    row), ``round(share * n)`` rows go to val and to test, the rest to train."""
+    split = ["train"] * len(strata)
+    by_stratum: dict[str, list[int]] = {}
+    for row, stratum in enumerate(strata):
+        by_stratum.setdefault(stratum, []).append(row)
+    for stratum in sorted(by_stratum):
+        rows = np.array(by_stratum[stratum])
+        rows = rows[np.random.default_rng(derive_seed(seed, "split", stratum)).permutation(len(rows))]
+        n_val, n_test = round(shares[1] * len(rows)), round(shares[2] * len(rows))
+        for row in rows[:n_val]:
+            split[row] = "val"
+        for row in rows[n_val:n_val + n_test]:
+            split[row] = "test"
+    return split
+
+
+def _present_rows(table: Table, m: str) -> list[int]:
+    return [i for i, c in enumerate(table.cells[m]) if c is not None]
+
+
+def _read(table: Table, m: str, row: int, read):
+    try:
+        return read(table.cells[m][row])
+    except ExtractorError as err:
+        raise DataError(f"{table.source}: sample {table.ids[row]!r}, {m}: {err}") from None
+
+
+def _npy_column(table: Table, m: str) -> np.ndarray:
+    """``.npy`` feature vectors (one per cell, same length, finite) -> ``[N, D]`` float32."""
+    vectors: dict[int, np.ndarray] = {}
+    for row in _present_rows(table, m):
+        path = Path(table.cells[m][row])
+        path = path if path.is_absolute() else table.base / path
+        where = f"{table.source}: sample {table.ids[row]!r}, {m}: {path}"
+        try:
+            vector = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise DataError(f"{where}: file not found") from None
+        except (ValueError, OSError, EOFError) as err:
+            raise DataError(f"{where}: not a readable .npy array ({err})") from None
+        if vector.dtype.kind not in "fiu" or vector.ndim != 1:
+            raise DataError(f"{where}: expected a 1-D numeric vector, got {vector.dtype} {vector.shape}")
+        if not np.all(np.isfinite(vector)):
+            raise DataError(f"{where}: holds NaN or infinite values")
+        first = next(iter(vectors.values()), vector)
+        if vector.shape != first.shape:
+            raise DataError(f"{where}: length {vector.shape[0]}, but earlier vectors have {first.shape[0]}")
+        vectors[row] = vector.astype(np.float32)
+    if not vectors:
+        raise DataError(f"{table.source}: modality {m!r} is missing from every row")
+    out = np.zeros((len(table.ids), len(next(iter(vectors.values())))), dtype=np.float32)
+    for row, vector in vectors.items():
+        out[row] = vector
+    return out
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _feature_column(table: Table, m: str, extractor, cache: FeatureCache) -> np.ndarray:
+    """Frozen features of every present cell: from the cache, or computed (in chunks) and cached."""
+    rows = _present_rows(table, m)
+    keys = {row: _read(table, m, row, lambda c: cache.key(c, extractor.kind, table.base)) for row in rows}
+    features = {row: cache.get(keys[row]) for row in rows}
+    todo = [row for row in rows if features[row] is None]
+    if todo:
+        device = _device()
+        module = extractor.module().eval().to(device)
+        bar = tqdm(total=len(todo), desc=f"{m}: {extractor.name} features", unit="item", disable=None)
+        for chunk in _chunks(todo, CHUNK):
+            items = [_read(table, m, row, lambda c: extractor.load(c, table.base)) for row in chunk]
+            with torch.inference_mode():
+                batch = extractor.preprocess(items)
+                out = module(_to(batch, device)).float().cpu().numpy()
+            for row, vector in zip(chunk, out):
+                cache.put(keys[row], vector)
+                features[row] = vector
+            bar.update(len(chunk))
+        bar.close()
+    if not rows:
+        raise DataError(f"{table.source}: modality {m!r} is missing from every row")
+    dim = len(features[rows[0]])
+    out = np.zeros((len(table.ids), dim), dtype=np.float32)
+    for row in rows:
+        out[row] = features[row]
+    return out
+
+
+def _preprocessed_column(table: Table, m: str, extractor):
+    """The extractor's preprocessed inputs of every row (zeros where missing), for fine-tuning."""
+    rows = _present_rows(table, m)
+    if not rows:
+        raise DataError(f"{table.source}: modality {m!r} is missing from every row")
+    parts = []
+    for chunk in _chunks(rows, CHUNK):
+        parts.append(extractor.preprocess([_read(table, m, row, lambda c: extractor.load(c, table.base)) for row in chunk]))
+    if not isinstance(parts[0], (torch.Tensor, dict)):
+        raise DataError(f"extractor {extractor.name!r} cannot be fine-tuned (it is not a torch model)")
+    return _scatter(parts, rows, len(table.ids))
+
+
+def _scatter(parts: list, rows: list[int], n: int):
+    if isinstance(parts[0], dict):
+        return {k: _scatter([p[k] for p in parts], rows, n) for k in parts[0]}
+    present = torch.cat(parts)
+    out = present.new_zeros((n, *present.shape[1:]))
+    out[torch.as_tensor(rows)] = present
+    return out
+
+
+def _to(batch, device):
+    if isinstance(batch, dict):
+        return {k: v.to(device) for k, v in batch.items()}
+    return batch.to(device) if isinstance(batch, torch.Tensor) else batch
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

