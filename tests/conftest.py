@@ -1,9 +1,12 @@
+import os
+
 import pytest
 import torch
 
 import mmrobust as mm
 
 torch.set_num_threads(1)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # pre-trained weights come from installed packages, never the network
 
 
 @pytest.fixture

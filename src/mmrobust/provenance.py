@@ -14,13 +14,15 @@ from typing import Iterator
 import torch
 
 PACKAGES = ("mmrobust", "torch", "numpy", "scikit-learn", "scipy", "safetensors", "matplotlib", "PyYAML")
+OPTIONAL_PACKAGES = ("transformers", "tokenizers", "onnxruntime", "pillow")  # listed when installed
 
 
 def environment(device: torch.device) -> dict:
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "packages": {name: _version(name) for name in PACKAGES},
+        "packages": {name: _version(name) for name in PACKAGES}
+        | {name: v for name in OPTIONAL_PACKAGES if (v := _version(name)) is not None},
         "git_commit": git_commit(),
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",

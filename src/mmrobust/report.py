@@ -75,7 +75,7 @@ def _columns(summary: Sequence[dict], metric: str) -> list[tuple[str, tuple]]:
             columns.append((f"{p} (area)", (p, None, None, f"area:{metric}")))
         elif p.startswith("map:"):
             rate = _rate_of(summary, p)
-            columns.append((f"{p}@{rate}", (p, rate, None, metric)))
+            columns.append((p if "@" in p else f"{p}@{rate}", (p, rate, None, metric)))
         else:
             columns.append((p, (p, None, None, metric)))
     order = {"observed": 0, "full": 1, "miss": 2, "map": 3, "sweep": 4}
@@ -115,7 +115,7 @@ def render_markdown(summary, fits, provenance, config, metric, methods, has_figu
            f"included, and draws its own test masks, the same for every method). Test rows: {n_rows}. "
            f"**Bold**: the best of each column. *n/a*: no row can be scored (a uni-modal model with its own "
            f"modality missing). The uni-modal rows are the *reference* for rows where only that modality is "
-           f"present, not a ceiling.", ""]
+           f"present, not a ceiling.", "", _training_setting(config, summary), ""]
     out += _table(summary, methods, _columns(summary, metric)) + [""]
     out += ["Protocols:", ""] + [f"- `{p}`: {_protocol_text(p)}" for p in dict.fromkeys(s["protocol"] for s in summary)] + [""]
     patterns = list(dict.fromkeys(s["pattern"] for s in summary if s["protocol"] == "subsets" and s["pattern"]))
@@ -130,6 +130,24 @@ def render_markdown(summary, fits, provenance, config, metric, methods, has_figu
                 "", "![robustness](robustness.png)", ""]
     out += _fit_section(fits) + _provenance_section(provenance, config)
     return "\n".join(out) + "\n"
+
+
+def _training_setting(config: dict, summary: Sequence[dict]) -> str:
+    """Which training data the models saw: MAP results mean different things in the two settings."""
+    missing = config.get("train_missing") or {}
+    if not missing:
+        return ("Training data: as loaded, no modality removed (the paper's setting; for the MAP protocols this is "
+                "the *train-full* variant).")
+    parts = [f"both modalities, MAP's pattern ({100 * rate / 2:g}% of rows lack one, {100 * rate / 2:g}% the other)"
+             if m == "both" else f"`{m}` from {100 * rate:g}% of rows" for m, rate in sorted(missing.items())]
+    own = [p for p in dict.fromkeys(s["protocol"] for s in summary) if p.startswith("map:")
+           and missing.get(_map_modality(p)) == _rate_of(summary, p)]
+    label = f" This is MAP's own setting for {', '.join(f'`{p}`' for p in own)}." if own else ""
+    return f"Training data: modalities removed from training and validation rows: {'; '.join(parts)}.{label}"
+
+
+def _map_modality(protocol: str) -> str:
+    return protocol[len("map:"):].split("@")[0]
 
 
 def _protocol_text(protocol: str) -> str:

