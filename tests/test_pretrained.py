@@ -163,3 +163,8 @@ def test_own_encoder_by_import_path(tmp_path, monkeypatch):
     assert resolve_encoders(config, splits)["image"].build().out_dim == 3
     with pytest.raises(ValueError, match="cannot import 'nope' from 'my_encoders'"):
         EncoderSpec("my_encoders:nope").build()
+
+
+def test_every_extractor_is_documented_for_mmrobust_list():
+    names = set(pretrained.EXTRACTORS) | {f"{p}:<{'path' if p == 'hf' else 'name'}>" for p in pretrained.PREFIXES}
+    assert set(pretrained.EXTRACTOR_DOCS) == names

@@ -22,6 +22,7 @@ from .data.avmnist import AVMNIST_INTERFERENCE_DB, AVMNIST_PCA_ENERGY, AVMNIST_S
 from .encoders import ENCODERS
 from .masking import SWEEP_RATES, ProtocolError
 from .methods import METHODS
+from .pretrained import EXTRACTOR_DOCS
 from .report import write_report
 
 PROTOCOLS = {
@@ -143,6 +144,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{title}:")
         for name in registry.names():
             print(f"  {name:28s} {registry.describe(name)}")
+    print("extractors (pre-trained, for manifest columns: data.options.extractors.<column>=NAME):")
+    for name, doc in EXTRACTOR_DOCS.items():
+        print(f"  {name:28s} {doc}")
     print("protocols:")
     for name, doc in PROTOCOLS.items():
         print(f"  {name:28s} {doc}")

