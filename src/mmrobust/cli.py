@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--out", type=Path, default=None, help="the run folder (default ./runs/<UTC time>-<dataset>)")
         p.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default: the config's)")
         p.add_argument("--device", default=None, help="auto (CUDA when present), cpu, cuda, cuda:N")
+        p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                       help="continue an interrupted run: finished stages are kept, an interrupted one resumes "
+                            "from its last epoch; other flags must give the run's own config or be left out")
         p.set_defaults(func=func)
     for name, func, text in (("evaluate", cmd_evaluate, "every protocol on a trained run folder"),
                              ("report", cmd_report, "report.md and robustness.png of an evaluated run folder")):
@@ -115,14 +118,45 @@ def _manifest_overrides(args: argparse.Namespace) -> list[str]:
             f"data.options.label={json.dumps(args.label)}"]
 
 
+def _resume_dir(args: argparse.Namespace) -> Path:
+    """The run folder to resume, after checking that the flags ask for its own config."""
+    run_dir = args.resume
+    saved = config_to_dict(pipeline.read_config(run_dir))
+    if args.out is not None and args.out.resolve() != run_dir.resolve():
+        raise ConfigError(f"--resume {run_dir} writes into that folder; --out {args.out} names another")
+    if any((args.config, args.set, args.seeds, args.device, args.manifest)):
+        wanted = config_to_dict(_config(args))
+        wanted["train"]["progress"] = saved["train"]["progress"]
+        if wanted != saved:
+            changed = ", ".join(_differences(saved, wanted))
+            raise ConfigError(f"--resume {run_dir}: the config differs from the run's own ({changed}); "
+                              f"resume without those flags, or start a new run")
+    return run_dir
+
+
+def _differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
+    keys = sorted(set(saved) | set(wanted))
+    out = []
+    for key in keys:
+        a, b = saved.get(key), wanted.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    report = pipeline.run_all(_config(args), args.out)
+    if args.resume is not None:
+        report = pipeline.resume_all(_resume_dir(args))
+    else:
+        report = pipeline.run_all(_config(args), args.out)
     print(f"report: {report}")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    run_dir = pipeline.create_run_dir(_config(args), args.out)
+    run_dir = _resume_dir(args) if args.resume is not None else pipeline.create_run_dir(_config(args), args.out)
     pipeline.train_run(run_dir)
     print(f"trained: {run_dir} (next: mmrobust evaluate {run_dir})")
     return 0

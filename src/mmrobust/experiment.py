@@ -20,6 +20,7 @@ from .evaluate import evaluate
 from .files import write_json, write_jsonl
 from .masking import ProtocolMask, sample_all_masks, sample_training_missing, save_masks
 from .methods import METHODS, Method, create_method, train_stage1
+from .methods.unimodal import Stage1, UnimodalMethod
 from .provenance import measure
 from .train import TrainConfig, resolve_device
 
@@ -69,35 +70,62 @@ def create_methods(names: Sequence[str], encoders: Mapping[str, EncoderLike], da
     return out
 
 
+Restore = Callable[[str, Method], "Method | None"]
+
+
 def fit_methods(
     methods: Mapping[str, Method], train: MultiModalDataset, val: MultiModalDataset, *,
-    stages: list[dict] | None = None, log_dir: str | Path | None = None,
+    stages: list[dict] | None = None, log_dir: str | Path | None = None, checkpoint_dir: str | Path | None = None,
     on_fitted: Callable[[str, Method], None] | None = None, on_stage: Callable[[dict], None] | None = None,
+    restore: Restore | None = None,
 ) -> dict[str, Method]:
     """Fit the methods of one seed in order; Stage 1 first (once), when any method needs it.
 
-    ``on_fitted(name, method)`` is called as each method is fitted (to save it);
-    ``on_stage(stage)`` with each stage's time and memory record (to show progress).
+    ``on_fitted(name, method)`` is called as each method is fitted (to save it; Stage 1's
+    models as ``stage1:<m>``); ``on_stage(stage)`` with each stage's time and memory record
+    (to show progress). ``restore(name, method)`` may return an already fitted method (a
+    finished stage of an interrupted run), which is then not trained again; a stage that was
+    interrupted resumes from its last epoch checkpoint in ``checkpoint_dir``.
     """
     stages = [] if stages is None else stages
     on_stage = on_stage or (lambda stage: None)
+    on_fitted = on_fitted or (lambda name, method: None)
+    restore = restore or (lambda name, method: None)
     first = next(iter(methods.values()))
     device, seed = resolve_device(first.train_config.device), first.seed
     stage1 = None
     if any(m.needs_stage1 or name.startswith("unimodal:") for name, m in methods.items()):
         encoders = {m: spec for method in methods.values() for m, spec in method.encoders.items()}
-        with measure(stages, f"seed{seed}/stage1", device):
-            stage1 = train_stage1(encoders, train, val, num_classes=first.num_classes, task=first.task,
-                                  seed=seed, train_config=first.train_config, metric=first.metric, log_dir=log_dir)
-        on_stage(stages[-1])
+        settings = dict(num_classes=first.num_classes, task=first.task, seed=seed, train_config=first.train_config,
+                        metric=first.metric)
+        stage1 = _restore_stage1(encoders, settings, restore)
+        if stage1 is None:
+            with measure(stages, f"seed{seed}/stage1", device):
+                stage1 = train_stage1(encoders, train, val, log_dir=log_dir, checkpoint_dir=checkpoint_dir, **settings)
+            on_stage(stages[-1])
+            for m, method in stage1.methods.items():
+                on_fitted(f"stage1:{m}", method)
     fitted: dict[str, Method] = {}
     for name, method in methods.items():
+        fitted[name] = restore(name, method)
+        if fitted[name] is not None:
+            continue
         with measure(stages, f"seed{seed}/{name}", device):
-            fitted[name] = method.fit(train, val, stage1=stage1, fitted=fitted, log_dir=log_dir)
+            fitted[name] = method.fit(train, val, stage1=stage1, fitted=fitted, log_dir=log_dir, checkpoint_dir=checkpoint_dir)
         on_stage(stages[-1])
-        if on_fitted is not None:
-            on_fitted(name, method)
+        on_fitted(name, method)
     return fitted
+
+
+def _restore_stage1(encoders, settings: dict, restore: Restore) -> Stage1 | None:
+    """Stage 1 from its saved models, when every modality's model was saved."""
+    stage1 = Stage1(settings["seed"])
+    for m in sorted(encoders):
+        method = restore(f"stage1:{m}", UnimodalMethod(encoders, modality=m, **settings))
+        if method is None:
+            return None
+        stage1.methods[m] = method
+    return stage1
 
 
 def evaluate_methods(fitted: Mapping[str, Method], test: MultiModalDataset, masks: Sequence[ProtocolMask],

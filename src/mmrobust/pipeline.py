@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 import sys
 import time
 from datetime import datetime, timezone
@@ -27,7 +28,7 @@ from .files import file_name, write_json, write_jsonl, write_text
 from .methods import Method
 from .provenance import environment
 from .report import write_report
-from .train import resolve_device
+from .train import resolve_device, stage_checkpoints
 
 Log = Callable[[str], None]
 
@@ -103,7 +104,10 @@ def _keep_split(run_dir: Path, splits: Splits) -> None:
 
 
 def train_run(run_dir: Path, log: Log = stderr_log) -> dict[int, dict[str, Method]]:
-    """Stage 1 and every method, per seed; each fitted method saved as soon as it is done."""
+    """Stage 1 and every method, per seed; each fitted method saved as soon as it is done.
+
+    On a folder where some of it was done (an interrupted run, resumed), saved models are
+    loaded, not retrained, and an interrupted stage resumes from its last epoch checkpoint."""
     config = read_config(run_dir)
     started = time.perf_counter()
     splits, encoders, names = _setup(config, run_dir)
@@ -114,15 +118,24 @@ def train_run(run_dir: Path, log: Log = stderr_log) -> dict[int, dict[str, Metho
         unfitted = create_methods(names, encoders, splits.train, seed, config.train, config.method_options)
         log(f"[seed {seed}] training {len(unfitted)} methods (Stage 1 first) on {len(train)} rows")
 
-        def save(name: str, method: Method, seed=seed) -> None:
-            save_method(method, run_dir / "models" / f"seed{seed}" / file_name(name, ".safetensors"))
+        models, checkpoints = run_dir / "models" / f"seed{seed}", run_dir / "checkpoints" / f"seed{seed}"
+
+        def save(name: str, method: Method, models=models, checkpoints=checkpoints) -> None:
+            save_method(method, models / file_name(name, ".safetensors"))
+            shutil.rmtree(stage_checkpoints(checkpoints, method.name), ignore_errors=True)
+
+        def restore(name: str, method: Method, models=models) -> Method | None:
+            path = models / file_name(name, ".safetensors")
+            return load_method(method, path) if path.is_file() else None
 
         fitted_by_seed[seed] = fit_methods(
             unfitted, train, val, stages=provenance["stages"], log_dir=run_dir / "metrics" / f"seed{seed}",
-            on_fitted=save, on_stage=lambda s: log(f"  {s['stage']}: {s['seconds']:.1f} s, peak {s['peak_rss_mb']} MB"))
+            checkpoint_dir=checkpoints, on_fitted=save, restore=restore,
+            on_stage=lambda s: log(f"  {s['stage']}: {s['seconds']:.1f} s, peak {s['peak_rss_mb']} MB"))
         fits += fit_records(fitted_by_seed[seed])
         write_json(run_dir / "fits.json", fits)
         write_json(run_dir / "provenance.json", provenance)
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # every seed done: nothing left to resume
     _finish(run_dir, provenance, "train", started)
     return fitted_by_seed
 
@@ -158,6 +171,14 @@ def run_all(config: RunConfig, out: Path | None = None, log: Log = stderr_log) -
     log(f"run folder: {run_dir}")
     fitted = train_run(run_dir, log)
     evaluate_run(run_dir, fitted, log)
+    return write_report(run_dir)
+
+
+def resume_all(run_dir: Path, log: Log = stderr_log) -> Path:
+    """Finish an interrupted run in its own folder (finished stages kept); returns the report's path."""
+    log(f"resuming: {run_dir}")
+    fitted = train_run(Path(run_dir), log)
+    evaluate_run(Path(run_dir), fitted, log)
     return write_report(run_dir)
 
 

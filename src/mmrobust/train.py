@@ -1,12 +1,16 @@
 """The generic training loop: one ``step(batch, epoch) -> {"loss", "logits"}`` per batch,
 validation-based checkpoint selection, early stopping, seeds, device, progress, per-epoch
-metrics as JSON lines."""
+metrics as JSON lines, and a checkpoint every epoch to resume from."""
 from __future__ import annotations
 
 import contextlib
 import copy
 import dataclasses
+import json
 import math
+import os
+import pickle
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +19,13 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .batch import Batch, MultiModalDataset, move_to, take_rows
-from .files import append_jsonl
+from .files import append_jsonl, file_name, write_jsonl
 from .masking import derive_seed
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -130,22 +136,31 @@ def train_module(
     seed: int,
     validate: Callable[[], float] | None = None,
     log_path: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
     desc: str = "train",
 ) -> list[dict]:
     """Train ``module`` with ``step``; keep the state with the best ``validate()`` score.
 
     Without ``validate`` the last epoch is kept. Returns the per-epoch history (also
-    appended to ``log_path`` as JSON lines). ``module`` ends in eval mode.
+    appended to ``log_path`` as JSON lines). With ``checkpoint_dir`` every epoch ends with a
+    checkpoint (model, best state, optimiser, scheduler, random state, history), and a call
+    that finds one resumes after it, ending exactly as an uninterrupted run. ``module`` ends
+    in eval mode.
     """
     device = resolve_device(config.device)
     module.to(device)
     optimizer = make_optimizer(module, config)
     scheduler = make_scheduler(optimizer, config)
-    history: list[dict] = []
-    best_score, best_epoch, best_state = -math.inf, -1, None
-    bar = tqdm(range(config.epochs), desc=desc, disable=not config.progress, leave=False)
+    loop = _LoopState()
     with seeded(seed):
+        if checkpoint_dir is not None:
+            loop = load_checkpoint(Path(checkpoint_dir), module, optimizer, scheduler, device) or loop
+        if log_path is not None:  # the log restarts from what the checkpoint holds
+            write_jsonl(log_path, loop.history)
+        bar = tqdm(range(loop.next_epoch, config.epochs), desc=desc, disable=not config.progress, leave=False)
         for epoch in bar:
+            if loop.stopped:
+                break
             started = time.perf_counter()
             train_loss = _train_epoch(module, step, train, optimizer, config, device, seed, epoch)
             lr = optimizer.param_groups[0]["lr"]
@@ -155,21 +170,99 @@ def train_module(
             score = validate() if validate is not None else None
             record = {"stage": desc, "epoch": epoch, "train_loss": train_loss, "val_score": score,
                       "lr": lr, "seconds": round(time.perf_counter() - started, 4)}
-            history.append(record)
+            loop.record(record, module, config.patience)
+            if checkpoint_dir is not None:
+                save_checkpoint(Path(checkpoint_dir), loop, module, optimizer, scheduler)
             if log_path is not None:
                 append_jsonl(log_path, record)
             bar.set_postfix(loss=f"{train_loss:.4f}", val=score if score is None else f"{score:.4f}")
-            if score is None or score > best_score:
-                best_score, best_epoch = (score if score is not None else -math.inf), epoch
-                best_state = copy.deepcopy(module.state_dict())
-            elif config.patience is not None and epoch - best_epoch >= config.patience:
-                break
-    if best_state is not None:
-        module.load_state_dict(best_state)
+    if loop.best_state is not None:
+        module.load_state_dict(loop.best_state)
     module.eval()
-    for record in history:
-        record["selected"] = record["epoch"] == best_epoch
-    return history
+    return [{**record, "selected": record["epoch"] == loop.best_epoch} for record in loop.history]
+
+
+def stage_checkpoints(checkpoint_dir: str | Path | None, stage: str) -> Path | None:
+    """The checkpoint folder of one training stage inside a run's checkpoint folder."""
+    return None if checkpoint_dir is None else Path(checkpoint_dir) / file_name(stage, "")
+
+
+@dataclasses.dataclass
+class _LoopState:
+    """What an epoch loop carries from one epoch to the next (and what a checkpoint keeps)."""
+
+    history: list[dict] = dataclasses.field(default_factory=list)
+    best_score: float = -math.inf
+    best_epoch: int = -1
+    best_state: dict[str, Tensor] | None = None
+    stopped: bool = False  # early stopping triggered
+
+    @property
+    def next_epoch(self) -> int:
+        return self.history[-1]["epoch"] + 1 if self.history else 0
+
+    def record(self, record: dict, module: nn.Module, patience: int | None) -> None:
+        self.history.append(record)
+        score, epoch = record["val_score"], record["epoch"]
+        if score is None or score > self.best_score:
+            self.best_score, self.best_epoch = (score if score is not None else -math.inf), epoch
+            self.best_state = copy.deepcopy(module.state_dict())
+        elif patience is not None and epoch - self.best_epoch >= patience:
+            self.stopped = True
+
+
+CHECKPOINT_FORMAT = "mmrobust.epoch/1"
+
+
+def save_checkpoint(folder: Path, loop: _LoopState, module: nn.Module, optimizer, scheduler) -> None:
+    """``folder/epoch-NNNN/`` (weights.safetensors + state.pt), complete or absent: written in a
+    temporary folder, renamed into place, then older epochs removed."""
+    epoch = loop.history[-1]["epoch"]
+    final = folder / f"epoch-{epoch:04d}"
+    tmp = folder / f".epoch-{epoch:04d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    tensors = {f"model/{k}": v for k, v in module.state_dict().items()}
+    tensors |= {f"best/{k}": v for k, v in (loop.best_state or {}).items()}
+    meta = {"format": CHECKPOINT_FORMAT, "epoch": epoch, "history": loop.history, "best_score": loop.best_score,
+            "best_epoch": loop.best_epoch, "stopped": loop.stopped, "has_best": loop.best_state is not None}
+    save_file({k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}, str(tmp / "weights.safetensors"),
+              metadata={"mmrobust": json.dumps(meta, default=float)})
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else None,
+                "rng_cpu": torch.get_rng_state(),
+                "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, tmp / "state.pt")
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    for old in folder.glob("epoch-*"):
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(folder: Path, module: nn.Module, optimizer, scheduler, device) -> _LoopState | None:
+    """Restore the latest complete epoch checkpoint in ``folder``; None when there is none."""
+    done = sorted(folder.glob("epoch-*")) if folder.is_dir() else []
+    if not done:
+        return None
+    latest = done[-1]
+    try:
+        with safe_open(str(latest / "weights.safetensors"), framework="pt") as f:
+            meta = json.loads((f.metadata() or {}).get("mmrobust", "{}"))
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        state = torch.load(latest / "state.pt", map_location="cpu", weights_only=True)
+    except (SafetensorError, OSError, ValueError, RuntimeError, pickle.UnpicklingError) as err:
+        raise ValueError(f"{latest}: not a readable checkpoint ({err})") from err
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{latest}: not an mmrobust epoch checkpoint (format {meta.get('format')!r})")
+    module.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state["scheduler"] is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng_cpu"])
+    if state["rng_cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    best = {k[len("best/"):]: v.to(device) for k, v in tensors.items() if k.startswith("best/")}
+    return _LoopState(history=[{k: v for k, v in r.items()} for r in meta["history"]], best_score=meta["best_score"],
+                      best_epoch=meta["best_epoch"], best_state=best if meta["has_best"] else None, stopped=meta["stopped"])
 
 
 def _train_epoch(module, step, train, optimizer, config, device, seed, epoch) -> float:

@@ -32,7 +32,7 @@ from ..encoders import EncoderLike, build_encoder, build_encoder_seeded
 from ..files import file_name
 from ..masking import derive_seed, sample_modality_dropout
 from ..models import LateFusionClassifier
-from ..train import iter_chunks, proba_from_logits, seeded, task_loss, train_module
+from ..train import iter_chunks, proba_from_logits, seeded, stage_checkpoints, task_loss, train_module
 from .base import Method
 from .unimodal import Stage1, train_stage1
 
@@ -79,24 +79,27 @@ class FusedMethod(Method):
         return self.init == "unimodal"
 
     def fit(self, train: MultiModalDataset, val: MultiModalDataset | None = None, *,
-            stage1: Stage1 | None = None, log_dir: str | Path | None = None, **_: Any) -> "FusedMethod":
-        self.model_ = self.build_model(self._stage1(stage1, train, val, log_dir))
+            stage1: Stage1 | None = None, log_dir: str | Path | None = None,
+            checkpoint_dir: str | Path | None = None, **_: Any) -> "FusedMethod":
+        self.model_ = self.build_model(self._stage1(stage1, train, val, log_dir, checkpoint_dir))
         config = self.train_config.scaled(self.finetune_lr_scale, self.finetune_epoch_fraction) \
             if self.init == "unimodal" else self.train_config
         validate = (lambda: self.selection_score(val)) if val is not None else None
         log_path = Path(log_dir) / file_name(self.name, ".jsonl") if log_dir else None
         self.history_ = train_module(self.model_, self.training_step, train, config,
                                      seed=derive_seed(self.seed, self.name, "train"),
-                                     validate=validate, log_path=log_path, desc=self.name)
+                                     validate=validate, log_path=log_path, desc=self.name,
+                                     checkpoint_dir=stage_checkpoints(checkpoint_dir, self.name))
         self.val_score_ = validate() if validate else None
         return self
 
-    def _stage1(self, stage1, train, val, log_dir) -> Stage1 | None:
+    def _stage1(self, stage1, train, val, log_dir, checkpoint_dir=None) -> Stage1 | None:
         if self.init != "unimodal":
             return None
         if stage1 is None:  # standalone use: train this seed's Stage 1 here
             return train_stage1(self.encoders, train, val, num_classes=self.num_classes, seed=self.seed,
-                                task=self.task, train_config=self.train_config, metric=self.metric, log_dir=log_dir)
+                                task=self.task, train_config=self.train_config, metric=self.metric, log_dir=log_dir,
+                                checkpoint_dir=checkpoint_dir)
         missing = set(self.modalities) - set(stage1.methods)
         if missing or stage1.seed != self.seed:
             raise ValueError(f"Stage 1 of seed {stage1.seed} with {sorted(stage1.methods)} does not fit "
@@ -175,8 +178,9 @@ class UME(FusedMethod):
         super().__init__(encoders, num_classes, init="unimodal", augment=False, fusion="mean", average=average, **kwargs)
 
     def fit(self, train: MultiModalDataset, val: MultiModalDataset | None = None, *,
-            stage1: Stage1 | None = None, log_dir: str | Path | None = None, **_: Any) -> "UME":
-        self.model_ = self.build_model(self._stage1(stage1, train, val, log_dir)).to(self.device).eval()
+            stage1: Stage1 | None = None, log_dir: str | Path | None = None,
+            checkpoint_dir: str | Path | None = None, **_: Any) -> "UME":
+        self.model_ = self.build_model(self._stage1(stage1, train, val, log_dir, checkpoint_dir)).to(self.device).eval()
         self.history_ = []
         self.val_score_ = self.selection_score(val) if val is not None else None
         return self

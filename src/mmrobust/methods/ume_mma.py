@@ -36,17 +36,18 @@ class UmeMma(Method):
 
     def fit(self, train: MultiModalDataset, val: MultiModalDataset | None = None, *,
             stage1: Stage1 | None = None, fitted: Mapping[str, Method] | None = None,
-            log_dir: str | Path | None = None, **_: Any) -> "UmeMma":
+            log_dir: str | Path | None = None, checkpoint_dir: str | Path | None = None, **_: Any) -> "UmeMma":
         """Fit (or reuse, from ``fitted``) UME and MMA of this seed, then choose on ``val``."""
         if val is None:
             raise ValueError("ume-mma chooses between UME and MMA on validation data; pass val")
         if stage1 is None:
             stage1 = train_stage1(self.encoders, train, val, num_classes=self.num_classes, log_dir=log_dir,
+                                  checkpoint_dir=checkpoint_dir,
                                   task=self.task, seed=self.seed, train_config=self.train_config, metric=self.metric)
         fitted = fitted or {}
         ume, mma = self._components()
         self.ume_ = fitted.get("ume") or ume.fit(train, val, stage1=stage1)
-        self.mma_ = fitted.get("mma") or mma.fit(train, val, stage1=stage1, log_dir=log_dir)
+        self.mma_ = fitted.get("mma") or mma.fit(train, val, stage1=stage1, log_dir=log_dir, checkpoint_dir=checkpoint_dir)
         self._choose(val)
         return self
 

@@ -19,7 +19,7 @@ from ..encoders import EncoderLike, build_encoder
 from ..files import file_name
 from ..masking import derive_seed
 from ..models import UnimodalClassifier
-from ..train import iter_chunks, proba_from_logits, seeded, task_loss, train_module
+from ..train import iter_chunks, proba_from_logits, seeded, stage_checkpoints, task_loss, train_module
 from .base import Method
 
 
@@ -37,7 +37,8 @@ class UnimodalMethod(Method):
         self.input_modalities = sorted(encoders)
 
     def fit(self, train: MultiModalDataset, val: MultiModalDataset | None = None, *,
-            stage1: "Stage1 | None" = None, log_dir: str | Path | None = None, **_: Any) -> "UnimodalMethod":
+            stage1: "Stage1 | None" = None, log_dir: str | Path | None = None,
+            checkpoint_dir: str | Path | None = None, **_: Any) -> "UnimodalMethod":
         """Train on the rows where the modality is present (or copy it from ``stage1``)."""
         if stage1 is not None:
             fitted = stage1.methods[self.modality]
@@ -52,8 +53,9 @@ class UnimodalMethod(Method):
         val_rows = only_present(val, m) if val is not None else None
         validate = (lambda: self.score(val_rows)) if val_rows is not None and len(val_rows) else None
         log_path = Path(log_dir) / file_name(self.name, ".jsonl") if log_dir else None
-        self.history_ = train_module(self.model_, self.training_step, rows, self.train_config,
-                                     seed=seed, validate=validate, log_path=log_path, desc=self.name)
+        self.history_ = train_module(self.model_, self.training_step, rows, self.train_config, seed=seed,
+                                     validate=validate, log_path=log_path, desc=self.name,
+                                     checkpoint_dir=stage_checkpoints(checkpoint_dir, self.name))
         self.val_score_ = validate() if validate else None
         return self
 
@@ -105,11 +107,12 @@ class Stage1:
 
 def train_stage1(
     encoders: Mapping[str, EncoderLike], train: MultiModalDataset, val: MultiModalDataset | None, *,
-    num_classes: int, seed: int, log_dir: str | Path | None = None, **kwargs: Any,
+    num_classes: int, seed: int, log_dir: str | Path | None = None, checkpoint_dir: str | Path | None = None,
+    **kwargs: Any,
 ) -> Stage1:
     """Stage 1: a uni-modal model per modality, each trained on the rows where it is present."""
     stage1 = Stage1(seed)
     for m in sorted(encoders):
         method = UnimodalMethod(encoders, num_classes, modality=m, seed=seed, **kwargs)
-        stage1.methods[m] = method.fit(train, val, log_dir=log_dir)
+        stage1.methods[m] = method.fit(train, val, log_dir=log_dir, checkpoint_dir=checkpoint_dir)
     return stage1

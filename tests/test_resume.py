@@ -1,0 +1,106 @@
+"""Checkpoints every epoch and resume: an interrupted run ends exactly as an uninterrupted one."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+import mmrobust as mm
+from mmrobust.cli import main
+from mmrobust.train import TrainConfig, train_module
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _fit(data, checkpoint_dir, log_path, fail_at=None):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 4))
+    seen = {"batches": 0}
+
+    def step(batch, epoch):
+        seen["batches"] += 1
+        if fail_at is not None and seen["batches"] == fail_at:
+            raise Interrupt  # the middle of an epoch
+        logits = model(batch.inputs["a"].float())
+        return {"loss": nn.functional.cross_entropy(logits, batch.target), "logits": logits}
+
+    val = data["val"]
+
+    def validate():
+        with torch.no_grad():
+            return float((model(torch.as_tensor(val.inputs["a"]).float()).argmax(1) == val.target).float().mean())
+
+    config = TrainConfig(epochs=7, batch_size=32, lr=3e-3, optimizer="sgd", schedule="step", step_size=2, patience=4)
+    history = train_module(model, step, data["train"], config, seed=5, validate=validate, log_path=log_path,
+                           checkpoint_dir=checkpoint_dir)
+    return model, history
+
+
+def _strip(history):
+    return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+
+def test_resume_after_an_interruption_equals_an_uninterrupted_run(synthetic, tmp_path):
+    clean, clean_history = _fit(synthetic, tmp_path / "clean", tmp_path / "clean.jsonl")
+    with pytest.raises(Interrupt):
+        _fit(synthetic, tmp_path / "cut", tmp_path / "cut.jsonl", fail_at=8 * 3 + 4)  # epoch 3, batch 5
+    assert [p.name for p in (tmp_path / "cut").iterdir()] == ["epoch-0002"]  # the last complete epoch only
+    resumed, resumed_history = _fit(synthetic, tmp_path / "cut", tmp_path / "cut.jsonl")
+    for a, b in zip(clean.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+    assert _strip(resumed_history) == _strip(clean_history)
+    logged = [json.loads(line) for line in (tmp_path / "cut.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in logged] == [r["epoch"] for r in clean_history]  # no epoch logged twice
+
+
+KILL_IN_MMA = textwrap.dedent("""
+    import os, signal, sys
+    import mmrobust.train as train
+    original = train._train_epoch
+    def killing(module, step, data, optimizer, config, device, seed, epoch):
+        def step_then_kill(batch, e, calls=[0]):
+            calls[0] += 1
+            if type(module).__name__ == "LateFusionClassifier" and e == 1 and calls[0] == 3:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return step(batch, e)
+        return original(module, step_then_kill, data, optimizer, config, device, seed, epoch)
+    train._train_epoch = killing
+    from mmrobust.cli import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+ARGS = ["--config", "tiny", "--set", "train.epochs=3", "--set", "methods=[unimodal, ume, mma, ume-mma]",
+        "--set", "train.device=cpu"]
+
+
+def test_sigkill_mid_epoch_then_resume_gives_the_same_results(tmp_path, monkeypatch):
+    assert main(["run", *ARGS, "--out", str(tmp_path / "clean")]) == 0
+    killed = subprocess.run([sys.executable, "-c", KILL_IN_MMA, "run", *ARGS, "--out", str(tmp_path / "cut")],
+                            capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    saved = sorted(p.name for p in (tmp_path / "cut" / "models" / "seed0").iterdir())
+    assert saved == sorted(["stage1-audio.safetensors", "stage1-image.safetensors", "unimodal-audio.safetensors",
+                            "unimodal-image.safetensors", "ume.safetensors"])
+    assert [p.name for p in (tmp_path / "cut" / "checkpoints" / "seed0" / "mma").iterdir()] == ["epoch-0000"]
+
+    def no_stage1(*args, **kwargs):
+        raise AssertionError("Stage 1 was trained again although it was saved")
+
+    monkeypatch.setattr(mm.experiment, "train_stage1", no_stage1)
+    assert main(["run", "--resume", str(tmp_path / "cut")]) == 0
+    assert (tmp_path / "cut" / "results.jsonl").read_text() == (tmp_path / "clean" / "results.jsonl").read_text()
+    assert not (tmp_path / "cut" / "checkpoints").exists()
+
+
+def test_resume_refuses_a_different_config(tmp_path, capsys):
+    assert main(["train", *ARGS, "--out", str(tmp_path / "run")]) == 0
+    assert main(["run", "--resume", str(tmp_path / "run"), *ARGS[:-2], "--set", "train.epochs=4"]) == 2
+    assert "train.epochs: 3 -> 4" in capsys.readouterr().err
+    assert main(["run", "--resume", str(tmp_path / "run"), *ARGS]) == 0  # the same config is fine
