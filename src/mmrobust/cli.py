@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import pipeline
+from . import distributed, pipeline
 from .config import ConfigError, RunConfig, config_to_dict, list_presets, load_config
 from .data import DATASETS
 from .data.avmnist import AVMNIST_INTERFERENCE_DB, AVMNIST_PCA_ENERGY, AVMNIST_SNR_DB, prepare_avmnist
@@ -38,6 +38,7 @@ PROTOCOLS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    distributed.init_from_env()  # under torchrun: join its process group
     try:
         return args.func(args)
     except (ConfigError, ProtocolError, FileExistsError, FileNotFoundError, KeyError, ValueError) as err:

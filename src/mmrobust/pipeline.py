@@ -18,6 +18,7 @@ from typing import Callable, Mapping
 
 import yaml
 
+from . import distributed
 from .checkpoint import load_method, save_method
 from .config import RunConfig, config_from_dict, config_to_dict
 from .data import DATASETS, Splits
@@ -42,12 +43,15 @@ def default_run_dir(config: RunConfig) -> Path:
 
 
 def create_run_dir(config: RunConfig, out: Path | None) -> Path:
-    """A new run folder holding the resolved config; an existing non-empty folder is refused."""
-    run_dir = Path(out) if out is not None else default_run_dir(config)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise FileExistsError(f"{run_dir}: the run folder already exists and is not empty; choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    """A new run folder holding the resolved config; an existing non-empty folder is refused.
+    Under torchrun rank 0 creates it and every rank gets its path."""
+    run_dir = distributed.broadcast(Path(out) if out is not None else default_run_dir(config))
+    if distributed.is_main():
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise FileExistsError(f"{run_dir}: the run folder already exists and is not empty; choose another --out")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    distributed.barrier()
     return run_dir
 
 
@@ -91,7 +95,7 @@ def _setup(config: RunConfig, run_dir: Path):
 def _keep_split(run_dir: Path, splits: Splits) -> None:
     """Save which sample went to which split (``splits.csv``) on the first step; later steps
     check that the data still splits the same way (a changed manifest is refused)."""
-    if not splits.ids:
+    if not splits.ids or not distributed.is_main():
         return
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows([("id", "split"), *((i, name) for name, ids in splits.ids.items() for i in ids)])
@@ -121,6 +125,8 @@ def train_run(run_dir: Path, log: Log = stderr_log) -> dict[int, dict[str, Metho
         models, checkpoints = run_dir / "models" / f"seed{seed}", run_dir / "checkpoints" / f"seed{seed}"
 
         def save(name: str, method: Method, models=models, checkpoints=checkpoints) -> None:
+            if not distributed.is_main():
+                return
             save_method(method, models / file_name(name, ".safetensors"))
             shutil.rmtree(stage_checkpoints(checkpoints, method.name), ignore_errors=True)
 
@@ -133,10 +139,13 @@ def train_run(run_dir: Path, log: Log = stderr_log) -> dict[int, dict[str, Metho
             checkpoint_dir=checkpoints, on_fitted=save, restore=restore,
             on_stage=lambda s: log(f"  {s['stage']}: {s['seconds']:.1f} s, peak {s['peak_rss_mb']} MB"))
         fits += fit_records(fitted_by_seed[seed])
-        write_json(run_dir / "fits.json", fits)
-        write_json(run_dir / "provenance.json", provenance)
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # every seed done: nothing left to resume
-    _finish(run_dir, provenance, "train", started)
+        if distributed.is_main():
+            write_json(run_dir / "fits.json", fits)
+            write_json(run_dir / "provenance.json", provenance)
+    distributed.barrier()
+    if distributed.is_main():
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # every seed done: nothing left to resume
+        _finish(run_dir, provenance, "train", started)
     return fitted_by_seed
 
 
@@ -169,17 +178,22 @@ def run_all(config: RunConfig, out: Path | None = None, log: Log = stderr_log) -
     """The whole pipeline into a new run folder; returns the path of the report."""
     run_dir = create_run_dir(config, out)
     log(f"run folder: {run_dir}")
-    fitted = train_run(run_dir, log)
-    evaluate_run(run_dir, fitted, log)
-    return write_report(run_dir)
+    return _train_evaluate_report(run_dir, log)
 
 
 def resume_all(run_dir: Path, log: Log = stderr_log) -> Path:
     """Finish an interrupted run in its own folder (finished stages kept); returns the report's path."""
     log(f"resuming: {run_dir}")
-    fitted = train_run(Path(run_dir), log)
-    evaluate_run(Path(run_dir), fitted, log)
-    return write_report(run_dir)
+    return _train_evaluate_report(Path(run_dir), log)
+
+
+def _train_evaluate_report(run_dir: Path, log: Log) -> Path:
+    fitted = train_run(run_dir, log)
+    if distributed.is_main():  # the models are the same on every rank: rank 0 evaluates and reports
+        evaluate_run(run_dir, fitted, log)
+        write_report(run_dir)
+    distributed.barrier()
+    return run_dir / "report.md"
 
 
 def _provenance(run_dir: Path, config: RunConfig, splits: Splits) -> dict:

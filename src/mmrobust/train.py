@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from . import distributed
 from .batch import Batch, MultiModalDataset, move_to, take_rows
 from .files import append_jsonl, file_name, write_jsonl
 from .masking import derive_seed
@@ -65,8 +66,11 @@ class TrainConfig:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto``: CUDA when present (under torchrun, this process's GPU), else the CPU."""
     if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", distributed.local_rank()) if distributed.active() else torch.device("cuda")
     return torch.device(device)
 
 
@@ -155,7 +159,7 @@ def train_module(
     with seeded(seed):
         if checkpoint_dir is not None:
             loop = load_checkpoint(Path(checkpoint_dir), module, optimizer, scheduler, device) or loop
-        if log_path is not None:  # the log restarts from what the checkpoint holds
+        if log_path is not None and distributed.is_main():  # the log restarts from what the checkpoint holds
             write_jsonl(log_path, loop.history)
         bar = tqdm(range(loop.next_epoch, config.epochs), desc=desc, disable=not config.progress, leave=False)
         for epoch in bar:
@@ -171,9 +175,9 @@ def train_module(
             record = {"stage": desc, "epoch": epoch, "train_loss": train_loss, "val_score": score,
                       "lr": lr, "seconds": round(time.perf_counter() - started, 4)}
             loop.record(record, module, config.patience)
-            if checkpoint_dir is not None:
+            if checkpoint_dir is not None and distributed.is_main():
                 save_checkpoint(Path(checkpoint_dir), loop, module, optimizer, scheduler)
-            if log_path is not None:
+            if log_path is not None and distributed.is_main():
                 append_jsonl(log_path, record)
             bar.set_postfix(loss=f"{train_loss:.4f}", val=score if score is None else f"{score:.4f}")
     if loop.best_state is not None:
@@ -266,15 +270,28 @@ def load_checkpoint(folder: Path, module: nn.Module, optimizer, scheduler, devic
 
 
 def _train_epoch(module, step, train, optimizer, config, device, seed, epoch) -> float:
+    """One epoch over the global batches; the loss of each is the mean over the rows the step
+    counts (``rows`` in its output; default all). Under torchrun each rank takes its share of
+    every batch, weights its loss by its share of the counted rows, and the gradients are
+    summed over ranks: the update of one process on the whole batch."""
     module.train()
-    total = torch.zeros((), device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    rows_seen = torch.zeros((), dtype=torch.float64, device=device)
     for index in epoch_batches(len(train), config.batch_size, seed, epoch):
-        batch = train.batch(index).to(device)
-        loss = step(batch, epoch)["loss"]
+        rows = distributed.shard(index)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss, counted = None, torch.zeros((), dtype=torch.float64, device=device)
+        if len(rows):
+            out = step(train.batch(rows).to(device), epoch)
+            loss, counted = out["loss"], torch.as_tensor(out.get("rows", len(rows)), dtype=torch.float64, device=device)
+        share = counted / distributed.all_reduce_sum(counted.clone()).clamp(min=1) if distributed.active() else 1.0
+        if loss is not None and counted > 0:
+            (loss * share).backward()
+            loss_sum += loss.detach().double() * counted
+            rows_seen += counted
+        distributed.all_reduce_gradients(module.parameters())
         if config.grad_clip is not None:
             nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
         optimizer.step()
-        total += loss.detach() * batch.size
-    return float(total) / max(1, len(train))
+        distributed.broadcast_buffers(module)
+    return float(distributed.all_reduce_sum(loss_sum) / distributed.all_reduce_sum(rows_seen).clamp(min=1))

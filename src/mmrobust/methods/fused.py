@@ -136,7 +136,7 @@ class FusedMethod(Method):
                 if bool(present[m].any()):
                     loss = loss + self.unimodal_loss_weight * task_loss(
                         branches[m][present[m]], batch.target[present[m]], self.task)
-        return {"loss": loss, "logits": logits}
+        return {"loss": loss, "logits": logits, "rows": rows.sum()}
 
     @torch.no_grad()
     def encode(self, inputs: Mapping[str, Any], present: Mapping[str, Tensor]) -> dict[str, Tensor]:
