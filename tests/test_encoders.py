@@ -5,7 +5,8 @@ from torch import nn
 import mmrobust as mm
 from mmrobust.encoders import build_encoder
 
-INPUT_SHAPES = {"lenet": (1, 28, 28), "lenet-tiny": (1, 28, 28), "lenet-spectrogram": (1, 112, 112)}
+INPUT_SHAPES = {"lenet": (1, 28, 28), "lenet-tiny": (1, 28, 28), "lenet-spectrogram": (1, 112, 112),
+                "resnet18": (3, 64, 64), "resnet18-spectrogram": (1, 64, 64)}
 KWARGS = {"mlp": {"in_dim": 10}, "mlp-tiny": {"in_dim": 10}, "identity": {"in_dim": 10},
           "pretrained": {"extractor": "mobilenetv2"}}
 

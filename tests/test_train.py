@@ -80,3 +80,32 @@ def test_optimisers_and_schedules(optimizer, schedule):
 def test_finetune_settings():
     config = mm.TrainConfig(epochs=5, lr=1e-3).scaled(0.1, 0.5)
     assert config.epochs == 3 and config.lr == pytest.approx(1e-4)
+
+
+def test_bf16_and_channels_last_train_a_cnn():
+    from mmrobust.train import TrainConfig, prepare_module
+
+    rng = np.random.default_rng(0)
+    data = mm.MultiModalDataset({"image": rng.normal(size=(64, 1, 28, 28)).astype(np.float32)}, rng.integers(0, 3, 64))
+    config = TrainConfig(epochs=2, batch_size=16, device="cpu", precision="bf16", channels_last=True)
+    method = mm.create_method("unimodal", encoders={"image": mm.EncoderSpec("lenet-tiny")}, num_classes=3,
+                              modality="image", train_config=config).fit(data, data)
+    losses = [h["train_loss"] for h in method.history_]
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    conv = next(m for m in method.model_.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        TrainConfig(precision="fp8")
+    assert prepare_module(torch.nn.Linear(2, 2), TrainConfig(), torch.device("cpu")).weight.device.type == "cpu"
+
+
+@pytest.mark.slow
+def test_compiled_encoders_train():
+    from mmrobust.train import TrainConfig
+
+    rng = np.random.default_rng(0)
+    data = mm.MultiModalDataset({"a": rng.normal(size=(40, 6)).astype(np.float32)}, rng.integers(0, 2, 40))
+    config = TrainConfig(epochs=1, batch_size=16, device="cpu", compile=True)
+    method = mm.create_method("unimodal", encoders={"a": mm.EncoderSpec("mlp-tiny", in_dim=6)}, num_classes=2,
+                              modality="a", train_config=config).fit(data, data)
+    assert np.isfinite(method.history_[0]["train_loss"])

@@ -41,6 +41,12 @@ def move_to(x: Any, device: torch.device | str) -> Any:
     return x.to(device, non_blocking=True)
 
 
+def _pin(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {k: _pin(v) for k, v in x.items()}
+    return x.pin_memory()
+
+
 def encode_present(encoder: torch.nn.Module, x: Input | None, present: Tensor, out_dim: int) -> Tensor:
     """Run ``encoder`` on the present rows only and scatter the result back.
 
@@ -83,6 +89,12 @@ class Batch:
             target=None if self.target is None else self.target.to(device),
             index=self.index.to(device),
         )
+
+    def pin_memory(self) -> "Batch":
+        """Page-locked copies, so that the copy to a GPU runs asynchronously."""
+        return Batch(inputs={m: _pin(x) for m, x in self.inputs.items()},
+                     present={m: p.pin_memory() for m, p in self.present.items()},
+                     target=None if self.target is None else self.target.pin_memory(), index=self.index.pin_memory())
 
     def with_present(self, present: dict[str, Tensor]) -> "Batch":
         return Batch(self.inputs, present, self.target, self.index)

@@ -12,6 +12,7 @@ import os
 import pickle
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -31,6 +32,7 @@ from .masking import derive_seed
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "cosine", "step")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -51,12 +53,17 @@ class TrainConfig:
     eval_batch_size: int = 512
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
     progress: bool = False  # show a progress bar
+    precision: str = "fp32"  # fp32 | bf16 (autocast of the training step)
+    channels_last: bool = False  # CNN weights in channels_last memory format (faster convolutions on GPUs)
+    compile: bool = False  # torch.compile each encoder (dynamic shapes: encoders see only present rows)
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("epochs must be >= 0, batch_size >= 1 and lr > 0")
 
@@ -152,7 +159,7 @@ def train_module(
     in eval mode.
     """
     device = resolve_device(config.device)
-    module.to(device)
+    prepare_module(module, config, device)
     optimizer = make_optimizer(module, config)
     scheduler = make_scheduler(optimizer, config)
     loop = _LoopState()
@@ -184,6 +191,32 @@ def train_module(
         module.load_state_dict(loop.best_state)
     module.eval()
     return [{**record, "selected": record["epoch"] == loop.best_epoch} for record in loop.history]
+
+
+def prepare_module(module: nn.Module, config: TrainConfig, device: torch.device) -> nn.Module:
+    """Move to ``device``; channels_last weights and compiled encoders when configured."""
+    module.to(device)
+    if config.channels_last:
+        module.to(memory_format=torch.channels_last)
+    if config.compile:
+        for encoder in _outermost_encoders(module):
+            encoder.compile(dynamic=True)
+    return module
+
+
+def _outermost_encoders(module: nn.Module):
+    for child in module.children():
+        if isinstance(getattr(child, "out_dim", None), int):
+            yield child
+        else:
+            yield from _outermost_encoders(child)
+
+
+def autocast(config: TrainConfig, device: torch.device):
+    """bf16 autocast of the forward pass when configured (the backward follows it)."""
+    if config.precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def stage_checkpoints(checkpoint_dir: str | Path | None, stage: str) -> Path | None:
@@ -269,6 +302,26 @@ def load_checkpoint(folder: Path, module: nn.Module, optimizer, scheduler, devic
                       best_epoch=meta["best_epoch"], best_state=best if meta["has_best"] else None, stopped=meta["stopped"])
 
 
+def _epoch_loader(train: MultiModalDataset, batches: list[np.ndarray], device: torch.device):
+    """(global batch, this rank's rows of it as a Batch or None). For a GPU each batch is
+    gathered and pinned in a background thread while the previous one trains."""
+    def build(index: np.ndarray):
+        rows = distributed.shard(index)
+        batch = train.batch(rows) if len(rows) else None
+        return index, batch.pin_memory() if batch is not None and device.type == "cuda" else batch
+
+    if device.type != "cuda" or not batches:
+        yield from map(build, batches)
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(build, batches[0])
+        for following in [*batches[1:], None]:
+            ready = pending.result()
+            if following is not None:
+                pending = pool.submit(build, following)
+            yield ready
+
+
 def _train_epoch(module, step, train, optimizer, config, device, seed, epoch) -> float:
     """One epoch over the global batches; the loss of each is the mean over the rows the step
     counts (``rows`` in its output; default all). Under torchrun each rank takes its share of
@@ -277,13 +330,13 @@ def _train_epoch(module, step, train, optimizer, config, device, seed, epoch) ->
     module.train()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     rows_seen = torch.zeros((), dtype=torch.float64, device=device)
-    for index in epoch_batches(len(train), config.batch_size, seed, epoch):
-        rows = distributed.shard(index)
+    for index, batch in _epoch_loader(train, epoch_batches(len(train), config.batch_size, seed, epoch), device):
         optimizer.zero_grad(set_to_none=True)
         loss, counted = None, torch.zeros((), dtype=torch.float64, device=device)
-        if len(rows):
-            out = step(train.batch(rows).to(device), epoch)
-            loss, counted = out["loss"], torch.as_tensor(out.get("rows", len(rows)), dtype=torch.float64, device=device)
+        if batch is not None:
+            with autocast(config, device):
+                out = step(batch.to(device), epoch)
+            loss, counted = out["loss"], torch.as_tensor(out.get("rows", batch.size), dtype=torch.float64, device=device)
         share = counted / distributed.all_reduce_sum(counted.clone()).clamp(min=1) if distributed.active() else 1.0
         if loss is not None and counted > 0:
             (loss * share).backward()

@@ -74,4 +74,4 @@ def build_encoder_seeded(spec: EncoderLike, modality: str, seed: int) -> nn.Modu
         return build_encoder(spec, modality)
 
 
-from . import cnn, mlp, pretrained  # noqa: E402,F401  (register the built-in encoders)
+from . import cnn, mlp, pretrained, resnet  # noqa: E402,F401  (register the built-in encoders)

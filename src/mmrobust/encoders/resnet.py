@@ -1,0 +1,112 @@
+"""ResNet-18 encoders (He et al. 2016), the backbone of the audio-visual papers (OGM-GE,
+UME-MMA on Kinetics-Sound and AVE): ``resnet18`` for frames, ``resnet18-spectrogram`` for a
+1-channel spectrogram. Module names and parameter shapes are torchvision's ``resnet18`` (its
+``fc`` excepted: an encoder ends at the 512-d pooled features), so ImageNet weights a user has
+load with ``weights=PATH``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from . import ENCODERS
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = None
+        if stride != 1 or in_planes != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)) + identity)
+
+
+class ResNet18(nn.Module):
+    """Input ``[B, C, H, W]``, or ``[B, T, C, H, W]`` frames (features averaged over frames);
+    output ``[B, 512]``."""
+
+    out_dim = 512
+
+    def __init__(self, in_channels: int = 3) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.layer1 = self._layer(64, 64, 1)
+        self.layer2 = self._layer(64, 128, 2)
+        self.layer3 = self._layer(128, 256, 2)
+        self.layer4 = self._layer(256, 512, 2)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        for m in self.modules():  # torchvision's initialisation
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    @staticmethod
+    def _layer(in_planes: int, planes: int, stride: int) -> nn.Sequential:
+        return nn.Sequential(BasicBlock(in_planes, planes, stride), BasicBlock(planes, planes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        frames = x.dim() == 5
+        if frames:
+            b, t = x.shape[:2]
+            x = x.flatten(0, 1)
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"resnet18 expects [B, {self.in_channels}, H, W] or [B, T, {self.in_channels}, H, W], "
+                             f"got {tuple(x.shape)}")
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x.float() if not x.is_floating_point() else x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        x = self.avgpool(x).flatten(1)
+        return x.view(b, t, -1).mean(1) if frames else x
+
+
+def load_torchvision_weights(model: ResNet18, path: str | Path) -> ResNet18:
+    """Weights saved from torchvision's ``resnet18`` (a state dict, ``.pth`` or ``.safetensors``);
+    ``fc`` is dropped, and a 1-channel model takes the RGB filters summed over channels."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    conv1 = state.get("conv1.weight")
+    if conv1 is not None and conv1.shape[1] != model.in_channels and model.in_channels == 1:
+        state["conv1.weight"] = conv1.sum(dim=1, keepdim=True)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: not the weights of torchvision's resnet18 ({err})") from None
+    return model
+
+
+@ENCODERS.register("resnet18")
+def resnet18(weights: str | None = None) -> ResNet18:
+    """ResNet-18 for RGB images or frames [B, T, 3, H, W] (pooled over frames), 512-d; torchvision keys."""
+    model = ResNet18(3)
+    return load_torchvision_weights(model, weights) if weights else model
+
+
+@ENCODERS.register("resnet18-spectrogram")
+def resnet18_spectrogram(weights: str | None = None) -> ResNet18:
+    """ResNet-18 for a 1-channel spectrogram [B, 1, F, T], 512-d (as OGM-GE's audio network)."""
+    model = ResNet18(1)
+    return load_torchvision_weights(model, weights) if weights else model

@@ -1,0 +1,52 @@
+"""ResNet-18 encoders: torchvision's keys and shapes (from a committed fixture), frames pooled,
+torchvision weights loading (fc dropped, 1-channel conv1 from the RGB filters)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mmrobust.encoders import EncoderSpec
+from mmrobust.encoders.resnet import ResNet18
+
+FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "torchvision_resnet18_keys.json").read_text())
+TORCHVISION = FIXTURE["keys"]  # name -> shape, from torchvision.models.resnet18().state_dict()
+
+
+def test_keys_and_shapes_are_torchvisions():
+    ours = {k: list(v.shape) for k, v in ResNet18(3).state_dict().items()}
+    assert ours == {k: v for k, v in TORCHVISION.items() if not k.startswith("fc.")}
+    spectrogram = {k: list(v.shape) for k, v in ResNet18(1).state_dict().items()}
+    assert spectrogram["conv1.weight"] == [64, 1, 7, 7] and set(spectrogram) == set(ours)
+
+
+def _torchvision_like_state(seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return {k: torch.randn(shape, generator=generator) if "num_batches" not in k else torch.tensor(1)
+            for k, shape in TORCHVISION.items()}
+
+
+def test_torchvision_weights_load(tmp_path):
+    state = _torchvision_like_state()
+    torch.save(state, tmp_path / "resnet18.pth")
+    rgb = EncoderSpec("resnet18", weights=str(tmp_path / "resnet18.pth")).build()
+    assert torch.equal(rgb.layer4[1].conv2.weight, state["layer4.1.conv2.weight"])
+    mono = EncoderSpec("resnet18-spectrogram", weights=str(tmp_path / "resnet18.pth")).build()
+    assert torch.allclose(mono.conv1.weight, state["conv1.weight"].sum(1, keepdim=True))
+    del state["layer1.0.conv1.weight"]
+    torch.save(state, tmp_path / "broken.pth")
+    with pytest.raises(ValueError, match="not the weights of torchvision's resnet18"):
+        EncoderSpec("resnet18", weights=str(tmp_path / "broken.pth")).build()
+
+
+def test_frames_are_pooled():
+    model = ResNet18(3).eval()
+    frames = torch.randn(2, 3, 3, 64, 64)
+    with torch.no_grad():
+        pooled = model(frames)
+        one_by_one = torch.stack([model(frames[:, t]) for t in range(3)], 1).mean(1)
+    assert pooled.shape == (2, 512) and torch.allclose(pooled, one_by_one, atol=1e-5)
+    with pytest.raises(ValueError, match=r"expects \[B, 1, H, W\]"):
+        ResNet18(1)(torch.randn(2, 3, 64, 64))
