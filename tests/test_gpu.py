@@ -40,3 +40,29 @@ def test_predict_on_cuda_with_missing_modalities():
     for inputs in ({"a": test.inputs["a"]}, {"b": test.inputs["b"]}, test.inputs):
         proba = model.predict_proba(inputs)
         assert proba.shape == (50, 4) and np.allclose(proba.sum(1), 1, atol=1e-5)
+
+
+def test_bf16_channels_last_pinned_training_on_cuda_matches_fp32_closely():
+    data = mm.make_synthetic({"train": 300, "val": 100, "test": 100}, {"a": (1, 28, 28), "b": 6}, seed=1)
+    encoders = {"a": mm.EncoderSpec("lenet-tiny"), "b": mm.EncoderSpec("mlp-tiny", in_dim=6)}
+    scores = {}
+    for precision, channels_last in (("fp32", False), ("bf16", True)):
+        config = mm.TrainConfig(epochs=3, batch_size=32, lr=3e-3, device="cuda", precision=precision,
+                                channels_last=channels_last)
+        method = mm.create_method("mma", encoders=encoders, num_classes=data["train"].num_classes, seed=0,
+                                  train_config=config).fit(data["train"], data["val"])
+        assert all(np.isfinite(h["train_loss"]) for h in method.history_)
+        scores[precision] = method.score(data["test"])
+    assert abs(scores["bf16"] - scores["fp32"]) < 0.08
+
+
+def test_resnet18_pair_trains_a_step_on_cuda():
+    rng = np.random.default_rng(0)
+    data = mm.MultiModalDataset({"video": rng.integers(0, 256, (8, 2, 3, 112, 112), dtype=np.uint8),
+                                 "audio": rng.normal(size=(8, 1, 129, 94)).astype(np.float32)}, rng.integers(0, 4, 8))
+    config = mm.TrainConfig(epochs=1, batch_size=4, device="cuda", precision="bf16", channels_last=True)
+    encoders = {"video": mm.EncoderSpec("resnet18"), "audio": mm.EncoderSpec("resnet18-spectrogram")}
+    method = mm.create_method("late-fusion-dropout", encoders=encoders, num_classes=4, seed=0, train_config=config)
+    method.fit(data, None)
+    assert np.isfinite(method.history_[0]["train_loss"])
+    assert method.predict_proba({"video": data.inputs["video"], "audio": None}).shape == (8, 4)
