@@ -70,13 +70,16 @@ class Batch:
     """One batch: ``inputs[m]`` has ``B`` rows, ``present[m]`` is a bool tensor of ``B``.
 
     ``inputs`` may omit a modality that is absent from every row. ``index`` holds the
-    dataset indices of the rows (the MMA augmentation is a function of them).
+    dataset indices of the rows (the MMA augmentation is a function of them); it stays in
+    host memory, as does ``host_present`` (the presence before any move to a GPU), so that
+    work on them never waits for the GPU.
     """
 
     inputs: dict[str, Any]
     present: dict[str, Tensor]
     target: Tensor | None
     index: Tensor
+    host_present: dict[str, Tensor] | None = None
 
     @property
     def size(self) -> int:
@@ -85,16 +88,17 @@ class Batch:
     def to(self, device: torch.device | str) -> "Batch":
         return Batch(
             inputs={m: move_to(x, device) for m, x in self.inputs.items()},
-            present={m: p.to(device) for m, p in self.present.items()},
-            target=None if self.target is None else self.target.to(device),
-            index=self.index.to(device),
+            present={m: p.to(device, non_blocking=True) for m, p in self.present.items()},
+            target=None if self.target is None else self.target.to(device, non_blocking=True),
+            index=self.index.cpu(),
+            host_present=self.host_present or {m: p.cpu() for m, p in self.present.items()},
         )
 
     def pin_memory(self) -> "Batch":
         """Page-locked copies, so that the copy to a GPU runs asynchronously."""
         return Batch(inputs={m: _pin(x) for m, x in self.inputs.items()},
                      present={m: p.pin_memory() for m, p in self.present.items()},
-                     target=None if self.target is None else self.target.pin_memory(), index=self.index.pin_memory())
+                     target=None if self.target is None else self.target.pin_memory(), index=self.index)
 
     def with_present(self, present: dict[str, Tensor]) -> "Batch":
         return Batch(self.inputs, present, self.target, self.index)

@@ -221,19 +221,21 @@ def _uniforms(seed: int, epoch: int, index: np.ndarray, stream: int) -> np.ndarr
 
 
 def sample_modality_dropout(
-    present: Mapping[str, Tensor], index: Tensor, *, seed: int, epoch: int, p_drop: float = 0.5
+    present: Mapping[str, Tensor], index: Tensor, *, seed: int, epoch: int, p_drop: float = 0.5,
+    device: torch.device | str | None = None,
 ) -> dict[str, Tensor]:
     """The MMA augmentation (method.md).
 
     Each sample, with probability ``p_drop``, loses a subset of its present modalities drawn
     uniformly from the non-empty proper subsets (a no-op when one modality is present).
     A pure function of (seed, epoch, sample index): reproducible, identical under
-    distributed training and after a resume.
+    distributed training and after a resume. Computed on the host; the result goes to
+    ``device`` (default: the device of ``present``).
     """
     if not 0.0 <= p_drop <= 1.0:
         raise ValueError(f"p_drop must lie in [0, 1], got {p_drop}")
     modalities = sorted(present)
-    device = present[modalities[0]].device
+    device = present[modalities[0]].device if device is None else torch.device(device)
     pres = np.stack([present[m].detach().cpu().numpy() for m in modalities], axis=1)  # B x K
     idx = index.detach().cpu().numpy()
     k = pres.sum(axis=1)
@@ -244,7 +246,10 @@ def sample_modality_dropout(
     bit = (code[:, None] >> np.clip(rank, 0, None)) & 1
     dropped = pres & (bit == 1) & drop_row[:, None]
     kept = pres & ~dropped
-    return {m: torch.from_numpy(kept[:, j].copy()).to(device) for j, m in enumerate(modalities)}
+    kept = torch.from_numpy(np.ascontiguousarray(kept.T))
+    if device.type == "cuda":
+        kept = kept.pin_memory()
+    return {m: kept[j].to(device, non_blocking=True) for j, m in enumerate(modalities)}
 
 
 # --- saving masks --------------------------------------------------------------------------

@@ -113,13 +113,10 @@ def iter_chunks(
     n = int(next(iter(present.values())).shape[0])
     for start in range(0, n, batch_size):
         rows = torch.arange(start, min(n, start + batch_size))
-        chunk_present = {m: p[rows].to(device) for m, p in present.items()}
-        chunk_inputs = {
-            m: move_to(take_rows(inputs[m], rows), device)
-            for m in present
-            if inputs.get(m) is not None and bool(chunk_present[m].any())
-        }
-        yield chunk_inputs, chunk_present
+        host = {m: p[rows.to(p.device)].cpu() for m, p in present.items()}  # decided on the host: no GPU sync
+        chunk_inputs = {m: move_to(take_rows(inputs[m], rows), device)
+                        for m in present if inputs.get(m) is not None and bool(host[m].any())}
+        yield chunk_inputs, {m: p.to(device, non_blocking=True) for m, p in host.items()}
 
 
 def make_optimizer(module: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -338,7 +335,8 @@ def _train_epoch(module, step, train, optimizer, config, device, seed, epoch) ->
                 out = step(batch.to(device), epoch)
             loss, counted = out["loss"], torch.as_tensor(out.get("rows", batch.size), dtype=torch.float64, device=device)
         share = counted / distributed.all_reduce_sum(counted.clone()).clamp(min=1) if distributed.active() else 1.0
-        if loss is not None and counted > 0:
+        if loss is not None:  # a batch whose counted rows are none adds nothing (no host sync to find out)
+            loss = torch.where(counted > 0, loss, torch.zeros_like(loss))
             (loss * share).backward()
             loss_sum += loss.detach().double() * counted
             rows_seen += counted

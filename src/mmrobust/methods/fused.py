@@ -126,7 +126,8 @@ class FusedMethod(Method):
     def training_step(self, batch: Batch, epoch: int) -> dict[str, Tensor]:
         present = batch.present
         if self.augment:
-            present = sample_modality_dropout(present, batch.index, seed=self.seed, epoch=epoch, p_drop=self.p_drop)
+            present = sample_modality_dropout(batch.host_present or present, batch.index, seed=self.seed, epoch=epoch,
+                                              p_drop=self.p_drop, device=batch.target.device)
         branches = self.model_.encode(batch.inputs, present)
         logits = self.model_.fuse(branches, present)
         rows = torch.stack([present[m] for m in self.modalities]).any(dim=0)
