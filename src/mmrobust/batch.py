@@ -47,22 +47,32 @@ def _pin(x: Any) -> Any:
     return x.pin_memory()
 
 
-def encode_present(encoder: torch.nn.Module, x: Input | None, present: Tensor, out_dim: int) -> Tensor:
+def encode_present(encoder: torch.nn.Module, x: Input | None, present: Tensor, out_dim: int,
+                   host_present: Tensor | None = None) -> Tensor:
     """Run ``encoder`` on the present rows only and scatter the result back.
 
     Absent rows get zeros (never read by a mask-aware fusion). A batch where the modality
-    is absent from every row never calls the encoder.
+    is absent from every row never calls the encoder. ``host_present`` (the same mask in host
+    memory) lets the rows be found without waiting for the GPU.
     """
     batch_size = present.shape[0]
-    rows = torch.nonzero(present, as_tuple=False).flatten()
     device = present.device
+    rows = torch.nonzero(present if host_present is None else host_present, as_tuple=False).flatten()
     if rows.numel() == 0:
         return torch.zeros(batch_size, out_dim, device=device)
     if rows.numel() == batch_size:
         return encoder(x)
+    rows = to_device(rows, device)
     encoded = encoder(take_rows(x, rows))
     out = encoded.new_zeros(batch_size, encoded.shape[1])
     return out.index_copy(0, rows, encoded)
+
+
+def to_device(x: Tensor, device: torch.device) -> Tensor:
+    """A host tensor on ``device``, copied asynchronously (through page-locked memory) to a GPU."""
+    if device.type == "cuda" and x.device.type == "cpu":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
 
 
 @dataclass

@@ -247,9 +247,7 @@ def sample_modality_dropout(
     dropped = pres & (bit == 1) & drop_row[:, None]
     kept = pres & ~dropped
     kept = torch.from_numpy(np.ascontiguousarray(kept.T))
-    if device.type == "cuda":
-        kept = kept.pin_memory()
-    return {m: kept[j].to(device, non_blocking=True) for j, m in enumerate(modalities)}
+    return {m: kept[j].to(device) for j, m in enumerate(modalities)}
 
 
 # --- saving masks --------------------------------------------------------------------------

@@ -86,10 +86,12 @@ class LateFusionClassifier(nn.Module):
                 fused.fusion.linear.bias.copy_(sum(models[m].head.bias for m in fused.modalities) / k)
         return fused
 
-    def encode(self, inputs: Mapping[str, Any], present: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    def encode(self, inputs: Mapping[str, Any], present: Mapping[str, Tensor],
+               host_present: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
         """Branch outputs (logits for mean fusion, features for concat), present rows only."""
         return {
-            m: encode_present(self.branches[m], inputs.get(m), present[m], self.branches[m].out_dim)
+            m: encode_present(self.branches[m], inputs.get(m), present[m], self.branches[m].out_dim,
+                              None if host_present is None else host_present[m])
             for m in self.modalities
         }
 

@@ -326,17 +326,16 @@ def _train_epoch(module, step, train, optimizer, config, device, seed, epoch) ->
     summed over ranks: the update of one process on the whole batch."""
     module.train()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    rows_seen = torch.zeros((), dtype=torch.float64, device=device)
+    rows_seen = 0.0
     for index, batch in _epoch_loader(train, epoch_batches(len(train), config.batch_size, seed, epoch), device):
         optimizer.zero_grad(set_to_none=True)
-        loss, counted = None, torch.zeros((), dtype=torch.float64, device=device)
+        loss, counted = None, 0.0
         if batch is not None:
             with autocast(config, device):
                 out = step(batch.to(device), epoch)
-            loss, counted = out["loss"], torch.as_tensor(out.get("rows", batch.size), dtype=torch.float64, device=device)
-        share = counted / distributed.all_reduce_sum(counted.clone()).clamp(min=1) if distributed.active() else 1.0
-        if loss is not None:  # a batch whose counted rows are none adds nothing (no host sync to find out)
-            loss = torch.where(counted > 0, loss, torch.zeros_like(loss))
+            loss, counted = out["loss"], float(out.get("rows", batch.size))  # a host count: no GPU sync
+        share = counted / max(1.0, float(_summed(counted, device))) if distributed.active() else 1.0
+        if loss is not None and counted > 0:
             (loss * share).backward()
             loss_sum += loss.detach().double() * counted
             rows_seen += counted
@@ -345,4 +344,8 @@ def _train_epoch(module, step, train, optimizer, config, device, seed, epoch) ->
             nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
         optimizer.step()
         distributed.broadcast_buffers(module)
-    return float(distributed.all_reduce_sum(loss_sum) / distributed.all_reduce_sum(rows_seen).clamp(min=1))
+    return float(distributed.all_reduce_sum(loss_sum)) / max(1.0, float(_summed(rows_seen, device)))
+
+
+def _summed(value: float, device: torch.device) -> Tensor:
+    return distributed.all_reduce_sum(torch.tensor(value, dtype=torch.float64, device=device))

@@ -27,7 +27,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from ..batch import Batch, MultiModalDataset
+from ..batch import Batch, MultiModalDataset, to_device
 from ..encoders import EncoderLike, build_encoder, build_encoder_seeded
 from ..files import file_name
 from ..masking import derive_seed, sample_modality_dropout
@@ -124,14 +124,16 @@ class FusedMethod(Method):
         return LateFusionClassifier(encoders, self.num_classes, **self._model_options())
 
     def training_step(self, batch: Batch, epoch: int) -> dict[str, Tensor]:
-        present = batch.present
+        host = batch.host_present or batch.present  # decided on the host: no wait for the GPU
         if self.augment:
-            present = sample_modality_dropout(batch.host_present or present, batch.index, seed=self.seed, epoch=epoch,
-                                              p_drop=self.p_drop, device=batch.target.device)
-        branches = self.model_.encode(batch.inputs, present)
+            host = sample_modality_dropout(host, batch.index, seed=self.seed, epoch=epoch, p_drop=self.p_drop, device="cpu")
+        device = batch.present[self.modalities[0]].device
+        present = {m: to_device(host[m], device) for m in self.modalities}
+        branches = self.model_.encode(batch.inputs, present, host)
         logits = self.model_.fuse(branches, present)
-        rows = torch.stack([present[m] for m in self.modalities]).any(dim=0)
-        loss = task_loss(logits[rows], batch.target[rows], self.task)
+        rows = torch.stack([host[m] for m in self.modalities]).any(dim=0)
+        keep = to_device(torch.nonzero(rows).flatten(), device)
+        loss = task_loss(logits.index_select(0, keep), batch.target.index_select(0, keep), self.task)
         if self.unimodal_loss_weight:
             for m in self.modalities:
                 if bool(present[m].any()):
