@@ -86,8 +86,10 @@ def all_reduce_gradients(parameters: Iterable[nn.Parameter]) -> None:
     keeps no gradient at all when no rank has one: the optimiser then skips it, exactly as a
     single process whose whole batch lacks that modality (momentum and Adam would otherwise
     move it)."""
+    if not active():
+        return
     params = [p for p in parameters if p.requires_grad]
-    if not active() or not params:
+    if not params:
         return
     grads = [p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), device=p.device, dtype=p.dtype)
              for p in params]
@@ -103,8 +105,10 @@ def all_reduce_gradients(parameters: Iterable[nn.Parameter]) -> None:
 
 def broadcast_buffers(module: nn.Module) -> None:
     """Every rank takes rank 0's buffers (one flat broadcast)."""
+    if not active():
+        return
     buffers = [b for b in module.buffers() if b.is_floating_point() or b.dtype in (torch.int64, torch.int32)]
-    if not active() or not buffers:
+    if not buffers:
         return
     flat = torch.cat([b.reshape(-1).to(torch.float64) for b in buffers])
     dist.broadcast(flat, src=0)
