@@ -171,6 +171,17 @@ def test_run_from_a_manifest_in_one_command(three_modalities, tmp_path, monkeypa
     cached = list((tmp_path / "cache" / "features").rglob("*.npy"))
     assert len(cached) == 51 + 3  # 51 images present, 3 distinct captions
 
+    # the run's model predicts from raw files and texts, any subset (features through the same extractors)
+    from mmrobust.predictor import Predictor
+
+    predictor = Predictor.load(out / "model")
+    assert predictor.inputs["caption"]["kind"] == "extractor" and predictor.inputs["vector"] == {"kind": "array", "shape": [6]}
+    only_text = predictor.predict({"caption": "a round disc"})
+    assert only_text.used == ["caption"] and set(only_text.probabilities) == {"circle", "square", "triangle"}
+    folder = three_modalities.parent
+    image_and_vector = predictor.predict({"image": "img/1.png", "vector": "vec/1.npy"}, base=folder)
+    assert image_and_vector.used == ["image", "vector"]
+
     # the manifest changes after training: evaluating the run folder again is refused
     with open(three_modalities, "a", encoding="utf-8") as f:
         f.write("s999,img/0.png,a round disc,vec/0.npy,circle\n")

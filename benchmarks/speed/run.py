@@ -134,7 +134,6 @@ def bench_inference(args) -> None:
     n = args.rows
     inputs = {"spectrogram": rng.normal(size=(n, 1, 128, 128)).astype(np.float32),
               "image": rng.normal(size=(n, 1, 28, 28)).astype(np.float32)}
-    data = mm.MultiModalDataset(inputs, rng.integers(0, 10, n))
     encoders = {"spectrogram": mm.EncoderSpec("resnet18-spectrogram"), "image": mm.EncoderSpec("lenet")}
     config = TrainConfig(epochs=0, device=args.device, eval_batch_size=128)
     ume = mm.create_method("ume", encoders=encoders, num_classes=10, seed=0, train_config=config)

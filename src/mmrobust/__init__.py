@@ -18,11 +18,13 @@ from .train import TrainConfig
 
 __version__ = "0.1.0"
 
+from .predictor import Prediction, Predictor  # noqa: E402  (after __version__, which it records)
+
 __all__ = [
     "Batch", "MultiModalDataset", "collate", "encode_present", "DATASETS", "make_synthetic", "ENCODERS",
     "EncoderSpec", "build_encoder", "evaluate", "selection_score", "ExperimentResults", "run_experiment",
     "summarize", "ConcatFusion", "MeanFusion", "ProtocolMask", "load_masks", "sample_masks",
     "sample_modality_dropout", "sample_training_missing", "save_masks", "METHODS", "PAPER_METHODS", "Method",
     "Stage1", "create_method", "list_methods", "train_stage1", "LateFusionClassifier", "UnimodalClassifier",
-    "TrainConfig", "__version__",
+    "TrainConfig", "Prediction", "Predictor", "__version__",
 ]

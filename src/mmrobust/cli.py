@@ -5,6 +5,7 @@
     mmrobust train      Stage 1 and every method, saved in a new run folder
     mmrobust evaluate   every protocol on a trained run folder
     mmrobust report     report.md and robustness.png of an evaluated run folder
+    mmrobust predict    predictions from a run's model/, any subset of modalities
     mmrobust list       datasets, encoders, methods, protocols, presets
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .data.avmnist import AVMNIST_INTERFERENCE_DB, AVMNIST_PCA_ENERGY, AVMNIST_S
 from .encoders import ENCODERS
 from .masking import SWEEP_RATES, ProtocolError
 from .methods import METHODS
+from .predictor import Predictor
 from .pretrained import EXTRACTOR_DOCS
 from .report import write_report
 
@@ -84,6 +86,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="level of a competing recording of another digit, in dB below the target")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_prepare_avmnist)
+    p = sub.add_parser("predict", help="predictions from a saved model (a run's model/), any subset of modalities")
+    p.add_argument("model", type=Path, help="a model folder (runs/<run>/model)")
+    p.add_argument("--input", action="append", default=[], metavar="MODALITY=PATH_OR_TEXT",
+                   help="one modality's input: a file (image, WAV, .npy) or a text; repeatable; leave a modality out "
+                        "when it is missing")
+    p.add_argument("--manifest", type=Path, default=None, help="a CSV / JSONL with one column per modality (and id)")
+    p.add_argument("--out", type=Path, default=None, help="with --manifest: the predictions CSV to write")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
+    p.set_defaults(func=cmd_predict)
     sub.add_parser("list", help="datasets, encoders, methods, protocols, presets").set_defaults(func=cmd_list)
     return parser
 
@@ -171,6 +182,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     print(f"report: {write_report(args.run_dir)}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    predictor = Predictor.load(args.model, device=args.device)
+    if args.manifest is not None:
+        if args.out is None or args.input:
+            raise ConfigError("--manifest needs --out FILE (and no --input)")
+        print(f"predictions: {predictor.predict_manifest(args.manifest, args.out)}")
+        return 0
+    sample = {}
+    for item in args.input:
+        modality, sep, value = item.partition("=")
+        if not sep or not modality:
+            raise ConfigError(f"--input expects MODALITY=PATH_OR_TEXT, got {item!r}")
+        sample[modality.strip()] = value or None
+    if not sample:
+        raise ConfigError(f"give at least one --input (this model takes {', '.join(predictor.modalities)})")
+    print(json.dumps(predictor.predict(sample).to_dict(), indent=2))
     return 0
 
 

@@ -27,6 +27,8 @@ from .experiment import (apply_training_missing, check_compatible, create_method
                          evaluate_methods, expand_methods, fit_methods, fit_records, seed_masks)
 from .files import file_name, write_json, write_jsonl, write_text
 from .methods import Method
+from .inputs import default_spec
+from .predictor import Predictor
 from .provenance import environment
 from .report import write_report
 from .train import resolve_device, stage_checkpoints
@@ -192,8 +194,44 @@ def _train_evaluate_report(run_dir: Path, log: Log) -> Path:
     if distributed.is_main():  # the models are the same on every rank: rank 0 evaluates and reports
         evaluate_run(run_dir, fitted, log)
         write_report(run_dir)
+        write_model(run_dir, fitted, log)
     distributed.barrier()
     return run_dir / "report.md"
+
+
+def write_model(run_dir: Path, fitted_by_seed: Mapping[int, Mapping[str, Method]], log: Log = stderr_log) -> Path | None:
+    """``model/``: the UME-MMA model of the seed with the best validation score, ready for
+    ``mmrobust predict`` (and ``Predictor.load``), with a model card holding the run's table."""
+    candidates = [(seed, methods["ume-mma"]) for seed, methods in fitted_by_seed.items() if "ume-mma" in methods]
+    if not candidates:
+        log("no model/ written: ume-mma is not among the run's methods")
+        return None
+    seed, method = max(candidates, key=lambda c: c[1].val_scores_[c[1].selected_])
+    config = read_config(run_dir)
+    splits = load_data(config)
+    train = splits.train
+    inputs = {m: splits.inputs.get(m) or default_spec(train.inputs[m].shape[1:]) for m in method.modalities}
+    labels = train.label_names or [str(i) for i in range(train.num_classes)]
+    card = model_card(run_dir, config, seed, method)
+    predictor = Predictor(method, inputs, labels, method_options=config.method_options.get("ume-mma", {}), card=card)
+    folder = predictor.save_pretrained(run_dir / "model")
+    log(f"model: {folder} (seed {seed}, UME-MMA chose {method.selected_.upper()})")
+    return folder
+
+
+def model_card(run_dir: Path, config: RunConfig, seed: int, method: Method) -> str:
+    report = (run_dir / "report.md").read_text(encoding="utf-8").splitlines()
+    start = next((i for i, line in enumerate(report) if line.startswith("| method")), len(report))
+    end = next((i for i in range(start, len(report)) if not report[i].strip()), len(report))
+    scores = ", ".join(f"{k.upper()} {100 * v:.1f}" for k, v in method.val_scores_.items())
+    return "\n".join([
+        f"# mmrobust model: UME-MMA on `{config.data.name}`", "",
+        f"Modalities: {', '.join(method.modalities)}, any subset at prediction time. Seed {seed} of {config.seeds} "
+        f"(the best validation score); on validation it chose **{method.selected_.upper()}** ({scores}).", "",
+        "Use: `mmrobust predict model --input <modality>=<file or text>` (any subset), or "
+        "`mmrobust.Predictor.load('model').predict({...})`.", "",
+        f"Evaluation of the run (test split, mean ± std over seeds {config.seeds}; accuracy or F1 in %):", "",
+        *report[start:end], "", "The full report, with the protocols: `../report.md`.", ""])
 
 
 def _provenance(run_dir: Path, config: RunConfig, splits: Splits) -> dict:

@@ -18,6 +18,7 @@ class Splits:
     encoders: dict[str, EncoderSpec]  # the dataset's default encoders
     info: dict[str, Any] = field(default_factory=dict)  # provenance, shown in reports
     ids: dict[str, list[str]] = field(default_factory=dict)  # split -> sample ids (loaders with ids)
+    inputs: dict[str, dict] = field(default_factory=dict)  # modality -> input spec (mmrobust.inputs); default: arrays
 
     def limit(self, rows: int | None) -> "Splits":
         """The first ``rows`` rows of each split (for quick runs); ``None`` keeps everything."""
@@ -25,7 +26,7 @@ class Splits:
             return self
         cut = {name: getattr(self, name).subset(range(min(rows, len(getattr(self, name))))) for name in ("train", "val", "test")}
         ids = {name: values[:rows] for name, values in self.ids.items()}
-        return Splits(**cut, encoders=self.encoders, info={**self.info, "limit": rows}, ids=ids)
+        return Splits(**cut, encoders=self.encoders, info={**self.info, "limit": rows}, ids=ids, inputs=self.inputs)
 
 
 DATASETS: Registry[Splits] = Registry("dataset")

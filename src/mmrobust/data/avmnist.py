@@ -187,6 +187,11 @@ def _metadata(mnist, recordings, counts, pca_energy, kept, k, snr_db, interferen
     }
 
 
+# What `predict` does with files: an image (grey, 28 x 28, / 255); a WAV (the `avmnist` front-end).
+AVMNIST_INPUTS = {"image": {"kind": "image", "shape": [1, 28, 28]},
+                  "audio": {"kind": "wav", "shape": [1, 112, 112], "frontend": "avmnist"}}
+
+
 def avmnist_encoders() -> dict[str, EncoderSpec]:
     """MultiBench's AV-MNIST encoders: LeNet(1, 6, 3) for the image, LeNet(1, 6, 5) for the spectrogram."""
     return {"image": EncoderSpec("lenet", in_shape=(1, 28, 28), channels=6, layers=3),
@@ -199,7 +204,7 @@ def avmnist(root: str | Path) -> Splits:
     root = Path(root)
     meta = _read_meta(root)
     splits = {s: _load_split(root / s) for s in SPLITS}
-    return Splits(**splits, encoders=avmnist_encoders(), info={**meta, "root": str(root)})
+    return Splits(**splits, encoders=avmnist_encoders(), info={**meta, "root": str(root)}, inputs=AVMNIST_INPUTS)
 
 
 def _read_meta(root: Path) -> dict:
@@ -249,7 +254,7 @@ def avmnist_multibench(root: str | Path, val_start: int = 55000) -> Splits:
               "val": _multibench(arrays["train"], slice(val_start, None)), "test": _multibench(arrays["test"], slice(None))}
     info = {"name": "avmnist-multibench", "root": str(root),
             "note": f"validation = training rows {val_start} on; they share recordings with training rows"}
-    return Splits(**splits, encoders=avmnist_encoders(), info=info)
+    return Splits(**splits, encoders=avmnist_encoders(), info=info, inputs=AVMNIST_INPUTS)
 
 
 def _multibench(arrays, rows: slice) -> MultiModalDataset:

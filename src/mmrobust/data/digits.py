@@ -34,6 +34,7 @@ def load_digits_arrays(path: str | Path | None = None) -> tuple[dict[str, dict[s
     with np.load(path, allow_pickle=False) as data:
         meta = json.loads(data["meta"].tobytes().decode())
         clips = data["clip_spectrogram"].astype(np.float32)[:, None] / 255.0
+        meta["spectrogram_range"] = [float(v) for v in data["spectrogram_range"]]
         splits = {}
         for split in SPLITS:
             flat = data["pca_mean"] + data[f"{split}_image_coef"] @ data["pca_components"]
@@ -54,7 +55,9 @@ def digits(path: str | Path | None = None) -> Splits:
         for split, a in arrays.items()
     }
     info = {k: meta[k] for k in ("name", "sizes", "clips", "variants", "accents", "snr_db", "pca", "espeak_ng")}
-    return Splits(**splits, encoders=digits_encoders(), info=info)
+    inputs = {"image": {"kind": "image", "shape": [1, 28, 28]},
+              "audio": {"kind": "wav", "shape": [1, 32, 32], "frontend": "digits", "range": meta["spectrogram_range"]}}
+    return Splits(**splits, encoders=digits_encoders(), info=info, inputs=inputs)
 
 
 def digits_encoders() -> dict[str, EncoderSpec]:

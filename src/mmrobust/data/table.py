@@ -80,18 +80,20 @@ def build_splits(table: Table, extractors: Mapping[str, str] | None = None, fine
     names = table.label_names or sorted({label for labels in table.labels for label in labels})
     target = _targets(table.labels, names, table.multilabel)
     split = _split_rows(table, split_seed)
-    inputs, present, encoders, used = {}, {}, {}, {}
+    inputs, present, encoders, used, specs = {}, {}, {}, {}, {}
     for m in table.cells:
         present[m] = np.array([c is not None for c in table.cells[m]])
         if table.kinds[m] == "features":
             inputs[m] = _npy_column(table, m)
             encoders[m] = EncoderSpec("mlp", in_dim=int(inputs[m].shape[1]))
+            specs[m] = {"kind": "array", "shape": [int(inputs[m].shape[1])]}
             continue
         name = (extractors or {}).get(m, DEFAULT_EXTRACTORS[table.kinds[m]])
         extractor = get_extractor(name)
         if extractor.kind != table.kinds[m]:
             raise DataError(f"modality {m!r} holds {table.kinds[m]} cells but extractor {name!r} reads {extractor.kind}")
         used[m] = {"extractor": name, **extractor.identity(), "finetune": m in finetune}
+        specs[m] = {"kind": "extractor", "extractor": name, "finetune": m in finetune, "identity": extractor.identity()}
         if m in finetune:
             inputs[m] = _preprocessed_column(table, m, extractor)
             encoders[m] = EncoderSpec("pretrained", extractor=name)
@@ -107,7 +109,7 @@ def build_splits(table: Table, extractors: Mapping[str, str] | None = None, fine
     ids = {s: [table.ids[i] for i in idx] for s, idx in rows.items()}
     meta = {"source": table.source, "rows": {s: len(idx) for s, idx in rows.items()}, "modalities": dict(table.kinds),
             "extractors": used, "missing": {m: int((~present[m]).sum()) for m in table.cells}, **(info or {})}
-    return Splits(*(full.subset(rows[s]) for s in SPLIT_NAMES), encoders=encoders, info=meta, ids=ids)
+    return Splits(*(full.subset(rows[s]) for s in SPLIT_NAMES), encoders=encoders, info=meta, ids=ids, inputs=specs)
 
 
 def _targets(labels: Sequence[list[str]], names: list[str], multilabel: bool) -> np.ndarray:

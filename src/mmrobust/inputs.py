@@ -1,0 +1,122 @@
+"""How a raw input becomes a model input, as data (saved with a model, used by ``predict``).
+
+An *input spec* per modality, recorded by the dataset that trained the model:
+
+    {"kind": "array", "shape": [1, 28, 28]}                     an array (or a .npy file) of that shape
+    {"kind": "image", "shape": [1, 28, 28]}                     an image file -> grey (1 channel) or RGB, resized, / 255
+    {"kind": "wav", "shape": [1, 32, 32], "frontend": "digits", "range": [lo, hi]}
+                                                                a WAV -> the audio front-end's log spectrogram
+                                                                (scaled to [0, 1] by ``range`` when given)
+    {"kind": "extractor", "extractor": "minilm", "finetune": false, "identity": {...}}
+                                                                a file or text -> a pre-trained extractor's
+                                                                features (or, fine-tuned, its preprocessed input)
+
+Every kind also takes an array of the model's input shape directly.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+
+class InputError(ValueError):
+    """An input that cannot become what the model expects (names the modality and the input)."""
+
+
+def default_spec(shape: Sequence[int]) -> dict:
+    return {"kind": "array", "shape": [int(s) for s in shape]}
+
+
+def prepare(modality: str, spec: Mapping[str, Any], values: Sequence[Any], base: Path = Path(".")) -> Any:
+    """A batch input for ``values`` (all present: arrays, paths or texts) of one modality."""
+    if spec["kind"] == "extractor":
+        return _extracted(modality, spec, values, base)
+    return torch.from_numpy(np.stack([_one(modality, spec, v, base) for v in values]))
+
+
+def _one(modality: str, spec: Mapping[str, Any], value: Any, base: Path) -> np.ndarray:
+    shape = tuple(spec["shape"])
+    if isinstance(value, (str, Path)):
+        path = Path(value) if Path(value).is_absolute() else base / value
+        if not path.is_file():
+            raise InputError(f"{modality}: {path}: file not found")
+        value = _read_file(modality, spec, path)
+    array = np.asarray(value, dtype=np.float32)
+    if array.shape != shape:
+        raise InputError(f"{modality}: expected an input of shape {list(shape)}, got {list(array.shape)}")
+    if not np.all(np.isfinite(array)):
+        raise InputError(f"{modality}: the input holds NaN or infinite values")
+    return array
+
+
+def _read_file(modality: str, spec: Mapping[str, Any], path: Path) -> np.ndarray:
+    if path.suffix.lower() == ".npy":
+        try:
+            return np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as err:
+            raise InputError(f"{modality}: {path}: not a readable .npy array ({err})") from None
+    if spec["kind"] == "image":
+        return _image(modality, spec, path)
+    if spec["kind"] == "wav":
+        return _wav(modality, spec, path)
+    raise InputError(f"{modality}: {path}: this model takes {modality} as an array of shape {spec['shape']} (.npy)")
+
+
+def _image(modality: str, spec: Mapping[str, Any], path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    channels, height, width = spec["shape"]
+    try:
+        with Image.open(path) as img:
+            img = img.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
+            pixels = np.asarray(img, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError) as err:
+        raise InputError(f"{modality}: {path}: not a readable image ({err})") from None
+    return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
+
+
+def _wav(modality: str, spec: Mapping[str, Any], path: Path) -> np.ndarray:
+    from .audio import read_wav, spectrogram
+
+    try:
+        wave, rate = read_wav(path)
+    except ValueError as err:
+        raise InputError(f"{modality}: {path}: not a readable WAV ({err})") from None
+    spec_ = spectrogram(wave, rate, spec["frontend"])
+    if spec.get("range"):
+        lo, hi = spec["range"]
+        spec_ = (np.clip(spec_, lo, hi) - lo) / (hi - lo)
+    return spec_[None].astype(np.float32)
+
+
+def _extracted(modality: str, spec: Mapping[str, Any], values: Sequence[Any], base: Path):
+    from .pretrained import get_extractor
+
+    extractor = get_extractor(spec["extractor"])
+    if "weights_sha256" in spec.get("identity", {}) and extractor.identity().get("weights_sha256") != spec["identity"]["weights_sha256"]:
+        raise InputError(f"{modality}: the installed {spec['extractor']!r} weights differ from the ones this model was "
+                         f"trained with ({spec['identity'].get('package')} {spec['identity'].get('version')})")
+    if all(isinstance(v, np.ndarray) for v in values):  # features given directly
+        return torch.from_numpy(np.stack([np.asarray(v, dtype=np.float32) for v in values]))
+    items = []
+    for value in values:
+        try:
+            items.append(extractor.load(str(value), base))
+        except ValueError as err:
+            raise InputError(f"{modality}: {err}") from None
+    batch = extractor.preprocess(items)
+    if spec.get("finetune"):
+        return batch
+    with torch.inference_mode():
+        return _frozen(spec["extractor"])(batch).float()
+
+
+@functools.lru_cache(maxsize=4)
+def _frozen(name: str) -> torch.nn.Module:
+    from .pretrained import get_extractor
+
+    return get_extractor(name).module().eval()

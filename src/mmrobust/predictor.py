@@ -1,0 +1,176 @@
+"""A trained model in use: ``model/`` on disk, and predictions from whatever modalities arrive.
+
+    model/config.json        method, encoders, input specs (mmrobust.inputs), labels, settings
+    model/weights.safetensors  the fitted method (UME members and the MMA model, with its choice)
+    model/model_card.md      what it is, how it was evaluated, how to use it
+
+Loading needs the library, never the training data; pre-trained extractors are referenced by
+package, version and weights sha256 (and checked when used), not copied.
+
+    predictor = Predictor.load("runs/.../model")
+    predictor.predict({"image": "a.png", "audio": None})     # -> Prediction(label, probabilities, used)
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import __version__
+from .checkpoint import load_method, save_method
+from .encoders import EncoderSpec
+from .files import write_json, write_text
+from .inputs import InputError, default_spec, prepare
+from .methods import Method, create_method
+from .train import TrainConfig
+
+FORMAT = "mmrobust.model/1"
+
+
+@dataclass
+class Prediction:
+    label: str | list[str]  # multi-label: every label with probability >= 0.5
+    probabilities: dict[str, float]
+    used: list[str]  # the modalities this prediction was made from
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class Predictor:
+    """A fitted method with what it needs to read raw inputs: input specs and label names."""
+
+    def __init__(self, method: Method, inputs: Mapping[str, dict], label_names: Sequence[str], *,
+                 method_options: Mapping[str, Any] | None = None, card: str | None = None) -> None:
+        self.method, self.label_names = method, list(label_names)
+        self.inputs = dict(inputs)
+        self.modalities = list(method.modalities)
+        self.method_options = dict(method_options or {})
+        self.card = card
+
+    # --- files ---------------------------------------------------------------------------
+    def save_pretrained(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        method = self.method
+        config = {"format": FORMAT, "mmrobust_version": __version__, "method": method.name.split(":")[0],
+                  "method_options": self.method_options, "seed": method.seed, "num_classes": method.num_classes,
+                  "task": method.task, "label_names": self.label_names, "modalities": self.modalities,
+                  "encoders": {m: _spec_dict(s) for m, s in method.encoders.items()}, "inputs": self.inputs,
+                  "train": dataclasses.asdict(method.train_config)}
+        save_method(method, folder / "weights.safetensors")
+        write_json(folder / "config.json", config)
+        write_text(folder / "model_card.md", self.card or _card(config))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, device: str | None = None) -> "Predictor":
+        folder = Path(folder)
+        path = folder / "config.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{folder}: not a saved model (no config.json)")
+        config = json.loads(path.read_text(encoding="utf-8"))
+        if config.get("format") != FORMAT:
+            raise ValueError(f"{path}: format {config.get('format')!r}, expected {FORMAT!r}")
+        train = TrainConfig(**{**config["train"], **({"device": device} if device else {}), "progress": False})
+        encoders = {m: EncoderSpec(d["name"], **{k: v for k, v in d.items() if k != "name"}) for m, d in config["encoders"].items()}
+        method = create_method(config["method"], encoders=encoders, num_classes=config["num_classes"], task=config["task"],
+                               seed=config["seed"], train_config=train, **config["method_options"])
+        method = load_method(method, folder / "weights.safetensors")
+        card = (folder / "model_card.md").read_text(encoding="utf-8") if (folder / "model_card.md").is_file() else None
+        return cls(method, config["inputs"], config["label_names"], method_options=config["method_options"], card=card)
+
+    from_pretrained = load
+
+    # --- predictions -------------------------------------------------------------------------
+    def predict(self, sample: Mapping[str, Any] | Sequence[Mapping[str, Any]], base: str | Path = ".") -> Any:
+        """One sample (a dict modality -> array, path or text; ``None`` or absent = missing) or a
+        list of them; paths relative to ``base``."""
+        one = isinstance(sample, Mapping)
+        rows = [sample] if one else list(sample)
+        predictions = self._predict_rows(rows, Path(base))
+        return predictions[0] if one else predictions
+
+    def _predict_rows(self, rows: Sequence[Mapping[str, Any]], base: Path) -> list[Prediction]:
+        for i, row in enumerate(rows):
+            unknown = sorted(set(row) - set(self.modalities))
+            if unknown:
+                raise InputError(f"sample {i}: unknown modality {unknown[0]!r}; this model takes {', '.join(self.modalities)}")
+        present = {m: np.array([_given(row.get(m)) for row in rows]) for m in self.modalities}
+        empty = [i for i in range(len(rows)) if not any(present[m][i] for m in self.modalities)]
+        if empty:
+            raise InputError(f"sample {empty[0]}: no modality given; this model takes any of {', '.join(self.modalities)}")
+        inputs = {m: self._column(m, rows, present[m], base) for m in self.modalities}
+        proba = self.method.predict_proba(inputs, {m: torch.from_numpy(p) for m, p in present.items()})
+        return [self._prediction(p, [m for m in self.modalities if present[m][i]]) for i, p in enumerate(proba)]
+
+    def _column(self, m: str, rows, present: np.ndarray, base: Path):
+        if not present.any():
+            return None
+        values = [row[m] for row, given in zip(rows, present) if given]
+        spec = self.inputs.get(m) or default_spec(np.asarray(values[0]).shape)
+        batch = prepare(m, spec, values, base)
+        return _scatter(batch, np.flatnonzero(present), len(rows))
+
+    def _prediction(self, proba: np.ndarray, used: list[str]) -> Prediction:
+        probabilities = {name: float(p) for name, p in zip(self.label_names, proba)}
+        if self.method.task == "multilabel":
+            label = [name for name, p in probabilities.items() if p >= 0.5]
+        else:
+            label = self.label_names[int(np.argmax(proba))]
+        return Prediction(label, probabilities, used)
+
+    def predict_manifest(self, manifest: str | Path, out: str | Path, batch_size: int = 64, progress: bool | None = None) -> Path:
+        """Predictions for every row of a CSV / JSONL manifest (columns named as the modalities),
+        written to ``out`` (CSV: id, label, used, one probability column per label)."""
+        from .data.manifest import read_rows
+
+        manifest, out = Path(manifest), Path(out)
+        header, rows = read_rows(manifest)
+        columns = [m for m in self.modalities if m in header]
+        if not columns:
+            raise InputError(f"{manifest}: no column named like a modality of this model ({', '.join(self.modalities)})")
+        samples = [{m: row[m] or None for m in columns} for row in rows]
+        ids = [row.get("id") or f"row{i + 1}" for i, row in enumerate(rows)]
+        predictions = []
+        for start in tqdm(range(0, len(samples), batch_size), desc="predict", unit="batch",
+                          disable=True if progress is False else None):
+            predictions += self._predict_rows(samples[start:start + batch_size], manifest.parent)
+        lines = [["id", "label", "used", *self.label_names]]
+        for sample_id, p in zip(ids, predictions):
+            label = "|".join(p.label) if isinstance(p.label, list) else p.label
+            lines.append([sample_id, label, "+".join(p.used), *(f"{p.probabilities[n]:.6f}" for n in self.label_names)])
+        from .files import atomic_path
+
+        with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows(lines)
+        return out
+
+
+def _given(value: Any) -> bool:
+    return value is not None and not (isinstance(value, str) and not value.strip())
+
+
+def _scatter(batch, rows: np.ndarray, n: int):
+    if isinstance(batch, Mapping):
+        return {k: _scatter(v, rows, n) for k, v in batch.items()}
+    out = batch.new_zeros((n, *batch.shape[1:]))
+    out[torch.as_tensor(rows)] = batch
+    return out
+
+
+def _spec_dict(spec) -> dict:
+    if not isinstance(spec, EncoderSpec):
+        raise ValueError("only registry encoders (EncoderSpec) can be saved with a model, not a factory function")
+    return spec.to_dict()
+
+
+def _card(config: dict) -> str:
+    return (f"# mmrobust model: {config['method']}\n\nModalities: {', '.join(config['modalities'])}; "
+            f"{config['num_classes']} classes ({config['task']}); seed {config['seed']}.\n")

@@ -1,0 +1,114 @@
+"""Using a trained model: model/ written by a run, loaded in a fresh process, predictions from
+files and arrays with any subset of modalities."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import wave
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import mmrobust as mm
+from mmrobust.cli import main
+from mmrobust.data.digits import load_digits_arrays
+from mmrobust.inputs import InputError, prepare
+from mmrobust.predictor import Predictor
+
+ARGS = ["--config", "tiny", "--set", "train.device=cpu", "--set", "methods=[unimodal, ume, mma, ume-mma]"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "run"
+    assert main(["run", *ARGS, "--out", str(out)]) == 0
+    return out
+
+
+def test_round_trip_gives_identical_predictions_for_every_pattern(run_dir, tmp_path):
+    predictor = Predictor.load(run_dir / "model")
+    arrays, _ = load_digits_arrays()
+    test = {m: arrays["test"][m][:40] for m in ("image", "audio")}
+    again = Predictor.load(predictor.save_pretrained(tmp_path / "copy"))
+    for present in ({"image": True, "audio": True}, {"image": True, "audio": False}, {"image": False, "audio": True}):
+        rows = [{m: test[m][i] if present[m] else None for m in test} for i in range(40)]
+        first, second = predictor.predict(rows), again.predict(rows)
+        assert [p.probabilities for p in first] == [p.probabilities for p in second]
+        assert all(p.used == [m for m in ("audio", "image") if present[m]] for p in first)
+        direct = predictor.method.predict_proba({m: test[m] if present[m] else None for m in test})
+        assert np.allclose([[p.probabilities[str(c)] for c in range(10)] for p in first], direct, atol=1e-6)
+
+
+def _png(path, pixels):
+    Image.fromarray((pixels[0] * 255).round().clip(0, 255).astype(np.uint8), mode="L").save(path)
+
+
+def _wav(path, seconds=0.6, freq=300.0, rate=8000):
+    t = np.arange(int(seconds * rate)) / rate
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes((0.3 * np.sin(2 * np.pi * freq * t) * 32767).astype(np.int16).tobytes())
+
+
+def test_predict_from_files_in_a_fresh_process_with_either_modality_absent(run_dir, tmp_path):
+    arrays, _ = load_digits_arrays()
+    _png(tmp_path / "digit.png", arrays["test"]["image"][0])
+    _wav(tmp_path / "word.wav")
+    for inputs in (["image=" + str(tmp_path / "digit.png")], ["audio=" + str(tmp_path / "word.wav")],
+                   ["image=" + str(tmp_path / "digit.png"), "audio=" + str(tmp_path / "word.wav")]):
+        args = [sys.executable, "-m", "mmrobust", "predict", str(run_dir / "model")]
+        for item in inputs:
+            args += ["--input", item]
+        done = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-2000:]
+        result = json.loads(done.stdout)
+        assert result["label"] in [str(d) for d in range(10)] and abs(sum(result["probabilities"].values()) - 1) < 1e-5
+        assert result["used"] == sorted(item.split("=")[0] for item in inputs)
+    # the PNG becomes the array it was written from (up to its 8-bit rounding)
+    predictor = Predictor.load(run_dir / "model")
+    from_file = prepare("image", predictor.inputs["image"], [tmp_path / "digit.png"])[0].numpy()
+    assert np.abs(from_file - arrays["test"]["image"][0].clip(0, 1)).max() <= 0.5 / 255 + 1e-6
+
+
+def test_predict_a_manifest_to_csv(run_dir, tmp_path):
+    arrays, _ = load_digits_arrays()
+    for i in range(3):
+        np.save(tmp_path / f"a{i}.npy", arrays["test"]["audio"][i])
+        _png(tmp_path / f"i{i}.png", arrays["test"]["image"][i])
+    (tmp_path / "rows.csv").write_text("id,image,audio\nx,i0.png,a0.npy\ny,,a1.npy\nz,i2.png,\n")
+    assert main(["predict", str(run_dir / "model"), "--manifest", str(tmp_path / "rows.csv"),
+                 "--out", str(tmp_path / "preds.csv")]) == 0
+    lines = (tmp_path / "preds.csv").read_text().splitlines()
+    assert lines[0].startswith("id,label,used,0,1,") and [line.split(",")[2] for line in lines[1:]] == ["audio+image", "audio", "image"]
+
+
+def test_bad_inputs_are_named(run_dir, tmp_path):
+    predictor = Predictor.load(run_dir / "model")
+    with pytest.raises(InputError, match="unknown modality 'video'"):
+        predictor.predict({"video": np.zeros(3)})
+    with pytest.raises(InputError, match="no modality given"):
+        predictor.predict({"image": None, "audio": ""})
+    with pytest.raises(InputError, match=r"image: expected an input of shape \[1, 28, 28\], got \[28, 28\]"):
+        predictor.predict({"image": np.zeros((28, 28))})
+    with pytest.raises(InputError, match="image: .*missing.png: file not found"):
+        predictor.predict({"image": tmp_path / "missing.png"})
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(InputError, match="not a readable image"):
+        predictor.predict({"image": tmp_path / "bad.png"})
+    assert main(["predict", str(tmp_path), "--input", "image=x.png"]) == 2  # not a model folder
+
+
+def test_python_save_and_load_of_a_fitted_method(tmp_path, synthetic, tiny_encoders, tiny_config):
+    method = mm.create_method("ume-mma", encoders=tiny_encoders, num_classes=4, seed=0, train_config=tiny_config)
+    method.fit(synthetic["train"], synthetic["val"])
+    predictor = Predictor(method, {"a": {"kind": "array", "shape": [6]}, "b": {"kind": "array", "shape": [6]}},
+                          ["w", "x", "y", "z"])
+    loaded = Predictor.from_pretrained(predictor.save_pretrained(tmp_path / "m"))
+    row = {"a": synthetic["test"].inputs["a"][0], "b": None}
+    assert loaded.predict(row) == predictor.predict(row)
+    assert torch.equal(next(iter(loaded.method.state_tensors().values())), next(iter(method.state_tensors().values())))
