@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--out", type=Path, default=None, help="the run folder (default ./runs/<UTC time>-<dataset>)")
         p.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default: the config's)")
         p.add_argument("--device", default=None, help="auto (CUDA when present), cpu, cuda, cuda:N")
+        p.add_argument("--on-bad-input", choices=("error", "missing"), default=None,
+                       help="a bad input (unreadable file, NaN, ...): stop naming it (error, the default) or treat "
+                            "that modality of that row as missing (missing; counted in the report)")
         p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                        help="continue an interrupted run: finished stages are kept, an interrupted one resumes "
                             "from its last epoch; other flags must give the run's own config or be left out")
@@ -113,6 +116,8 @@ def _config(args: argparse.Namespace) -> RunConfig:
         overrides.append(f"seeds={list(args.seeds)}")
     if args.device is not None:
         overrides.append(f"train.device={args.device}")
+    if args.on_bad_input is not None:
+        overrides.append(f"data.on_bad_input={args.on_bad_input}")
     config = load_config(args.config or ("manifest" if args.manifest else "digits"), overrides)
     if sys.stderr.isatty() and "train.progress" not in " ".join(args.set):
         config.train.progress = True
@@ -136,7 +141,7 @@ def _resume_dir(args: argparse.Namespace) -> Path:
     saved = config_to_dict(pipeline.read_config(run_dir))
     if args.out is not None and args.out.resolve() != run_dir.resolve():
         raise ConfigError(f"--resume {run_dir} writes into that folder; --out {args.out} names another")
-    if any((args.config, args.set, args.seeds, args.device, args.manifest)):
+    if any((args.config, args.set, args.seeds, args.device, args.manifest, args.on_bad_input)):
         wanted = config_to_dict(_config(args))
         wanted["train"]["progress"] = saved["train"]["progress"]
         if wanted != saved:

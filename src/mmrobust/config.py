@@ -31,6 +31,11 @@ class DataConfig:
     root: str | None = None  # the dataset's folder, for datasets read from disk
     limit: int | None = None  # keep the first N rows of each split (quick runs)
     options: dict[str, Any] = field(default_factory=dict)  # further keyword arguments of the dataset
+    on_bad_input: str = "error"  # error: stop, naming the row | missing: treat the bad modality as missing
+
+    def __post_init__(self) -> None:
+        if self.on_bad_input not in ("error", "missing"):
+            raise ValueError(f"on_bad_input must be 'error' or 'missing', got {self.on_bad_input!r}")
 
 
 @dataclass

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import json
 import shutil
@@ -32,6 +33,7 @@ from .predictor import Predictor
 from .provenance import environment
 from .report import write_report
 from .train import resolve_device, stage_checkpoints
+from .validate import validate_splits
 
 Log = Callable[[str], None]
 
@@ -65,10 +67,15 @@ def read_config(run_dir: Path) -> RunConfig:
 
 
 def load_data(config: RunConfig) -> Splits:
+    """The dataset, every row validated before anything trains (``data.on_bad_input``)."""
     options = dict(config.data.options)
     if config.data.root is not None:
         options["root"] = config.data.root
-    return DATASETS.create(config.data.name, **options).limit(config.data.limit)
+    factory = DATASETS.get(config.data.name)
+    if "on_bad_input" in inspect.signature(factory).parameters:  # loaders that read files decide per cell
+        options["on_bad_input"] = config.data.on_bad_input
+    splits, _ = validate_splits(factory(**options).limit(config.data.limit), config.data.on_bad_input)
+    return splits
 
 
 def resolve_encoders(config: RunConfig, splits: Splits) -> dict[str, EncoderSpec]:

@@ -128,8 +128,22 @@ def render_markdown(summary, fits, provenance, config, metric, methods, has_figu
         out += ["## Robustness to a missing modality", "",
                 f"{name} against the share of test rows missing one modality (nested masks; mean ± std over seeds).",
                 "", "![robustness](robustness.png)", ""]
+    out += _bad_input_section(provenance.get("dataset", {}).get("bad_inputs"))
     out += _fit_section(fits) + _provenance_section(provenance, config)
     return "\n".join(out) + "\n"
+
+
+def _bad_input_section(bad: dict | None) -> list[str]:
+    """What validation found: every row is checked before training (policy ``on_bad_input``)."""
+    if not bad or not (bad.get("marked_missing") or bad.get("dropped")):
+        return []
+    out = ["## Bad inputs", "",
+           f"Every row was validated before training (policy `{bad['policy']}`): {bad['marked_missing']} input(s) "
+           f"unreadable or not finite were treated as missing, {bad['dropped']} row(s) with nothing usable left were "
+           f"dropped. The first {len(bad['first'])}:", "", "| split | row | id | modality | reason |", "|---|---:|---|---|---|"]
+    out += [f"| {b.get('split', '')} | {b.get('row', '')} | {b.get('id') or ''} | {b.get('modality', '—')} | {b['reason']} |"
+            for b in bad["first"]]
+    return out + [""]
 
 
 def _training_setting(config: dict, summary: Sequence[dict]) -> str:

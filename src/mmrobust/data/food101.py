@@ -57,8 +57,9 @@ def read_food101(root: str | Path, val_share: float = 0.1, seed: int = 0) -> Tab
 
 @DATASETS.register("food101")
 def food101(root: str, extractors: Mapping[str, str] | None = None, finetune: Sequence[str] = (),
-            cache_dir: str | None = None, val_share: float = 0.1, seed: int = 0) -> Splits:
+            cache_dir: str | None = None, val_share: float = 0.1, seed: int = 0, on_bad_input: str = "error") -> Splits:
     """UPMC Food-101: photo + page title, 101 classes (the public release's layout)."""
     table = read_food101(root, val_share, seed)
     return build_splits(table, extractors, finetune, cache_dir,
-                        info={"dataset": "UPMC Food-101", "split": f"test as released; val = {val_share:.0%} of train, seed {seed}"})
+                        info={"dataset": "UPMC Food-101", "split": f"test as released; val = {val_share:.0%} of train, seed {seed}"},
+                        on_bad_input=on_bad_input)

@@ -75,8 +75,9 @@ def read_mmimdb(root: str | Path) -> tuple[Table, int]:
 
 @DATASETS.register("mmimdb")
 def mmimdb(root: str, extractors: Mapping[str, str] | None = None, finetune: Sequence[str] = (),
-           cache_dir: str | None = None) -> Splits:
+           cache_dir: str | None = None, on_bad_input: str = "error") -> Splits:
     """MM-IMDB: poster + plot, 23 genres, multi-label (the authors' archive layout)."""
     table, skipped = read_mmimdb(root)
     return build_splits(table, extractors, finetune, cache_dir, info={"dataset": "MM-IMDB", "skipped_no_genre": skipped,
-                                                                      "split": "the archive's split.json"})
+                                                                      "split": "the archive's split.json"},
+                        on_bad_input=on_bad_input)

@@ -18,6 +18,7 @@ from ..batch import MultiModalDataset
 from ..encoders import EncoderSpec
 from ..masking import derive_seed
 from ..pretrained import DEFAULT_EXTRACTORS, ExtractorError, FeatureCache, get_extractor
+from ..validate import BadInputs, check_policy
 from . import Splits
 
 CELL_KINDS = ("image", "text", "audio", "features")
@@ -70,9 +71,15 @@ class Table:
 
 
 def build_splits(table: Table, extractors: Mapping[str, str] | None = None, finetune: Iterable[str] = (),
-                 cache_dir: str | Path | None = None, split_seed: int = 0, info: Mapping[str, Any] | None = None) -> Splits:
-    """Features (or preprocessed inputs) per modality, targets, and the train / val / test split."""
+                 cache_dir: str | Path | None = None, split_seed: int = 0, info: Mapping[str, Any] | None = None,
+                 on_bad_input: str = "error") -> Splits:
+    """Features (or preprocessed inputs) per modality, targets, and the train / val / test split.
+
+    Every present cell is read before anything trains (a cached feature was read when it was
+    cached: its key is the file's content). ``on_bad_input="missing"``: an unreadable cell
+    becomes missing, a row left with nothing is dropped, both counted in ``info["bad_inputs"]``."""
     table.check()
+    bad = BadInputs(check_policy(on_bad_input))
     finetune = set(finetune)
     unknown = sorted(finetune - set(table.cells))
     if unknown:
@@ -80,11 +87,10 @@ def build_splits(table: Table, extractors: Mapping[str, str] | None = None, fine
     names = table.label_names or sorted({label for labels in table.labels for label in labels})
     target = _targets(table.labels, names, table.multilabel)
     split = _split_rows(table, split_seed)
-    inputs, present, encoders, used, specs = {}, {}, {}, {}, {}
+    inputs, encoders, used, specs = {}, {}, {}, {}
     for m in table.cells:
-        present[m] = np.array([c is not None for c in table.cells[m]])
         if table.kinds[m] == "features":
-            inputs[m] = _npy_column(table, m)
+            inputs[m] = _npy_column(table, m, bad)
             encoders[m] = EncoderSpec("mlp", in_dim=int(inputs[m].shape[1]))
             specs[m] = {"kind": "array", "shape": [int(inputs[m].shape[1])]}
             continue
@@ -95,20 +101,27 @@ def build_splits(table: Table, extractors: Mapping[str, str] | None = None, fine
         used[m] = {"extractor": name, **extractor.identity(), "finetune": m in finetune}
         specs[m] = {"kind": "extractor", "extractor": name, "finetune": m in finetune, "identity": extractor.identity()}
         if m in finetune:
-            inputs[m] = _preprocessed_column(table, m, extractor)
+            inputs[m] = _preprocessed_column(table, m, extractor, bad)
             encoders[m] = EncoderSpec("pretrained", extractor=name)
         else:
-            inputs[m] = _feature_column(table, m, extractor, FeatureCache(cache_dir, extractor))
+            inputs[m] = _feature_column(table, m, extractor, FeatureCache(cache_dir, extractor), bad)
             encoders[m] = EncoderSpec("mlp", in_dim=int(inputs[m].shape[1]))
+    for record in bad.marked_missing:
+        record["split"] = split[record["row"]]
+    present = {m: np.array([c is not None for c in table.cells[m]]) for m in table.cells}  # after unreadable cells
+    keep = np.any(np.stack(list(present.values())), axis=0)
+    bad.dropped += [{"split": split[row], "row": row, "id": table.ids[row], "reason": "nothing readable left"}
+                    for row in np.flatnonzero(~keep)]
     full = MultiModalDataset(inputs, target, present, num_classes=len(names),
                              task="multilabel" if table.multilabel else "multiclass", label_names=names)
-    rows = {s: np.flatnonzero(np.asarray(split) == s) for s in SPLIT_NAMES}
+    rows = {s: np.flatnonzero((np.asarray(split) == s) & keep) for s in SPLIT_NAMES}
     for s, idx in rows.items():
         if len(idx) == 0:
             raise DataError(f"{table.source}: the {s} split has no rows")
     ids = {s: [table.ids[i] for i in idx] for s, idx in rows.items()}
     meta = {"source": table.source, "rows": {s: len(idx) for s, idx in rows.items()}, "modalities": dict(table.kinds),
-            "extractors": used, "missing": {m: int((~present[m]).sum()) for m in table.cells}, **(info or {})}
+            "extractors": used, "missing": {m: int((~present[m]).sum()) for m in table.cells},
+            "bad_inputs": bad.summary(), **(info or {})}
     return Splits(*(full.subset(rows[s]) for s in SPLIT_NAMES), encoders=encoders, info=meta, ids=ids, inputs=specs)
 
 
@@ -150,34 +163,28 @@ def _present_rows(table: Table, m: str) -> list[int]:
     return [i for i, c in enumerate(table.cells[m]) if c is not None]
 
 
-def _read(table: Table, m: str, row: int, read):
+def _read(table: Table, m: str, row: int, read, bad: BadInputs | None = None):
+    """``read(cell)``; an unreadable cell is an error naming the sample, or (policy
+    ``missing``) becomes missing and is recorded: then None."""
     try:
         return read(table.cells[m][row])
-    except ExtractorError as err:
-        raise DataError(f"{table.source}: sample {table.ids[row]!r}, {m}: {err}") from None
+    except (ExtractorError, DataError) as err:
+        message = f"{table.source}: sample {table.ids[row]!r}, {m}: {err}"
+        if bad is None or bad.policy == "error":
+            raise DataError(message + " (or use --on-bad-input missing to treat such cells as missing)") from None
+        bad.marked_missing.append({"row": row, "id": table.ids[row], "modality": m, "reason": str(err)})
+        table.cells[m][row] = None
+        return None
 
 
-def _npy_column(table: Table, m: str) -> np.ndarray:
+def _npy_column(table: Table, m: str, bad: BadInputs | None = None) -> np.ndarray:
     """``.npy`` feature vectors (one per cell, same length, finite) -> ``[N, D]`` float32."""
     vectors: dict[int, np.ndarray] = {}
     for row in _present_rows(table, m):
-        path = Path(table.cells[m][row])
-        path = path if path.is_absolute() else table.base / path
-        where = f"{table.source}: sample {table.ids[row]!r}, {m}: {path}"
-        try:
-            vector = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            raise DataError(f"{where}: file not found") from None
-        except (ValueError, OSError, EOFError) as err:
-            raise DataError(f"{where}: not a readable .npy array ({err})") from None
-        if vector.dtype.kind not in "fiu" or vector.ndim != 1:
-            raise DataError(f"{where}: expected a 1-D numeric vector, got {vector.dtype} {vector.shape}")
-        if not np.all(np.isfinite(vector)):
-            raise DataError(f"{where}: holds NaN or infinite values")
-        first = next(iter(vectors.values()), vector)
-        if vector.shape != first.shape:
-            raise DataError(f"{where}: length {vector.shape[0]}, but earlier vectors have {first.shape[0]}")
-        vectors[row] = vector.astype(np.float32)
+        first = next(iter(vectors.values()), None)
+        vector = _read(table, m, row, lambda cell: _load_vector(table.base, cell, first), bad)
+        if vector is not None:
+            vectors[row] = vector
     if not vectors:
         raise DataError(f"{table.source}: modality {m!r} is missing from every row")
     out = np.zeros((len(table.ids), len(next(iter(vectors.values())))), dtype=np.float32)
@@ -186,14 +193,31 @@ def _npy_column(table: Table, m: str) -> np.ndarray:
     return out
 
 
+def _load_vector(base: Path, cell: str, first: np.ndarray | None) -> np.ndarray:
+    path = Path(cell) if Path(cell).is_absolute() else base / cell
+    try:
+        vector = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(f"{path}: not a readable .npy array ({err})") from None
+    if vector.dtype.kind not in "fiu" or vector.ndim != 1:
+        raise DataError(f"{path}: expected a 1-D numeric vector, got {vector.dtype} {vector.shape}")
+    if not np.all(np.isfinite(vector)):
+        raise DataError(f"{path}: holds NaN or infinite values")
+    if first is not None and vector.shape != first.shape:
+        raise DataError(f"{path}: length {vector.shape[0]}, but earlier vectors have {first.shape[0]}")
+    return vector.astype(np.float32)
+
+
 def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _feature_column(table: Table, m: str, extractor, cache: FeatureCache) -> np.ndarray:
+def _feature_column(table: Table, m: str, extractor, cache: FeatureCache, bad: BadInputs | None = None) -> np.ndarray:
     """Frozen features of every present cell: from the cache, or computed (in chunks) and cached."""
-    rows = _present_rows(table, m)
-    keys = {row: _read(table, m, row, lambda c: cache.key(c, extractor.kind, table.base)) for row in rows}
+    keys = {row: _read(table, m, row, lambda c: cache.key(c, extractor.kind, table.base), bad) for row in _present_rows(table, m)}
+    rows = [row for row, key in keys.items() if key is not None]
     features = {row: cache.get(keys[row]) for row in rows}
     todo = [row for row in rows if features[row] is None]
     if todo:
@@ -201,15 +225,23 @@ def _feature_column(table: Table, m: str, extractor, cache: FeatureCache) -> np.
         module = extractor.module().eval().to(device)
         bar = tqdm(total=len(todo), desc=f"{m}: {extractor.name} features", unit="item", disable=None)
         for chunk in _chunks(todo, CHUNK):
-            items = [_read(table, m, row, lambda c: extractor.load(c, table.base)) for row in chunk]
+            loaded = {row: _read(table, m, row, lambda c: extractor.load(c, table.base), bad) for row in chunk}
+            chunk = [row for row in chunk if loaded[row] is not None]
+            items = [loaded[row] for row in chunk]
+            bar.update(len(loaded) - len(chunk))
+            if not chunk:
+                continue
             with torch.inference_mode():
                 batch = extractor.preprocess(items)
                 out = module(_to(batch, device)).float().cpu().numpy()
             for row, vector in zip(chunk, out):
+                if not np.all(np.isfinite(vector)):
+                    raise DataError(f"{table.source}: sample {table.ids[row]!r}, {m}: {extractor.name} gave non-finite features")
                 cache.put(keys[row], vector)
                 features[row] = vector
             bar.update(len(chunk))
         bar.close()
+    rows = [row for row in rows if table.cells[m][row] is not None]
     if not rows:
         raise DataError(f"{table.source}: modality {m!r} is missing from every row")
     dim = len(features[rows[0]])
@@ -219,14 +251,13 @@ def _feature_column(table: Table, m: str, extractor, cache: FeatureCache) -> np.
     return out
 
 
-def _preprocessed_column(table: Table, m: str, extractor):
+def _preprocessed_column(table: Table, m: str, extractor, bad: BadInputs | None = None):
     """The extractor's preprocessed inputs of every row (zeros where missing), for fine-tuning."""
-    rows = _present_rows(table, m)
+    loaded = {row: _read(table, m, row, lambda c: extractor.load(c, table.base), bad) for row in _present_rows(table, m)}
+    rows = [row for row, item in loaded.items() if item is not None]
     if not rows:
         raise DataError(f"{table.source}: modality {m!r} is missing from every row")
-    parts = []
-    for chunk in _chunks(rows, CHUNK):
-        parts.append(extractor.preprocess([_read(table, m, row, lambda c: extractor.load(c, table.base)) for row in chunk]))
+    parts = [extractor.preprocess([loaded[row] for row in chunk]) for chunk in _chunks(rows, CHUNK)]
     if not isinstance(parts[0], (torch.Tensor, dict)):
         raise DataError(f"extractor {extractor.name!r} cannot be fine-tuned (it is not a torch model)")
     return _scatter(parts, rows, len(table.ids))

