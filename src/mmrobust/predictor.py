@@ -15,6 +15,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -64,9 +66,13 @@ class Predictor:
                   "task": method.task, "label_names": self.label_names, "modalities": self.modalities,
                   "encoders": {m: _spec_dict(s) for m, s in method.encoders.items()}, "inputs": self.inputs,
                   "train": dataclasses.asdict(method.train_config)}
-        save_method(method, folder / "weights.safetensors")
-        write_json(folder / "config.json", config)
-        write_text(folder / "model_card.md", self.card or _card(config))
+        tmp = folder.with_name(f".{folder.name}.tmp")  # complete or absent: written aside, then renamed
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_method(method, tmp / "weights.safetensors")
+        write_json(tmp / "config.json", config)
+        write_text(tmp / "model_card.md", self.card or _card(config))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
         return folder
 
     @classmethod
