@@ -50,3 +50,17 @@ def test_frames_are_pooled():
     assert pooled.shape == (2, 512) and torch.allclose(pooled, one_by_one, atol=1e-5)
     with pytest.raises(ValueError, match=r"expects \[B, 1, H, W\]"):
         ResNet18(1)(torch.randn(2, 3, 64, 64))
+
+
+def test_frame_sampling_random_in_training_fixed_in_evaluation():
+    model = ResNet18(3, frames=2)
+    clips = torch.randint(0, 256, (2, 5, 3, 32, 32), dtype=torch.uint8)
+    model.eval()
+    fixed = model._sample_frames(clips)
+    assert torch.equal(fixed, clips[:, [0, 4]]) and torch.equal(model._sample_frames(clips), fixed)
+    model.train()
+    torch.manual_seed(0)
+    draws = {tuple(int(f[:, 0, 0, 0].sum()) for f in model._sample_frames(clips)) for _ in range(10)}
+    assert len(draws) > 1  # random frames per clip in training
+    scaled = model._scaled(torch.full((1, 3, 2, 2), 255, dtype=torch.uint8))
+    assert torch.allclose(scaled[0, :, 0, 0], (1 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225]))

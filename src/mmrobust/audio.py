@@ -125,3 +125,21 @@ def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int) -> np.ndarray:
     rising = (freqs - lower) / (centre - lower)
     falling = (upper - freqs) / (upper - centre)
     return np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
+
+
+OGM_GE_RATE, OGM_GE_SECONDS, OGM_GE_N_FFT, OGM_GE_HOP = 22050, 3, 512, 353
+
+
+def ogm_ge_spectrogram(wave: np.ndarray, rate: int) -> np.ndarray:
+    """The spectrogram OGM-GE (Peng et al., CVPR 2022) feeds its audio ResNet-18, ``1 x 257 x 188``:
+    resample to 22,050 Hz; repeat the clip (``np.tile``, 3 times) and keep the first 3 s; clip to
+    [-1, 1]; STFT with n_fft 512, hop 353, a periodic Hann window of 512, centred with zero
+    padding (librosa's default); ``log(|S| + 1e-7)``."""
+    wave = resample(np.asarray(wave, dtype=np.float32), rate, OGM_GE_RATE)
+    n = OGM_GE_RATE * OGM_GE_SECONDS
+    wave = np.clip(np.tile(wave, 3)[:n], -1.0, 1.0)
+    if len(wave) < n:
+        wave = np.pad(wave, (0, n - len(wave)))
+    stft = torch.stft(torch.from_numpy(wave), n_fft=OGM_GE_N_FFT, hop_length=OGM_GE_HOP,
+                      window=torch.hann_window(OGM_GE_N_FFT), center=True, pad_mode="constant", return_complex=True)
+    return np.log(stft.abs().numpy() + 1e-7).astype(np.float32)[None]

@@ -31,7 +31,7 @@ class Splits:
 
 DATASETS: Registry[Splits] = Registry("dataset")
 
-from . import avmnist, digits, manifest, mmimdb, food101, synthetic  # noqa: E402,F401  (register the built-in datasets)
+from . import avclips, avmnist, digits, manifest, mmimdb, food101, synthetic  # noqa: E402,F401  (register the built-in datasets)
 from .synthetic import make_synthetic  # noqa: E402
 
 __all__ = ["DATASETS", "Splits", "make_synthetic"]

@@ -34,15 +34,21 @@ class BasicBlock(nn.Module):
         return self.relu(self.bn2(self.conv2(out)) + identity)
 
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
 class ResNet18(nn.Module):
     """Input ``[B, C, H, W]``, or ``[B, T, C, H, W]`` frames (features averaged over frames);
-    output ``[B, 512]``."""
+    output ``[B, 512]``. With ``frames=k`` and more than k frames per clip, k are used: drawn
+    at random per clip in training, evenly spaced in evaluation (OGM-GE's frame sampling).
+    uint8 RGB input is scaled to [0, 1] and ImageNet-normalised; float input is used as is."""
 
     out_dim = 512
 
-    def __init__(self, in_channels: int = 3) -> None:
+    def __init__(self, in_channels: int = 3, frames: int | None = None) -> None:
         super().__init__()
-        self.in_channels = in_channels
+        self.in_channels, self.frames = in_channels, frames
         self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
@@ -59,6 +65,25 @@ class ResNet18(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
+    def _sample_frames(self, x: Tensor) -> Tensor:
+        total = x.shape[1]
+        if self.frames is None or total <= self.frames:
+            return x
+        if self.training:
+            index = torch.rand(x.shape[0], total, device=x.device).argsort(1)[:, : self.frames].sort(1).values
+        else:
+            index = torch.linspace(0, total - 1, self.frames, device=x.device).round().long().expand(x.shape[0], -1)
+        return x[torch.arange(x.shape[0], device=x.device)[:, None], index]
+
+    def _scaled(self, x: Tensor) -> Tensor:
+        if x.is_floating_point():
+            return x
+        x = x.float() / 255.0
+        if self.in_channels == 3:
+            mean = x.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+            x = (x - mean) / x.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        return x
+
     @staticmethod
     def _layer(in_planes: int, planes: int, stride: int) -> nn.Sequential:
         return nn.Sequential(BasicBlock(in_planes, planes, stride), BasicBlock(planes, planes))
@@ -66,12 +91,13 @@ class ResNet18(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         frames = x.dim() == 5
         if frames:
+            x = self._sample_frames(x)
             b, t = x.shape[:2]
             x = x.flatten(0, 1)
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"resnet18 expects [B, {self.in_channels}, H, W] or [B, T, {self.in_channels}, H, W], "
                              f"got {tuple(x.shape)}")
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x.float() if not x.is_floating_point() else x))))
+        x = self.maxpool(self.relu(self.bn1(self.conv1(self._scaled(x)))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         x = self.avgpool(x).flatten(1)
         return x.view(b, t, -1).mean(1) if frames else x
@@ -99,9 +125,9 @@ def load_torchvision_weights(model: ResNet18, path: str | Path) -> ResNet18:
 
 
 @ENCODERS.register("resnet18")
-def resnet18(weights: str | None = None) -> ResNet18:
+def resnet18(weights: str | None = None, frames: int | None = None) -> ResNet18:
     """ResNet-18 for RGB images or frames [B, T, 3, H, W] (pooled over frames), 512-d; torchvision keys."""
-    model = ResNet18(3)
+    model = ResNet18(3, frames)
     return load_torchvision_weights(model, weights) if weights else model
 
 

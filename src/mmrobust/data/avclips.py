@@ -1,0 +1,207 @@
+"""Kinetics-Sound (31 classes) and AVE (28 classes): video + audio clips in the layout that
+OGM-GE's preprocessing (Peng et al., CVPR 2022) produces, modalities ``video`` and ``audio``.
+
+    Kinetics-Sound:  <root>/{train,test}/<clip>/*.jpg  (frames at 1 fps)   <root>/{train,test}/<clip>/<clip>.wav
+                     <root>/{train,test}.csv, optionally val.csv: rows "clip,label" (a header row is skipped)
+    AVE:             <root>/visual/<clip>/*.jpg    <root>/audio/<clip>.wav
+                     <root>/{trainSet,valSet,testSet}.txt: AVE's annotation rows "Category&VideoID&Quality&Start&End"
+
+Frames: up to ``max_frames`` per clip in file-name order, resized to ``size`` x ``size``, uint8
+(the ``resnet18`` encoder ImageNet-normalises them and draws ``frames`` of them: at random in
+training, evenly spaced in evaluation); a clip with fewer frames repeats its last one. Audio:
+:func:`mmrobust.audio.ogm_ge_spectrogram` (1 x 257 x 188). Without a validation list, a seeded
+stratified 10% of the training clips is held out. Decoded once into memory-mapped ``.npy``
+arrays under ``<root>/.mmrobust/`` (or ``cache_dir``), reused while the lists are unchanged.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..audio import ogm_ge_spectrogram, read_wav
+from ..batch import MultiModalDataset
+from ..encoders import EncoderSpec
+from ..files import atomic_path
+from ..validate import BadInputs, check_policy
+from . import DATASETS, Splits
+from .table import DataError, stratified_split
+
+AUDIO_SHAPE = (1, 257, 188)
+
+
+def _ks_lists(root: Path) -> dict[str, list[tuple[str, str]]]:
+    lists = {}
+    for split in ("train", "val", "test"):
+        path = root / f"{split}.csv"
+        if not path.is_file():
+            if split == "val":
+                continue
+            raise DataError(f"{path}: missing (Kinetics-Sound lists: train.csv and test.csv, rows clip,label)")
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = [r for r in csv.reader(f) if r]
+        if rows and rows[0][:2] in (["clip", "label"], ["id", "label"], ["name", "label"]):
+            rows = rows[1:]
+        bad = next((i for i, r in enumerate(rows, 1) if len(r) != 2 or not r[0].strip() or not r[1].strip()), None)
+        if bad is not None:
+            raise DataError(f"{path}, row {bad}: expected 'clip,label'")
+        lists[split] = [(r[0].strip(), r[1].strip()) for r in rows]
+    return lists
+
+
+def _ks_files(root: Path, split: str, clip: str) -> tuple[Path, Path]:
+    folder = root / ("train" if split == "val" else split) / clip
+    return folder, folder / f"{clip}.wav"
+
+
+def _ave_lists(root: Path) -> dict[str, list[tuple[str, str]]]:
+    lists = {}
+    for split, name in (("train", "trainSet.txt"), ("val", "valSet.txt"), ("test", "testSet.txt")):
+        path = root / name
+        if not path.is_file():
+            if split == "val":
+                continue
+            raise DataError(f"{path}: missing (AVE lists: trainSet.txt, valSet.txt, testSet.txt)")
+        rows = []
+        for line, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            parts = text.strip().split("&")
+            if not text.strip() or parts[0] == "Category":
+                continue
+            if len(parts) < 2 or not parts[0] or not parts[1]:
+                raise DataError(f"{path}, line {line}: expected 'Category&VideoID&Quality&StartTime&EndTime'")
+            rows.append((parts[1], parts[0]))
+        lists[split] = rows
+    return lists
+
+
+def _ave_files(root: Path, split: str, clip: str) -> tuple[Path, Path]:
+    return root / "visual" / clip, root / "audio" / f"{clip}.wav"
+
+
+def _with_val(lists: dict, seed: int) -> dict:
+    if "val" in lists:
+        return lists
+    train = lists["train"]
+    split = stratified_split([label for _, label in train], seed, (0.9, 0.1, 0.0))
+    return {"train": [r for r, s in zip(train, split) if s == "train"],
+            "val": [r for r, s in zip(train, split) if s == "val"], "test": lists["test"]}
+
+
+def _frames(folder: Path, max_frames: int, size: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:max_frames]
+    if not files:
+        raise DataError(f"{folder}: no frames (expected JPEG frames of the clip)")
+    out = []
+    for path in files:
+        try:
+            with Image.open(path) as img:
+                out.append(np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.uint8))
+        except (UnidentifiedImageError, OSError) as err:
+            raise DataError(f"{path}: not a readable image ({err})") from None
+    out += [out[-1]] * (max_frames - len(out))
+    return np.stack(out).transpose(0, 3, 1, 2)
+
+
+def _spectrogram(path: Path) -> np.ndarray:
+    try:
+        wave, rate = read_wav(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: audio file not found") from None
+    except ValueError as err:
+        raise DataError(str(err)) from None
+    return ogm_ge_spectrogram(wave, rate)
+
+
+def load_clips(name: str, root: Path, lists: dict, files, max_frames: int, size: int, cache: Path,
+               policy: str, bad: BadInputs) -> tuple[dict[str, MultiModalDataset], dict[str, list[str]]]:
+    labels = sorted({label for rows in lists.values() for _, label in rows})
+    key = hashlib.sha256(json.dumps([name, lists, max_frames, size], sort_keys=True).encode()).hexdigest()[:16]
+    out, ids = {}, {}
+    for split, rows in lists.items():
+        if not rows:
+            raise DataError(f"{root}: the {split} split has no clips")
+        video, audio, present = _decoded(split, rows, root, files, max_frames, size, cache / f"{split}-{key}", policy, bad)
+        keep = present["video"] | present["audio"]
+        for row in np.flatnonzero(~keep):
+            bad.dropped.append({"split": split, "row": int(row), "id": rows[row][0], "reason": "nothing readable left"})
+        target = np.array([labels.index(label) for _, label in rows], dtype=np.int64)
+        data = MultiModalDataset({"video": video, "audio": audio}, target, present, num_classes=len(labels),
+                                 label_names=labels)
+        out[split] = data.subset(np.flatnonzero(keep)) if not keep.all() else data
+        ids[split] = [rows[i][0] for i in np.flatnonzero(keep)]
+    return out, ids
+
+
+def _decoded(split, rows, root, files, max_frames, size, folder: Path, policy: str, bad: BadInputs):
+    """Memory-mapped frames and spectrograms of one split (decoded once; complete or absent)."""
+    meta_path = folder / "meta.json"
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        present = {m: np.array(meta["present"][m], dtype=bool) for m in ("video", "audio")}
+        bad.marked_missing += meta["bad"]
+        return (np.load(folder / "video.npy", mmap_mode="r"), np.load(folder / "audio.npy", mmap_mode="r"), present)
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(rows)
+    video = np.lib.format.open_memmap(folder / ".video.npy.tmp", "w+", np.uint8, (n, max_frames, 3, size, size))
+    audio = np.lib.format.open_memmap(folder / ".audio.npy.tmp", "w+", np.float32, (n, *AUDIO_SHAPE))
+    present = {"video": np.ones(n, dtype=bool), "audio": np.ones(n, dtype=bool)}
+    found = []
+    for i, (clip, _) in enumerate(tqdm(rows, desc=f"decode {split}", unit="clip", disable=None)):
+        frames_dir, wav = files(root, split, clip)
+        for modality, read, target in (("video", lambda: _frames(frames_dir, max_frames, size), video),
+                                       ("audio", lambda: _spectrogram(wav), audio)):
+            try:
+                target[i] = read()
+            except DataError as err:
+                if policy == "error":
+                    raise DataError(f"{split} clip {clip!r}, {modality}: {err} (or use --on-bad-input missing)") from None
+                present[modality][i] = False
+                found.append({"split": split, "row": i, "id": clip, "modality": modality, "reason": str(err)})
+    video.flush()
+    audio.flush()
+    del video, audio
+    for name in ("video", "audio"):
+        (folder / f".{name}.npy.tmp").replace(folder / f"{name}.npy")
+    with atomic_path(meta_path) as tmp:
+        tmp.write_text(json.dumps({"present": {m: p.tolist() for m, p in present.items()}, "bad": found}))
+    bad.marked_missing += found
+    return np.load(folder / "video.npy", mmap_mode="r"), np.load(folder / "audio.npy", mmap_mode="r"), present
+
+
+def _splits(name: str, root: str, lists_of, files, classes: int, frames: int, max_frames: int, size: int,
+            cache_dir: str | None, val_seed: int, on_bad_input: str) -> Splits:
+    root_path = Path(root)
+    if not root_path.is_dir():
+        raise DataError(f"{root}: no such folder (the {name} data; see the README for the layout)")
+    bad = BadInputs(check_policy(on_bad_input))
+    lists = _with_val(lists_of(root_path), val_seed)
+    cache = Path(cache_dir) if cache_dir else root_path / ".mmrobust"
+    data, ids = load_clips(name, root_path, lists, files, max_frames, size, cache, on_bad_input, bad)
+    labels = data["train"].label_names
+    encoders = {"video": EncoderSpec("resnet18", frames=frames), "audio": EncoderSpec("resnet18-spectrogram")}
+    info = {"dataset": name, "root": str(root_path), "classes": len(labels), "expected_classes": classes,
+            "clips": {s: len(d) for s, d in data.items()}, "frames": {"stored": max_frames, "used": frames, "size": size},
+            "audio": "OGM-GE log-STFT 257 x 188", "bad_inputs": bad.summary()}
+    inputs = {"video": {"kind": "array", "shape": [max_frames, 3, size, size]},
+              "audio": {"kind": "array", "shape": list(AUDIO_SHAPE)}}
+    return Splits(data["train"], data["val"], data["test"], encoders, info, ids=ids, inputs=inputs)
+
+
+@DATASETS.register("kinetics-sound")
+def kinetics_sound(root: str, frames: int = 3, max_frames: int = 10, size: int = 224, cache_dir: str | None = None,
+                   val_seed: int = 0, on_bad_input: str = "error") -> Splits:
+    """Kinetics-Sound (31 classes), OGM-GE layout: frames at 1 fps + WAV per clip, train/test CSV lists."""
+    return _splits("Kinetics-Sound", root, _ks_lists, _ks_files, 31, frames, max_frames, size, cache_dir, val_seed,
+                   on_bad_input)
+
+
+@DATASETS.register("ave")
+def ave(root: str, frames: int = 3, max_frames: int = 10, size: int = 224, cache_dir: str | None = None,
+        val_seed: int = 0, on_bad_input: str = "error") -> Splits:
+    """AVE (28 classes), OGM-GE layout: visual/<clip>/ frames, audio/<clip>.wav, AVE's *Set.txt lists."""
+    return _splits("AVE", root, _ave_lists, _ave_files, 28, frames, max_frames, size, cache_dir, val_seed, on_bad_input)
