@@ -1,8 +1,6 @@
 """Kinetics-Sound and AVE in OGM-GE's layout, on small fixtures written with real JPEGs and WAVs."""
 from __future__ import annotations
 
-import wave
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -11,17 +9,13 @@ from mmrobust.audio import ogm_ge_spectrogram
 from mmrobust.cli import main
 from mmrobust.data import DATASETS
 from mmrobust.data.table import DataError
+from vl_fixtures import write_tone_wav
 
 CLASSES = ("playing drums", "playing piano", "tapping guitar")
 
 
-def _wav(path, freq, seconds=1.2, rate=16000):
-    t = np.arange(int(seconds * rate)) / rate
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(rate)
-        f.writeframes((0.3 * np.sin(2 * np.pi * freq * t) * 32767).astype(np.int16).tobytes())
+def _wav(path, freq, seconds=1.2):
+    write_tone_wav(path, seconds, freq, rate=16000)
 
 
 def _frames(folder, colour, count):

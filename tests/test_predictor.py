@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import wave
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from mmrobust.cli import main
 from mmrobust.data.digits import load_digits_arrays
 from mmrobust.inputs import InputError, prepare
 from mmrobust.predictor import Predictor
+from vl_fixtures import write_tone_wav
 
 ARGS = ["--config", "tiny", "--set", "train.device=cpu", "--set", "methods=[unimodal, ume, mma, ume-mma]"]
 
@@ -46,19 +46,10 @@ def _png(path, pixels):
     Image.fromarray((pixels[0] * 255).round().clip(0, 255).astype(np.uint8), mode="L").save(path)
 
 
-def _wav(path, seconds=0.6, freq=300.0, rate=8000):
-    t = np.arange(int(seconds * rate)) / rate
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(rate)
-        f.writeframes((0.3 * np.sin(2 * np.pi * freq * t) * 32767).astype(np.int16).tobytes())
-
-
 def test_predict_from_files_in_a_fresh_process_with_either_modality_absent(run_dir, tmp_path):
     arrays, _ = load_digits_arrays()
     _png(tmp_path / "digit.png", arrays["test"]["image"][0])
-    _wav(tmp_path / "word.wav")
+    write_tone_wav(tmp_path / "word.wav", 0.6, 300.0)
     for inputs in (["image=" + str(tmp_path / "digit.png")], ["audio=" + str(tmp_path / "word.wav")],
                    ["image=" + str(tmp_path / "digit.png"), "audio=" + str(tmp_path / "word.wav")]):
         args = [sys.executable, "-m", "mmrobust", "predict", str(run_dir / "model")]

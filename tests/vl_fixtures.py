@@ -87,3 +87,16 @@ def write_food101(root: Path, per_class: int = 6, seed: int = 0) -> Path:
         with open(root / "texts" / f"{part}_titles.csv", "w", newline="", encoding="utf-8") as f:
             csv.writer(f).writerows(rows)
     return root
+
+
+def write_tone_wav(path: Path, seconds: float, freq: float, rate: int = 8000) -> Path:
+    """A real 16-bit mono WAV of a sine tone."""
+    import wave
+
+    t = np.arange(int(seconds * rate)) / rate
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes((0.3 * np.sin(2 * np.pi * freq * t) * 32767).astype(np.int16).tobytes())
+    return path
