@@ -6,7 +6,7 @@
     mmrobust evaluate   every protocol on a trained run folder
     mmrobust report     report.md and robustness.png of an evaluated run folder
     mmrobust predict    predictions from a run's model/, any subset of modalities
-    mmrobust list       datasets, encoders, methods, protocols, presets
+    mmrobust list       datasets, encoders, extractors, methods, protocols, presets
 """
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="with --manifest: the predictions CSV to write")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
     p.set_defaults(func=cmd_predict)
-    sub.add_parser("list", help="datasets, encoders, methods, protocols, presets").set_defaults(func=cmd_list)
+    sub.add_parser("list", help="datasets, encoders, extractors, methods, protocols, presets").set_defaults(func=cmd_list)
     return parser
 
 

@@ -295,7 +295,7 @@ def load_checkpoint(folder: Path, module: nn.Module, optimizer, scheduler, devic
     if state["rng_cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng_cuda"])
     best = {k[len("best/"):]: v.to(device) for k, v in tensors.items() if k.startswith("best/")}
-    return _LoopState(history=[{k: v for k, v in r.items()} for r in meta["history"]], best_score=meta["best_score"],
+    return _LoopState(history=list(meta["history"]), best_score=meta["best_score"],
                       best_epoch=meta["best_epoch"], best_state=best if meta["has_best"] else None, stopped=meta["stopped"])
 
 
