@@ -108,15 +108,16 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.nda
 
 def iter_chunks(
     inputs: Mapping[str, Any], present: Mapping[str, Tensor], batch_size: int, device: torch.device
-) -> Iterator[tuple[dict[str, Any], dict[str, Tensor]]]:
-    """Evaluation chunks of rows, moved to ``device``; a modality absent from a chunk is left out."""
+) -> Iterator[tuple[dict[str, Any], dict[str, Tensor], dict[str, Tensor]]]:
+    """Evaluation chunks of rows: (inputs moved to ``device``, presence on ``device``, presence on
+    the host); a modality absent from a chunk is left out of its inputs."""
     n = int(next(iter(present.values())).shape[0])
     for start in range(0, n, batch_size):
         rows = torch.arange(start, min(n, start + batch_size))
         host = {m: p[rows.to(p.device)].cpu() for m, p in present.items()}  # decided on the host: no GPU sync
         chunk_inputs = {m: move_to(take_rows(inputs[m], rows), device)
                         for m in present if inputs.get(m) is not None and bool(host[m].any())}
-        yield chunk_inputs, {m: p.to(device, non_blocking=True) for m, p in host.items()}
+        yield chunk_inputs, {m: p.to(device, non_blocking=True) for m, p in host.items()}, host
 
 
 def make_optimizer(module: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

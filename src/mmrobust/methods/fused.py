@@ -145,8 +145,8 @@ class FusedMethod(Method):
     def encode(self, inputs: Mapping[str, Any], present: Mapping[str, Tensor]) -> dict[str, Tensor]:
         model = self.model_.eval()
         chunks = [
-            {m: t.float().cpu() for m, t in model.encode(chunk_inputs, chunk_present).items()}
-            for chunk_inputs, chunk_present in iter_chunks(
+            {m: t.float().cpu() for m, t in model.encode(chunk_inputs, chunk_present, host).items()}
+            for chunk_inputs, chunk_present, host in iter_chunks(
                 inputs, {m: present[m] for m in self.modalities}, self.train_config.eval_batch_size, self.device)
         ]
         return {m: torch.cat([c[m] for c in chunks]) for m in self.modalities}

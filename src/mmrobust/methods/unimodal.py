@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from ..batch import Batch, MultiModalDataset
+from ..batch import Batch, MultiModalDataset, encode_present
 from ..encoders import EncoderLike, build_encoder
 from ..files import file_name
 from ..masking import derive_seed
@@ -71,9 +71,8 @@ class UnimodalMethod(Method):
         m = self.modality
         model = self.model_.eval()
         chunks = [
-            model(chunk_inputs[m]).float().cpu() if m in chunk_inputs
-            else torch.zeros(len(chunk_present[m]), self.num_classes)
-            for chunk_inputs, chunk_present in iter_chunks(
+            encode_present(model, chunk_inputs.get(m), chunk_present[m], self.num_classes, host[m]).float().cpu()
+            for chunk_inputs, chunk_present, host in iter_chunks(
                 {m: inputs.get(m)}, {m: present[m]}, self.train_config.eval_batch_size, self.device
             )
         ]
