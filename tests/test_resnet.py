@@ -64,3 +64,20 @@ def test_frame_sampling_random_in_training_fixed_in_evaluation():
     assert len(draws) > 1  # random frames per clip in training
     scaled = model._scaled(torch.full((1, 3, 2, 2), 255, dtype=torch.uint8))
     assert torch.allclose(scaled[0, :, 0, 0], (1 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225]))
+
+
+def test_random_resized_crop_flip():
+    from mmrobust.encoders.resnet import random_resized_crop_flip
+
+    image = torch.arange(2 * 16 * 16, dtype=torch.float32).view(2, 1, 16, 16).repeat(64, 1, 1, 1)
+    torch.manual_seed(0)
+    out = random_resized_crop_flip(image, scale=(1.0, 1.0), ratio=(1.0, 1.0))  # full crop: identity or mirror
+    same, mirrored = [torch.allclose(o, i, atol=1e-3) for o, i in zip(out, image)], \
+        [torch.allclose(o, i.flip(-1), atol=1e-3) for o, i in zip(out, image)]
+    assert all(a or b for a, b in zip(same, mirrored)) and any(same) and any(mirrored)
+    crops = random_resized_crop_flip(image, scale=(0.1, 0.2))
+    assert crops.shape == image.shape and not torch.allclose(crops, image)
+    model = ResNet18(3, frames=2, augment=True).eval()  # no augmentation in evaluation
+    clip = torch.randint(0, 256, (1, 2, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.equal(model(clip), model(clip))

@@ -7,8 +7,9 @@ OGM-GE's preprocessing (Peng et al., CVPR 2022) produces, modalities ``video`` a
                      <root>/{trainSet,valSet,testSet}.txt: AVE's annotation rows "Category&VideoID&Quality&Start&End"
 
 Frames: up to ``max_frames`` per clip in file-name order, resized to ``size`` x ``size``, uint8
-(the ``resnet18`` encoder ImageNet-normalises them and draws ``frames`` of them: at random in
-training, evenly spaced in evaluation); a clip with fewer frames repeats its last one. Audio:
+(the ``resnet18`` encoder ImageNet-normalises them, draws ``frames`` of them: at random in
+training, evenly spaced in evaluation, and in training crops and flips each at random as
+OGM-GE does); a clip with fewer frames repeats its last one. Audio:
 :func:`mmrobust.audio.ogm_ge_spectrogram` (1 x 257 x 188). Without a validation list, a seeded
 stratified 10% of the training clips is held out. Decoded once into memory-mapped ``.npy``
 arrays under ``<root>/.mmrobust/`` (or ``cache_dir``), reused while the lists are unchanged.
@@ -183,7 +184,7 @@ def _splits(name: str, root: str, lists_of, files, classes: int, frames: int, ma
     cache = Path(cache_dir) if cache_dir else root_path / ".mmrobust"
     data, ids = load_clips(name, root_path, lists, files, max_frames, size, cache, on_bad_input, bad)
     labels = data["train"].label_names
-    encoders = {"video": EncoderSpec("resnet18", frames=frames), "audio": EncoderSpec("resnet18-spectrogram")}
+    encoders = {"video": EncoderSpec("resnet18", frames=frames, augment=True), "audio": EncoderSpec("resnet18-spectrogram")}
     info = {"dataset": name, "root": str(root_path), "classes": len(labels), "expected_classes": classes,
             "clips": {s: len(d) for s, d in data.items()}, "frames": {"stored": max_frames, "used": frames, "size": size},
             "audio": "OGM-GE log-STFT 257 x 188", "bad_inputs": bad.summary()}

@@ -6,6 +6,7 @@ load with ``weights=PATH``.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -42,13 +43,16 @@ class ResNet18(nn.Module):
     """Input ``[B, C, H, W]``, or ``[B, T, C, H, W]`` frames (features averaged over frames);
     output ``[B, 512]``. With ``frames=k`` and more than k frames per clip, k are used: drawn
     at random per clip in training, evenly spaced in evaluation (OGM-GE's frame sampling).
-    uint8 RGB input is scaled to [0, 1] and ImageNet-normalised; float input is used as is."""
+    uint8 RGB input is scaled to [0, 1] and ImageNet-normalised; float input is used as is.
+    ``augment=True``: in training each image (each frame) gets a random resized crop (area 8-100%,
+    aspect 3/4-4/3, back to its size) and a horizontal flip with probability 1/2, as torchvision's
+    RandomResizedCrop + RandomHorizontalFlip that OGM-GE trains with; batched on the device."""
 
     out_dim = 512
 
-    def __init__(self, in_channels: int = 3, frames: int | None = None) -> None:
+    def __init__(self, in_channels: int = 3, frames: int | None = None, augment: bool = False) -> None:
         super().__init__()
-        self.in_channels, self.frames = in_channels, frames
+        self.in_channels, self.frames, self.augment = in_channels, frames, augment
         self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
@@ -97,10 +101,29 @@ class ResNet18(nn.Module):
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"resnet18 expects [B, {self.in_channels}, H, W] or [B, T, {self.in_channels}, H, W], "
                              f"got {tuple(x.shape)}")
-        x = self.maxpool(self.relu(self.bn1(self.conv1(self._scaled(x)))))
+        x = self._scaled(x)
+        if self.augment and self.training:
+            x = random_resized_crop_flip(x)
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         x = self.avgpool(x).flatten(1)
         return x.view(b, t, -1).mean(1) if frames else x
+
+
+def random_resized_crop_flip(x: Tensor, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> Tensor:
+    """A random resized crop and a random horizontal flip per image of ``[N, C, H, W]`` (one
+    affine resampling; crops that would not fit are clamped to the image)."""
+    n = x.shape[0]
+    rand = torch.rand(n, 5, device=x.device)
+    area = scale[0] + (scale[1] - scale[0]) * rand[:, 0]
+    aspect = torch.exp(math.log(ratio[0]) + math.log(ratio[1] / ratio[0]) * rand[:, 1])
+    width, height = (area * aspect).sqrt().clamp(max=1.0), (area / aspect).sqrt().clamp(max=1.0)
+    cx, cy = (1 - width) * (2 * rand[:, 2] - 1), (1 - height) * (2 * rand[:, 3] - 1)
+    flip = torch.where(rand[:, 4] < 0.5, -1.0, 1.0)
+    theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = width * flip, cx, height, cy
+    grid = nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    return nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def load_torchvision_weights(model: ResNet18, path: str | Path) -> ResNet18:
@@ -125,9 +148,9 @@ def load_torchvision_weights(model: ResNet18, path: str | Path) -> ResNet18:
 
 
 @ENCODERS.register("resnet18")
-def resnet18(weights: str | None = None, frames: int | None = None) -> ResNet18:
+def resnet18(weights: str | None = None, frames: int | None = None, augment: bool = False) -> ResNet18:
     """ResNet-18 for RGB images or frames [B, T, 3, H, W] (pooled over frames), 512-d; torchvision keys."""
-    model = ResNet18(3, frames)
+    model = ResNet18(3, frames, augment)
     return load_torchvision_weights(model, weights) if weights else model
 
 
