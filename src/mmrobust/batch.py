@@ -41,6 +41,16 @@ def move_to(x: Any, device: torch.device | str) -> Any:
     return x.to(device, non_blocking=True)
 
 
+def scatter_rows(x: Input, rows: Sequence[int] | np.ndarray, n: int) -> Any:
+    """An input of ``n`` rows, zeros except ``rows``, which take ``x``'s rows in order
+    (recursing into dict inputs): the inverse of :func:`take_rows` for a missing modality."""
+    if isinstance(x, Mapping):
+        return {k: scatter_rows(v, rows, n) for k, v in x.items()}
+    out = x.new_zeros((n, *x.shape[1:]))
+    out[torch.as_tensor(np.asarray(rows), dtype=torch.long)] = x
+    return out
+
+
 def _pin(x: Any) -> Any:
     if isinstance(x, Mapping):
         return {k: _pin(v) for k, v in x.items()}

@@ -22,6 +22,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from .pretrained import resolve_path
+
 
 class InputError(ValueError):
     """An input that cannot become what the model expects (names the modality and the input)."""
@@ -41,7 +43,7 @@ def prepare(modality: str, spec: Mapping[str, Any], values: Sequence[Any], base:
 def _one(modality: str, spec: Mapping[str, Any], value: Any, base: Path) -> np.ndarray:
     shape = tuple(spec["shape"])
     if isinstance(value, (str, Path)):
-        path = Path(value) if Path(value).is_absolute() else base / value
+        path = resolve_path(value, base)
         if not path.is_file():
             raise InputError(f"{modality}: {path}: file not found")
         value = _read_file(modality, spec, path)

@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
+from .batch import scatter_rows
 from .checkpoint import load_method, save_method
 from .encoders import EncoderSpec
 from .files import write_json, write_text
@@ -122,7 +123,7 @@ class Predictor:
         values = [row[m] for row, given in zip(rows, present) if given]
         spec = self.inputs.get(m) or default_spec(np.asarray(values[0]).shape)
         batch = prepare(m, spec, values, base)
-        return _scatter(batch, np.flatnonzero(present), len(rows))
+        return scatter_rows(batch, np.flatnonzero(present), len(rows))
 
     def _prediction(self, proba: np.ndarray, used: list[str]) -> Prediction:
         probabilities = {name: float(p) for name, p in zip(self.label_names, proba)}
@@ -161,14 +162,6 @@ class Predictor:
 
 def _given(value: Any) -> bool:
     return value is not None and not (isinstance(value, str) and not value.strip())
-
-
-def _scatter(batch, rows: np.ndarray, n: int):
-    if isinstance(batch, Mapping):
-        return {k: _scatter(v, rows, n) for k, v in batch.items()}
-    out = batch.new_zeros((n, *batch.shape[1:]))
-    out[torch.as_tensor(rows)] = batch
-    return out
 
 
 def _spec_dict(spec) -> dict:

@@ -110,7 +110,7 @@ class ImageExtractor:
         return self._identity
 
     def load(self, cell: str, base: Path) -> np.ndarray:
-        return load_image(_resolve(cell, base), self.size)
+        return load_image(resolve_path(cell, base), self.size)
 
     def preprocess(self, items: Sequence[np.ndarray]) -> Tensor:
         return torch.from_numpy(np.stack(items))
@@ -279,7 +279,7 @@ class SpeechEmbeddingExtractor:
     def load(self, cell: str, base: Path) -> np.ndarray:
         from .audio import read_wav, resample
 
-        path = _resolve(cell, base)
+        path = resolve_path(cell, base)
         try:
             audio, rate = read_wav(path)
         except FileNotFoundError:
@@ -353,7 +353,8 @@ def get_extractor(name: str):
     return EXTRACTORS[name]()
 
 
-def _resolve(cell: str, base: Path) -> Path:
+def resolve_path(cell: str | Path, base: Path) -> Path:
+    """A cell's path: as given when absolute (``~`` expanded), else relative to ``base``."""
     path = Path(cell).expanduser()
     return path if path.is_absolute() else base / path
 
@@ -375,7 +376,7 @@ class FeatureCache:
     def key(self, cell: str, kind: str, base: Path) -> str:
         if kind == "text":
             return hashlib.sha256(b"text\0" + cell.encode("utf-8")).hexdigest()
-        path = _resolve(cell, base)
+        path = resolve_path(cell, base)
         if not path.is_file():
             raise ExtractorError(f"{path}: {kind} file not found")
         return _sha256_file(path)

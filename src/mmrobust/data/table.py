@@ -14,10 +14,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..batch import MultiModalDataset
+from ..batch import MultiModalDataset, move_to, scatter_rows
 from ..encoders import EncoderSpec
 from ..masking import derive_seed
-from ..pretrained import DEFAULT_EXTRACTORS, ExtractorError, FeatureCache, get_extractor
+from ..pretrained import DEFAULT_EXTRACTORS, ExtractorError, FeatureCache, get_extractor, resolve_path
+from ..train import resolve_device
 from ..validate import BadInputs, check_policy
 from . import Splits
 
@@ -194,7 +195,7 @@ def _npy_column(table: Table, m: str, bad: BadInputs | None = None) -> np.ndarra
 
 
 def _load_vector(base: Path, cell: str, first: np.ndarray | None) -> np.ndarray:
-    path = Path(cell) if Path(cell).is_absolute() else base / cell
+    path = resolve_path(cell, base)
     try:
         vector = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -210,10 +211,6 @@ def _load_vector(base: Path, cell: str, first: np.ndarray | None) -> np.ndarray:
     return vector.astype(np.float32)
 
 
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def _feature_column(table: Table, m: str, extractor, cache: FeatureCache, bad: BadInputs | None = None) -> np.ndarray:
     """Frozen features of every present cell: from the cache, or computed (in chunks) and cached."""
     keys = {row: _read(table, m, row, lambda c: cache.key(c, extractor.kind, table.base), bad) for row in _present_rows(table, m)}
@@ -221,7 +218,7 @@ def _feature_column(table: Table, m: str, extractor, cache: FeatureCache, bad: B
     features = {row: cache.get(keys[row]) for row in rows}
     todo = [row for row in rows if features[row] is None]
     if todo:
-        device = _device()
+        device = resolve_device("auto")
         module = extractor.module().eval().to(device)
         bar = tqdm(total=len(todo), desc=f"{m}: {extractor.name} features", unit="item", disable=None)
         for chunk in _chunks(todo, CHUNK):
@@ -233,7 +230,7 @@ def _feature_column(table: Table, m: str, extractor, cache: FeatureCache, bad: B
                 continue
             with torch.inference_mode():
                 batch = extractor.preprocess(items)
-                out = module(_to(batch, device)).float().cpu().numpy()
+                out = module(batch if isinstance(batch, list) else move_to(batch, device)).float().cpu().numpy()
             for row, vector in zip(chunk, out):
                 if not np.all(np.isfinite(vector)):
                     raise DataError(f"{table.source}: sample {table.ids[row]!r}, {m}: {extractor.name} gave non-finite features")
@@ -260,22 +257,13 @@ def _preprocessed_column(table: Table, m: str, extractor, bad: BadInputs | None 
     parts = [extractor.preprocess([loaded[row] for row in chunk]) for chunk in _chunks(rows, CHUNK)]
     if not isinstance(parts[0], (torch.Tensor, dict)):
         raise DataError(f"extractor {extractor.name!r} cannot be fine-tuned (it is not a torch model)")
-    return _scatter(parts, rows, len(table.ids))
+    return scatter_rows(_concat(parts), rows, len(table.ids))
 
 
-def _scatter(parts: list, rows: list[int], n: int):
+def _concat(parts: list):
     if isinstance(parts[0], dict):
-        return {k: _scatter([p[k] for p in parts], rows, n) for k in parts[0]}
-    present = torch.cat(parts)
-    out = present.new_zeros((n, *present.shape[1:]))
-    out[torch.as_tensor(rows)] = present
-    return out
-
-
-def _to(batch, device):
-    if isinstance(batch, dict):
-        return {k: v.to(device) for k, v in batch.items()}
-    return batch.to(device) if isinstance(batch, torch.Tensor) else batch
+        return {k: _concat([p[k] for p in parts]) for k in parts[0]}
+    return torch.cat(parts)
 
 
 def _chunks(items: list, size: int) -> Iterable[list]:
