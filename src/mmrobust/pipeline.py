@@ -93,8 +93,8 @@ def resolve_encoders(config: RunConfig, splits: Splits) -> dict[str, EncoderSpec
     return encoders
 
 
-def _setup(config: RunConfig, run_dir: Path):
-    splits = load_data(config)
+def _setup(config: RunConfig, run_dir: Path, splits: Splits | None = None):
+    splits = splits if splits is not None else load_data(config)
     _keep_split(run_dir, splits)
     encoders = resolve_encoders(config, splits)
     check_compatible(encoders, splits.train, splits.val, splits.test)
@@ -116,14 +116,14 @@ def _keep_split(run_dir: Path, splits: Splits) -> None:
         raise ValueError(f"{path}: the data no longer splits as when this run was trained (did the manifest change?)")
 
 
-def train_run(run_dir: Path, log: Log = stderr_log) -> dict[int, dict[str, Method]]:
+def train_run(run_dir: Path, log: Log = stderr_log, splits: Splits | None = None) -> dict[int, dict[str, Method]]:
     """Stage 1 and every method, per seed; each fitted method saved as soon as it is done.
 
     On a folder where some of it was done (an interrupted run, resumed), saved models are
     loaded, not retrained, and an interrupted stage resumes from its last epoch checkpoint."""
     config = read_config(run_dir)
     started = time.perf_counter()
-    splits, encoders, names = _setup(config, run_dir)
+    splits, encoders, names = _setup(config, run_dir, splits)
     provenance = _provenance(run_dir, config, splits)
     fitted_by_seed, fits = {}, []
     for seed in config.seeds:
@@ -159,11 +159,12 @@ def train_run(run_dir: Path, log: Log = stderr_log) -> dict[int, dict[str, Metho
 
 
 def evaluate_run(run_dir: Path, fitted_by_seed: Mapping[int, Mapping[str, Method]] | None = None,
-                 log: Log = stderr_log) -> list[dict]:
-    """Every protocol on the test split, per seed; models loaded from the run folder unless given."""
+                 log: Log = stderr_log, splits: Splits | None = None) -> list[dict]:
+    """Every protocol on the test split, per seed; models (and data) loaded from the run folder
+    unless given."""
     config = read_config(run_dir)
     started = time.perf_counter()
-    splits, encoders, names = _setup(config, run_dir)
+    splits, encoders, names = _setup(config, run_dir, splits)
     provenance = _provenance(run_dir, config, splits)
     test = splits.test
     protocols = config.protocols or default_protocols(test, sorted(encoders))
@@ -197,16 +198,18 @@ def resume_all(run_dir: Path, log: Log = stderr_log) -> Path:
 
 
 def _train_evaluate_report(run_dir: Path, log: Log) -> Path:
-    fitted = train_run(run_dir, log)
+    splits = load_data(read_config(run_dir))  # read and validated once for the three steps
+    fitted = train_run(run_dir, log, splits)
     if distributed.is_main():  # the models are the same on every rank: rank 0 evaluates and reports
-        evaluate_run(run_dir, fitted, log)
+        evaluate_run(run_dir, fitted, log, splits)
         write_report(run_dir)
-        write_model(run_dir, fitted, log)
+        write_model(run_dir, fitted, log, splits)
     distributed.barrier()
     return run_dir / "report.md"
 
 
-def write_model(run_dir: Path, fitted_by_seed: Mapping[int, Mapping[str, Method]], log: Log = stderr_log) -> Path | None:
+def write_model(run_dir: Path, fitted_by_seed: Mapping[int, Mapping[str, Method]], log: Log = stderr_log,
+                splits: Splits | None = None) -> Path | None:
     """``model/``: the UME-MMA model of the seed with the best validation score, ready for
     ``mmrobust predict`` (and ``Predictor.load``), with a model card holding the run's table."""
     candidates = [(seed, methods["ume-mma"]) for seed, methods in fitted_by_seed.items() if "ume-mma" in methods]
@@ -215,7 +218,7 @@ def write_model(run_dir: Path, fitted_by_seed: Mapping[int, Mapping[str, Method]
         return None
     seed, method = max(candidates, key=lambda c: c[1].val_scores_[c[1].selected_])
     config = read_config(run_dir)
-    splits = load_data(config)
+    splits = splits if splits is not None else load_data(config)
     train = splits.train
     inputs = {m: splits.inputs.get(m) or default_spec(train.inputs[m].shape[1:]) for m in method.modalities}
     labels = train.label_names or [str(i) for i in range(train.num_classes)]
