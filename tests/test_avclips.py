@@ -91,6 +91,8 @@ def test_missing_clips_are_named_or_become_missing(tmp_path):
     assert splits.info["bad_inputs"]["marked_missing"] == 2
     ids = splits.ids["test"]
     assert not bool(splits.test.present["video"][ids.index("piano_test_0")])
+    with pytest.raises(DataError, match="clip 'drums_train_1', audio"):  # the decoded cache keeps the error
+        DATASETS.create("kinetics-sound", root=str(root), cache_dir=str(tmp_path / "c2"), **OPTIONS)
     with pytest.raises(DataError, match="test.csv: missing"):
         (root / "test.csv").unlink() or DATASETS.create("kinetics-sound", root=str(root), **OPTIONS)
 

@@ -10,6 +10,7 @@ guessed: a label out of range or of the wrong type is refused when the dataset i
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -50,8 +51,6 @@ def check_policy(policy: str) -> str:
 def validate_splits(splits, policy: str = "error", progress: bool | None = None):
     """Every split of a :class:`~mmrobust.data.Splits` validated; returns (splits, BadInputs).
     ``info["bad_inputs"]`` sums this and what the loader itself found (unreadable files)."""
-    import dataclasses
-
     bad = BadInputs(check_policy(policy))
     check_unique_ids(splits.ids)
     out, ids = {}, dict(splits.ids)

@@ -143,6 +143,10 @@ def _decoded(split, rows, root, files, max_frames, size, folder: Path, policy: s
     meta_path = folder / "meta.json"
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
+        if meta["bad"] and policy == "error":  # decoded earlier under --on-bad-input missing
+            first = meta["bad"][0]
+            raise DataError(f"{split} clip {first['id']!r}, {first['modality']}: {first['reason']} "
+                            f"(or use --on-bad-input missing)")
         present = {m: np.array(meta["present"][m], dtype=bool) for m in ("video", "audio")}
         bad.marked_missing += meta["bad"]
         return (np.load(folder / "video.npy", mmap_mode="r"), np.load(folder / "audio.npy", mmap_mode="r"), present)
