@@ -29,7 +29,7 @@ from . import __version__
 from .batch import scatter_rows
 from .checkpoint import load_method, save_method
 from .encoders import EncoderSpec
-from .files import write_json, write_text
+from .files import atomic_path, write_json, write_text
 from .inputs import InputError, default_spec, prepare
 from .methods import Method, create_method
 from .train import TrainConfig
@@ -153,8 +153,6 @@ class Predictor:
         for sample_id, p in zip(ids, predictions):
             label = "|".join(p.label) if isinstance(p.label, list) else p.label
             lines.append([sample_id, label, "+".join(p.used), *(f"{p.probabilities[n]:.6f}" for n in self.label_names)])
-        from .files import atomic_path
-
         with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
             csv.writer(f).writerows(lines)
         return out
