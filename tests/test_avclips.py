@@ -8,7 +8,7 @@ from PIL import Image
 from mmrobust.audio import ogm_ge_spectrogram
 from mmrobust.cli import main
 from mmrobust.data import DATASETS
-from mmrobust.data.table import DataError
+from mmrobust.errors import DataError
 from vl_fixtures import write_tone_wav
 
 CLASSES = ("playing drums", "playing piano", "tapping guitar")

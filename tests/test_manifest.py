@@ -11,7 +11,8 @@ import pytest
 from mmrobust.cli import main
 from mmrobust.data import DATASETS
 from mmrobust.data.manifest import read_manifest
-from mmrobust.data.table import DataError, Table, build_splits, stratified_split
+from mmrobust.errors import DataError
+from mmrobust.data.table import Table, build_splits, stratified_split
 from vl_fixtures import write_manifest
 
 

@@ -16,9 +16,9 @@ import mmrobust as mm
 from mmrobust.cli import main
 from mmrobust.data import DATASETS, Splits
 from mmrobust.data.manifest import read_manifest
-from mmrobust.data.table import DataError
+from mmrobust.errors import DataError
 from mmrobust.masking import ProtocolError, parse_protocol, sample_masks
-from mmrobust.validate import BadInputError, validate_splits
+from mmrobust.validate import validate_splits
 from vl_fixtures import write_manifest
 
 
@@ -38,7 +38,7 @@ def arrays(n=8, nan_rows=(), both_rows=()):
 
 
 def test_nan_is_named_up_front():
-    with pytest.raises(BadInputError, match=r"train row 3 \(id 's3'\), a: holds NaN or infinite values \(2 bad row"):
+    with pytest.raises(DataError, match=r"train row 3 \(id 's3'\), a: holds NaN or infinite values \(2 bad row"):
         validate_splits(splits_of(arrays(nan_rows=(3, 5)), ids={"train": [f"s{i}" for i in range(8)]}))
 
 
@@ -64,14 +64,14 @@ def test_labels_out_of_range_are_refused_whatever_the_policy(target, task, messa
 
 def test_duplicate_ids_wrong_dtype_and_empty_rows():
     data = mm.MultiModalDataset({"a": np.zeros((2, 2), np.float32)}, np.array([0, 1]), num_classes=2)
-    with pytest.raises(BadInputError, match="sample id 'x' appears twice"):
+    with pytest.raises(DataError, match="sample id 'x' appears twice"):
         validate_splits(splits_of(data, ids={"train": ["x", "y"], "val": ["x", "z"]}))
     text = mm.MultiModalDataset({"a": np.array([["a"], ["b"]])}, np.array([0, 1]), num_classes=2)
-    with pytest.raises(BadInputError, match="train/a: expected numbers, got dtype <U1"):
+    with pytest.raises(DataError, match="train/a: expected numbers, got dtype <U1"):
         validate_splits(splits_of(text))
     gap = mm.MultiModalDataset({"a": np.zeros((2, 2), np.float32)}, np.array([0, 1]), {"a": np.array([True, False])},
                                num_classes=2)
-    with pytest.raises(BadInputError, match="train row 1: every modality is missing"):
+    with pytest.raises(DataError, match="train row 1: every modality is missing"):
         validate_splits(splits_of(gap))
 
 

@@ -9,7 +9,7 @@ import pytest
 from mmrobust.data import DATASETS
 from mmrobust.data.food101 import read_food101
 from mmrobust.data.mmimdb import GENRES, read_mmimdb
-from mmrobust.data.table import DataError
+from mmrobust.errors import DataError
 from vl_fixtures import write_food101, write_mmimdb
 
 

@@ -16,9 +16,8 @@ from .methods import METHODS, PAPER_METHODS, Method, Stage1, create_method, list
 from .models import LateFusionClassifier, UnimodalClassifier
 from .train import TrainConfig
 
-__version__ = "0.1.0"
-
-from .predictor import Prediction, Predictor  # noqa: E402  (after __version__, which it records)
+from .predictor import Prediction, Predictor
+from .version import __version__
 
 __all__ = [
     "Batch", "MultiModalDataset", "collate", "encode_present", "DATASETS", "make_synthetic", "ENCODERS",

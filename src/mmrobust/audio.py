@@ -17,6 +17,8 @@ import torch
 from scipy.io import wavfile
 from scipy.signal import resample_poly
 
+from .errors import DataError, UnknownNameError
+
 LOG_FLOOR = 1e-6
 
 
@@ -56,7 +58,7 @@ def get_preset(name: str) -> FrontEnd:
     try:
         return PRESETS[name]
     except KeyError:
-        raise KeyError(f"unknown audio front-end preset {name!r}; known: {', '.join(sorted(PRESETS))}") from None
+        raise UnknownNameError(f"unknown audio front-end preset {name!r}; known: {', '.join(sorted(PRESETS))}") from None
 
 
 def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
@@ -67,9 +69,9 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     try:
         rate, data = wavfile.read(path)
     except (ValueError, EOFError, OSError) as err:
-        raise ValueError(f"{path}: not a readable WAV file ({err})") from err
+        raise DataError(f"{path}: not a readable WAV file ({err})") from err
     if data.size == 0:
-        raise ValueError(f"{path}: the WAV file holds no samples")
+        raise DataError(f"{path}: the WAV file holds no samples")
     if data.ndim == 2:
         data = data.mean(axis=1)
     if np.issubdtype(data.dtype, np.integer):

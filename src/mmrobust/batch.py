@@ -7,11 +7,13 @@ A missing modality is ``present[m] == False``; no code infers it from the values
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from .errors import DataError
 
 Input = Union[Tensor, np.ndarray, Mapping[str, Any]]
 TASKS = ("multiclass", "multilabel")
@@ -21,7 +23,7 @@ def num_rows(x: Input) -> int:
     """Number of rows of an input (a dict input: of its first field)."""
     if isinstance(x, Mapping):
         if not x:
-            raise ValueError("a dict input needs at least one field")
+            raise DataError("a dict input needs at least one field")
         return num_rows(next(iter(x.values())))
     return int(x.shape[0])
 
@@ -49,6 +51,20 @@ def scatter_rows(x: Input, rows: Sequence[int] | np.ndarray, n: int) -> Any:
     out = x.new_zeros((n, *x.shape[1:]))
     out[torch.as_tensor(np.asarray(rows), dtype=torch.long)] = x
     return out
+
+
+def iter_chunks(
+    inputs: Mapping[str, Any], present: Mapping[str, Tensor], batch_size: int, device: torch.device
+) -> Iterator[tuple[dict[str, Any], dict[str, Tensor], dict[str, Tensor]]]:
+    """Evaluation chunks of rows: (inputs moved to ``device``, presence on ``device``, presence on
+    the host); a modality absent from a chunk is left out of its inputs."""
+    n = int(next(iter(present.values())).shape[0])
+    for start in range(0, n, batch_size):
+        rows = torch.arange(start, min(n, start + batch_size))
+        host = {m: p[rows.to(p.device)].cpu() for m, p in present.items()}  # decided on the host: no GPU sync
+        chunk_inputs = {m: move_to(take_rows(inputs[m], rows), device)
+                        for m in present if inputs.get(m) is not None and bool(host[m].any())}
+        yield chunk_inputs, {m: p.to(device, non_blocking=True) for m, p in host.items()}, host
 
 
 def _pin(x: Any) -> Any:
@@ -143,20 +159,20 @@ class MultiModalDataset:
         label_names: Sequence[str] | None = None,
     ) -> None:
         if len(inputs) < 1:
-            raise ValueError("a dataset needs at least one modality")
+            raise DataError("a dataset needs at least one modality")
         self.inputs = dict(inputs)
         self.modalities: tuple[str, ...] = tuple(sorted(self.inputs))
         self.target = torch.as_tensor(np.array(target)) if not isinstance(target, Tensor) else target
         n = int(self.target.shape[0])
         for m in self.modalities:
             if num_rows(self.inputs[m]) != n:
-                raise ValueError(
+                raise DataError(
                     f"modality {m!r} has {num_rows(self.inputs[m])} rows but the target has {n}"
                 )
         self.present = _check_present(present, self.modalities, n)
         self.task = task or ("multilabel" if self.target.ndim == 2 else "multiclass")
         if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+            raise DataError(f"task must be one of {TASKS}, got {self.task!r}")
         self.num_classes = num_classes or _infer_num_classes(self.target, self.task)
         self.label_names = list(label_names) if label_names is not None else None
         _check_target(self.target, self.task, self.num_classes)
@@ -205,13 +221,13 @@ def _check_present(present, modalities: tuple[str, ...], n: int) -> dict[str, Te
         return {m: torch.ones(n, dtype=torch.bool) for m in modalities}
     unknown = set(present) - set(modalities)
     if unknown:
-        raise ValueError(f"presence given for unknown modalities {sorted(unknown)}; inputs have {list(modalities)}")
+        raise DataError(f"presence given for unknown modalities {sorted(unknown)}; inputs have {list(modalities)}")
     out = {}
     for m in modalities:
         p = present.get(m)
         p = torch.ones(n, dtype=torch.bool) if p is None else torch.as_tensor(np.asarray(p) if not isinstance(p, Tensor) else p)
         if p.dtype != torch.bool or p.shape != (n,):
-            raise ValueError(f"present[{m!r}] must be a bool vector of {n} rows, got {p.dtype} {tuple(p.shape)}")
+            raise DataError(f"present[{m!r}] must be a bool vector of {n} rows, got {p.dtype} {tuple(p.shape)}")
         out[m] = p.cpu()
     return out
 
@@ -220,26 +236,26 @@ def _infer_num_classes(target: Tensor, task: str) -> int:
     if task == "multilabel":
         return int(target.shape[1])
     if target.numel() == 0:
-        raise ValueError("cannot infer num_classes from an empty target; pass num_classes")
+        raise DataError("cannot infer num_classes from an empty target; pass num_classes")
     return int(target.max()) + 1
 
 
 def _check_target(target: Tensor, task: str, num_classes: int) -> None:
     if num_classes < 2:
-        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        raise DataError(f"num_classes must be at least 2, got {num_classes}")
     if task == "multiclass":
         if target.ndim != 1 or target.dtype.is_floating_point:
-            raise ValueError(f"a multi-class target must be an integer vector, got {target.dtype} {tuple(target.shape)}")
+            raise DataError(f"a multi-class target must be an integer vector, got {target.dtype} {tuple(target.shape)}")
         bad = torch.nonzero((target < 0) | (target >= num_classes)).flatten()
         if bad.numel():
-            raise ValueError(
+            raise DataError(
                 f"target row {int(bad[0])} has label {int(target[bad[0]])}; expected 0..{num_classes - 1}"
             )
     else:
         if target.ndim != 2 or target.shape[1] != num_classes:
-            raise ValueError(f"a multi-label target must be N x {num_classes}, got {tuple(target.shape)}")
+            raise DataError(f"a multi-label target must be N x {num_classes}, got {tuple(target.shape)}")
         if not bool(((target == 0) | (target == 1)).all()):
-            raise ValueError("a multi-label target must hold only 0 and 1")
+            raise DataError("a multi-label target must hold only 0 and 1")
 
 
 def collate(samples: Sequence[Mapping[str, Any]]) -> Batch:
@@ -249,7 +265,7 @@ def collate(samples: Sequence[Mapping[str, Any]]) -> Batch:
     its slot is zero-filled and ``present`` is False. For ``torch.utils.data.DataLoader``.
     """
     if not samples:
-        raise ValueError("cannot collate an empty list of samples")
+        raise DataError("cannot collate an empty list of samples")
     modalities = sorted({m for s in samples for m in s["inputs"]})
     inputs, present = {}, {}
     for m in modalities:

@@ -10,6 +10,7 @@ from pathlib import Path
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from .errors import ModelFileError
 from .files import atomic_path
 from .methods import Method
 
@@ -33,11 +34,11 @@ def load_method(method: Method, path: str | Path) -> Method:
         with safe_open(str(path), framework="pt") as f:
             meta = json.loads((f.metadata() or {}).get("mmrobust", "{}"))
     except (SafetensorError, OSError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable safetensors file ({err})") from err
+        raise ModelFileError(f"{path}: not a readable safetensors file ({err})") from err
     if meta.get("format") != FORMAT or meta.get("name") != method.name or meta.get("seed") != method.seed:
-        raise ValueError(f"{path}: holds {meta.get('name')!r} of seed {meta.get('seed')!r} "
+        raise ModelFileError(f"{path}: holds {meta.get('name')!r} of seed {meta.get('seed')!r} "
                          f"({meta.get('format')!r}), expected {method.name!r} of seed {method.seed}")
     try:
         return method.restore(tensors, meta["state"])
     except RuntimeError as err:  # missing, unexpected or mis-shaped weights
-        raise ValueError(f"{path}: the weights do not fit {method.name} as configured ({err})") from err
+        raise ModelFileError(f"{path}: the weights do not fit {method.name} as configured ({err})") from err

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Sequence
 
 from . import distributed, pipeline
-from .config import ConfigError, RunConfig, config_to_dict, list_presets, load_config
+from .errors import ConfigError, MMRobustError
+from .config import RunConfig, config_to_dict, list_presets, load_config
 from .data import DATASETS
 from .data.avmnist import AVMNIST_INTERFERENCE_DB, AVMNIST_PCA_ENERGY, AVMNIST_SNR_DB, prepare_avmnist
 from .encoders import ENCODERS
-from .masking import SWEEP_RATES, ProtocolError
+from .masking import SWEEP_RATES
 from .methods import METHODS
 from .predictor import Predictor
 from .pretrained import EXTRACTOR_DOCS
@@ -43,8 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     distributed.init_from_env()  # under torchrun: join its process group
     try:
         return args.func(args)
-    except (ConfigError, ProtocolError, FileExistsError, FileNotFoundError, KeyError, ValueError) as err:
-        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+    except (MMRobustError, OSError) as err:  # a bad config, file or input: one line; anything else is a bug
+        print(f"error: {err}", file=sys.stderr)
         return 2
 
 

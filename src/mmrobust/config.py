@@ -15,12 +15,9 @@ from typing import Any, Sequence, Union
 
 import yaml
 
+from .errors import ConfigError
 from .methods import PAPER_METHODS
 from .train import TrainConfig
-
-
-class ConfigError(ValueError):
-    """A configuration key that does not exist, or a value of the wrong type."""
 
 
 @dataclass
@@ -35,7 +32,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if self.on_bad_input not in ("error", "missing"):
-            raise ValueError(f"on_bad_input must be 'error' or 'missing', got {self.on_bad_input!r}")
+            raise ConfigError(f"on_bad_input must be 'error' or 'missing', got {self.on_bad_input!r}")
 
 
 @dataclass

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from .errors import DataError
 from .batch import MultiModalDataset
 from .masking import ProtocolMask, sample_masks
 from .metrics import compute_metric, metric_names
@@ -40,7 +41,7 @@ def selection_score(method, data: MultiModalDataset) -> float:
     """Mean of the method's metric over ``full`` and each single modality missing."""
     scores = [s for s in mask_scores(method, data, selection_masks(data, method.modalities), method.metric) if s is not None]
     if not scores:
-        raise ValueError(f"no validation row can be scored for {method.name}")
+        raise DataError(f"no validation row can be scored for {method.name}")
     return float(np.mean(scores))
 
 

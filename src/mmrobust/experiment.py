@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from .errors import ConfigError
 from .batch import MultiModalDataset
 from .encoders import EncoderLike
 from .evaluate import evaluate
@@ -22,7 +23,8 @@ from .masking import ProtocolMask, sample_all_masks, sample_training_missing, sa
 from .methods import METHODS, Method, create_method, train_stage1
 from .methods.unimodal import Stage1, UnimodalMethod
 from .provenance import measure
-from .train import TrainConfig, resolve_device
+from .runtime import resolve_device
+from .train import TrainConfig
 
 
 @dataclass
@@ -44,7 +46,7 @@ def expand_methods(methods: Sequence[str], modalities: Sequence[str]) -> list[st
         base, _, modality = name.partition(":")
         METHODS.get(base)  # raises the registry's error, listing the known methods
         if modality and modality not in modalities:
-            raise ValueError(f"method {name!r}: unknown modality {modality!r}; the data has {list(modalities)}")
+            raise ConfigError(f"method {name!r}: unknown modality {modality!r}; the data has {list(modalities)}")
         names += [f"unimodal:{m}" for m in sorted(modalities)] if name == "unimodal" else [name]
     return sorted(dict.fromkeys(names), key=lambda n: n.startswith("ume-mma"))
 
@@ -205,10 +207,10 @@ def check_compatible(encoders, *splits: MultiModalDataset) -> None:
     for split_name, data in zip(("train", "val", "test"), splits):
         missing = set(encoders) - set(data.modalities)
         if missing:
-            raise ValueError(f"the {split_name} split lacks modalities {sorted(missing)} that have encoders")
+            raise ConfigError(f"the {split_name} split lacks modalities {sorted(missing)} that have encoders")
     tasks = {(d.task, d.num_classes) for d in splits}
     if len(tasks) != 1:
-        raise ValueError(f"train, val and test disagree on task / number of classes: {sorted(tasks)}")
+        raise ConfigError(f"train, val and test disagree on task / number of classes: {sorted(tasks)}")
 
 
 def summarize(records: Sequence[dict]) -> list[dict]:

@@ -7,6 +7,8 @@ from typing import Mapping
 import torch
 from torch import Tensor, nn
 
+from .errors import ConfigError
+
 FUSIONS = ("mean", "concat")
 
 
@@ -21,7 +23,7 @@ class MeanFusion(nn.Module):
     def __init__(self, task: str = "multiclass", average: str = "logits") -> None:
         super().__init__()
         if average not in ("logits", "probs"):
-            raise ValueError(f"average must be 'logits' or 'probs', got {average!r}")
+            raise ConfigError(f"average must be 'logits' or 'probs', got {average!r}")
         self.task, self.average = task, average
 
     def forward(self, branches: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> Tensor:
@@ -55,7 +57,7 @@ class ConcatFusion(nn.Module):
     def __init__(self, in_dims: Mapping[str, int], num_classes: int, missing: str = "zeros") -> None:
         super().__init__()
         if missing not in ("zeros", "learned"):
-            raise ValueError(f"missing must be 'zeros' or 'learned', got {missing!r}")
+            raise ConfigError(f"missing must be 'zeros' or 'learned', got {missing!r}")
         self.modalities = sorted(in_dims)
         self.missing = missing
         self.fill = nn.ParameterDict(

@@ -22,11 +22,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from .errors import InputError
 from .pretrained import resolve_path
-
-
-class InputError(ValueError):
-    """An input that cannot become what the model expects (names the modality and the input)."""
 
 
 def default_spec(shape: Sequence[int]) -> dict:

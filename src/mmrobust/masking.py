@@ -14,7 +14,6 @@ import hashlib
 import itertools
 import json
 import math
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -23,15 +22,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .errors import ProtocolError, ConfigError
 from .files import atomic_path
+from .runtime import derive_seed
 
 SWEEP_RATES: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
 DEFAULT_MAP_RATE = 0.7
 _EPS = 1e-9
-
-
-class ProtocolError(ValueError):
-    """A protocol string that cannot be parsed or does not apply to the data."""
 
 
 @dataclass
@@ -48,12 +45,6 @@ class ProtocolMask:
     @property
     def n_scored(self) -> int:
         return int(self.scored.sum())
-
-
-def derive_seed(seed: int, *names: object) -> int:
-    """A 32-bit seed derived from ``seed`` and names, stable across processes and platforms."""
-    text = "/".join([str(int(seed))] + [str(n) for n in names])
-    return zlib.crc32(text.encode("utf-8"))
 
 
 def n_of(rate: float, n: int) -> int:
@@ -233,7 +224,7 @@ def sample_modality_dropout(
     ``device`` (default: the device of ``present``).
     """
     if not 0.0 <= p_drop <= 1.0:
-        raise ValueError(f"p_drop must lie in [0, 1], got {p_drop}")
+        raise ConfigError(f"p_drop must lie in [0, 1], got {p_drop}")
     modalities = sorted(present)
     device = present[modalities[0]].device if device is None else torch.device(device)
     pres = np.stack([present[m].detach().cpu().numpy() for m in modalities], axis=1)  # B x K
@@ -296,6 +287,6 @@ def load_masks(path: str | Path) -> list[ProtocolMask]:
             for i, d in enumerate(header["masks"])
         ]
     if masks_hash(masks) != header["sha256"]:
-        raise ValueError(f"{path}: the masks do not match their recorded sha256 (the file was altered or damaged)")
+        raise ConfigError(f"{path}: the masks do not match their recorded sha256 (the file was altered or damaged)")
     return masks
 

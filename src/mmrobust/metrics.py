@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
+from .errors import ConfigError
+
 METRICS = ("accuracy", "auroc", "f1_macro", "f1_micro")
 
 
@@ -30,11 +32,11 @@ def compute_metric(name: str, target: np.ndarray, proba: np.ndarray) -> float:
         return float(f1_score(target, (proba >= 0.5).astype(int), average=name[3:], zero_division=0))
     if name == "auroc":
         if proba.shape[1] != 2:
-            raise ValueError("AUROC is defined here for binary tasks only")
+            raise ConfigError("AUROC is defined here for binary tasks only")
         if len(np.unique(target)) < 2:
             return float("nan")  # undefined when only one class is among the scored rows
         return float(roc_auc_score(target, proba[:, 1]))
-    raise ValueError(f"unknown metric {name!r}; known: {METRICS}")
+    raise ConfigError(f"unknown metric {name!r}; known: {METRICS}")
 
 
 def compute_metrics(task: str, target: np.ndarray, proba: np.ndarray) -> dict[str, float]:

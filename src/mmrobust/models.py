@@ -1,14 +1,28 @@
-"""Composed models: a uni-modal classifier and a late-fusion classifier over any K >= 2."""
+"""Composed models: a uni-modal classifier and a late-fusion classifier over any K >= 2, and
+what a logit means for each task (its loss and its probabilities)."""
 from __future__ import annotations
 
 import copy
 from typing import Any, Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .errors import ConfigError
 from .batch import encode_present
 from .fusion import FUSIONS, ConcatFusion, MeanFusion
+
+
+def task_loss(logits: Tensor, target: Tensor, task: str) -> Tensor:
+    """Cross-entropy (multi-class) or binary cross-entropy (multi-label)."""
+    if task == "multilabel":
+        return F.binary_cross_entropy_with_logits(logits, target.float())
+    return F.cross_entropy(logits, target.long())
+
+
+def proba_from_logits(logits: Tensor, task: str) -> Tensor:
+    return logits.sigmoid() if task == "multilabel" else logits.softmax(-1)
 
 
 class UnimodalClassifier(nn.Module):
@@ -56,7 +70,7 @@ class LateFusionClassifier(nn.Module):
     ) -> None:
         super().__init__()
         if fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+            raise ConfigError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
         self.modalities = sorted(encoders)
         self.fusion_kind = fusion
         heads = {m: nn.Linear(encoders[m].out_dim, num_classes) if fusion == "mean" else None for m in self.modalities}

@@ -19,6 +19,7 @@ from typing import Callable, Mapping
 
 import yaml
 
+from .errors import ConfigError, DataError
 from . import distributed
 from .checkpoint import load_method, save_method
 from .config import RunConfig, config_from_dict, config_to_dict
@@ -32,7 +33,8 @@ from .inputs import default_spec
 from .predictor import Predictor
 from .provenance import environment
 from .report import write_report
-from .train import resolve_device, stage_checkpoints
+from .runtime import resolve_device
+from .train import stage_checkpoints
 from .validate import validate_splits
 
 Log = Callable[[str], None]
@@ -84,10 +86,10 @@ def resolve_encoders(config: RunConfig, splits: Splits) -> dict[str, EncoderSpec
     encoders = dict(splits.encoders)
     for modality, spec in config.encoders.items():
         if modality not in splits.train.modalities:
-            raise ValueError(f"config encoders.{modality}: the dataset has no modality {modality!r} ({list(splits.train.modalities)})")
+            raise ConfigError(f"config encoders.{modality}: the dataset has no modality {modality!r} ({list(splits.train.modalities)})")
         spec = {"name": spec} if isinstance(spec, str) else spec
         if not isinstance(spec, dict) or "name" not in spec:
-            raise ValueError(f"config encoders.{modality}: needs a 'name' (a registered encoder or package.module:factory)")
+            raise ConfigError(f"config encoders.{modality}: needs a 'name' (a registered encoder or package.module:factory)")
         kwargs = {k: v for k, v in spec.items() if k != "name"}
         encoders[modality] = EncoderSpec(spec["name"], **kwargs)
     return encoders
@@ -113,7 +115,7 @@ def _keep_split(run_dir: Path, splits: Splits) -> None:
     if not path.is_file():
         write_text(path, text)
     elif path.read_text(encoding="utf-8") != text:
-        raise ValueError(f"{path}: the data no longer splits as when this run was trained (did the manifest change?)")
+        raise DataError(f"{path}: the data no longer splits as when this run was trained (did the manifest change?)")
 
 
 def train_run(run_dir: Path, log: Log = stderr_log, splits: Splits | None = None) -> dict[int, dict[str, Method]]:

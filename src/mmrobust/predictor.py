@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import __version__
+from .errors import InputError
 from .batch import scatter_rows
 from .checkpoint import load_method, save_method
 from .encoders import EncoderSpec
@@ -33,6 +33,7 @@ from .files import atomic_path, write_json, write_text
 from .inputs import InputError, default_spec, prepare
 from .methods import Method, create_method
 from .train import TrainConfig
+from .version import __version__
 
 FORMAT = "mmrobust.model/1"
 
@@ -84,7 +85,7 @@ class Predictor:
             raise FileNotFoundError(f"{folder}: not a saved model (no config.json)")
         config = json.loads(path.read_text(encoding="utf-8"))
         if config.get("format") != FORMAT:
-            raise ValueError(f"{path}: format {config.get('format')!r}, expected {FORMAT!r}")
+            raise InputError(f"{path}: format {config.get('format')!r}, expected {FORMAT!r}")
         train = TrainConfig(**{**config["train"], **({"device": device} if device else {}), "progress": False})
         encoders = {m: EncoderSpec(d["name"], **{k: v for k, v in d.items() if k != "name"}) for m, d in config["encoders"].items()}
         method = create_method(config["method"], encoders=encoders, num_classes=config["num_classes"], task=config["task"],
@@ -164,7 +165,7 @@ def _given(value: Any) -> bool:
 
 def _spec_dict(spec) -> dict:
     if not isinstance(spec, EncoderSpec):
-        raise ValueError("only registry encoders (EncoderSpec) can be saved with a model, not a factory function")
+        raise InputError("only registry encoders (EncoderSpec) can be saved with a model, not a factory function")
     return spec.to_dict()
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .errors import DataError
 from .files import atomic_path
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -30,7 +31,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 KINDS = ("image", "text", "audio")
 
 
-class ExtractorError(ValueError):
+class ExtractorError(DataError):
     """An extractor that cannot be built (a package not installed) or an input it cannot read."""
 
 

@@ -1,7 +1,14 @@
-"""One small generic registry, used for datasets, encoders and methods."""
+"""One small generic registry, and every registry of the library.
+
+Each member registers itself where it is defined (``@DATASETS.register("name")`` in its own file, or
+one line in its package's ``__init__``); the packages import their members, so importing
+``mmrobust`` fills every registry. Nothing here imports a member: no import loops.
+"""
 from __future__ import annotations
 
 from typing import Any, Callable, Generic, TypeVar
+
+from .errors import UnknownNameError
 
 T = TypeVar("T")
 
@@ -30,9 +37,7 @@ class Registry(Generic[T]):
         try:
             return self._factories[name]
         except KeyError:
-            raise KeyError(
-                f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}"
-            ) from None
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}") from None
 
     def create(self, name: str, **kwargs: Any) -> T:
         return self.get(name)(**kwargs)
@@ -51,3 +56,10 @@ class Registry(Generic[T]):
 def _first_line(text: str | None) -> str:
     lines = (text or "").strip().splitlines()
     return lines[0] if lines else ""
+
+
+DATASETS: Registry = Registry("dataset")  # name -> factory(**options, bad_inputs=..., device=...) -> Splits
+ENCODERS: Registry = Registry("encoder")  # name -> factory(**kwargs) -> nn.Module with out_dim
+METHODS: Registry = Registry("method")  # name -> Method class (or partial) taking encoders, num_classes, ...
+FUSIONS: Registry = Registry("fusion")  # name -> Fusion class (mmrobust.fusion)
+PROTOCOLS: Registry = Registry("protocol")  # kind -> Protocol (mmrobust.masking)

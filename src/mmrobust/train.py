@@ -1,6 +1,7 @@
-"""The generic training loop: one ``step(batch, epoch) -> {"loss", "logits"}`` per batch,
-validation-based checkpoint selection, early stopping, seeds, device, progress, per-epoch
-metrics as JSON lines, and a checkpoint every epoch to resume from."""
+"""The generic training loop: one ``step(batch, epoch) -> {"loss", "logits"}`` per batch, its
+settings (:class:`TrainConfig`), optimiser and schedule, validation-based checkpoint selection,
+early stopping, progress, per-epoch metrics as JSON lines, and a checkpoint every epoch to
+resume from. Device and seeding helpers live in :mod:`mmrobust.runtime`."""
 from __future__ import annotations
 
 import contextlib
@@ -15,20 +16,20 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import distributed
-from .batch import Batch, MultiModalDataset, move_to, take_rows
+from .batch import Batch, MultiModalDataset
+from .errors import ModelFileError, ConfigError
 from .files import append_jsonl, file_name, write_jsonl
-from .masking import derive_seed
+from .runtime import derive_seed, resolve_device, seeded
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "cosine", "step")
@@ -59,65 +60,23 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+            raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+            raise ConfigError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("epochs must be >= 0, batch_size >= 1 and lr > 0")
+            raise ConfigError("epochs must be >= 0, batch_size >= 1 and lr > 0")
 
     def scaled(self, lr_scale: float, epoch_fraction: float) -> "TrainConfig":
         """The fine-tuning settings: ``lr * lr_scale`` for ``ceil(epochs * epoch_fraction)`` epochs."""
         return dataclasses.replace(self, lr=self.lr * lr_scale, epochs=max(1, math.ceil(self.epochs * epoch_fraction)))
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto``: CUDA when present (under torchrun, this process's GPU), else the CPU."""
-    if str(device) == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        return torch.device("cuda", distributed.local_rank()) if distributed.active() else torch.device("cuda")
-    return torch.device(device)
-
-
-@contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Run a block under a fixed torch seed, restoring the caller's random state after."""
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
-def task_loss(logits: Tensor, target: Tensor, task: str) -> Tensor:
-    if task == "multilabel":
-        return F.binary_cross_entropy_with_logits(logits, target.float())
-    return F.cross_entropy(logits, target.long())
-
-
-def proba_from_logits(logits: Tensor, task: str) -> Tensor:
-    return logits.sigmoid() if task == "multilabel" else logits.softmax(-1)
-
-
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
     """The shuffled batches of one epoch: a pure function of (seed, epoch)."""
     order = np.random.default_rng(derive_seed(seed, "shuffle", epoch)).permutation(n)
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
-
-
-def iter_chunks(
-    inputs: Mapping[str, Any], present: Mapping[str, Tensor], batch_size: int, device: torch.device
-) -> Iterator[tuple[dict[str, Any], dict[str, Tensor], dict[str, Tensor]]]:
-    """Evaluation chunks of rows: (inputs moved to ``device``, presence on ``device``, presence on
-    the host); a modality absent from a chunk is left out of its inputs."""
-    n = int(next(iter(present.values())).shape[0])
-    for start in range(0, n, batch_size):
-        rows = torch.arange(start, min(n, start + batch_size))
-        host = {m: p[rows.to(p.device)].cpu() for m, p in present.items()}  # decided on the host: no GPU sync
-        chunk_inputs = {m: move_to(take_rows(inputs[m], rows), device)
-                        for m in present if inputs.get(m) is not None and bool(host[m].any())}
-        yield chunk_inputs, {m: p.to(device, non_blocking=True) for m, p in host.items()}, host
 
 
 def make_optimizer(module: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -285,9 +244,9 @@ def load_checkpoint(folder: Path, module: nn.Module, optimizer, scheduler, devic
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         state = torch.load(latest / "state.pt", map_location="cpu", weights_only=True)
     except (SafetensorError, OSError, ValueError, RuntimeError, pickle.UnpicklingError) as err:
-        raise ValueError(f"{latest}: not a readable checkpoint ({err})") from err
+        raise ModelFileError(f"{latest}: not a readable checkpoint ({err})") from err
     if meta.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{latest}: not an mmrobust epoch checkpoint (format {meta.get('format')!r})")
+        raise ModelFileError(f"{latest}: not an mmrobust epoch checkpoint (format {meta.get('format')!r})")
     module.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state["scheduler"] is not None:

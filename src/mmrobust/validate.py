@@ -19,14 +19,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .batch import MultiModalDataset
+from .errors import DataError
 
 POLICIES = ("error", "missing")
 CHUNK = 4096
 SHOWN = 10  # bad inputs listed by name in reports
-
-
-class BadInputError(ValueError):
-    """Input data that fails validation (names the split, row, modality and what was expected)."""
 
 
 @dataclass
@@ -44,7 +41,7 @@ class BadInputs:
 
 def check_policy(policy: str) -> str:
     if policy not in POLICIES:
-        raise ValueError(f"on_bad_input must be one of {POLICIES}, got {policy!r}")
+        raise DataError(f"on_bad_input must be one of {POLICIES}, got {policy!r}")
     return policy
 
 
@@ -77,7 +74,7 @@ def validate_dataset(data: MultiModalDataset, split: str, policy: str = "error",
             where = _where(split, row, ids)
             if policy == "error":
                 count = sum(1 for _ in _bad_rows(data.inputs[m], data.present[m], "", False))
-                raise BadInputError(f"{where}, {m}: {reason} ({count} bad row(s) in {split}/{m}); "
+                raise DataError(f"{where}, {m}: {reason} ({count} bad row(s) in {split}/{m}); "
                                     f"fix the data, or use --on-bad-input missing to treat them as missing")
             present[m][row] = False
             bad.marked_missing.append({"split": split, "row": row, "id": ids[row] if ids else None, "modality": m,
@@ -85,7 +82,7 @@ def validate_dataset(data: MultiModalDataset, split: str, policy: str = "error",
     keep = torch.stack([present[m] for m in data.modalities]).any(0)
     empty = torch.nonzero(~keep).flatten().tolist()
     if empty and policy == "error":
-        raise BadInputError(f"{_where(split, empty[0], ids)}: every modality is missing ({len(empty)} such row(s))")
+        raise DataError(f"{_where(split, empty[0], ids)}: every modality is missing ({len(empty)} such row(s))")
     for row in empty:
         bad.dropped.append({"split": split, "row": row, "id": ids[row] if ids else None, "reason": "nothing usable left"})
     data = data.with_present(present)
@@ -102,7 +99,7 @@ def _dtype(x: Any) -> np.dtype:
 
 def _check_dtype(x: Any, where: str) -> None:
     if not isinstance(x, Mapping) and _dtype(x).kind not in "fiub":
-        raise BadInputError(f"{where}: expected numbers, got dtype {_dtype(x)}")
+        raise DataError(f"{where}: expected numbers, got dtype {_dtype(x)}")
 
 
 def _bad_rows(x: Any, present: torch.Tensor, desc: str, progress: bool | None):
@@ -124,5 +121,5 @@ def check_unique_ids(ids: Mapping[str, list[str]]) -> None:
     for split, values in ids.items():
         for sample_id in values:
             if sample_id in seen:
-                raise BadInputError(f"sample id {sample_id!r} appears twice ({seen[sample_id]} and {split})")
+                raise DataError(f"sample id {sample_id!r} appears twice ({seen[sample_id]} and {split})")
             seen[sample_id] = split

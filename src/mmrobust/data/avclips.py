@@ -28,8 +28,10 @@ from ..batch import MultiModalDataset
 from ..encoders import EncoderSpec
 from ..files import atomic_path
 from ..validate import BadInputs, check_policy
-from . import DATASETS, Splits
-from .table import DataError, stratified_split
+from ..registry import DATASETS
+from .splits import Splits
+from ..errors import DataError
+from .table import stratified_split
 
 AUDIO_SHAPE = (1, 257, 188)
 

@@ -24,10 +24,12 @@ from typing import Callable
 
 import numpy as np
 
+from ..errors import DataError
 from ..audio import add_noise, fit_length, get_preset, read_wav, resample, spectrogram
 from ..batch import MultiModalDataset
 from ..encoders import EncoderSpec
-from . import DATASETS, Splits
+from ..registry import DATASETS
+from .splits import Splits
 from .idx import load_mnist
 
 SPLITS = ("train", "val", "test")
@@ -61,7 +63,7 @@ def list_fsdd(folder: str | Path) -> list[Recording]:
     for path in sorted(folder.glob("*.wav")):
         match = FSDD_NAME.match(path.name)
         if match is None:
-            raise ValueError(f"{path}: not an FSDD file name (expected {{digit}}_{{speaker}}_{{index}}.wav)")
+            raise DataError(f"{path}: not an FSDD file name (expected {{digit}}_{{speaker}}_{{index}}.wav)")
         recordings.append(Recording(path, int(match[1]), match[2], int(match[3])))
     if not recordings:
         raise FileNotFoundError(f"{folder}: no .wav files (expected FSDD's recordings/)")
@@ -160,7 +162,7 @@ def _write_split(folder, x, y, mean, components, recordings, waves, pool, snr_db
     by_digit = {d: [i for i in pool if recordings[i].digit == d] for d in range(10)}
     if any(not v for v in by_digit.values()):
         missing = [d for d, v in by_digit.items() if not v]
-        raise ValueError(f"FSDD has no recording of digits {missing} for the {folder.name} split (index {FSDD_INDEX[folder.name]})")
+        raise DataError(f"FSDD has no recording of digits {missing} for the {folder.name} split (index {FSDD_INDEX[folder.name]})")
     others = {d: [i for i in pool if recordings[i].digit != d] for d in range(10)}
     audio = np.lib.format.open_memmap(folder / "audio.npy", mode="w+", dtype=np.float16, shape=(len(y), 1, 112, 112))
     chosen = np.empty(len(y), dtype=np.int32)
@@ -224,9 +226,9 @@ def _load_array(path: Path, shape_tail: tuple | None = None) -> np.ndarray:
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError) as err:
-        raise ValueError(f"{path}: not a readable .npy file ({err})") from err
+        raise DataError(f"{path}: not a readable .npy file ({err})") from err
     if shape_tail is not None and tuple(array.shape[1:]) != shape_tail:
-        raise ValueError(f"{path}: expected rows of shape {shape_tail}, got {tuple(array.shape[1:])}")
+        raise DataError(f"{path}: expected rows of shape {shape_tail}, got {tuple(array.shape[1:])}")
     return array
 
 
@@ -245,11 +247,11 @@ def avmnist_multibench(root: str | Path, val_start: int = 55000) -> Splits:
         audio = _load_array(root / "audio" / f"{split}_data.npy", (112, 112))
         label = _load_array(root / f"{split}_labels.npy")
         if not len(image) == len(audio) == len(label):
-            raise ValueError(f"{root}: {split} image, audio and labels have {len(image)}, {len(audio)}, {len(label)} rows")
+            raise DataError(f"{root}: {split} image, audio and labels have {len(image)}, {len(audio)}, {len(label)} rows")
         arrays[split] = (image, audio, np.asarray(label).astype(np.int64).reshape(-1))
     n = len(arrays["train"][2])
     if n <= val_start:
-        raise ValueError(f"{root}: the training arrays have {n} rows; MultiBench's have 60,000 (validation = rows {val_start} on)")
+        raise DataError(f"{root}: the training arrays have {n} rows; MultiBench's have 60,000 (validation = rows {val_start} on)")
     splits = {"train": _multibench(arrays["train"], slice(0, val_start)),
               "val": _multibench(arrays["train"], slice(val_start, None)), "test": _multibench(arrays["test"], slice(None))}
     info = {"name": "avmnist-multibench", "root": str(root),

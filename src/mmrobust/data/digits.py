@@ -15,7 +15,8 @@ import numpy as np
 
 from ..batch import MultiModalDataset
 from ..encoders import EncoderSpec
-from . import DATASETS, Splits
+from ..registry import DATASETS
+from .splits import Splits
 
 SPLITS = ("train", "val", "test")
 LABELS = [str(d) for d in range(10)]

@@ -14,9 +14,11 @@ import csv
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from . import DATASETS, Splits
+from ..registry import DATASETS
+from .splits import Splits
 from .manifest import IMAGE_SUFFIXES
-from .table import DataError, Table, build_splits, stratified_split
+from ..errors import DataError
+from .table import Table, build_splits, stratified_split
 
 
 def _read_titles(path: Path) -> list[tuple[str, str, str]]:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
+
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -17,16 +19,16 @@ def read_idx(path: str | Path) -> np.ndarray:
     try:
         data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError) as err:
-        raise ValueError(f"{path}: damaged gzip file ({err})") from err
+        raise DataError(f"{path}: damaged gzip file ({err})") from err
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES:
-        raise ValueError(f"{path}: not an IDX file (bad magic number)")
+        raise DataError(f"{path}: not an IDX file (bad magic number)")
     ndim = data[3]
     header = 4 + 4 * ndim
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_DTYPES[data[2]])
     expected = header + int(np.prod(shape)) * dtype.itemsize
     if len(data) != expected:
-        raise ValueError(f"{path}: truncated or padded IDX file ({len(data)} bytes, expected {expected} for shape {shape})")
+        raise DataError(f"{path}: truncated or padded IDX file ({len(data)} bytes, expected {expected} for shape {shape})")
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
 
 
@@ -37,7 +39,7 @@ def load_mnist(folder: str | Path, split: str = "train") -> tuple[np.ndarray, np
     images = read_idx(_find(folder, f"{prefix}-images-idx3-ubyte"))
     labels = read_idx(_find(folder, f"{prefix}-labels-idx1-ubyte"))
     if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != (images.shape[0],):
-        raise ValueError(f"{folder}: MNIST {split} files disagree: images {images.shape}, labels {labels.shape}")
+        raise DataError(f"{folder}: MNIST {split} files disagree: images {images.shape}, labels {labels.shape}")
     return images, labels
 
 

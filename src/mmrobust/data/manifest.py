@@ -14,8 +14,10 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from . import DATASETS, Splits
-from .table import SPLIT_ALIASES, DataError, Table, build_splits
+from ..registry import DATASETS
+from .splits import Splits
+from ..errors import DataError
+from .table import SPLIT_ALIASES, Table, build_splits
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 AUDIO_SUFFIXES = (".wav",)

@@ -15,8 +15,10 @@ import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from . import DATASETS, Splits
-from .table import DataError, Table, build_splits
+from ..registry import DATASETS
+from .splits import Splits
+from ..errors import DataError
+from .table import Table, build_splits
 
 GENRES = ("Drama", "Comedy", "Romance", "Thriller", "Crime", "Action", "Adventure", "Horror", "Documentary",
           "Mystery", "Sci-Fi", "Fantasy", "Family", "Biography", "War", "History", "Music", "Animation",

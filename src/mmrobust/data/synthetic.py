@@ -12,7 +12,8 @@ import numpy as np
 
 from ..batch import MultiModalDataset
 from ..encoders import EncoderSpec
-from . import DATASETS, Splits
+from ..registry import DATASETS
+from .splits import Splits
 
 
 def make_synthetic(

@@ -16,11 +16,11 @@ from tqdm import tqdm
 
 from ..batch import MultiModalDataset, move_to, scatter_rows
 from ..encoders import EncoderSpec
-from ..masking import derive_seed
+from ..errors import DataError
 from ..pretrained import DEFAULT_EXTRACTORS, ExtractorError, FeatureCache, get_extractor, resolve_path
-from ..train import resolve_device
+from ..runtime import derive_seed, resolve_device
 from ..validate import BadInputs, check_policy
-from . import Splits
+from .splits import Splits
 
 CELL_KINDS = ("image", "text", "audio", "features")
 SPLIT_NAMES = ("train", "val", "test")
@@ -28,10 +28,6 @@ SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "
                  "dev": "val", "test": "test", "testing": "test"}
 SPLIT_SHARES = (0.70, 0.15, 0.15)
 CHUNK = 32
-
-
-class DataError(ValueError):
-    """Input data that does not match what the loader expects (names the file, row or field)."""
 
 
 @dataclass

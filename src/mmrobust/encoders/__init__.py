@@ -1,4 +1,4 @@
-"""Encoders behind a registry. An encoder maps a modality's input to ``Tensor[B, out_dim]``.
+"""Encoders behind a registry (:data:`mmrobust.registry.ENCODERS`), one file per family. An encoder maps a modality's input to ``Tensor[B, out_dim]``.
 
 Methods take encoder *specs* (a registry name and keyword arguments) or factories, never
 live modules, so each method and seed builds fresh parameters.
@@ -11,10 +11,10 @@ from typing import Any, Callable, Union
 
 from torch import nn
 
-from ..registry import Registry
-
-ENCODERS: Registry[nn.Module] = Registry("encoder")
-
+from ..errors import ConfigError
+from ..registry import ENCODERS
+from ..runtime import seeded
+from . import cnn, mlp, pretrained, resnet  # noqa: F401  (register the built-in encoders)
 
 @dataclass(frozen=True)
 class EncoderSpec:
@@ -42,9 +42,9 @@ def import_factory(path: str) -> Callable[..., nn.Module]:
     try:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as err:
-        raise ValueError(f"encoder {path!r}: cannot import {attr!r} from {module_name!r} ({err})") from err
+        raise ConfigError(f"encoder {path!r}: cannot import {attr!r} from {module_name!r} ({err})") from err
     if not callable(factory):
-        raise ValueError(f"encoder {path!r}: {attr!r} is not callable")
+        raise ConfigError(f"encoder {path!r}: {attr!r} is not callable")
     return factory
 
 
@@ -68,10 +68,6 @@ def build_encoder(spec: EncoderLike, modality: str = "?") -> nn.Module:
 
 def build_encoder_seeded(spec: EncoderLike, modality: str, seed: int) -> nn.Module:
     """Build under a fixed torch seed, without touching the caller's random state."""
-    from ..train import seeded
-
     with seeded(seed):
         return build_encoder(spec, modality)
 
-
-from . import cnn, mlp, pretrained, resnet  # noqa: E402,F401  (register the built-in encoders)

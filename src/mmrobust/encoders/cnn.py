@@ -11,7 +11,8 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
-from . import ENCODERS
+from ..errors import ConfigError
+from ..registry import ENCODERS
 
 
 class LeNet(nn.Module):
@@ -19,7 +20,7 @@ class LeNet(nn.Module):
         super().__init__()
         in_channels, height, width = _check_shape(in_shape)
         if min(height, width) // 2**layers < 1:
-            raise ValueError(f"LeNet with {layers} pooling layers needs inputs of at least {2**layers} pixels a side, got {height}x{width}")
+            raise ConfigError(f"LeNet with {layers} pooling layers needs inputs of at least {2**layers} pixels a side, got {height}x{width}")
         self.in_shape = (in_channels, height, width)
         blocks: list[nn.Module] = [_conv_block(in_channels, channels, 5)]
         for i in range(layers):
@@ -31,7 +32,7 @@ class LeNet(nn.Module):
         if x.ndim == 3:  # a single-channel batch B x H x W
             x = x.unsqueeze(1)
         if tuple(x.shape[1:]) != self.in_shape:
-            raise ValueError(f"LeNet expects inputs of shape B x {self.in_shape}, got {tuple(x.shape)}")
+            raise ConfigError(f"LeNet expects inputs of shape B x {self.in_shape}, got {tuple(x.shape)}")
         return self.features(x.float()).mean(dim=(2, 3))
 
 
@@ -44,7 +45,7 @@ def _check_shape(in_shape: Sequence[int]) -> tuple[int, int, int]:
     if len(shape) == 2:
         shape = (1, *shape)
     if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"in_shape must be (channels, height, width), got {tuple(in_shape)}")
+        raise ConfigError(f"in_shape must be (channels, height, width), got {tuple(in_shape)}")
     return shape  # type: ignore[return-value]
 
 

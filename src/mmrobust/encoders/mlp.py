@@ -5,7 +5,8 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
-from . import ENCODERS
+from ..errors import ConfigError
+from ..registry import ENCODERS
 
 
 class MLP(nn.Module):
@@ -36,7 +37,7 @@ class Identity(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = x.float().flatten(1)
         if x.shape[1] != self.out_dim:
-            raise ValueError(f"identity encoder expects {self.out_dim} features, got {x.shape[1]}")
+            raise ConfigError(f"identity encoder expects {self.out_dim} features, got {x.shape[1]}")
         return x
 
 

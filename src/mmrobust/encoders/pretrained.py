@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from . import ENCODERS
+from ..registry import ENCODERS
 
 
 @ENCODERS.register("pretrained")

@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from . import ENCODERS
+from ..errors import ConfigError
+from ..registry import ENCODERS
 
 
 class BasicBlock(nn.Module):
@@ -99,7 +100,7 @@ class ResNet18(nn.Module):
             b, t = x.shape[:2]
             x = x.flatten(0, 1)
         if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"resnet18 expects [B, {self.in_channels}, H, W] or [B, T, {self.in_channels}, H, W], "
+            raise ConfigError(f"resnet18 expects [B, {self.in_channels}, H, W] or [B, T, {self.in_channels}, H, W], "
                              f"got {tuple(x.shape)}")
         x = self._scaled(x)
         if self.augment and self.training:
@@ -143,7 +144,7 @@ def load_torchvision_weights(model: ResNet18, path: str | Path) -> ResNet18:
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise ValueError(f"{path}: not the weights of torchvision's resnet18 ({err})") from None
+        raise ConfigError(f"{path}: not the weights of torchvision's resnet18 ({err})") from None
     return model
 
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from ..registry import Registry
+from ..registry import METHODS
 from .base import Method, complete_present
 from .fused import UME, FusedMethod
 from .ume_mma import UmeMma
 from .unimodal import Stage1, UnimodalMethod, train_stage1
-
-METHODS: Registry[Method] = Registry("method")
 
 METHODS.register("unimodal", UnimodalMethod, doc="the uni-modal model of one modality (Stage 1); the reference when only it is present")
 METHODS.register("ume", UME, doc="Uni-Modal Ensemble: mean of the Stage-1 logits over present modalities")

@@ -13,10 +13,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from ..batch import Batch, MultiModalDataset, num_rows
 from ..encoders import EncoderLike
 from ..metrics import default_metric
-from ..train import TrainConfig, resolve_device
+from ..runtime import resolve_device
+from ..train import TrainConfig
 
 
 class Method:
@@ -34,7 +36,7 @@ class Method:
         metric: str | None = None,
     ) -> None:
         if len(encoders) < 1:
-            raise ValueError("a method needs at least one encoder")
+            raise ConfigError("a method needs at least one encoder")
         self.encoders = dict(encoders)
         self.num_classes = int(num_classes)
         self.task = task
@@ -102,7 +104,7 @@ class Method:
         proba = self.proba_from_encoded(self.encode(inputs, present_t), present_t)
         unusable = torch.nonzero(torch.isnan(proba).any(dim=1)).flatten().tolist()
         if unusable:
-            raise ValueError(
+            raise ConfigError(
                 f"rows {unusable[:5]}{' ...' if len(unusable) > 5 else ''} have none of the modalities "
                 f"this {self.name} model uses ({', '.join(self.modalities)}) present"
             )
@@ -130,10 +132,10 @@ def complete_present(
     """Presence for every modality a model uses: given, or True where an input is given."""
     unknown = set(inputs) - set(accepted)
     if unknown:
-        raise ValueError(f"inputs for unknown modalities {sorted(unknown)}; expected some of {accepted}")
+        raise ConfigError(f"inputs for unknown modalities {sorted(unknown)}; expected some of {accepted}")
     given = [x for x in inputs.values() if x is not None]
     if not given:
-        raise ValueError(f"no input given; the model uses {modalities}")
+        raise ConfigError(f"no input given; the model uses {modalities}")
     n = num_rows(given[0])
     out = {}
     for m in modalities:
@@ -142,10 +144,10 @@ def complete_present(
         else:
             p = torch.full((n,), inputs.get(m) is not None, dtype=torch.bool)
         if p.shape != (n,):
-            raise ValueError(f"present[{m!r}] must have {n} rows, got shape {tuple(p.shape)}")
+            raise ConfigError(f"present[{m!r}] must have {n} rows, got shape {tuple(p.shape)}")
         if bool(p.any()) and inputs.get(m) is None:
-            raise ValueError(f"present[{m!r}] marks rows present but no input was given for {m!r}")
+            raise ConfigError(f"present[{m!r}] marks rows present but no input was given for {m!r}")
         if inputs.get(m) is not None and num_rows(inputs[m]) != n:
-            raise ValueError(f"input {m!r} has {num_rows(inputs[m])} rows, expected {n}")
+            raise ConfigError(f"input {m!r} has {num_rows(inputs[m])} rows, expected {n}")
         out[m] = p
     return out

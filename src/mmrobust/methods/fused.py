@@ -27,12 +27,14 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from ..batch import Batch, MultiModalDataset, to_device
+from ..errors import ConfigError
+from ..batch import Batch, MultiModalDataset, iter_chunks, to_device
 from ..encoders import EncoderLike, build_encoder, build_encoder_seeded
 from ..files import file_name
-from ..masking import derive_seed, sample_modality_dropout
-from ..models import LateFusionClassifier
-from ..train import iter_chunks, proba_from_logits, seeded, stage_checkpoints, task_loss, train_module
+from ..masking import sample_modality_dropout
+from ..models import LateFusionClassifier, proba_from_logits, task_loss
+from ..runtime import derive_seed, seeded
+from ..train import stage_checkpoints, train_module
 from .base import Method
 from .unimodal import Stage1, train_stage1
 
@@ -63,11 +65,11 @@ class FusedMethod(Method):
     ) -> None:
         super().__init__(encoders, num_classes, **kwargs)
         if init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+            raise ConfigError(f"init must be one of {INITS}, got {init!r}")
         if unimodal_loss_weight and fusion != "mean":
-            raise ValueError("unimodal_loss_weight needs fusion='mean' (the concat fusion has no per-modality heads)")
+            raise ConfigError("unimodal_loss_weight needs fusion='mean' (the concat fusion has no per-modality heads)")
         if len(self.encoders) < 2:
-            raise ValueError(f"a fused method needs at least two modalities, got {self.modalities}")
+            raise ConfigError(f"a fused method needs at least two modalities, got {self.modalities}")
         self.init, self.augment, self.fusion = init, augment, fusion
         self.concat_missing, self.average, self.p_drop = concat_missing, average, p_drop
         self.unimodal_loss_weight = unimodal_loss_weight
@@ -102,7 +104,7 @@ class FusedMethod(Method):
                                 checkpoint_dir=checkpoint_dir)
         missing = set(self.modalities) - set(stage1.methods)
         if missing or stage1.seed != self.seed:
-            raise ValueError(f"Stage 1 of seed {stage1.seed} with {sorted(stage1.methods)} does not fit "
+            raise ConfigError(f"Stage 1 of seed {stage1.seed} with {sorted(stage1.methods)} does not fit "
                              f"{self.name} of seed {self.seed} with {self.modalities}")
         return stage1
 

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError
 from ..batch import MultiModalDataset
 from ..encoders import EncoderLike
 from ..masking import nonempty_subsets, pattern_name, sample_masks
@@ -39,7 +40,7 @@ class UmeMma(Method):
             log_dir: str | Path | None = None, checkpoint_dir: str | Path | None = None, **_: Any) -> "UmeMma":
         """Fit (or reuse, from ``fitted``) UME and MMA of this seed, then choose on ``val``."""
         if val is None:
-            raise ValueError("ume-mma chooses between UME and MMA on validation data; pass val")
+            raise ConfigError("ume-mma chooses between UME and MMA on validation data; pass val")
         if stage1 is None:
             stage1 = train_stage1(self.encoders, train, val, num_classes=self.num_classes, log_dir=log_dir,
                                   checkpoint_dir=checkpoint_dir,

@@ -14,12 +14,13 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from ..batch import Batch, MultiModalDataset, encode_present
+from ..errors import ConfigError
+from ..batch import Batch, MultiModalDataset, encode_present, iter_chunks
 from ..encoders import EncoderLike, build_encoder
 from ..files import file_name
-from ..masking import derive_seed
-from ..models import UnimodalClassifier
-from ..train import iter_chunks, proba_from_logits, seeded, stage_checkpoints, task_loss, train_module
+from ..models import UnimodalClassifier, proba_from_logits, task_loss
+from ..runtime import derive_seed, seeded
+from ..train import stage_checkpoints, train_module
 from .base import Method
 
 
@@ -30,7 +31,7 @@ class UnimodalMethod(Method):
 
     def __init__(self, encoders: Mapping[str, EncoderLike], num_classes: int, *, modality: str, **kwargs: Any) -> None:
         if modality not in encoders:
-            raise ValueError(f"unknown modality {modality!r}; encoders are given for {sorted(encoders)}")
+            raise ConfigError(f"unknown modality {modality!r}; encoders are given for {sorted(encoders)}")
         super().__init__({modality: encoders[modality]}, num_classes, **kwargs)
         self.modality = modality
         self.name = f"unimodal:{modality}"
