@@ -4,7 +4,8 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 import mmrobust as mm
-from mmrobust.masking import ProtocolError, masks_hash, nonempty_subsets, parse_protocol, sample_masks
+from mmrobust.errors import ProtocolError
+from mmrobust.protocols import masks_hash, nonempty_subsets, parse_protocol, sample_masks
 
 
 def full(n, mods=("audio", "image")):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import mmrobust as mm
-from mmrobust.masking import nonempty_subsets
+from mmrobust.protocols import nonempty_subsets
 
 
 def fit(name, encoders, data, config, seed=0, stage1=None, **options):

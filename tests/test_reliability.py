@@ -17,7 +17,8 @@ from mmrobust.cli import main
 from mmrobust.data import DATASETS, Splits
 from mmrobust.data.manifest import read_manifest
 from mmrobust.errors import DataError
-from mmrobust.masking import ProtocolError, parse_protocol, sample_masks
+from mmrobust.errors import ProtocolError
+from mmrobust.protocols import parse_protocol, sample_masks
 from mmrobust.validate import validate_splits
 from vl_fixtures import write_manifest
 

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 import mmrobust as mm
-from mmrobust.experiment import summarize
 from mmrobust.files import write_text
-from mmrobust.report import plot_robustness, read_jsonl
+from mmrobust.records import cell_text as fmt, read_jsonl, summarize
+from mmrobust.report import plot_robustness
 
 HERE = Path(__file__).resolve().parent
 METHODS = ["unimodal", "late-fusion", "late-fusion-concat", "late-fusion-dropout", "late-fusion-unimodal-init",
@@ -131,10 +131,6 @@ def run(out, methods, data, train, val, config, seeds, protocols, train_missing=
 def cells(results) -> dict:
     return {(s["method"], s["protocol"], s["metric"]): s for s in summarize(results.records)
             if s["rate"] is None and s["pattern"] is None}
-
-
-def fmt(cell) -> str:
-    return "n/a" if cell is None or cell["mean"] is None else f"{100 * cell['mean']:.1f} ± {100 * cell['std']:.1f}"
 
 
 def paper_table(results, with_mean=True) -> list[str]:

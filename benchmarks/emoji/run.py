@@ -19,9 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from mmrobust.experiment import summarize
 from mmrobust.files import write_text
-from mmrobust.report import read_jsonl
+from mmrobust.records import cell_text as fmt, method_order, read_jsonl, summarize
 
 HERE = Path(__file__).resolve().parent
 PROTOCOLS = ["full", "miss:text", "miss:image", "map:both@0.7", "map:text@0.7", "map:image@0.7", "sweep:text", "sweep:image"]
@@ -66,14 +65,9 @@ def cells(folder: Path) -> dict:
     return {(s["method"], s["protocol"], s["rate"], s["metric"]): s for s in summarize(read_jsonl(folder / "results.jsonl"))}
 
 
-def fmt(cell) -> str:
-    return "n/a" if cell is None or cell["mean"] is None else f"{100 * cell['mean']:.1f} ± {100 * cell['std']:.1f}"
-
-
 def table(folder: Path) -> list[str]:
     by_key = cells(folder)
-    methods = list(dict.fromkeys(k[0] for k in by_key))
-    methods = [m for m in methods if m.startswith("unimodal:")] + [m for m in methods if not m.startswith("unimodal:")]
+    methods = method_order(read_jsonl(folder / "results.jsonl"))
     header = [c[0] for c in COLUMNS] + ["sweep:text (area)", "sweep:image (area)"]
     lines = ["| method | " + " | ".join(header) + " |", "|---|" + "---:|" * len(header)]
     for method in methods:

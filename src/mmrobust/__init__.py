@@ -8,10 +8,11 @@ from .batch import Batch, MultiModalDataset, collate, encode_present
 from .data import DATASETS, make_synthetic
 from .encoders import ENCODERS, EncoderSpec, build_encoder
 from .evaluate import evaluate, selection_score
-from .experiment import ExperimentResults, run_experiment, summarize
+from .experiment import ExperimentResults, run_experiment
+from .records import summarize
 from .fusion import ConcatFusion, MeanFusion
-from .masking import (ProtocolMask, load_masks, sample_masks, sample_modality_dropout, sample_training_missing,
-                      save_masks)
+from .masking import sample_modality_dropout, sample_training_missing
+from .protocols import ProtocolMask, load_masks, sample_masks, save_masks
 from .methods import METHODS, PAPER_METHODS, Method, Stage1, create_method, list_methods, train_stage1
 from .models import LateFusionClassifier, UnimodalClassifier
 from .train import TrainConfig

@@ -19,25 +19,11 @@ from typing import Sequence
 from . import distributed, pipeline
 from .errors import ConfigError, MMRobustError
 from .config import RunConfig, config_to_dict, list_presets, load_config
-from .data import DATASETS
 from .data.avmnist import AVMNIST_INTERFERENCE_DB, AVMNIST_PCA_ENERGY, AVMNIST_SNR_DB, prepare_avmnist
-from .encoders import ENCODERS
-from .masking import SWEEP_RATES
-from .methods import METHODS
+from .registry import DATASETS, ENCODERS, FUSIONS, METHODS, PROTOCOLS
 from .predictor import Predictor
 from .pretrained import EXTRACTOR_DOCS
 from .report import write_report
-
-PROTOCOLS = {
-    "observed": "the data's own missingness",
-    "full": "nothing missing beyond what is observed; rows with an observed gap are not scored",
-    "miss:<m>": "modality m absent from every test row",
-    "sweep:<m>": f"m absent from a nested share r of test rows, r in {list(SWEEP_RATES)}; summary: area",
-    "map:<m>@<eta>": "MAP (Lee et al. 2023): m absent from a share eta of rows (default 0.7)",
-    "map:both@<eta>": "MAP: eta/2 of rows lack one modality, eta/2 the other; none lose both",
-    "subsets": "every non-empty subset of modalities present",
-}
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
@@ -211,7 +197,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    for title, registry in (("datasets", DATASETS), ("encoders", ENCODERS), ("methods", METHODS)):
+    for title, registry in (("datasets", DATASETS), ("encoders", ENCODERS), ("methods", METHODS), ("fusions", FUSIONS)):
         print(f"{title}:")
         for name in registry.names():
             print(f"  {name:28s} {registry.describe(name)}")
@@ -219,8 +205,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name, doc in EXTRACTOR_DOCS.items():
         print(f"  {name:28s} {doc}")
     print("protocols:")
-    for name, doc in PROTOCOLS.items():
-        print(f"  {name:28s} {doc}")
+    for kind in PROTOCOLS.names():
+        print(f"  {PROTOCOLS.get(kind).syntax:28s} {PROTOCOLS.describe(kind)}")
     print("presets (--config):")
     for name in list_presets():
         config = config_to_dict(load_config(name))

@@ -2,7 +2,6 @@
 protocol is then applied at the fusion (exact for late fusion and ensembles)."""
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any, Sequence
 
 import numpy as np
@@ -10,8 +9,9 @@ import torch
 
 from .errors import DataError
 from .batch import MultiModalDataset
-from .masking import ProtocolMask, sample_masks
+from .protocols import ProtocolMask, sample_masks
 from .metrics import compute_metric, metric_names
+from .records import sweep_areas
 
 
 def selection_masks(data: MultiModalDataset, modalities: Sequence[str]) -> list[ProtocolMask]:
@@ -57,20 +57,3 @@ def evaluate(method, data: MultiModalDataset, masks: Sequence[ProtocolMask], met
             records.append({"protocol": mask.protocol, "rate": mask.rate, "pattern": mask.pattern, "metric": metric,
                             "value": value, "n_scored": int(len(target)), "n_rows": int(len(mask.scored))})
     return records + sweep_areas(records)
-
-
-def sweep_areas(records: Sequence[dict]) -> list[dict]:
-    """Area under metric-vs-rate (trapezoid on [0, 1]) per sweep and metric; n/a if any point is."""
-    curves: dict[tuple, list[dict]] = defaultdict(list)
-    for r in records:
-        if r["protocol"].startswith("sweep:") and r["rate"] is not None:
-            curves[(r["protocol"], r["metric"])].append(r)
-    areas = []
-    for (protocol, metric), points in curves.items():
-        points = sorted(points, key=lambda r: r["rate"])
-        values = [p["value"] for p in points]
-        ok = all(v is not None and not np.isnan(v) for v in values)
-        area = float(np.trapezoid(values, [p["rate"] for p in points])) if ok else None
-        areas.append({"protocol": protocol, "rate": None, "pattern": None, "metric": f"area:{metric}",
-                      "value": area, "n_scored": min(p["n_scored"] for p in points), "n_rows": points[0]["n_rows"]})
-    return areas

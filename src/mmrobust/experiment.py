@@ -6,23 +6,21 @@ usable apart: :func:`fit_methods` (one seed) and :func:`evaluate_methods`.
 """
 from __future__ import annotations
 
-import math
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
-
-import numpy as np
 
 from .errors import ConfigError
 from .batch import MultiModalDataset
 from .encoders import EncoderLike
 from .evaluate import evaluate
 from .files import write_json, write_jsonl
-from .masking import ProtocolMask, sample_all_masks, sample_training_missing, save_masks
+from .masking import sample_training_missing
+from .protocols import ProtocolMask, sample_all_masks, save_masks
 from .methods import METHODS, Method, create_method, train_stage1
 from .methods.unimodal import Stage1, UnimodalMethod
 from .provenance import measure
+from .records import summarize
 from .runtime import resolve_device
 from .train import TrainConfig
 
@@ -211,22 +209,3 @@ def check_compatible(encoders, *splits: MultiModalDataset) -> None:
     tasks = {(d.task, d.num_classes) for d in splits}
     if len(tasks) != 1:
         raise ConfigError(f"train, val and test disagree on task / number of classes: {sorted(tasks)}")
-
-
-def summarize(records: Sequence[dict]) -> list[dict]:
-    """Mean and standard deviation over seeds per (method, protocol, rate, pattern, metric).
-
-    A cell with any seed n/a is n/a. ``std`` is the sample standard deviation (0 for one seed).
-    """
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for r in records:
-        groups[(r.get("dataset"), r["method"], r["protocol"], r["rate"], r["pattern"], r["metric"])].append(r)
-    out = []
-    for (dataset, method, protocol, rate, pattern, metric), rows in groups.items():
-        values = [r["value"] for r in rows]
-        ok = all(v is not None and not math.isnan(v) for v in values)
-        out.append({"dataset": dataset, "method": method, "protocol": protocol, "rate": rate, "pattern": pattern,
-                    "metric": metric, "mean": float(np.mean(values)) if ok else None,
-                    "std": float(np.std(values, ddof=1)) if ok and len(values) > 1 else (0.0 if ok else None),
-                    "seeds": sorted(r["seed"] for r in rows), "n_scored": min(r["n_scored"] for r in rows)})
-    return out

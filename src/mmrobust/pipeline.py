@@ -32,6 +32,7 @@ from .methods import Method
 from .inputs import default_spec
 from .predictor import Predictor
 from .provenance import environment
+from .records import main_table, read_jsonl
 from .report import write_report
 from .runtime import resolve_device
 from .train import stage_checkpoints
@@ -232,9 +233,8 @@ def write_model(run_dir: Path, fitted_by_seed: Mapping[int, Mapping[str, Method]
 
 
 def model_card(run_dir: Path, config: RunConfig, seed: int, method: Method) -> str:
-    report = (run_dir / "report.md").read_text(encoding="utf-8").splitlines()
-    start = next((i for i, line in enumerate(report) if line.startswith("| method")), len(report))
-    end = next((i for i in range(start, len(report)) if not report[i].strip()), len(report))
+    """What the model is and how the run evaluated it: the main table, rendered from the run's records."""
+    table = main_table(read_jsonl(run_dir / "results.jsonl"))
     scores = ", ".join(f"{k.upper()} {100 * v:.1f}" for k, v in method.val_scores_.items())
     return "\n".join([
         f"# mmrobust model: UME-MMA on `{config.data.name}`", "",
@@ -243,7 +243,7 @@ def model_card(run_dir: Path, config: RunConfig, seed: int, method: Method) -> s
         "Use: `mmrobust predict model --input <modality>=<file or text>` (any subset), or "
         "`mmrobust.Predictor.load('model').predict({...})`.", "",
         f"Evaluation of the run (test split, mean ± std over seeds {config.seeds}; accuracy or F1 in %):", "",
-        *report[start:end], "", "The full report, with the protocols: `../report.md`.", ""])
+        *table, "", "The full report, with the protocols: `../report.md`.", ""])
 
 
 def _provenance(run_dir: Path, config: RunConfig, splits: Splits) -> dict:

@@ -1,4 +1,5 @@
-"""Records -> ``report.md`` and ``robustness.png``. Reads a run folder; computes nothing new."""
+"""Records -> ``report.md`` and ``robustness.png``. Reads a run folder's records; computes nothing
+new (the tables come from :mod:`mmrobust.records`). No torch, no methods."""
 from __future__ import annotations
 
 import json
@@ -8,24 +9,10 @@ from typing import Sequence
 
 import yaml
 
-from .experiment import summarize
 from .files import atomic_path, write_text
-
-PROTOCOL_TEXT = {
-    "observed": "the data's own missingness",
-    "full": "every modality present (rows with an observed gap not scored)",
-    "miss": "{m} absent from every test row",
-    "sweep": "{m} absent from a nested share r of test rows, r = 0, 0.1, ..., 1; area under metric-vs-r",
-    "map": "MAP: {m} absent from a share η of test rows",
-    "subsets": "only the listed modalities present",
-}
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing (run `mmrobust evaluate` on this folder first)")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
+from .protocols import get_protocol
+from .records import (main_columns, main_metric, method_order, pattern_columns, read_jsonl, reference_modality,
+                      summarize, table_lines)
 
 def write_report(run_dir: str | Path) -> Path:
     """Write ``report.md`` and ``robustness.png`` into ``run_dir``; returns the report's path."""
@@ -35,8 +22,8 @@ def write_report(run_dir: str | Path) -> Path:
     provenance = _read_json(run_dir / "provenance.json", {})
     config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) if (run_dir / "config.yaml").is_file() else {}
     summary = summarize(records)
-    metric = "f1_macro" if any(r["metric"] == "f1_macro" for r in records) else "accuracy"
-    methods = _method_order(records)
+    metric = main_metric(records)
+    methods = method_order(records)
     figure = plot_robustness(summary, metric, methods, run_dir / "robustness.png")
     text = render_markdown(summary, fits, provenance, config, metric, methods, figure is not None)
     write_text(run_dir / "report.md", text)
@@ -45,64 +32,6 @@ def write_report(run_dir: str | Path) -> Path:
 
 def _read_json(path: Path, default):
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else default
-
-
-def _method_order(records: Sequence[dict]) -> list[str]:
-    names = list(dict.fromkeys(r["method"] for r in records))
-    return [n for n in names if n.startswith("unimodal:")] + [n for n in names if not n.startswith("unimodal:")]
-
-
-def _label(method: str) -> str:
-    return f"*{method.split(':', 1)[1]} only (reference)*" if method.startswith("unimodal:") else method
-
-
-def _cell_text(cell: dict | None) -> str:
-    if cell is None or cell["mean"] is None:
-        return "n/a"
-    return f"{100 * cell['mean']:.1f} ± {100 * cell['std']:.1f}"
-
-
-def _columns(summary: Sequence[dict], metric: str) -> list[tuple[str, tuple]]:
-    """(header, cell key) for the main table: observed / full / miss / MAP / sweep areas.
-
-    A cell key is (protocol, rate, pattern, metric), as in the summary records.
-    """
-    columns = []
-    for p in dict.fromkeys(s["protocol"] for s in summary):
-        if p == "subsets":
-            continue
-        if p.startswith("sweep:"):
-            columns.append((f"{p} (area)", (p, None, None, f"area:{metric}")))
-        elif p.startswith("map:"):
-            rate = _rate_of(summary, p)
-            columns.append((p if "@" in p else f"{p}@{rate}", (p, rate, None, metric)))
-        else:
-            columns.append((p, (p, None, None, metric)))
-    order = {"observed": 0, "full": 1, "miss": 2, "map": 3, "sweep": 4}
-    return sorted(columns, key=lambda c: order.get(c[1][0].split(":")[0], 5))
-
-
-def _rate_of(summary, protocol: str):
-    return next((s["rate"] for s in summary if s["protocol"] == protocol), None)
-
-
-def _table(summary, methods, columns) -> list[str]:
-    """A markdown table, methods x columns, the best value of each column in bold."""
-    by_key = {(s["method"], s["protocol"], s["rate"], s["pattern"], s["metric"]): s for s in summary}
-    text = {(m, header): _cell_text(by_key.get((m, *key))) for m in methods for header, key in columns}
-    best = {}
-    for header, _ in columns:
-        values = [float(text[(m, header)].split(" ")[0]) for m in methods if text[(m, header)] != "n/a"]
-        best[header] = max(values) if values else None
-    lines = ["| method | " + " | ".join(h for h, _ in columns) + " |", "|---|" + "---:|" * len(columns)]
-    for method in methods:
-        row = []
-        for header, _ in columns:
-            cell = text[(method, header)]
-            bold = cell != "n/a" and float(cell.split(" ")[0]) == best[header]
-            row.append(f"**{cell}**" if bold else cell)
-        lines.append(f"| {_label(method)} | " + " | ".join(row) + " |")
-    return lines
 
 
 def render_markdown(summary, fits, provenance, config, metric, methods, has_figure) -> str:
@@ -116,13 +45,13 @@ def render_markdown(summary, fits, provenance, config, metric, methods, has_figu
            f"**Bold**: the best of each column. *n/a*: no row can be scored (a uni-modal model with its own "
            f"modality missing). The uni-modal rows are the *reference* for rows where only that modality is "
            f"present, not a ceiling.", "", _training_setting(config, summary), ""]
-    out += _table(summary, methods, _columns(summary, metric)) + [""]
-    out += ["Protocols:", ""] + [f"- `{p}`: {_protocol_text(p)}" for p in dict.fromkeys(s["protocol"] for s in summary)] + [""]
-    patterns = list(dict.fromkeys(s["pattern"] for s in summary if s["protocol"] == "subsets" and s["pattern"]))
+    out += table_lines(summary, methods, main_columns(summary, metric)) + [""]
+    out += ["Protocols:", ""] + [f"- `{p}`: {get_protocol(p).describe(p)}" for p in dict.fromkeys(s["protocol"] for s in summary)] + [""]
+    patterns = pattern_columns(summary, metric)
     if patterns:
         out += ["## By presence pattern (`subsets`)", "",
                 f"Test {name} in % with only the listed modalities present."]
-        out += [""] + _table(summary, methods, [(p, ("subsets", None, p, metric)) for p in patterns]) + [""]
+        out += [""] + table_lines(summary, methods, patterns) + [""]
     out += _selection_section(fits)
     if has_figure:
         out += ["## Robustness to a missing modality", "",
@@ -154,19 +83,14 @@ def _training_setting(config: dict, summary: Sequence[dict]) -> str:
                 "the *train-full* variant).")
     parts = [f"both modalities, MAP's pattern ({100 * rate / 2:g}% of rows lack one, {100 * rate / 2:g}% the other)"
              if m == "both" else f"`{m}` from {100 * rate:g}% of rows" for m, rate in sorted(missing.items())]
-    own = [p for p in dict.fromkeys(s["protocol"] for s in summary) if p.startswith("map:")
-           and missing.get(_map_modality(p)) == _rate_of(summary, p)]
+    own = [p for p in dict.fromkeys(s["protocol"] for s in summary) if get_protocol(p).kind == "map"
+           and missing.get(_map_modality(p)) == next(s["rate"] for s in summary if s["protocol"] == p)]
     label = f" This is MAP's own setting for {', '.join(f'`{p}`' for p in own)}." if own else ""
     return f"Training data: modalities removed from training and validation rows: {'; '.join(parts)}.{label}"
 
 
 def _map_modality(protocol: str) -> str:
     return protocol[len("map:"):].split("@")[0]
-
-
-def _protocol_text(protocol: str) -> str:
-    kind, _, arg = protocol.partition(":")
-    return PROTOCOL_TEXT.get(kind, protocol).format(m=f"`{arg.split('@')[0]}`")
 
 
 def _selection_section(fits: Sequence[dict]) -> list[str]:
@@ -235,7 +159,7 @@ def _provenance_section(provenance: dict, config: dict) -> list[str]:
 
 def plot_robustness(summary: Sequence[dict], metric: str, methods: Sequence[str], path: Path) -> Path | None:
     """Metric against missing rate, one line per method, one panel per swept modality."""
-    sweeps = list(dict.fromkeys(s["protocol"] for s in summary if s["protocol"].startswith("sweep:")))
+    sweeps = list(dict.fromkeys(s["protocol"] for s in summary if get_protocol(s["protocol"]).kind == "sweep"))
     if not sweeps:
         return None
     import matplotlib
@@ -247,7 +171,7 @@ def plot_robustness(summary: Sequence[dict], metric: str, methods: Sequence[str]
     colours = plt.get_cmap("tab10")
     for ax, sweep in zip(axes[0], sweeps):
         for i, method in enumerate(methods):
-            if method == f"unimodal:{sweep.split(':', 1)[1]}":
+            if reference_modality(method) == sweep.split(':', 1)[1]:
                 continue  # the model of the modality being removed is no reference here
             points = sorted((s for s in summary if s["protocol"] == sweep and s["method"] == method
                              and s["metric"] == metric and s["rate"] is not None and s["mean"] is not None),
@@ -257,7 +181,7 @@ def plot_robustness(summary: Sequence[dict], metric: str, methods: Sequence[str]
             x = [p["rate"] for p in points]
             y = [100 * p["mean"] for p in points]
             err = [100 * p["std"] for p in points]
-            style = "--" if method.startswith("unimodal:") else "-"
+            style = "--" if reference_modality(method) else "-"
             ax.plot(x, y, style, marker="o", markersize=3, label=method, color=colours(i % 10))
             ax.fill_between(x, [a - e for a, e in zip(y, err)], [a + e for a, e in zip(y, err)], alpha=0.12, color=colours(i % 10))
         ax.set_title(f"{sweep.split(':', 1)[1]} missing")

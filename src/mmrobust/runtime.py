@@ -1,21 +1,25 @@
 """Runtime helpers, in one small room: the device, seeding, and seeds derived from names.
 
-Imported by data/, encoders/, methods/ and the training loop; imports nothing of the library
-but :mod:`mmrobust.distributed`.
+Imported by data/, encoders/, methods/, the protocols and the training loop. torch is imported
+inside the functions that need it, so the pure modules (protocols, records, report) stay
+free of it.
 """
 from __future__ import annotations
 
 import contextlib
 import zlib
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from . import distributed
 
-
-def resolve_device(device: str | torch.device) -> torch.device:
+def resolve_device(device: "str | torch.device") -> "torch.device":
     """``auto``: CUDA when present (under torchrun, this process's GPU), else the CPU."""
+    import torch
+
+    from . import distributed
+
     if str(device) == "auto":
         if not torch.cuda.is_available():
             return torch.device("cpu")
@@ -26,6 +30,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Run a block under a fixed torch seed, restoring the caller's random state after."""
+    import torch
+
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)

@@ -117,7 +117,7 @@ class Method:
     def score(self, data: MultiModalDataset) -> float:
         """The method's metric on ``data`` with its own presence (rows it cannot use are skipped)."""
         from ..evaluate import evaluate
-        from ..masking import sample_masks
+        from ..protocols import sample_masks
 
         (record,) = [r for r in evaluate(self, data, sample_masks("observed", data.present, 0)) if r["metric"] == self.metric]
         return record["value"]

@@ -16,7 +16,7 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..batch import MultiModalDataset
 from ..encoders import EncoderLike
-from ..masking import nonempty_subsets, pattern_name, sample_masks
+from ..protocols import nonempty_subsets, pattern_name, sample_masks
 from .base import Method
 from .fused import UME, FusedMethod
 from .unimodal import Stage1, train_stage1
