@@ -150,7 +150,7 @@ def test_fused_method_errors():
     with pytest.raises(ValueError, match="at least two modalities"):
         mm.create_method("late-fusion", encoders=enc, num_classes=2)
     enc2 = {**enc, "b": mm.EncoderSpec("identity", in_dim=2)}
-    with pytest.raises(ValueError, match="unimodal_loss_weight needs fusion='mean'"):
+    with pytest.raises(ValueError, match="unimodal_loss_weight needs a fusion with per-modality heads"):
         mm.create_method("late-fusion-concat", encoders=enc2, num_classes=2, unimodal_loss_weight=0.5)
     with pytest.raises(KeyError, match="unknown method"):
         mm.create_method("nope", encoders=enc2, num_classes=2)

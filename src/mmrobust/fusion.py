@@ -1,5 +1,14 @@
-"""Mask-aware fusions. Each takes the presence mask explicitly and never reads the values
-of absent modalities (they may be anything, NaN included)."""
+"""Mask-aware fusions behind a registry (:data:`mmrobust.registry.FUSIONS`).
+
+A fusion takes the branch outputs and the presence mask explicitly and never reads the values of
+absent modalities (they may be anything, NaN included): the property every fusion's contract test
+checks. A fusion with ``heads = True`` sees per-modality logits (each branch ends in its own
+linear head); otherwise it sees features and maps them to logits itself. Every fusion is built as
+``cls(in_dims=..., num_classes=..., task=..., **options)`` and knows how to start from the
+Stage-1 heads (``init_from_heads``), so a fused model can be initialised from uni-modal models.
+
+To add a fusion: a subclass here (or in your own file) and one ``FUSIONS.register`` line.
+"""
 from __future__ import annotations
 
 from typing import Mapping
@@ -8,19 +17,30 @@ import torch
 from torch import Tensor, nn
 
 from .errors import ConfigError
+from .registry import FUSIONS
 
-FUSIONS = ("mean", "concat")
+
+class Fusion(nn.Module):
+    """Base class: ``forward(branches, present) -> logits``."""
+
+    heads = True  # the branches end in per-modality heads (logits); False: the fusion sees features
+
+    def init_from_heads(self, heads: Mapping[str, nn.Linear]) -> None:
+        """Start from the Stage-1 heads (copied into the branches when ``heads``; else here)."""
 
 
-class MeanFusion(nn.Module):
-    """Presence-normalised late fusion: ``z = sum_m p_m l_m / sum_m p_m`` over branch logits.
+class MeanFusion(Fusion):
+    """Presence-normalised mean of the branch logits: ``z = sum_m p_m l_m / sum_m p_m`` (method.md).
 
     ``average="probs"`` averages probabilities instead and returns their log (multi-class)
     or logit (multi-label), so the output is a logit either way. Rows with no modality
     present get zeros (they are never scored).
     """
 
-    def __init__(self, task: str = "multiclass", average: str = "logits") -> None:
+    heads = True
+
+    def __init__(self, in_dims: Mapping[str, int] | None = None, num_classes: int | None = None, *,
+                 task: str = "multiclass", average: str = "logits") -> None:
         super().__init__()
         if average not in ("logits", "probs"):
             raise ConfigError(f"average must be 'logits' or 'probs', got {average!r}")
@@ -51,10 +71,15 @@ class MeanFusion(nn.Module):
         return torch.where((total > 0)[:, None], logits, torch.zeros_like(logits))
 
 
-class ConcatFusion(nn.Module):
-    """Concatenated features, a fill in missing slots (zeros or a learned vector), one linear layer."""
+class ConcatFusion(Fusion):
+    """Concatenated features, a fill in missing slots (``missing``: zeros, or a learned vector per
+    modality, the "missing token"), one linear layer. From Stage 1 the layer is
+    ``[W_1 ... W_K] / K`` and ``mean(b_m)``: equal to the ensemble on full inputs."""
 
-    def __init__(self, in_dims: Mapping[str, int], num_classes: int, missing: str = "zeros") -> None:
+    heads = False
+
+    def __init__(self, in_dims: Mapping[str, int], num_classes: int, missing: str = "zeros", *,
+                 task: str = "multiclass") -> None:
         super().__init__()
         if missing not in ("zeros", "learned"):
             raise ConfigError(f"missing must be 'zeros' or 'learned', got {missing!r}")
@@ -71,3 +96,19 @@ class ConcatFusion(nn.Module):
             for m in self.modalities
         ]
         return self.linear(torch.cat(slots, dim=1))
+
+    @torch.no_grad()
+    def init_from_heads(self, heads: Mapping[str, nn.Linear]) -> None:
+        k = len(self.modalities)
+        self.linear.weight.copy_(torch.cat([heads[m].weight for m in self.modalities], 1) / k)
+        self.linear.bias.copy_(sum(heads[m].bias for m in self.modalities) / k)
+
+
+FUSIONS.register("mean", MeanFusion, doc="presence-normalised mean of per-modality logits (average: logits | probs)")
+FUSIONS.register("concat", ConcatFusion,
+                 doc="concatenated features, a fill in missing slots (missing: zeros | learned), one linear layer")
+
+
+def create_fusion(name: str, in_dims: Mapping[str, int], num_classes: int, task: str, **options) -> Fusion:
+    """A fusion by registry name, with its options."""
+    return FUSIONS.create(name, in_dims=in_dims, num_classes=num_classes, task=task, **options)

@@ -9,9 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import ConfigError
 from .batch import encode_present
-from .fusion import FUSIONS, ConcatFusion, MeanFusion
+from .fusion import create_fusion
 
 
 def task_loss(logits: Tensor, target: Tensor, task: str) -> Tensor:
@@ -53,9 +52,9 @@ class Branch(nn.Module):
 class LateFusionClassifier(nn.Module):
     """Late fusion over modalities iterated by sorted name, tolerant of any missing subset.
 
-    ``fusion="mean"``: per-modality heads and the presence-normalised mean of their logits
-    (method.md); ``fusion="concat"``: features concatenated with a fill in missing slots,
-    then one linear layer. Encoders run on present rows only.
+    ``fusion``: a registered fusion (``mean``: per-modality heads and the presence-normalised
+    mean of their logits, method.md; ``concat``: features concatenated with a fill in missing
+    slots, then one linear layer), with its ``fusion_options``. Encoders run on present rows only.
     """
 
     def __init__(
@@ -65,39 +64,30 @@ class LateFusionClassifier(nn.Module):
         *,
         fusion: str = "mean",
         task: str = "multiclass",
-        concat_missing: str = "zeros",
-        average: str = "logits",
+        fusion_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if fusion not in FUSIONS:
-            raise ConfigError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
         self.modalities = sorted(encoders)
-        self.fusion_kind = fusion
-        heads = {m: nn.Linear(encoders[m].out_dim, num_classes) if fusion == "mean" else None for m in self.modalities}
+        in_dims = {m: encoders[m].out_dim for m in self.modalities}
+        self.fusion = create_fusion(fusion, in_dims, num_classes, task, **dict(fusion_options or {}))
+        heads = {m: nn.Linear(in_dims[m], num_classes) if self.fusion.heads else None for m in self.modalities}
         self.branches = nn.ModuleDict({m: Branch(encoders[m], heads[m]) for m in self.modalities})
-        if fusion == "mean":
-            self.fusion: nn.Module = MeanFusion(task, average)
-        else:
-            self.fusion = ConcatFusion({m: encoders[m].out_dim for m in self.modalities}, num_classes, concat_missing)
 
     @classmethod
     def from_unimodal(cls, models: Mapping[str, UnimodalClassifier], num_classes: int, **kwargs: Any) -> "LateFusionClassifier":
         """Copy encoders and heads from uni-modal models (never shares their parameters).
 
-        With mean fusion the result equals their ensemble for every presence pattern; with
-        concat fusion the linear layer is ``[W_1 ... W_K] / K`` and ``mean(b_m)``, equal to
-        the ensemble on full inputs.
+        With mean fusion the result equals their ensemble for every presence pattern; a fusion
+        without heads starts from them as it defines (concat: equal on full inputs).
         """
         models = {m: copy.deepcopy(models[m]) for m in sorted(models)}
         fused = cls({m: model.encoder for m, model in models.items()}, num_classes, **kwargs)
         with torch.no_grad():
-            if fused.fusion_kind == "mean":
+            if fused.fusion.heads:
                 for m, model in models.items():
                     fused.branches[m].head.load_state_dict(model.head.state_dict())
             else:
-                k = len(models)
-                fused.fusion.linear.weight.copy_(torch.cat([models[m].head.weight for m in fused.modalities], 1) / k)
-                fused.fusion.linear.bias.copy_(sum(models[m].head.bias for m in fused.modalities) / k)
+                fused.fusion.init_from_heads({m: model.head for m, model in models.items()})
         return fused
 
     def encode(self, inputs: Mapping[str, Any], present: Mapping[str, Tensor],

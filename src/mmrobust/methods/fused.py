@@ -33,6 +33,7 @@ from ..encoders import EncoderLike, build_encoder, build_encoder_seeded
 from ..files import file_name
 from ..masking import sample_modality_dropout
 from ..models import LateFusionClassifier, proba_from_logits, task_loss
+from ..registry import FUSIONS
 from ..runtime import derive_seed, seeded
 from ..train import stage_checkpoints, train_module
 from .base import Method
@@ -54,8 +55,7 @@ class FusedMethod(Method):
         init: str = "scratch",
         augment: bool = False,
         fusion: str = "mean",
-        concat_missing: str = "zeros",
-        average: str = "logits",
+        fusion_options: Mapping[str, Any] | None = None,
         p_drop: float = 0.5,
         unimodal_loss_weight: float = 0.0,
         finetune_lr_scale: float = 0.1,
@@ -66,12 +66,12 @@ class FusedMethod(Method):
         super().__init__(encoders, num_classes, **kwargs)
         if init not in INITS:
             raise ConfigError(f"init must be one of {INITS}, got {init!r}")
-        if unimodal_loss_weight and fusion != "mean":
-            raise ConfigError("unimodal_loss_weight needs fusion='mean' (the concat fusion has no per-modality heads)")
+        if unimodal_loss_weight and not FUSIONS.get(fusion).heads:
+            raise ConfigError(f"unimodal_loss_weight needs a fusion with per-modality heads, such as 'mean' ({fusion!r} has none)")
         if len(self.encoders) < 2:
             raise ConfigError(f"a fused method needs at least two modalities, got {self.modalities}")
         self.init, self.augment, self.fusion = init, augment, fusion
-        self.concat_missing, self.average, self.p_drop = concat_missing, average, p_drop
+        self.fusion_options, self.p_drop = dict(fusion_options or {}), p_drop
         self.unimodal_loss_weight = unimodal_loss_weight
         self.finetune_lr_scale, self.finetune_epoch_fraction = finetune_lr_scale, finetune_epoch_fraction
         self.name = name or self.name
@@ -109,7 +109,7 @@ class FusedMethod(Method):
         return stage1
 
     def _model_options(self) -> dict:
-        return dict(fusion=self.fusion, task=self.task, concat_missing=self.concat_missing, average=self.average)
+        return dict(fusion=self.fusion, task=self.task, fusion_options=self.fusion_options)
 
     def build_model(self, stage1: Stage1 | None) -> LateFusionClassifier:
         """The model at step 0: copied from Stage 1 (``init="unimodal"``) or built fresh."""
@@ -180,7 +180,9 @@ class UME(FusedMethod):
     name = "ume"
 
     def __init__(self, encoders: Mapping[str, EncoderLike], num_classes: int, *, average: str = "logits", **kwargs: Any) -> None:
-        super().__init__(encoders, num_classes, init="unimodal", augment=False, fusion="mean", average=average, **kwargs)
+        super().__init__(encoders, num_classes, init="unimodal", augment=False, fusion="mean",
+                         fusion_options={"average": average}, **kwargs)
+        self.average = average
 
     def fit(self, train: MultiModalDataset, val: MultiModalDataset | None = None, *,
             stage1: Stage1 | None = None, log_dir: str | Path | None = None,
