@@ -10,6 +10,7 @@ import torch
 from .errors import DataError
 from .batch import MultiModalDataset
 from .protocols import ProtocolMask, sample_masks
+from .methods.base import check_finite
 from .metrics import compute_metric, metric_names
 from .records import sweep_areas
 
@@ -21,10 +22,14 @@ def selection_masks(data: MultiModalDataset, modalities: Sequence[str]) -> list[
 
 
 def _scored_proba(method, encoded: Any, data: MultiModalDataset, mask: ProtocolMask) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and targets of the rows the mask scores and the method can score (it says
+    which: a non-finite output on them is an error naming method, seed and condition)."""
     present = {m: torch.from_numpy(mask.present[m]) for m in method.modalities}
-    proba = method.proba_from_encoded(encoded, present).numpy()
-    rows = mask.scored & ~np.isnan(proba).any(axis=1)
-    return proba[rows], data.target.numpy()[rows]
+    rows = torch.from_numpy(mask.scored) & method.scorable(present)
+    proba = method.proba_from_encoded(encoded, present)[rows]
+    check_finite(proba, method, f"{mask.protocol}" + (f" rate {mask.rate}" if mask.rate is not None else "")
+                 + (f" pattern {mask.pattern}" if mask.pattern else ""))
+    return proba.numpy(), data.target.numpy()[rows.numpy()]
 
 
 def mask_scores(method, data: MultiModalDataset, masks: Sequence[ProtocolMask], metric: str, encoded: Any = None) -> list[float | None]:

@@ -1,28 +1,36 @@
-"""Methods x seeds x protocols -> flat records. Stage 1 runs once per seed and is shared.
+"""The one runner: methods x seeds x protocols -> flat records. Stage 1 runs once per seed and is
+shared by every method that needs it; composite methods (UME-MMA) receive the fitted parts.
 
 A seed is a training seed: each seed retrains every method (Stage 1 included) and draws its
-evaluation masks, which are the same for every method compared. The two phases are also
-usable apart: :func:`fit_methods` (one seed) and :func:`evaluate_methods`.
+evaluation masks, which are the same for every method compared.
+
+:class:`Experiment` runs; a :class:`Store` says where things go. The default store keeps
+nothing; :class:`FolderStore` writes a run folder (masks, per-epoch metrics, epoch checkpoints,
+fitted models, ``results.jsonl``, ``fits.json``) and restores what an interrupted run finished.
+``mm.run_experiment(...)`` and ``mmrobust run`` both run through here.
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from .errors import ConfigError
+from . import distributed
 from .batch import MultiModalDataset
+from .checkpoint import load_method, save_method
 from .encoders import EncoderLike
+from .errors import ConfigError
 from .evaluate import evaluate
-from .files import write_json, write_jsonl
+from .files import file_name, write_json, write_jsonl
 from .masking import sample_training_missing
-from .protocols import ProtocolMask, sample_all_masks, save_masks
 from .methods import METHODS, Method, create_method, train_stage1
 from .methods.unimodal import Stage1, UnimodalMethod
+from .protocols import ProtocolMask, sample_all_masks, save_masks
 from .provenance import measure
-from .records import summarize
+from .records import reference_modality, reference_name, summarize
 from .runtime import resolve_device
-from .train import TrainConfig
+from .train import TrainConfig, stage_checkpoints
 
 
 @dataclass
@@ -37,16 +45,219 @@ class ExperimentResults:
         return summarize(self.records)
 
 
+class Store:
+    """Where a run's products go, and what an earlier attempt left: by default nowhere, nothing."""
+
+    def log_dir(self, seed: int) -> Path | None:
+        return None
+
+    def checkpoint_dir(self, seed: int) -> Path | None:
+        return None
+
+    def restore(self, seed: int, name: str, method: Method) -> Method | None:
+        """An already fitted ``method`` (a finished stage of an interrupted run), or None."""
+        return None
+
+    def saved(self, seed: int, name: str, method: Method) -> None:
+        """Called as each method (and each Stage-1 model, as ``stage1:<m>``) is fitted."""
+
+    def masks(self, seed: int, masks: Sequence[ProtocolMask], protocols: Sequence[str]) -> None:
+        """Called with each seed's test masks."""
+
+    def records(self, records: list[dict]) -> None:
+        """Called with every record so far, after each seed is evaluated."""
+
+    def fits(self, fits: list[dict]) -> None:
+        """Called with what every fit so far chose, after each seed is fitted."""
+
+    def stage(self, stage: dict) -> None:
+        """Called with each stage's time and memory record (to show progress)."""
+
+    def log(self, message: str) -> None:
+        """Progress messages."""
+
+
+class FolderStore(Store):
+    """A run folder: written by rank 0, read back to resume (see ``mmrobust.pipeline``)."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    def log_dir(self, seed: int) -> Path:
+        return self.folder / "metrics" / f"seed{seed}"
+
+    def checkpoint_dir(self, seed: int) -> Path:
+        return self.folder / "checkpoints" / f"seed{seed}"
+
+    def model_path(self, seed: int, name: str) -> Path:
+        return self.folder / "models" / f"seed{seed}" / file_name(name, ".safetensors")
+
+    def restore(self, seed: int, name: str, method: Method) -> Method | None:
+        path = self.model_path(seed, name)
+        return load_method(method, path) if path.is_file() else None
+
+    def saved(self, seed: int, name: str, method: Method) -> None:
+        if distributed.is_main():
+            save_method(method, self.model_path(seed, name))
+            shutil.rmtree(stage_checkpoints(self.checkpoint_dir(seed), method.name), ignore_errors=True)
+
+    def masks(self, seed: int, masks: Sequence[ProtocolMask], protocols: Sequence[str]) -> None:
+        if distributed.is_main():
+            save_masks(self.folder / "masks" / f"seed{seed}.npz", masks, meta={"seed": seed, "protocols": list(protocols)})
+
+    def records(self, records: list[dict]) -> None:
+        if distributed.is_main():
+            write_jsonl(self.folder / "results.jsonl", records)
+
+    def fits(self, fits: list[dict]) -> None:
+        if distributed.is_main():
+            write_json(self.folder / "fits.json", fits)
+
+
+@dataclass
+class Experiment:
+    """Every method for every seed under every protocol, on one train / val / test split.
+
+    ``protocols=None`` means :func:`default_protocols`. ``method_options`` gives a method's
+    keyword arguments by its name; ``train_missing={"audio": 0.5}`` removes a modality from that
+    share of the training and validation rows (the paper's training-time missing).
+    """
+
+    methods: Sequence[str]
+    encoders: Mapping[str, EncoderLike]
+    train: MultiModalDataset
+    val: MultiModalDataset
+    test: MultiModalDataset
+    protocols: Sequence[str] | None = None
+    seeds: Sequence[int] = (0,)
+    train_config: TrainConfig = field(default_factory=TrainConfig)
+    method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    train_missing: Mapping[str, float] = field(default_factory=dict)
+    dataset: str = "custom"
+
+    def __post_init__(self) -> None:
+        check_compatible(self.encoders, self.train, self.val, self.test)
+        self.names = expand_methods(self.methods, self.modalities)
+        self.protocols = list(self.protocols) if self.protocols is not None else default_protocols(self.test, self.modalities)
+
+    @property
+    def modalities(self) -> list[str]:
+        return sorted(self.encoders)
+
+    def create_methods(self, seed: int) -> dict[str, Method]:
+        """The unfitted methods of one seed by name; a composite's parts are added before it."""
+        methods = {name: self._create(name, seed) for name in self.names}
+        for name, method in list(methods.items()):
+            for part in getattr(method, "part_names", ()):
+                methods.setdefault(part, self._create(part, seed))
+        return dict(sorted(methods.items(), key=lambda item: bool(getattr(item[1], "part_names", ()))))
+
+    def _create(self, name: str, seed: int) -> Method:
+        modality = reference_modality(name)
+        base = "unimodal" if modality else name
+        options = {**self.method_options.get(base, {}), **({"modality": modality} if modality else {})}
+        return create_method(base, encoders=self.encoders, num_classes=self.train.num_classes, task=self.train.task,
+                             seed=seed, train_config=self.train_config, **options)
+
+    def seed_data(self, seed: int) -> tuple[MultiModalDataset, MultiModalDataset]:
+        """The training and validation rows of one seed (training-time missing applied)."""
+        train, val = self.train, self.val
+        for modality, rate in sorted(self.train_missing.items()):
+            train = train.with_present(sample_training_missing(train.present, modality, rate, seed, "train"))
+            val = val.with_present(sample_training_missing(val.present, modality, rate, seed, "val"))
+        return train, val
+
+    def fit(self, store: Store | None = None, stages: list[dict] | None = None) -> dict[int, dict[str, Method]]:
+        """Every method of every seed, fitted (or restored from ``store``)."""
+        store, stages = store or Store(), [] if stages is None else stages
+        fitted, fits = {}, []
+        for seed in self.seeds:
+            train, val = self.seed_data(seed)
+            methods = self.create_methods(seed)
+            store.log(f"[seed {seed}] training {len(methods)} methods (Stage 1 first) on {len(train)} rows")
+            fitted[seed] = fit_methods(methods, train, val, store, seed, stages)
+            fits += [{"method": name, "seed": seed, **m.fit_summary()} for name, m in fitted[seed].items()]
+            store.fits(fits)
+        return fitted
+
+    def evaluate(self, fitted: Mapping[int, Mapping[str, Method]], store: Store | None = None,
+                 stages: list[dict] | None = None) -> list[dict]:
+        """Records of every fitted method under every mask of every protocol, seed by seed."""
+        store, stages = store or Store(), [] if stages is None else stages
+        records = []
+        for seed in self.seeds:
+            masks = sample_all_masks(self.protocols, {m: self.test.present[m] for m in self.modalities}, seed)
+            store.masks(seed, masks, self.protocols)
+            store.log(f"[seed {seed}] evaluating {len(fitted[seed])} methods under {len(masks)} masks on {len(self.test)} test rows")
+            for name, method in fitted[seed].items():
+                with measure(stages, f"seed{seed}/evaluate/{name}", method.device):
+                    records += [{"dataset": self.dataset, "method": name, "seed": seed, **r}
+                                for r in evaluate(method, self.test, masks)]
+            store.records(records)
+        return records
+
+    def run(self, store: Store | None = None) -> ExperimentResults:
+        """Fit, then evaluate: the whole experiment."""
+        results = ExperimentResults()
+        fitted = self.fit(store, results.stages)
+        results.records = self.evaluate(fitted, store, results.stages)
+        results.fits = [{"method": name, "seed": seed, **m.fit_summary()} for seed, ms in fitted.items() for name, m in ms.items()]
+        return results
+
+
+def fit_methods(methods: Mapping[str, Method], train: MultiModalDataset, val: MultiModalDataset, store: Store,
+                seed: int, stages: list[dict]) -> dict[str, Method]:
+    """Fit the methods of one seed in order: Stage 1 first (once, when any method needs it),
+    composites after their parts. Finished stages come back from ``store``; an interrupted one
+    resumes from its last epoch checkpoint."""
+    first = next(iter(methods.values()))
+    device = resolve_device(first.train_config.device)
+    folders = dict(log_dir=store.log_dir(seed), checkpoint_dir=store.checkpoint_dir(seed))
+    stage1 = None
+    if any(m.needs_stage1 or reference_modality(name) for name, m in methods.items()):
+        settings = dict(num_classes=first.num_classes, task=first.task, seed=seed, train_config=first.train_config,
+                        metric=first.metric)
+        encoders = {m: spec for method in methods.values() for m, spec in method.encoders.items()}
+        stage1 = _restore_stage1(encoders, settings, store, seed)
+        if stage1 is None:
+            with measure(stages, f"seed{seed}/stage1", device):
+                stage1 = train_stage1(encoders, train, val, **folders, **settings)
+            store.stage(stages[-1])
+            for m, method in stage1.methods.items():
+                store.saved(seed, f"stage1:{m}", method)
+    fitted: dict[str, Method] = {}
+    for name, method in methods.items():
+        fitted[name] = store.restore(seed, name, method)
+        if fitted[name] is not None:
+            continue
+        with measure(stages, f"seed{seed}/{name}", device):
+            fitted[name] = method.fit(train, val, stage1=stage1, fitted=fitted, **folders)
+        store.stage(stages[-1])
+        store.saved(seed, name, method)
+    return fitted
+
+
+def _restore_stage1(encoders, settings: dict, store: Store, seed: int) -> Stage1 | None:
+    """Stage 1 from its saved models, when every modality's model was saved."""
+    stage1 = Stage1(seed)
+    for m in sorted(encoders):
+        method = store.restore(seed, f"stage1:{m}", UnimodalMethod(encoders, modality=m, **settings))
+        if method is None:
+            return None
+        stage1.methods[m] = method
+    return stage1
+
+
 def expand_methods(methods: Sequence[str], modalities: Sequence[str]) -> list[str]:
-    """``unimodal`` becomes one ``unimodal:<m>`` per modality; ``ume-mma*`` go last (they reuse UME and MMA)."""
+    """``unimodal`` becomes one ``unimodal:<m>`` per modality (the references)."""
     names = []
     for name in methods:
-        base, _, modality = name.partition(":")
-        METHODS.get(base)  # raises the registry's error, listing the known methods
+        modality = reference_modality(name)
+        METHODS.get("unimodal" if modality else name)  # raises the registry's error, listing the known methods
         if modality and modality not in modalities:
             raise ConfigError(f"method {name!r}: unknown modality {modality!r}; the data has {list(modalities)}")
-        names += [f"unimodal:{m}" for m in sorted(modalities)] if name == "unimodal" else [name]
-    return sorted(dict.fromkeys(names), key=lambda n: n.startswith("ume-mma"))
+        names += [reference_name(m) for m in sorted(modalities)] if name == "unimodal" else [name]
+    return list(dict.fromkeys(names))
 
 
 def default_protocols(data: MultiModalDataset, modalities: Sequence[str]) -> list[str]:
@@ -54,151 +265,6 @@ def default_protocols(data: MultiModalDataset, modalities: Sequence[str]) -> lis
     gaps = any(not bool(data.present[m].all()) for m in modalities)
     mods = sorted(modalities)
     return (["observed"] if gaps else []) + ["full", *[f"miss:{m}" for m in mods], *[f"sweep:{m}" for m in mods], "subsets"]
-
-
-def create_methods(names: Sequence[str], encoders: Mapping[str, EncoderLike], data: MultiModalDataset, seed: int,
-                   train_config: TrainConfig, method_options: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Method]:
-    """Unfitted methods of one seed, by expanded name (``unimodal:<m>`` included)."""
-    out = {}
-    for name in names:
-        base, _, modality = name.partition(":")
-        options = dict((method_options or {}).get(base, {}))
-        if modality:
-            options["modality"] = modality
-        out[name] = create_method(base, encoders=encoders, num_classes=data.num_classes, task=data.task, seed=seed,
-                                  train_config=train_config, **options)
-    return out
-
-
-Restore = Callable[[str, Method], "Method | None"]
-
-
-def fit_methods(
-    methods: Mapping[str, Method], train: MultiModalDataset, val: MultiModalDataset, *,
-    stages: list[dict] | None = None, log_dir: str | Path | None = None, checkpoint_dir: str | Path | None = None,
-    on_fitted: Callable[[str, Method], None] | None = None, on_stage: Callable[[dict], None] | None = None,
-    restore: Restore | None = None,
-) -> dict[str, Method]:
-    """Fit the methods of one seed in order; Stage 1 first (once), when any method needs it.
-
-    ``on_fitted(name, method)`` is called as each method is fitted (to save it; Stage 1's
-    models as ``stage1:<m>``); ``on_stage(stage)`` with each stage's time and memory record
-    (to show progress). ``restore(name, method)`` may return an already fitted method (a
-    finished stage of an interrupted run), which is then not trained again; a stage that was
-    interrupted resumes from its last epoch checkpoint in ``checkpoint_dir``.
-    """
-    stages = [] if stages is None else stages
-    on_stage = on_stage or (lambda stage: None)
-    on_fitted = on_fitted or (lambda name, method: None)
-    restore = restore or (lambda name, method: None)
-    first = next(iter(methods.values()))
-    device, seed = resolve_device(first.train_config.device), first.seed
-    stage1 = None
-    if any(m.needs_stage1 or name.startswith("unimodal:") for name, m in methods.items()):
-        encoders = {m: spec for method in methods.values() for m, spec in method.encoders.items()}
-        settings = dict(num_classes=first.num_classes, task=first.task, seed=seed, train_config=first.train_config,
-                        metric=first.metric)
-        stage1 = _restore_stage1(encoders, settings, restore)
-        if stage1 is None:
-            with measure(stages, f"seed{seed}/stage1", device):
-                stage1 = train_stage1(encoders, train, val, log_dir=log_dir, checkpoint_dir=checkpoint_dir, **settings)
-            on_stage(stages[-1])
-            for m, method in stage1.methods.items():
-                on_fitted(f"stage1:{m}", method)
-    fitted: dict[str, Method] = {}
-    for name, method in methods.items():
-        fitted[name] = restore(name, method)
-        if fitted[name] is not None:
-            continue
-        with measure(stages, f"seed{seed}/{name}", device):
-            fitted[name] = method.fit(train, val, stage1=stage1, fitted=fitted, log_dir=log_dir, checkpoint_dir=checkpoint_dir)
-        on_stage(stages[-1])
-        on_fitted(name, method)
-    return fitted
-
-
-def _restore_stage1(encoders, settings: dict, restore: Restore) -> Stage1 | None:
-    """Stage 1 from its saved models, when every modality's model was saved."""
-    stage1 = Stage1(settings["seed"])
-    for m in sorted(encoders):
-        method = restore(f"stage1:{m}", UnimodalMethod(encoders, modality=m, **settings))
-        if method is None:
-            return None
-        stage1.methods[m] = method
-    return stage1
-
-
-def evaluate_methods(fitted: Mapping[str, Method], test: MultiModalDataset, masks: Sequence[ProtocolMask],
-                     *, stages: list[dict] | None = None) -> list[dict]:
-    """Records of every fitted method (of one seed) under every mask."""
-    stages = [] if stages is None else stages
-    records = []
-    for name, method in fitted.items():
-        with measure(stages, f"seed{method.seed}/evaluate/{name}", method.device):
-            records += [{"method": name, "seed": method.seed, **r} for r in evaluate(method, test, masks)]
-    return records
-
-
-def fit_records(fitted: Mapping[str, Method]) -> list[dict]:
-    return [{"method": name, "seed": m.seed, **m.fit_summary()} for name, m in fitted.items()]
-
-
-def apply_training_missing(train: MultiModalDataset, val: MultiModalDataset, train_missing: Mapping[str, float], seed: int):
-    """The paper's training-time missing: the validation split is masked like the training split."""
-    for modality, rate in sorted(train_missing.items()):
-        train = train.with_present(sample_training_missing(train.present, modality, rate, seed, "train"))
-        val = val.with_present(sample_training_missing(val.present, modality, rate, seed, "val"))
-    return train, val
-
-
-def seed_masks(test: MultiModalDataset, modalities: Sequence[str], protocols: Sequence[str], seed: int,
-               out_dir: str | Path | None = None) -> list[ProtocolMask]:
-    """The test masks of one seed, saved (with their sha256) under ``out_dir/masks`` when given."""
-    masks = sample_all_masks(protocols, {m: test.present[m] for m in modalities}, seed)
-    if out_dir is not None:
-        save_masks(Path(out_dir) / "masks" / f"seed{seed}.npz", masks, meta={"seed": seed, "protocols": list(protocols)})
-    return masks
-
-
-def run_experiment(
-    *,
-    methods: Sequence[str],
-    encoders: Mapping[str, EncoderLike],
-    train: MultiModalDataset,
-    val: MultiModalDataset,
-    test: MultiModalDataset,
-    protocols: Sequence[str] | None = None,
-    seeds: Sequence[int] = (0,),
-    train_config: TrainConfig | None = None,
-    method_options: Mapping[str, Mapping[str, Any]] | None = None,
-    train_missing: Mapping[str, float] | None = None,
-    dataset: str = "custom",
-    out_dir: str | Path | None = None,
-) -> ExperimentResults:
-    """Train and evaluate every method for every seed under every protocol.
-
-    ``protocols=None`` means :func:`default_protocols`. ``train_missing={"audio": 0.5}``
-    removes a modality from that share of the training and validation rows. With
-    ``out_dir``, the masks (with their sha256), per-epoch metrics, ``results.jsonl`` and
-    ``fits.json`` are written there.
-    """
-    check_compatible(encoders, train, val, test)
-    names = expand_methods(methods, sorted(encoders))
-    protocols = list(protocols) if protocols is not None else default_protocols(test, sorted(encoders))
-    config = train_config or TrainConfig()
-    results = ExperimentResults()
-    for seed in seeds:
-        seed_train, seed_val = apply_training_missing(train, val, train_missing or {}, seed)
-        masks = seed_masks(test, sorted(encoders), protocols, seed, out_dir)
-        log_dir = Path(out_dir) / "metrics" / f"seed{seed}" if out_dir is not None else None
-        unfitted = create_methods(names, encoders, test, seed, config, method_options)
-        fitted = fit_methods(unfitted, seed_train, seed_val, stages=results.stages, log_dir=log_dir)
-        results.records += [{"dataset": dataset, **r} for r in evaluate_methods(fitted, test, masks, stages=results.stages)]
-        results.fits += fit_records(fitted)
-        if out_dir is not None:
-            write_jsonl(Path(out_dir) / "results.jsonl", results.records)
-            write_json(Path(out_dir) / "fits.json", results.fits)
-    return results
 
 
 def check_compatible(encoders, *splits: MultiModalDataset) -> None:
@@ -209,3 +275,10 @@ def check_compatible(encoders, *splits: MultiModalDataset) -> None:
     tasks = {(d.task, d.num_classes) for d in splits}
     if len(tasks) != 1:
         raise ConfigError(f"train, val and test disagree on task / number of classes: {sorted(tasks)}")
+
+
+def run_experiment(*, out_dir: str | Path | None = None, **kwargs: Any) -> ExperimentResults:
+    """Train and evaluate every method for every seed under every protocol (see :class:`Experiment`
+    for the arguments). With ``out_dir``, a run folder is written there (:class:`FolderStore`)."""
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    return Experiment(**kwargs).run(FolderStore(out_dir) if out_dir is not None else None)

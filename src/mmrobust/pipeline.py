@@ -21,13 +21,11 @@ import yaml
 
 from .errors import ConfigError, DataError
 from . import distributed
-from .checkpoint import load_method, save_method
 from .config import RunConfig, config_from_dict, config_to_dict
 from .data import DATASETS, Splits
 from .encoders import EncoderSpec
-from .experiment import (apply_training_missing, check_compatible, create_methods, default_protocols,
-                         evaluate_methods, expand_methods, fit_methods, fit_records, seed_masks)
-from .files import file_name, write_json, write_jsonl, write_text
+from .experiment import Experiment, FolderStore
+from .files import write_json, write_text
 from .methods import Method
 from .inputs import default_spec
 from .predictor import Predictor
@@ -35,7 +33,6 @@ from .provenance import environment
 from .records import main_table, read_jsonl
 from .report import write_report
 from .runtime import resolve_device
-from .train import stage_checkpoints
 from .validate import validate_splits
 
 Log = Callable[[str], None]
@@ -96,12 +93,34 @@ def resolve_encoders(config: RunConfig, splits: Splits) -> dict[str, EncoderSpec
     return encoders
 
 
-def _setup(config: RunConfig, run_dir: Path, splits: Splits | None = None):
+def experiment_for(config: RunConfig, splits: Splits) -> Experiment:
+    """The experiment a run's config describes, on its data (the CLI and the library share it)."""
+    return Experiment(methods=config.methods, encoders=resolve_encoders(config, splits), train=splits.train,
+                      val=splits.val, test=splits.test, protocols=config.protocols, seeds=config.seeds,
+                      train_config=config.train, method_options=config.method_options,
+                      train_missing=config.train_missing, dataset=config.data.name)
+
+
+class RunFolderStore(FolderStore):
+    """The CLI's run folder: a :class:`FolderStore` that logs progress and keeps provenance."""
+
+    def __init__(self, folder: Path, provenance: dict, log: Log) -> None:
+        super().__init__(folder)
+        self.provenance, self.log = provenance, log
+
+    def stage(self, stage: dict) -> None:
+        self.log(f"  {stage['stage']}: {stage['seconds']:.1f} s, peak {stage['peak_rss_mb']} MB")
+
+    def fits(self, fits: list[dict]) -> None:
+        super().fits(fits)
+        if distributed.is_main():
+            write_json(self.folder / "provenance.json", self.provenance)
+
+
+def _setup(config: RunConfig, run_dir: Path, splits: Splits | None, log: Log) -> tuple[Experiment, RunFolderStore]:
     splits = splits if splits is not None else load_data(config)
     _keep_split(run_dir, splits)
-    encoders = resolve_encoders(config, splits)
-    check_compatible(encoders, splits.train, splits.val, splits.test)
-    return splits, encoders, expand_methods(config.methods, sorted(encoders))
+    return experiment_for(config, splits), RunFolderStore(run_dir, _provenance(run_dir, config, splits), log)
 
 
 def _keep_split(run_dir: Path, splits: Splits) -> None:
@@ -124,67 +143,39 @@ def train_run(run_dir: Path, log: Log = stderr_log, splits: Splits | None = None
 
     On a folder where some of it was done (an interrupted run, resumed), saved models are
     loaded, not retrained, and an interrupted stage resumes from its last epoch checkpoint."""
-    config = read_config(run_dir)
     started = time.perf_counter()
-    splits, encoders, names = _setup(config, run_dir, splits)
-    provenance = _provenance(run_dir, config, splits)
-    fitted_by_seed, fits = {}, []
-    for seed in config.seeds:
-        train, val = apply_training_missing(splits.train, splits.val, config.train_missing, seed)
-        unfitted = create_methods(names, encoders, splits.train, seed, config.train, config.method_options)
-        log(f"[seed {seed}] training {len(unfitted)} methods (Stage 1 first) on {len(train)} rows")
-
-        models, checkpoints = run_dir / "models" / f"seed{seed}", run_dir / "checkpoints" / f"seed{seed}"
-
-        def save(name: str, method: Method, models=models, checkpoints=checkpoints) -> None:
-            if not distributed.is_main():
-                return
-            save_method(method, models / file_name(name, ".safetensors"))
-            shutil.rmtree(stage_checkpoints(checkpoints, method.name), ignore_errors=True)
-
-        def restore(name: str, method: Method, models=models) -> Method | None:
-            path = models / file_name(name, ".safetensors")
-            return load_method(method, path) if path.is_file() else None
-
-        fitted_by_seed[seed] = fit_methods(
-            unfitted, train, val, stages=provenance["stages"], log_dir=run_dir / "metrics" / f"seed{seed}",
-            checkpoint_dir=checkpoints, on_fitted=save, restore=restore,
-            on_stage=lambda s: log(f"  {s['stage']}: {s['seconds']:.1f} s, peak {s['peak_rss_mb']} MB"))
-        fits += fit_records(fitted_by_seed[seed])
-        if distributed.is_main():
-            write_json(run_dir / "fits.json", fits)
-            write_json(run_dir / "provenance.json", provenance)
+    experiment, store = _setup(read_config(run_dir), run_dir, splits, log)
+    fitted = experiment.fit(store, store.provenance["stages"])
     distributed.barrier()
     if distributed.is_main():
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # every seed done: nothing left to resume
-        _finish(run_dir, provenance, "train", started)
-    return fitted_by_seed
+        _finish(run_dir, store.provenance, "train", started)
+    return fitted
 
 
-def evaluate_run(run_dir: Path, fitted_by_seed: Mapping[int, Mapping[str, Method]] | None = None,
+def evaluate_run(run_dir: Path, fitted: Mapping[int, Mapping[str, Method]] | None = None,
                  log: Log = stderr_log, splits: Splits | None = None) -> list[dict]:
     """Every protocol on the test split, per seed; models (and data) loaded from the run folder
     unless given."""
-    config = read_config(run_dir)
     started = time.perf_counter()
-    splits, encoders, names = _setup(config, run_dir, splits)
-    provenance = _provenance(run_dir, config, splits)
-    test = splits.test
-    protocols = config.protocols or default_protocols(test, sorted(encoders))
-    records = []
-    for seed in config.seeds:
-        masks = seed_masks(test, sorted(encoders), protocols, seed, run_dir)
-        fitted = (fitted_by_seed or {}).get(seed) or _load_fitted(run_dir, names, encoders, splits, seed, config)
-        log(f"[seed {seed}] evaluating {len(fitted)} methods under {len(masks)} masks on {len(test)} test rows")
-        records += [{"dataset": config.data.name, **r} for r in evaluate_methods(fitted, test, masks, stages=provenance["stages"])]
-    write_jsonl(run_dir / "results.jsonl", records)
-    _finish(run_dir, provenance, "evaluate", started)
+    experiment, store = _setup(read_config(run_dir), run_dir, splits, log)
+    fitted = fitted if fitted is not None else _load_fitted(experiment, store)
+    records = experiment.evaluate(fitted, store, store.provenance["stages"])
+    _finish(run_dir, store.provenance, "evaluate", started)
     return records
 
 
-def _load_fitted(run_dir, names, encoders, splits, seed, config) -> dict[str, Method]:
-    unfitted = create_methods(names, encoders, splits.train, seed, config.train, config.method_options)
-    return {name: load_method(m, run_dir / "models" / f"seed{seed}" / file_name(name, ".safetensors")) for name, m in unfitted.items()}
+def _load_fitted(experiment: Experiment, store: RunFolderStore) -> dict[int, dict[str, Method]]:
+    """Every fitted method of the run, from its saved models."""
+    fitted = {}
+    for seed in experiment.seeds:
+        fitted[seed] = {}
+        for name, method in experiment.create_methods(seed).items():
+            path = store.model_path(seed, name)
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: no saved model (was `mmrobust train` run for this folder?)")
+            fitted[seed][name] = store.restore(seed, name, method)
+    return fitted
 
 
 def run_all(config: RunConfig, out: Path | None = None, log: Log = stderr_log) -> Path:
@@ -226,7 +217,7 @@ def write_model(run_dir: Path, fitted_by_seed: Mapping[int, Mapping[str, Method]
     inputs = {m: splits.inputs.get(m) or default_spec(train.inputs[m].shape[1:]) for m in method.modalities}
     labels = train.label_names or [str(i) for i in range(train.num_classes)]
     card = model_card(run_dir, config, seed, method)
-    predictor = Predictor(method, inputs, labels, method_options=config.method_options.get("ume-mma", {}), card=card)
+    predictor = Predictor(method, inputs, labels, card=card)
     folder = predictor.save_pretrained(run_dir / "model")
     log(f"model: {folder} (seed {seed}, UME-MMA chose {method.selected_.upper()})")
     return folder

@@ -35,7 +35,7 @@ from .methods import Method, create_method
 from .train import TrainConfig
 from .version import __version__
 
-FORMAT = "mmrobust.model/1"
+FORMAT = "mmrobust.model/2"  # 2: the method's own parameters (get_params) instead of method_options
 
 
 @dataclass
@@ -52,19 +52,18 @@ class Predictor:
     """A fitted method with what it needs to read raw inputs: input specs and label names."""
 
     def __init__(self, method: Method, inputs: Mapping[str, dict], label_names: Sequence[str], *,
-                 method_options: Mapping[str, Any] | None = None, card: str | None = None) -> None:
+                 card: str | None = None) -> None:
         self.method, self.label_names = method, list(label_names)
         self.inputs = dict(inputs)
         self.modalities = list(method.modalities)
-        self.method_options = dict(method_options or {})
         self.card = card
 
     # --- files ---------------------------------------------------------------------------
     def save_pretrained(self, folder: str | Path) -> Path:
         folder = Path(folder)
         method = self.method
-        config = {"format": FORMAT, "mmrobust_version": __version__, "method": method.name.split(":")[0],
-                  "method_options": self.method_options, "seed": method.seed, "num_classes": method.num_classes,
+        config = {"format": FORMAT, "mmrobust_version": __version__, "method": method.registry_name,
+                  "params": method.get_params(), "seed": method.seed, "num_classes": method.num_classes,
                   "task": method.task, "label_names": self.label_names, "modalities": self.modalities,
                   "encoders": {m: _spec_dict(s) for m, s in method.encoders.items()}, "inputs": self.inputs,
                   "train": dataclasses.asdict(method.train_config)}
@@ -89,10 +88,10 @@ class Predictor:
         train = TrainConfig(**{**config["train"], **({"device": device} if device else {}), "progress": False})
         encoders = {m: EncoderSpec(d["name"], **{k: v for k, v in d.items() if k != "name"}) for m, d in config["encoders"].items()}
         method = create_method(config["method"], encoders=encoders, num_classes=config["num_classes"], task=config["task"],
-                               seed=config["seed"], train_config=train, **config["method_options"])
+                               seed=config["seed"], train_config=train, **config["params"])
         method = load_method(method, folder / "weights.safetensors")
         card = (folder / "model_card.md").read_text(encoding="utf-8") if (folder / "model_card.md").is_file() else None
-        return cls(method, config["inputs"], config["label_names"], method_options=config["method_options"], card=card)
+        return cls(method, config["inputs"], config["label_names"], card=card)
 
     from_pretrained = load
 

@@ -39,7 +39,7 @@ class Registry(Generic[T]):
         except KeyError:
             raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}") from None
 
-    def create(self, name: str, **kwargs: Any) -> T:
+    def create(self, name: str, /, **kwargs: Any) -> T:
         return self.get(name)(**kwargs)
 
     def names(self) -> list[str]:

@@ -30,7 +30,7 @@ PAPER_METHODS = ("unimodal", "late-fusion", "late-fusion-concat", "late-fusion-d
                  "late-fusion-unimodal-init", "ume", "mma", "ume-mma")
 
 
-def create_method(name: str, **kwargs: Any) -> Method:
+def create_method(name: str, /, **kwargs: Any) -> Method:
     """An unfitted method: ``create_method("mma", encoders=..., num_classes=10, seed=0)``."""
     return METHODS.create(name, **kwargs)
 

@@ -1,19 +1,22 @@
 """The method contract, in scikit-learn's vocabulary.
 
-``__init__`` only stores hyper-parameters; ``fit(train, val) -> self`` builds fresh
-modules from the encoder specs; fitted attributes end in ``_``. Evaluation goes through
+``__init__`` only stores hyper-parameters, each under its own name, so ``get_params`` can
+return them (a method knows its own options); ``fit(train, val) -> self`` builds fresh
+modules from the encoder specs; fitted attributes end in ``_``. A method says which rows it
+can score (``scorable``): missingness is never inferred from its outputs. Evaluation goes through
 ``encode`` (once per row) and ``proba_from_encoded`` (once per presence mask), so every
 protocol is applied at the fusion without re-running the encoders.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, Mapping
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError, NonFiniteOutputError
 from ..batch import Batch, MultiModalDataset, num_rows
 from ..encoders import EncoderLike
 from ..metrics import default_metric
@@ -50,6 +53,23 @@ class Method:
         return sorted(self.encoders)
 
     @property
+    def registry_name(self) -> str:
+        """The name this method is registered under (``create_method(registry_name, **get_params())``)."""
+        return self.name
+
+    def get_params(self) -> dict[str, Any]:
+        """The method's own hyper-parameters: the keyword-only arguments of its class's
+        ``__init__``, as stored (scikit-learn's ``get_params``). With the common arguments
+        (encoders, num_classes, task, seed, train_config, metric) they rebuild the method."""
+        signature = inspect.signature(type(self).__init__)
+        return {p.name: getattr(self, p.name) for p in signature.parameters.values() if p.kind == p.KEYWORD_ONLY
+                and p.name not in ("task", "seed", "train_config", "metric")}
+
+    def scorable(self, present: Mapping[str, Tensor]) -> Tensor:
+        """Rows this method can score under ``present``: those with any of its modalities."""
+        return torch.stack([torch.as_tensor(present[m]).bool().cpu() for m in self.modalities]).any(dim=0)
+
+    @property
     def device(self) -> torch.device:
         return resolve_device(self.train_config.device)
 
@@ -67,7 +87,7 @@ class Method:
     def proba_from_encoded(self, encoded: Any, present: Mapping[str, Tensor]) -> Tensor:
         """Probabilities ``N x C`` for a presence mask (a subset of the encoded one).
 
-        Rows with none of this method's modalities present are NaN.
+        Only the rows in ``scorable(present)`` mean anything; the others hold any value.
         """
         raise NotImplementedError
 
@@ -101,13 +121,14 @@ class Method:
     def predict_proba(self, inputs: Mapping[str, Any], present: Mapping[str, Any] | None = None) -> np.ndarray:
         """Probabilities for rows with any subset of modalities present (``None`` = absent)."""
         present_t = complete_present(inputs, present, self.modalities, self.input_modalities)
-        proba = self.proba_from_encoded(self.encode(inputs, present_t), present_t)
-        unusable = torch.nonzero(torch.isnan(proba).any(dim=1)).flatten().tolist()
+        unusable = torch.nonzero(~self.scorable(present_t)).flatten().tolist()
         if unusable:
-            raise ConfigError(
+            raise InputError(
                 f"rows {unusable[:5]}{' ...' if len(unusable) > 5 else ''} have none of the modalities "
                 f"this {self.name} model uses ({', '.join(self.modalities)}) present"
             )
+        proba = self.proba_from_encoded(self.encode(inputs, present_t), present_t)
+        check_finite(proba, self, "prediction")
         return proba.numpy()
 
     def predict(self, inputs: Mapping[str, Any], present: Mapping[str, Any] | None = None) -> np.ndarray:
@@ -124,6 +145,14 @@ class Method:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, modalities={self.modalities}, seed={self.seed})"
+
+
+def check_finite(proba: Tensor, method: "Method", where: str) -> None:
+    """A model's output must be finite on the rows it scores: a diverged model is an error, not n/a."""
+    bad = torch.nonzero(~torch.isfinite(proba).all(dim=1)).flatten().tolist()
+    if bad:
+        raise NonFiniteOutputError(f"{method.name} (seed {method.seed}) gave NaN or infinite probabilities under "
+                                   f"{where}, rows {bad[:5]}{' ...' if len(bad) > 5 else ''} of {len(proba)}")
 
 
 def complete_present(

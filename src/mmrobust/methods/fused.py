@@ -163,9 +163,7 @@ class FusedMethod(Method):
             chunk_present = {m: present[m][part].to(device) for m in self.modalities}
             logits = self.model_.fuse({m: encoded[m][part].to(device) for m in self.modalities}, chunk_present)
             out.append(proba_from_logits(logits.float(), self.task).cpu())
-        proba = torch.cat(out)
-        usable = torch.stack([present[m] for m in self.modalities]).any(dim=0)
-        return torch.where(usable[:, None], proba, torch.full_like(proba, float("nan")))
+        return torch.cat(out)
 
     def selection_score(self, val: MultiModalDataset) -> float:
         """Mean validation metric over ``full`` and each single modality missing (method.md)."""

@@ -18,6 +18,7 @@ from ..errors import ConfigError
 from ..batch import Batch, MultiModalDataset, encode_present, iter_chunks
 from ..encoders import EncoderLike, build_encoder
 from ..files import file_name
+from ..records import REFERENCE, reference_name
 from ..models import UnimodalClassifier, proba_from_logits, task_loss
 from ..runtime import derive_seed, seeded
 from ..train import stage_checkpoints, train_module
@@ -27,14 +28,18 @@ from .base import Method
 class UnimodalMethod(Method):
     """The uni-modal model of one modality: its encoder and a linear head."""
 
-    name = "unimodal"
+    name = REFERENCE
+
+    @property
+    def registry_name(self) -> str:
+        return REFERENCE
 
     def __init__(self, encoders: Mapping[str, EncoderLike], num_classes: int, *, modality: str, **kwargs: Any) -> None:
         if modality not in encoders:
             raise ConfigError(f"unknown modality {modality!r}; encoders are given for {sorted(encoders)}")
         super().__init__({modality: encoders[modality]}, num_classes, **kwargs)
         self.modality = modality
-        self.name = f"unimodal:{modality}"
+        self.name = reference_name(modality)
         self.input_modalities = sorted(encoders)
 
     def fit(self, train: MultiModalDataset, val: MultiModalDataset | None = None, *,
@@ -81,8 +86,7 @@ class UnimodalMethod(Method):
         return torch.where(present[m][:, None], logits, torch.zeros_like(logits))
 
     def proba_from_encoded(self, encoded: Tensor, present: Mapping[str, Tensor]) -> Tensor:
-        proba = proba_from_logits(encoded, self.task)
-        return torch.where(present[self.modality][:, None], proba, torch.full_like(proba, float("nan")))
+        return proba_from_logits(encoded, self.task)
 
 
 def only_present(data: MultiModalDataset, modality: str) -> MultiModalDataset:
