@@ -9,6 +9,7 @@ from mmrobust.audio import ogm_ge_spectrogram
 from mmrobust.cli import main
 from mmrobust.data import DATASETS
 from mmrobust.errors import DataError
+from mmrobust.validate import BadInputs
 from vl_fixtures import write_tone_wav
 
 CLASSES = ("playing drums", "playing piano", "tapping guitar")
@@ -86,7 +87,7 @@ def test_missing_clips_are_named_or_become_missing(tmp_path):
         frame.unlink()
     with pytest.raises(DataError, match="clip 'drums_train_1', audio: .*drums_train_1.wav: audio file not found"):
         DATASETS.create("kinetics-sound", root=str(root), cache_dir=str(tmp_path / "c1"), **OPTIONS)
-    splits = DATASETS.create("kinetics-sound", root=str(root), cache_dir=str(tmp_path / "c2"), on_bad_input="missing",
+    splits = DATASETS.create("kinetics-sound", root=str(root), cache_dir=str(tmp_path / "c2"), bad_inputs=BadInputs("missing"),
                              **OPTIONS)
     assert splits.info["bad_inputs"]["marked_missing"] == 2
     ids = splits.ids["test"]

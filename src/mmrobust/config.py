@@ -16,6 +16,7 @@ from typing import Any, Sequence, Union
 import yaml
 
 from .errors import ConfigError
+from .validate import BadInputs
 from .methods import PAPER_METHODS
 from .train import TrainConfig
 
@@ -31,8 +32,7 @@ class DataConfig:
     on_bad_input: str = "error"  # error: stop, naming the row | missing: treat the bad modality as missing
 
     def __post_init__(self) -> None:
-        if self.on_bad_input not in ("error", "missing"):
-            raise ConfigError(f"on_bad_input must be 'error' or 'missing', got {self.on_bad_input!r}")
+        BadInputs(self.on_bad_input)  # the policy checks itself
 
 
 @dataclass

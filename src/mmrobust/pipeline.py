@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import csv
-import inspect
 import io
 import json
 import shutil
@@ -33,7 +32,7 @@ from .provenance import environment
 from .records import main_table, read_jsonl
 from .report import write_report
 from .runtime import resolve_device
-from .validate import validate_splits
+from .validate import BadInputs, validate_splits
 
 Log = Callable[[str], None]
 
@@ -67,14 +66,15 @@ def read_config(run_dir: Path) -> RunConfig:
 
 
 def load_data(config: RunConfig) -> Splits:
-    """The dataset, every row validated before anything trains (``data.on_bad_input``)."""
+    """The dataset, every row validated before anything trains: one bad-input policy object
+    (``data.on_bad_input``) goes to the loader and to validation; ``train.device`` is where
+    feature extraction runs."""
     options = dict(config.data.options)
     if config.data.root is not None:
         options["root"] = config.data.root
-    factory = DATASETS.get(config.data.name)
-    if "on_bad_input" in inspect.signature(factory).parameters:  # loaders that read files decide per cell
-        options["on_bad_input"] = config.data.on_bad_input
-    splits, _ = validate_splits(factory(**options).limit(config.data.limit), config.data.on_bad_input)
+    bad = BadInputs(config.data.on_bad_input)
+    splits = DATASETS.create(config.data.name, **options, bad_inputs=bad, device=config.train.device)
+    splits, _ = validate_splits(splits.limit(config.data.limit), bad)
     return splits
 
 

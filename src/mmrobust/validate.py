@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .batch import MultiModalDataset
-from .errors import DataError
+from .errors import ConfigError, DataError
 
 POLICIES = ("error", "missing")
 CHUNK = 4096
@@ -28,45 +28,42 @@ SHOWN = 10  # bad inputs listed by name in reports
 
 @dataclass
 class BadInputs:
-    """What validation found, and (policy ``missing``) what it did about it."""
+    """The bad-input policy of a run, and what was found under it: one object, made from the
+    config and passed to the dataset loader (unreadable files) and to validation (values)."""
 
     policy: str = "error"
     marked_missing: list[dict] = field(default_factory=list)  # {"split", "row", "id", "modality", "reason"}
     dropped: list[dict] = field(default_factory=list)  # {"split", "row", "id", "reason"}
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise ConfigError(f"on_bad_input must be one of {POLICIES}, got {self.policy!r}")
 
     def summary(self) -> dict:
         return {"policy": self.policy, "marked_missing": len(self.marked_missing), "dropped": len(self.dropped),
                 "first": (self.marked_missing + self.dropped)[:SHOWN]}
 
 
-def check_policy(policy: str) -> str:
-    if policy not in POLICIES:
-        raise DataError(f"on_bad_input must be one of {POLICIES}, got {policy!r}")
-    return policy
-
-
-def validate_splits(splits, policy: str = "error", progress: bool | None = None):
-    """Every split of a :class:`~mmrobust.data.Splits` validated; returns (splits, BadInputs).
-    ``info["bad_inputs"]`` sums this and what the loader itself found (unreadable files)."""
-    bad = BadInputs(check_policy(policy))
+def validate_splits(splits, bad: BadInputs | None = None, progress: bool | None = None):
+    """Every split of a :class:`~mmrobust.data.Splits` validated under ``bad``'s policy (default
+    ``error``), recording into it; returns (splits, bad). Pass the object the loader got, so
+    ``info["bad_inputs"]`` counts what both found (unreadable files, then bad values)."""
+    bad = bad if bad is not None else BadInputs()
     check_unique_ids(splits.ids)
     out, ids = {}, dict(splits.ids)
     for split in ("train", "val", "test"):
-        out[split], keep = validate_dataset(getattr(splits, split), split, policy, splits.ids.get(split), bad, progress)
+        out[split], keep = validate_dataset(getattr(splits, split), split, splits.ids.get(split), bad, progress)
         if split in ids:
             ids[split] = [i for i, k in zip(ids[split], keep.tolist()) if k]
-    summary, earlier = bad.summary(), splits.info.get("bad_inputs") or {}
-    for key in ("marked_missing", "dropped"):
-        summary[key] += earlier.get(key, 0)
-    summary["first"] = (earlier.get("first", []) + summary["first"])[:SHOWN]
-    return dataclasses.replace(splits, **out, ids=ids, info={**splits.info, "bad_inputs": summary}), bad
+    return dataclasses.replace(splits, **out, ids=ids, info={**splits.info, "bad_inputs": bad.summary()}), bad
 
 
-def validate_dataset(data: MultiModalDataset, split: str, policy: str = "error", ids: list[str] | None = None,
+def validate_dataset(data: MultiModalDataset, split: str, ids: list[str] | None = None,
                      bad: BadInputs | None = None, progress: bool | None = None) -> tuple[MultiModalDataset, torch.Tensor]:
     """``data`` checked row by row; under policy ``missing`` the bad cells become missing and
     rows with nothing left are dropped (recorded in ``bad``). Returns the data and the kept rows."""
-    bad = bad if bad is not None else BadInputs(check_policy(policy))
+    bad = bad if bad is not None else BadInputs()
+    policy = bad.policy
     present = {m: data.present[m].clone() for m in data.modalities}
     for m in data.modalities:
         _check_dtype(data.inputs[m], f"{split}/{m}")

@@ -27,7 +27,7 @@ from ..audio import ogm_ge_spectrogram, read_wav
 from ..batch import MultiModalDataset
 from ..encoders import EncoderSpec
 from ..files import atomic_path
-from ..validate import BadInputs, check_policy
+from ..validate import BadInputs
 from ..registry import DATASETS
 from .splits import Splits
 from ..errors import DataError
@@ -121,14 +121,14 @@ def _spectrogram(path: Path) -> np.ndarray:
 
 
 def load_clips(name: str, root: Path, lists: dict, files, max_frames: int, size: int, cache: Path,
-               policy: str, bad: BadInputs) -> tuple[dict[str, MultiModalDataset], dict[str, list[str]]]:
+               bad: BadInputs) -> tuple[dict[str, MultiModalDataset], dict[str, list[str]]]:
     labels = sorted({label for rows in lists.values() for _, label in rows})
     key = hashlib.sha256(json.dumps([name, lists, max_frames, size], sort_keys=True).encode()).hexdigest()[:16]
     out, ids = {}, {}
     for split, rows in lists.items():
         if not rows:
             raise DataError(f"{root}: the {split} split has no clips")
-        video, audio, present = _decoded(split, rows, root, files, max_frames, size, cache / f"{split}-{key}", policy, bad)
+        video, audio, present = _decoded(split, rows, root, files, max_frames, size, cache / f"{split}-{key}", bad)
         keep = present["video"] | present["audio"]
         for row in np.flatnonzero(~keep):
             bad.dropped.append({"split": split, "row": int(row), "id": rows[row][0], "reason": "nothing readable left"})
@@ -140,12 +140,12 @@ def load_clips(name: str, root: Path, lists: dict, files, max_frames: int, size:
     return out, ids
 
 
-def _decoded(split, rows, root, files, max_frames, size, folder: Path, policy: str, bad: BadInputs):
+def _decoded(split, rows, root, files, max_frames, size, folder: Path, bad: BadInputs):
     """Memory-mapped frames and spectrograms of one split (decoded once; complete or absent)."""
     meta_path = folder / "meta.json"
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
-        if meta["bad"] and policy == "error":  # decoded earlier under --on-bad-input missing
+        if meta["bad"] and bad.policy == "error":  # decoded earlier under --on-bad-input missing
             first = meta["bad"][0]
             raise DataError(f"{split} clip {first['id']!r}, {first['modality']}: {first['reason']} "
                             f"(or use --on-bad-input missing)")
@@ -165,7 +165,7 @@ def _decoded(split, rows, root, files, max_frames, size, folder: Path, policy: s
             try:
                 target[i] = read()
             except DataError as err:
-                if policy == "error":
+                if bad.policy == "error":
                     raise DataError(f"{split} clip {clip!r}, {modality}: {err} (or use --on-bad-input missing)") from None
                 present[modality][i] = False
                 found.append({"split": split, "row": i, "id": clip, "modality": modality, "reason": str(err)})
@@ -181,14 +181,14 @@ def _decoded(split, rows, root, files, max_frames, size, folder: Path, policy: s
 
 
 def _splits(name: str, root: str, lists_of, files, classes: int, frames: int, max_frames: int, size: int,
-            cache_dir: str | None, val_seed: int, on_bad_input: str) -> Splits:
+            cache_dir: str | None, val_seed: int, bad: BadInputs | None) -> Splits:
     root_path = Path(root)
     if not root_path.is_dir():
         raise DataError(f"{root}: no such folder (the {name} data; see the README for the layout)")
-    bad = BadInputs(check_policy(on_bad_input))
+    bad = bad if bad is not None else BadInputs()
     lists = _with_val(lists_of(root_path), val_seed)
     cache = Path(cache_dir) if cache_dir else root_path / ".mmrobust"
-    data, ids = load_clips(name, root_path, lists, files, max_frames, size, cache, on_bad_input, bad)
+    data, ids = load_clips(name, root_path, lists, files, max_frames, size, cache, bad)
     labels = data["train"].label_names
     encoders = {"video": EncoderSpec("resnet18", frames=frames, augment=True), "audio": EncoderSpec("resnet18-spectrogram")}
     info = {"dataset": name, "root": str(root_path), "classes": len(labels), "expected_classes": classes,
@@ -201,14 +201,14 @@ def _splits(name: str, root: str, lists_of, files, classes: int, frames: int, ma
 
 @DATASETS.register("kinetics-sound")
 def kinetics_sound(root: str, frames: int = 3, max_frames: int = 10, size: int = 224, cache_dir: str | None = None,
-                   val_seed: int = 0, on_bad_input: str = "error") -> Splits:
+                   val_seed: int = 0, bad_inputs: BadInputs | None = None, device: str = "auto") -> Splits:
     """Kinetics-Sound (31 classes), OGM-GE layout: frames at 1 fps + WAV per clip, train/test CSV lists."""
     return _splits("Kinetics-Sound", root, _ks_lists, _ks_files, 31, frames, max_frames, size, cache_dir, val_seed,
-                   on_bad_input)
+                   bad_inputs)
 
 
 @DATASETS.register("ave")
 def ave(root: str, frames: int = 3, max_frames: int = 10, size: int = 224, cache_dir: str | None = None,
-        val_seed: int = 0, on_bad_input: str = "error") -> Splits:
+        val_seed: int = 0, bad_inputs: BadInputs | None = None, device: str = "auto") -> Splits:
     """AVE (28 classes), OGM-GE layout: visual/<clip>/ frames, audio/<clip>.wav, AVE's *Set.txt lists."""
-    return _splits("AVE", root, _ave_lists, _ave_files, 28, frames, max_frames, size, cache_dir, val_seed, on_bad_input)
+    return _splits("AVE", root, _ave_lists, _ave_files, 28, frames, max_frames, size, cache_dir, val_seed, bad_inputs)

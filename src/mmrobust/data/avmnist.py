@@ -29,6 +29,7 @@ from ..audio import add_noise, fit_length, get_preset, read_wav, resample, spect
 from ..batch import MultiModalDataset
 from ..encoders import EncoderSpec
 from ..registry import DATASETS
+from ..validate import BadInputs
 from .splits import Splits
 from .idx import load_mnist
 
@@ -201,7 +202,7 @@ def avmnist_encoders() -> dict[str, EncoderSpec]:
 
 
 @DATASETS.register("avmnist")
-def avmnist(root: str | Path) -> Splits:
+def avmnist(root: str | Path, *, bad_inputs: BadInputs | None = None, device: str = "auto") -> Splits:
     """AV-MNIST prepared by `mmrobust prepare avmnist` (memory-mapped; 55k / 5k / 10k)."""
     root = Path(root)
     meta = _read_meta(root)
@@ -235,7 +236,7 @@ def _load_array(path: Path, shape_tail: tuple | None = None) -> np.ndarray:
 # --- MultiBench's published layout ------------------------------------------------------------
 
 @DATASETS.register("avmnist-multibench")
-def avmnist_multibench(root: str | Path, val_start: int = 55000) -> Splits:
+def avmnist_multibench(root: str | Path, val_start: int = 55000, *, bad_inputs: BadInputs | None = None, device: str = "auto") -> Splits:
     """AV-MNIST in MultiBench's download layout; validation = training rows 55,000-59,999.
 
     In that download the validation rows share recordings with the training rows.

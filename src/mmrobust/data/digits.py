@@ -16,6 +16,7 @@ import numpy as np
 from ..batch import MultiModalDataset
 from ..encoders import EncoderSpec
 from ..registry import DATASETS
+from ..validate import BadInputs
 from .splits import Splits
 
 SPLITS = ("train", "val", "test")
@@ -48,7 +49,7 @@ def load_digits_arrays(path: str | Path | None = None) -> tuple[dict[str, dict[s
 
 
 @DATASETS.register("digits")
-def digits(path: str | Path | None = None) -> Splits:
+def digits(path: str | Path | None = None, *, bad_inputs: BadInputs | None = None, device: str = "auto") -> Splits:
     """Embedded AV-MNIST-style digits: PCA-degraded MNIST + noisy espeak-ng speech (5k/1k/5k)."""
     arrays, meta = load_digits_arrays(path)
     splits = {

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from ..registry import DATASETS
+from ..validate import BadInputs
 from .splits import Splits
 from .manifest import IMAGE_SUFFIXES
 from ..errors import DataError
@@ -61,9 +62,11 @@ def read_food101(root: str | Path, val_share: float = 0.1, seed: int = 0, on_bad
 
 @DATASETS.register("food101")
 def food101(root: str, extractors: Mapping[str, str] | None = None, finetune: Sequence[str] = (),
-            cache_dir: str | None = None, val_share: float = 0.1, seed: int = 0, on_bad_input: str = "error") -> Splits:
+            cache_dir: str | None = None, val_share: float = 0.1, seed: int = 0,
+            bad_inputs: BadInputs | None = None, device: str = "auto") -> Splits:
     """UPMC Food-101: photo + page title, 101 classes (the public release's layout)."""
-    table = read_food101(root, val_share, seed, on_bad_input)
+    bad_inputs = bad_inputs if bad_inputs is not None else BadInputs()
+    table = read_food101(root, val_share, seed, bad_inputs.policy)
     return build_splits(table, extractors, finetune, cache_dir,
                         info={"dataset": "UPMC Food-101", "split": f"test as released; val = {val_share:.0%} of train, seed {seed}"},
-                        on_bad_input=on_bad_input)
+                        bad_inputs=bad_inputs, device=device)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..registry import DATASETS
+from ..validate import BadInputs
 from .splits import Splits
 from ..errors import DataError
 from .table import SPLIT_ALIASES, Table, build_splits
@@ -156,9 +157,9 @@ def _split(path: Path, sample_id: str, text: str, column: str) -> str:
 def manifest(path: str, label: str, columns: Sequence[str] | None = None, kinds: Mapping[str, str] | None = None,
              id_column: str = "id", split_column: str = "split", multilabel: bool | None = None, separator: str = "|",
              extractors: Mapping[str, str] | None = None, finetune: Sequence[str] = (), cache_dir: str | None = None,
-             split_seed: int = 0, on_bad_input: str = "error") -> Splits:
+             split_seed: int = 0, bad_inputs: BadInputs | None = None, device: str = "auto") -> Splits:
     """Your own data: a CSV / JSONL manifest, one row per sample, one column per modality."""
     table = read_manifest(path, label, columns, kinds, id_column, split_column, multilabel, separator)
     split = "the manifest's split column" if table.split is not None else f"stratified 70/15/15, seed {split_seed}"
     return build_splits(table, extractors, finetune, cache_dir, split_seed, info={"label": label, "split": split},
-                        on_bad_input=on_bad_input)
+                        bad_inputs=bad_inputs, device=device)

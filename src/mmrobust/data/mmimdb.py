@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from ..registry import DATASETS
+from ..validate import BadInputs
 from .splits import Splits
 from ..errors import DataError
 from .table import Table, build_splits
@@ -77,9 +78,9 @@ def read_mmimdb(root: str | Path) -> tuple[Table, int]:
 
 @DATASETS.register("mmimdb")
 def mmimdb(root: str, extractors: Mapping[str, str] | None = None, finetune: Sequence[str] = (),
-           cache_dir: str | None = None, on_bad_input: str = "error") -> Splits:
+           cache_dir: str | None = None, bad_inputs: BadInputs | None = None, device: str = "auto") -> Splits:
     """MM-IMDB: poster + plot, 23 genres, multi-label (the authors' archive layout)."""
     table, skipped = read_mmimdb(root)
     return build_splits(table, extractors, finetune, cache_dir, info={"dataset": "MM-IMDB", "skipped_no_genre": skipped,
                                                                       "split": "the archive's split.json"},
-                        on_bad_input=on_bad_input)
+                        bad_inputs=bad_inputs, device=device)

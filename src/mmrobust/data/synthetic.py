@@ -13,6 +13,7 @@ import numpy as np
 from ..batch import MultiModalDataset
 from ..encoders import EncoderSpec
 from ..registry import DATASETS
+from ..validate import BadInputs
 from .splits import Splits
 
 
@@ -52,7 +53,7 @@ def _sample_target(rng: np.random.Generator, n: int, num_classes: int, task: str
 
 
 @DATASETS.register("synthetic")
-def synthetic(seed: int = 0) -> Splits:
+def synthetic(seed: int = 0, *, bad_inputs: BadInputs | None = None, device: str = "auto") -> Splits:
     """Two noisy 8-d views of 4 classes (600 / 200 / 400 rows); fusion beats each view."""
     splits = make_synthetic(noise={"a": 1.3, "b": 1.3}, seed=seed)
     encoders = {m: EncoderSpec("mlp", in_dim=8, hidden=(64,), out_dim=32) for m in ("a", "b")}

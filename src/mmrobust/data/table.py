@@ -6,6 +6,7 @@ The manifest loader, MM-IMDB and Food-101 all read their files into a :class:`Ta
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -19,7 +20,7 @@ from ..encoders import EncoderSpec
 from ..errors import DataError
 from ..pretrained import DEFAULT_EXTRACTORS, ExtractorError, FeatureCache, get_extractor, resolve_path
 from ..runtime import derive_seed, resolve_device
-from ..validate import BadInputs, check_policy
+from ..validate import BadInputs
 from .splits import Splits
 
 CELL_KINDS = ("image", "text", "audio", "features")
@@ -69,14 +70,16 @@ class Table:
 
 def build_splits(table: Table, extractors: Mapping[str, str] | None = None, finetune: Iterable[str] = (),
                  cache_dir: str | Path | None = None, split_seed: int = 0, info: Mapping[str, Any] | None = None,
-                 on_bad_input: str = "error") -> Splits:
+                 bad_inputs: BadInputs | None = None, device: str = "auto") -> Splits:
     """Features (or preprocessed inputs) per modality, targets, and the train / val / test split.
 
     Every present cell is read before anything trains (a cached feature was read when it was
-    cached: its key is the file's content). ``on_bad_input="missing"``: an unreadable cell
-    becomes missing, a row left with nothing is dropped, both counted in ``info["bad_inputs"]``."""
+    cached: its key is the file's content). Under ``bad_inputs``'s policy ``missing`` an unreadable
+    cell becomes missing, a row left with nothing is dropped, both recorded there. Frozen features
+    are computed on ``device``. ``table`` itself is never changed."""
     table.check()
-    bad = BadInputs(check_policy(on_bad_input))
+    table = dataclasses.replace(table, cells={m: list(cells) for m, cells in table.cells.items()})  # our own copy
+    bad = bad_inputs if bad_inputs is not None else BadInputs()
     finetune = set(finetune)
     unknown = sorted(finetune - set(table.cells))
     if unknown:
@@ -101,10 +104,10 @@ def build_splits(table: Table, extractors: Mapping[str, str] | None = None, fine
             inputs[m] = _preprocessed_column(table, m, extractor, bad)
             encoders[m] = EncoderSpec("pretrained", extractor=name)
         else:
-            inputs[m] = _feature_column(table, m, extractor, FeatureCache(cache_dir, extractor), bad)
+            inputs[m] = _feature_column(table, m, extractor, FeatureCache(cache_dir, extractor), bad, device)
             encoders[m] = EncoderSpec("mlp", in_dim=int(inputs[m].shape[1]))
     for record in bad.marked_missing:
-        record["split"] = split[record["row"]]
+        record.setdefault("split", split[record["row"]])
     present = {m: np.array([c is not None for c in table.cells[m]]) for m in table.cells}  # after unreadable cells
     keep = np.any(np.stack(list(present.values())), axis=0)
     bad.dropped += [{"split": split[row], "row": row, "id": table.ids[row], "reason": "nothing readable left"}
@@ -160,21 +163,21 @@ def _present_rows(table: Table, m: str) -> list[int]:
     return [i for i, c in enumerate(table.cells[m]) if c is not None]
 
 
-def _read(table: Table, m: str, row: int, read, bad: BadInputs | None = None):
+def _read(table: Table, m: str, row: int, read, bad: BadInputs):
     """``read(cell)``; an unreadable cell is an error naming the sample, or (policy
     ``missing``) becomes missing and is recorded: then None."""
     try:
         return read(table.cells[m][row])
     except (ExtractorError, DataError) as err:
         message = f"{table.source}: sample {table.ids[row]!r}, {m}: {err}"
-        if bad is None or bad.policy == "error":
+        if bad.policy == "error":
             raise DataError(message + " (or use --on-bad-input missing to treat such cells as missing)") from None
         bad.marked_missing.append({"row": row, "id": table.ids[row], "modality": m, "reason": str(err)})
         table.cells[m][row] = None
         return None
 
 
-def _npy_column(table: Table, m: str, bad: BadInputs | None = None) -> np.ndarray:
+def _npy_column(table: Table, m: str, bad: BadInputs) -> np.ndarray:
     """``.npy`` feature vectors (one per cell, same length, finite) -> ``[N, D]`` float32."""
     vectors: dict[int, np.ndarray] = {}
     for row in _present_rows(table, m):
@@ -207,14 +210,14 @@ def _load_vector(base: Path, cell: str, first: np.ndarray | None) -> np.ndarray:
     return vector.astype(np.float32)
 
 
-def _feature_column(table: Table, m: str, extractor, cache: FeatureCache, bad: BadInputs | None = None) -> np.ndarray:
+def _feature_column(table: Table, m: str, extractor, cache: FeatureCache, bad: BadInputs, device: str) -> np.ndarray:
     """Frozen features of every present cell: from the cache, or computed (in chunks) and cached."""
     keys = {row: _read(table, m, row, lambda c: cache.key(c, extractor.kind, table.base), bad) for row in _present_rows(table, m)}
     rows = [row for row, key in keys.items() if key is not None]
     features = {row: cache.get(keys[row]) for row in rows}
     todo = [row for row in rows if features[row] is None]
     if todo:
-        device = resolve_device("auto")
+        device = resolve_device(device)
         module = extractor.module().eval().to(device)
         bar = tqdm(total=len(todo), desc=f"{m}: {extractor.name} features", unit="item", disable=None)
         for chunk in _chunks(todo, CHUNK):
@@ -244,7 +247,7 @@ def _feature_column(table: Table, m: str, extractor, cache: FeatureCache, bad: B
     return out
 
 
-def _preprocessed_column(table: Table, m: str, extractor, bad: BadInputs | None = None):
+def _preprocessed_column(table: Table, m: str, extractor, bad: BadInputs):
     """The extractor's preprocessed inputs of every row (zeros where missing), for fine-tuning."""
     loaded = {row: _read(table, m, row, lambda c: extractor.load(c, table.base), bad) for row in _present_rows(table, m)}
     rows = [row for row, item in loaded.items() if item is not None]
