@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 import mmrobust as mm
+from mmrobust.evaluate import evaluate
 from mmrobust.experiment import expand_methods
+from mmrobust.protocols import masks_hash, sample_all_masks
 
 ALL = ["unimodal", "ume", "mma", "ume-mma", "late-fusion", "late-fusion-concat", "late-fusion-dropout",
        "late-fusion-unimodal-init"]
@@ -69,11 +71,23 @@ def test_records_cover_methods_protocols_and_na_cells(synthetic, tiny_encoders, 
     assert summary[("unimodal:a", "miss:a", "accuracy")]["mean"] is None
 
 
-def test_same_masks_for_every_method(synthetic, tiny_encoders, tiny_config):
-    results = mm.run_experiment(methods=["ume", "late-fusion"], encoders=tiny_encoders, train=synthetic["train"],
-                                val=synthetic["val"], test=synthetic["test"], protocols=["map:a@0.3"], seeds=[5],
-                                train_config=tiny_config)
-    assert len({r["n_scored"] for r in results.records}) == 1
+def test_same_masks_for_every_method(synthetic, tiny_encoders, tiny_config, monkeypatch):
+    seen = []
+
+    def spying_evaluate(method, data, masks):
+        seen.append((method.name, method.seed, masks_hash(masks)))
+        return evaluate(method, data, masks)
+
+    monkeypatch.setattr(mm.experiment, "evaluate", spying_evaluate)
+    mm.run_experiment(methods=["unimodal", "ume", "late-fusion"], encoders=tiny_encoders, train=synthetic["train"],
+                      val=synthetic["val"], test=synthetic["test"], protocols=["map:a@0.3", "sweep:b"], seeds=[5, 6],
+                      train_config=tiny_config)
+    for seed in (5, 6):
+        hashes = {h for _, s, h in seen if s == seed}
+        assert len([n for n, s, _ in seen if s == seed]) == 4 and len(hashes) == 1, "every method of a seed, one set of masks"
+        expected = sample_all_masks(["map:a@0.3", "sweep:b"], {m: synthetic["test"].present[m] for m in "ab"}, seed)
+        assert hashes == {masks_hash(expected)}
+    assert len({h for _, _, h in seen}) == 2, "each seed draws its own masks"
 
 
 def test_three_modalities_with_observed_gaps_end_to_end(tiny_config):
@@ -93,12 +107,25 @@ def test_three_modalities_with_observed_gaps_end_to_end(tiny_config):
     assert all(r["value"] is None or 0 <= r["value"] <= 1 for r in results.records)
 
 
-def test_training_missing_and_multilabel(tiny_encoders, tiny_config):
+def test_training_missing_and_multilabel(tiny_encoders, tiny_config, monkeypatch):
     data = mm.make_synthetic({"train": 120, "val": 60, "test": 60}, {"a": 6, "b": 6}, task="multilabel", seed=4)
+    trained_on = []
+    original = mm.experiment.fit_methods
+
+    def spying_fit(methods, train, val, *args):
+        trained_on.append({split: {m: int(d.present[m].sum()) for m in "ab"} for split, d in (("train", train), ("val", val))})
+        return original(methods, train, val, *args)
+
+    monkeypatch.setattr(mm.experiment, "fit_methods", spying_fit)
     results = mm.run_experiment(methods=["unimodal", "mma"], encoders=tiny_encoders, train=data["train"], val=data["val"],
                                 test=data["test"], protocols=["full"], seeds=[0], train_config=tiny_config,
                                 train_missing={"b": 0.5})
     assert {r["metric"] for r in results.records} == {"f1_macro", "f1_micro"}
+    assert trained_on == [{"train": {"a": 120, "b": 60}, "val": {"a": 60, "b": 30}}], "b removed from half the rows"
+    fits = {f["method"]: f for f in results.fits}
+    assert fits["unimodal:b"]["val_score"] is not None
+    full = {r["method"]: r["n_scored"] for r in results.records if r["metric"] == "f1_macro"}
+    assert full == {"unimodal:a": 60, "unimodal:b": 60, "mma": 60}, "the test split is not touched"
 
 
 def test_runner_errors(synthetic, tiny_encoders):

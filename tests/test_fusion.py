@@ -18,18 +18,6 @@ def test_mean_fusion_of_probabilities():
     assert torch.allclose(z.softmax(-1), torch.tensor([[0.4, 0.6]]))
 
 
-def test_fusions_ignore_absent_values_even_nan():
-    torch.manual_seed(0)
-    present = {"a": torch.tensor([True, False, True, False]), "b": torch.tensor([True, True, False, False])}
-    for fusion, dims in ((mm.MeanFusion(), 3), (mm.ConcatFusion({"a": 4, "b": 5}, 3, "learned"), None)):
-        feats = {"a": torch.randn(4, dims or 4), "b": torch.randn(4, dims or 5)}
-        poisoned = {m: torch.where(present[m][:, None], x, torch.full_like(x, float("nan"))) for m, x in feats.items()}
-        other = {m: torch.where(present[m][:, None], x, torch.randn_like(x) * 100) for m, x in feats.items()}
-        ref = fusion(feats, present)
-        assert torch.isfinite(fusion(poisoned, present)).all()
-        assert torch.equal(fusion(poisoned, present), ref) and torch.equal(fusion(other, present), ref)
-
-
 def test_concat_learned_fill_gets_gradients_zero_fill_does_not():
     learned = mm.ConcatFusion({"a": 2, "b": 2}, 3, "learned")
     zeros = mm.ConcatFusion({"a": 2, "b": 2}, 3, "zeros")

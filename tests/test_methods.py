@@ -156,9 +156,24 @@ def test_fused_method_errors():
         mm.create_method("nope", encoders=enc2, num_classes=2)
 
 
-def test_unimodal_loss_option_trains(tiny_encoders, synthetic, tiny_config, stage1):
-    mma = fit("mma", tiny_encoders, synthetic, tiny_config, stage1=stage1, unimodal_loss_weight=0.5)
-    assert 0.0 <= mma.score(synthetic["test"]) <= 1.0
+def test_unimodal_loss_option_adds_the_weighted_branch_losses(tiny_encoders, synthetic, tiny_config, stage1):
+    from mmrobust.models import task_loss
+
+    name = "late-fusion-unimodal-init"  # no modality dropout: the same rows reach both losses
+    plain = mm.create_method(name, encoders=tiny_encoders, num_classes=4, seed=0, train_config=tiny_config)
+    weighted = mm.create_method(name, encoders=tiny_encoders, num_classes=4, seed=0, train_config=tiny_config,
+                                unimodal_loss_weight=0.5)
+    for method in (plain, weighted):
+        method.model_ = method.build_model(stage1).eval()
+    batch = synthetic["train"].batch(np.arange(32))
+    branches = plain.model_.encode(batch.inputs, batch.present)
+    extra = sum(task_loss(branches[m][batch.present[m]], batch.target[batch.present[m]], "multiclass") for m in "ab")
+    with torch.no_grad():
+        difference = weighted.training_step(batch, epoch=0)["loss"] - plain.training_step(batch, epoch=0)["loss"]
+    assert float(extra) > 0 and torch.allclose(difference, 0.5 * extra, atol=1e-6)
+    trained = fit("mma", tiny_encoders, synthetic, tiny_config, stage1=stage1, unimodal_loss_weight=0.5)
+    reference = fit("mma", tiny_encoders, synthetic, tiny_config, stage1=stage1)
+    assert trained.history_[0]["train_loss"] > reference.history_[0]["train_loss"]
 
 
 def test_fusion_beats_each_modality_on_a_learnable_task():

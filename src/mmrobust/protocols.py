@@ -81,6 +81,14 @@ class Protocol:
                seed: int) -> list[ProtocolMask]:
         raise NotImplementedError
 
+    def examples(self, modalities: Sequence[str]) -> list[str]:
+        """Protocol strings of this kind for ``modalities`` (every argument, a rate where one is taken)."""
+        if self.argument == "none":
+            return [self.kind]
+        args = sorted(modalities) + (["both"] if self.argument == "modality-or-both" and len(modalities) == 2 else [])
+        rate = "@0.3" if self.default_rate is not None else ""
+        return [f"{self.kind}:{arg}{rate}" for arg in args]
+
     def describe(self, spec: str) -> str:
         """The description for one protocol string (``{m}`` filled in)."""
         arg = spec.partition(":")[2].split("@")[0]
