@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Sequence
 
 from . import distributed, pipeline
-from .errors import ConfigError, MMRobustError
 from .config import RunConfig, config_to_dict, list_presets, load_config
 from .data.avmnist import AVMNIST_INTERFERENCE_DB, AVMNIST_PCA_ENERGY, AVMNIST_SNR_DB, prepare_avmnist
+from .errors import ConfigError, MMRobustError
 from .registry import DATASETS, ENCODERS, FUSIONS, METHODS, PROTOCOLS
 from .predictor import Predictor
 from .pretrained import EXTRACTOR_DOCS

@@ -7,11 +7,11 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .errors import DataError
 from .batch import MultiModalDataset
-from .protocols import ProtocolMask, sample_masks
+from .errors import DataError
 from .methods.base import check_finite
 from .metrics import compute_metric, metric_names
+from .protocols import ProtocolMask, sample_masks
 from .records import sweep_areas
 
 

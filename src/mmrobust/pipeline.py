@@ -18,11 +18,11 @@ from typing import Callable, Mapping
 
 import yaml
 
-from .errors import ConfigError, DataError
 from . import distributed
 from .config import RunConfig, config_from_dict, config_to_dict
 from .data import DATASETS, Splits
 from .encoders import EncoderSpec
+from .errors import ConfigError, DataError
 from .experiment import Experiment, FolderStore
 from .files import write_json, write_text
 from .methods import Method

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .errors import InputError
 from .batch import scatter_rows
 from .checkpoint import load_method, save_method
 from .encoders import EncoderSpec
+from .errors import InputError
 from .files import atomic_path, write_json, write_text
 from .inputs import InputError, default_spec, prepare
 from .methods import Method, create_method

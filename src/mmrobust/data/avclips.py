@@ -26,11 +26,11 @@ from tqdm.auto import tqdm
 from ..audio import ogm_ge_spectrogram, read_wav
 from ..batch import MultiModalDataset
 from ..encoders import EncoderSpec
+from ..errors import DataError
 from ..files import atomic_path
 from ..validate import BadInputs
 from ..registry import DATASETS
 from .splits import Splits
-from ..errors import DataError
 from .table import stratified_split
 
 AUDIO_SHAPE = (1, 257, 188)

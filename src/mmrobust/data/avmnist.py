@@ -24,10 +24,10 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import DataError
 from ..audio import add_noise, fit_length, get_preset, read_wav, resample, spectrogram
 from ..batch import MultiModalDataset
 from ..encoders import EncoderSpec
+from ..errors import DataError
 from ..registry import DATASETS
 from ..validate import BadInputs
 from .splits import Splits

@@ -14,11 +14,11 @@ import csv
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from ..errors import DataError
 from ..registry import DATASETS
 from ..validate import BadInputs
 from .splits import Splits
 from .manifest import IMAGE_SUFFIXES
-from ..errors import DataError
 from .table import Table, build_splits, stratified_split
 
 

@@ -14,10 +14,10 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ..errors import DataError
 from ..registry import DATASETS
 from ..validate import BadInputs
 from .splits import Splits
-from ..errors import DataError
 from .table import SPLIT_ALIASES, Table, build_splits
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")

@@ -15,10 +15,10 @@ import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from ..errors import DataError
 from ..registry import DATASETS
 from ..validate import BadInputs
 from .splits import Splits
-from ..errors import DataError
 from .table import Table, build_splits
 
 GENRES = ("Drama", "Comedy", "Romance", "Thriller", "Crime", "Action", "Adventure", "Horror", "Documentary",

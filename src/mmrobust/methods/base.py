@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError, InputError, NonFiniteOutputError
 from ..batch import Batch, MultiModalDataset, num_rows
 from ..encoders import EncoderLike
+from ..errors import ConfigError, InputError, NonFiniteOutputError
 from ..metrics import default_metric
 from ..runtime import resolve_device
 from ..train import TrainConfig
@@ -161,10 +161,10 @@ def complete_present(
     """Presence for every modality a model uses: given, or True where an input is given."""
     unknown = set(inputs) - set(accepted)
     if unknown:
-        raise ConfigError(f"inputs for unknown modalities {sorted(unknown)}; expected some of {accepted}")
+        raise InputError(f"inputs for unknown modalities {sorted(unknown)}; expected some of {accepted}")
     given = [x for x in inputs.values() if x is not None]
     if not given:
-        raise ConfigError(f"no input given; the model uses {modalities}")
+        raise InputError(f"no input given; the model uses {modalities}")
     n = num_rows(given[0])
     out = {}
     for m in modalities:
@@ -173,10 +173,10 @@ def complete_present(
         else:
             p = torch.full((n,), inputs.get(m) is not None, dtype=torch.bool)
         if p.shape != (n,):
-            raise ConfigError(f"present[{m!r}] must have {n} rows, got shape {tuple(p.shape)}")
+            raise InputError(f"present[{m!r}] must have {n} rows, got shape {tuple(p.shape)}")
         if bool(p.any()) and inputs.get(m) is None:
-            raise ConfigError(f"present[{m!r}] marks rows present but no input was given for {m!r}")
+            raise InputError(f"present[{m!r}] marks rows present but no input was given for {m!r}")
         if inputs.get(m) is not None and num_rows(inputs[m]) != n:
-            raise ConfigError(f"input {m!r} has {num_rows(inputs[m])} rows, expected {n}")
+            raise InputError(f"input {m!r} has {num_rows(inputs[m])} rows, expected {n}")
         out[m] = p
     return out

@@ -27,9 +27,9 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
 from ..batch import Batch, MultiModalDataset, iter_chunks, to_device
 from ..encoders import EncoderLike, build_encoder, build_encoder_seeded
+from ..errors import ConfigError
 from ..files import file_name
 from ..masking import sample_modality_dropout
 from ..models import LateFusionClassifier, proba_from_logits, task_loss

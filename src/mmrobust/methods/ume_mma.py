@@ -13,9 +13,9 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
 from ..batch import MultiModalDataset
 from ..encoders import EncoderLike
+from ..errors import ConfigError
 from ..protocols import nonempty_subsets, pattern_name, sample_masks
 from .base import Method
 from .unimodal import Stage1, train_stage1

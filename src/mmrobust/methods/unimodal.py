@@ -14,9 +14,9 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
 from ..batch import Batch, MultiModalDataset, encode_present, iter_chunks
 from ..encoders import EncoderLike, build_encoder
+from ..errors import ConfigError
 from ..files import file_name
 from ..records import REFERENCE, reference_name
 from ..models import UnimodalClassifier, proba_from_logits, task_loss
