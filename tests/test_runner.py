@@ -91,3 +91,16 @@ def test_reporting_modules_import_no_torch_and_no_runner(module):
         assert "torch" not in outside, f"{name} imports torch"
     assert not {"mmrobust.experiment", "mmrobust.evaluate", "mmrobust.train"} & seen
     assert not any(name.startswith("mmrobust.methods") for name in seen)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"protocols": ["miss:zzz"]}, "unknown modality 'zzz'"),
+    ({"method_options": {"mma": {"fusion": "nope"}}}, "unknown fusion 'nope'"),
+    ({"method_options": {"mma": {"pdrop": 0.3}}}, "unexpected keyword argument 'pdrop'; check method_options.mma"),
+])
+def test_a_bad_protocol_or_option_is_refused_before_anything_trains(change, message, synthetic, tiny_encoders,
+                                                                    tiny_config, monkeypatch):
+    monkeypatch.setattr(mm.experiment, "train_stage1", lambda *a, **k: pytest.fail("trained before refusing"))
+    with pytest.raises(mm.errors.MMRobustError, match=message):
+        mm.run_experiment(methods=["unimodal", "mma"], encoders=tiny_encoders, train=synthetic["train"],
+                          val=synthetic["val"], test=synthetic["test"], train_config=tiny_config, **change)

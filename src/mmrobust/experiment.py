@@ -26,7 +26,7 @@ from .files import file_name, write_json, write_jsonl
 from .masking import sample_training_missing
 from .methods import METHODS, Method, create_method, train_stage1
 from .methods.unimodal import Stage1, UnimodalMethod
-from .protocols import ProtocolMask, sample_all_masks, save_masks
+from .protocols import ProtocolMask, parse_protocol, sample_all_masks, save_masks
 from .provenance import measure
 from .records import reference_modality, reference_name, summarize
 from .runtime import resolve_device
@@ -139,6 +139,10 @@ class Experiment:
         check_compatible(self.encoders, self.train, self.val, self.test)
         self.names = expand_methods(self.methods, self.modalities)
         self.protocols = list(self.protocols) if self.protocols is not None else default_protocols(self.test, self.modalities)
+        for protocol in self.protocols:  # a bad protocol is refused before anything trains
+            parse_protocol(protocol, self.modalities)
+        for seed in self.seeds:  # and so is a bad method option
+            self.create_methods(seed)
 
     @property
     def modalities(self) -> list[str]:
@@ -156,8 +160,11 @@ class Experiment:
         modality = reference_modality(name)
         base = "unimodal" if modality else name
         options = {**self.method_options.get(base, {}), **({"modality": modality} if modality else {})}
-        return create_method(base, encoders=self.encoders, num_classes=self.train.num_classes, task=self.train.task,
-                             seed=seed, train_config=self.train_config, **options)
+        try:
+            return create_method(base, encoders=self.encoders, num_classes=self.train.num_classes, task=self.train.task,
+                                 seed=seed, train_config=self.train_config, **options)
+        except TypeError as err:  # an option the method does not take
+            raise ConfigError(f"method {name!r}: {err}; check method_options.{base}") from err
 
     def seed_data(self, seed: int) -> tuple[MultiModalDataset, MultiModalDataset]:
         """The training and validation rows of one seed (training-time missing applied)."""

@@ -66,7 +66,7 @@ class FusedMethod(Method):
         super().__init__(encoders, num_classes, **kwargs)
         if init not in INITS:
             raise ConfigError(f"init must be one of {INITS}, got {init!r}")
-        if unimodal_loss_weight and not FUSIONS.get(fusion).heads:
+        if not FUSIONS.get(fusion).heads and unimodal_loss_weight:
             raise ConfigError(f"unimodal_loss_weight needs a fusion with per-modality heads, such as 'mean' ({fusion!r} has none)")
         if len(self.encoders) < 2:
             raise ConfigError(f"a fused method needs at least two modalities, got {self.modalities}")
