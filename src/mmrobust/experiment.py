@@ -177,14 +177,13 @@ class Experiment:
     def fit(self, store: Store | None = None, stages: list[dict] | None = None) -> dict[int, dict[str, Method]]:
         """Every method of every seed, fitted (or restored from ``store``)."""
         store, stages = store or Store(), [] if stages is None else stages
-        fitted, fits = {}, []
+        fitted = {}
         for seed in self.seeds:
             train, val = self.seed_data(seed)
             methods = self.create_methods(seed)
             store.log(f"[seed {seed}] training {len(methods)} methods (Stage 1 first) on {len(train)} rows")
             fitted[seed] = fit_methods(methods, train, val, store, seed, stages)
-            fits += [{"method": name, "seed": seed, **m.fit_summary()} for name, m in fitted[seed].items()]
-            store.fits(fits)
+            store.fits(fit_records(fitted))
         return fitted
 
     def evaluate(self, fitted: Mapping[int, Mapping[str, Method]], store: Store | None = None,
@@ -208,8 +207,14 @@ class Experiment:
         results = ExperimentResults()
         fitted = self.fit(store, results.stages)
         results.records = self.evaluate(fitted, store, results.stages)
-        results.fits = [{"method": name, "seed": seed, **m.fit_summary()} for seed, ms in fitted.items() for name, m in ms.items()]
+        results.fits = fit_records(fitted)
         return results
+
+
+def fit_records(fitted: Mapping[int, Mapping[str, Method]]) -> list[dict]:
+    """What every fit chose (validation scores, epoch kept, UME or MMA), seed by seed."""
+    return [{"method": name, "seed": seed, **method.fit_summary()} for seed, methods in fitted.items()
+            for name, method in methods.items()]
 
 
 def fit_methods(methods: Mapping[str, Method], train: MultiModalDataset, val: MultiModalDataset, store: Store,
