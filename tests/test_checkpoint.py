@@ -1,6 +1,4 @@
-import itertools
 
-import numpy as np
 import pytest
 import torch
 

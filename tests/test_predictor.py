@@ -14,7 +14,8 @@ from PIL import Image
 import mmrobust as mm
 from mmrobust.cli import main
 from mmrobust.data.digits import load_digits_arrays
-from mmrobust.inputs import InputError, prepare
+from mmrobust.errors import InputError
+from mmrobust.inputs import prepare
 from mmrobust.predictor import Predictor
 from vl_fixtures import write_tone_wav
 

@@ -30,7 +30,7 @@ from .checkpoint import load_method, save_method
 from .encoders import EncoderSpec
 from .errors import InputError
 from .files import atomic_path, write_json, write_text
-from .inputs import InputError, default_spec, prepare
+from .inputs import default_spec, prepare
 from .methods import Method, create_method
 from .train import TrainConfig
 from .version import __version__

@@ -14,6 +14,7 @@ from .protocols import get_protocol
 from .records import (main_columns, main_metric, method_order, pattern_columns, read_jsonl, reference_modality,
                       summarize, table_lines)
 
+
 def write_report(run_dir: str | Path) -> Path:
     """Write ``report.md`` and ``robustness.png`` into ``run_dir``; returns the report's path."""
     run_dir = Path(run_dir)
