@@ -7,8 +7,9 @@ masks are drawn (a pure function of the string, the observed presence and the se
 the data's own missingness) and which cell the report's main table shows for it. Masks are
 saved with a content hash, so the same masks score every method compared. Pure NumPy.
 
-To add a protocol: a subclass here with ``kind``, ``syntax``, ``description`` and ``sample``,
-and one ``PROTOCOLS.register`` line.
+To add a protocol: a subclass here with ``kind``, ``syntax``, ``description`` and ``sample``
+(``argument``, ``default_rate`` and ``column`` where the defaults do not fit), named in the
+registration loop below (or registered with ``PROTOCOLS.register`` from your own module).
 """
 from __future__ import annotations
 
