@@ -39,3 +39,21 @@ def test_a_pickle_is_refused_and_never_run(tmp_path, tiny_encoders):
     with pytest.raises(ValueError):
         load_method(make("ume", tiny_encoders), tmp_path / "evil.safetensors")
     assert not marker.exists()
+
+
+def test_ume_mma_file_without_its_parts_is_refused(tmp_path, tiny_encoders, synthetic, tiny_config):
+    """A file from before composite methods recorded their parts' parameters is refused in one line."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    method = make("ume-mma", tiny_encoders, config=tiny_config).fit(synthetic["train"], synthetic["val"])
+    save_method(method, tmp_path / "new.safetensors")
+    with safe_open(str(tmp_path / "new.safetensors"), framework="pt") as f:
+        meta = json.loads(f.metadata()["mmrobust"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta["state"]["components"] = {c: part["state"] for c, part in meta["state"].pop("parts").items()}  # the old layout
+    save_file(tensors, str(tmp_path / "old.safetensors"), metadata={"mmrobust": json.dumps(meta)})
+    with pytest.raises(mm.errors.ModelFileError, match=r"old.safetensors: ume-mma: saved by an earlier mmrobust"):
+        load_method(make("ume-mma", tiny_encoders, config=tiny_config), tmp_path / "old.safetensors")

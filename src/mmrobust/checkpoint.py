@@ -40,5 +40,7 @@ def load_method(method: Method, path: str | Path) -> Method:
                          f"({meta.get('format')!r}), expected {method.name!r} of seed {method.seed}")
     try:
         return method.restore(tensors, meta["state"])
+    except ModelFileError as err:
+        raise ModelFileError(f"{path}: {err}") from err
     except RuntimeError as err:  # missing, unexpected or mis-shaped weights
         raise ModelFileError(f"{path}: the weights do not fit {method.name} as configured ({err})") from err

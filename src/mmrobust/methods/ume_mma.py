@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ..batch import MultiModalDataset
 from ..encoders import EncoderLike
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelFileError
 from ..protocols import nonempty_subsets, pattern_name, sample_masks
 from .base import Method
 from .unimodal import Stage1, train_stage1
@@ -111,6 +111,9 @@ class UmeMma(Method):
 
     def restore(self, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> "UmeMma":
         """Each part rebuilt from its saved name and parameters, then its weights loaded."""
+        if "parts" not in meta:
+            raise ModelFileError(f"{self.name}: saved by an earlier mmrobust that did not record its parts' "
+                                 f"parameters; train it again")
         for c in ROLES:
             saved = meta["parts"][c]
             if saved["method"] != self.parts[c]:
