@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from .batch import scatter_rows
 from .checkpoint import load_method, save_method
 from .encoders import EncoderSpec
-from .errors import InputError
+from .errors import ConfigError, InputError, ModelFileError
 from .files import atomic_path, write_json, write_text
 from .inputs import default_spec, prepare
 from .methods import Method, create_method
@@ -84,7 +84,9 @@ class Predictor:
             raise FileNotFoundError(f"{folder}: not a saved model (no config.json)")
         config = json.loads(path.read_text(encoding="utf-8"))
         if config.get("format") != FORMAT:
-            raise InputError(f"{path}: format {config.get('format')!r}, expected {FORMAT!r}")
+            raise ModelFileError(f"{path}: format {config.get('format')!r}, expected {FORMAT!r}"
+                                 + (" (a model saved by an earlier mmrobust: train it again)" if
+                                    str(config.get("format", "")).startswith("mmrobust.model/") else ""))
         train = TrainConfig(**{**config["train"], **({"device": device} if device else {}), "progress": False})
         encoders = {m: EncoderSpec(d["name"], **{k: v for k, v in d.items() if k != "name"}) for m, d in config["encoders"].items()}
         method = create_method(config["method"], encoders=encoders, num_classes=config["num_classes"], task=config["task"],
@@ -164,7 +166,7 @@ def _given(value: Any) -> bool:
 
 def _spec_dict(spec) -> dict:
     if not isinstance(spec, EncoderSpec):
-        raise InputError("only registry encoders (EncoderSpec) can be saved with a model, not a factory function")
+        raise ConfigError("only registry encoders (EncoderSpec) can be saved with a model, not a factory function")
     return spec.to_dict()
 
 
