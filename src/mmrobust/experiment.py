@@ -24,7 +24,7 @@ from .errors import ConfigError
 from .evaluate import evaluate
 from .files import file_name, write_json, write_jsonl
 from .masking import sample_training_missing
-from .methods import METHODS, Method, create_method, train_stage1
+from .methods import METHOD_GROUPS, METHODS, Method, create_method, train_stage1
 from .methods.unimodal import Stage1, UnimodalMethod
 from .protocols import ProtocolMask, parse_protocol, sample_all_masks, save_masks
 from .provenance import measure
@@ -261,7 +261,9 @@ def _restore_stage1(encoders, settings: dict, store: Store, seed: int) -> Stage1
 
 
 def expand_methods(methods: Sequence[str], modalities: Sequence[str]) -> list[str]:
-    """``unimodal`` becomes one ``unimodal:<m>`` per modality (the references)."""
+    """``unimodal`` becomes one ``unimodal:<m>`` per modality (the references); a group
+    (``paper``, ``baselines``, ``comparison``) becomes its methods."""
+    methods = [m for name in methods for m in METHOD_GROUPS.get(name, (name,))]
     names = []
     for name in methods:
         modality = reference_modality(name)

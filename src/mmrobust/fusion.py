@@ -11,6 +11,7 @@ To add a fusion: a subclass here (or in your own file) and one ``FUSIONS.registe
 """
 from __future__ import annotations
 
+import math
 from typing import Mapping
 
 import torch
@@ -104,7 +105,55 @@ class ConcatFusion(Fusion):
         self.linear.bias.copy_(sum(heads[m].bias for m in self.modalities) / k)
 
 
+class EntropyFusion(Fusion):
+    """Per-row confidence weights over the present modalities' logits:
+    ``w_m ∝ exp(H_max − H_m)``, with ``H_m`` the entropy of modality m's prediction *for that row*
+    and ``H_max`` the largest possible entropy (``log C``; multi-label: ``C log 2``, Bernoulli
+    entropies summed). Training-free; with one modality present it is that modality's logits.
+
+    MLA's test-time fusion (Zhang et al., "Multimodal Representation Learning by Alternating
+    Unimodal Adaptation", CVPR 2024). Its released code takes the entropy over the batch axis;
+    here it is per row, as the paper describes.
+    """
+
+    heads = True
+
+    def __init__(self, in_dims: Mapping[str, int] | None = None, num_classes: int | None = None, *,
+                 task: str = "multiclass") -> None:
+        super().__init__()
+        self.task = task
+
+    def entropy(self, logits: Tensor) -> Tensor:
+        if self.task == "multilabel":
+            p = logits.sigmoid()
+            return torch.nn.functional.binary_cross_entropy_with_logits(logits, p, reduction="none").sum(1)
+        return -(logits.softmax(-1) * logits.log_softmax(-1)).sum(1)
+
+    def max_entropy(self, num_classes: int) -> float:
+        return num_classes * math.log(2) if self.task == "multilabel" else math.log(num_classes)
+
+    def weights(self, branches: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Each modality's weight per row (zero where absent; the present ones sum to one)."""
+        modalities = sorted(branches)
+        h_max = self.max_entropy(branches[modalities[0]].shape[1])
+        scores = torch.stack([torch.where(present[m], h_max - self.entropy(torch.nan_to_num(branches[m])),
+                                          torch.full_like(present[m], -math.inf, dtype=branches[m].dtype))
+                              for m in modalities], dim=1)
+        any_present = torch.stack([present[m] for m in modalities], dim=1).any(dim=1, keepdim=True)
+        weights = torch.where(any_present, scores.softmax(dim=1), torch.zeros_like(scores))
+        return {m: weights[:, j] for j, m in enumerate(modalities)}
+
+    def forward(self, branches: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> Tensor:
+        weights = self.weights(branches, present)
+        out = None
+        for m in sorted(branches):
+            term = torch.where(present[m][:, None], weights[m][:, None] * branches[m], torch.zeros_like(branches[m]))
+            out = term if out is None else out + term
+        return out
+
+
 FUSIONS.register("mean", MeanFusion, doc="presence-normalised mean of per-modality logits (average: logits | probs)")
+FUSIONS.register("entropy", EntropyFusion, doc="per-row confidence weights exp(H_max - H_m) over present logits (MLA)")
 FUSIONS.register("concat", ConcatFusion,
                  doc="concatenated features, a fill in missing slots (missing: zeros | learned), one linear layer")
 

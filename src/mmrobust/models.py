@@ -24,6 +24,18 @@ def proba_from_logits(logits: Tensor, task: str) -> Tensor:
     return logits.sigmoid() if task == "multilabel" else logits.softmax(-1)
 
 
+def distillation_loss(student: Tensor, teacher: Tensor, task: str, temperature: float) -> Tensor:
+    """``T² · KL(p_teacher ‖ p_student)`` at temperature ``T`` (Hinton et al. 2015), the mean over
+    rows; for multi-label, the KL of each label's Bernoulli, summed over labels. Zero exactly when
+    the two distributions agree; the teacher gets no gradient."""
+    t, s = teacher.detach().float() / temperature, student.float() / temperature
+    if task == "multilabel":
+        p = t.sigmoid()
+        kl = F.binary_cross_entropy_with_logits(s, p, reduction="none") - F.binary_cross_entropy_with_logits(t, p, reduction="none")
+        return temperature ** 2 * kl.sum(1).mean()
+    return temperature ** 2 * F.kl_div(s.log_softmax(-1), t.log_softmax(-1), reduction="batchmean", log_target=True)
+
+
 class UnimodalClassifier(nn.Module):
     """An encoder and a linear head: ``W phi(x) + b``."""
 
@@ -98,6 +110,19 @@ class LateFusionClassifier(nn.Module):
                               None if host_present is None else host_present[m])
             for m in self.modalities
         }
+
+    def features(self, inputs: Mapping[str, Any], present: Mapping[str, Tensor],
+                 host_present: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """Encoder features (before any head), present rows only (zeros elsewhere)."""
+        return {
+            m: encode_present(self.branches[m].encoder, inputs.get(m), present[m], self.branches[m].encoder.out_dim,
+                              None if host_present is None else host_present[m])
+            for m in self.modalities
+        }
+
+    def branch_outputs(self, features: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """What the fusion sees, from features: each head's logits (or the features themselves)."""
+        return {m: self.branches[m].head(f) if self.branches[m].head is not None else f for m, f in features.items()}
 
     def fuse(self, branches: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> Tensor:
         return self.fusion(branches, present)

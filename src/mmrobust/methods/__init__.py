@@ -6,7 +6,10 @@ from typing import Any
 
 from ..registry import METHODS
 from .base import Method, complete_present
+from .distill import FullRowDistillation, UniModalTeacher, UnimodalDistillation
 from .fused import UME, FusedMethod
+from .ogm_ge import OGMGE
+from .proxy import ProxyMethod
 from .ume_mma import UmeMma
 from .unimodal import Stage1, UnimodalMethod, train_stage1
 
@@ -26,8 +29,21 @@ METHODS.register("late-fusion-dropout", partial(FusedMethod, augment=True, name=
 METHODS.register("late-fusion-unimodal-init", partial(FusedMethod, init="unimodal", name="late-fusion-unimodal-init"),
                  doc="late fusion initialised from Stage 1, fine-tuned without augmentation (initialisation alone)")
 
+METHODS.register("missing-token", partial(FusedMethod, fusion="concat", fusion_options={"missing": "learned"},
+                                          init="unimodal", augment=True, name="missing-token"),
+                 doc="concat late fusion from Stage 1, a learned vector per modality in absent slots, modality dropout")
+METHODS.register("proxy", ProxyMethod, doc="absent slots filled by features predicted from the present ones (CMPT/U2A), from Stage 1")
+METHODS.register("umt", UniModalTeacher, doc="Uni-Modal Teacher: students from scratch, features pulled to Stage 1's (Du et al. 2023)")
+METHODS.register("kd-unimodal", UnimodalDistillation, doc="student distilled from each present modality's Stage-1 logits (KDD 2020)")
+METHODS.register("kd-full", FullRowDistillation, doc="self-distillation: the full row teaches its dropped-out copy (SMIL), from Stage 1")
+METHODS.register("ogm-ge", OGMGE, doc="on-the-fly gradient modulation of the dominant modality, with noise (CVPR 2022)")
+METHODS.register("ume-entropy", partial(UME, fusion="entropy", name="ume-entropy"),
+                 doc="Stage-1 ensemble weighted per row by confidence exp(H_max - H_m) (MLA's test-time fusion)")
+
 PAPER_METHODS = ("unimodal", "late-fusion", "late-fusion-concat", "late-fusion-dropout",
                  "late-fusion-unimodal-init", "ume", "mma", "ume-mma")
+BASELINE_METHODS = ("missing-token", "proxy", "umt", "kd-unimodal", "kd-full", "ogm-ge", "ume-entropy")
+METHOD_GROUPS = {"paper": PAPER_METHODS, "baselines": BASELINE_METHODS, "comparison": PAPER_METHODS + BASELINE_METHODS}
 
 
 def create_method(name: str, /, **kwargs: Any) -> Method:
@@ -39,5 +55,5 @@ def list_methods() -> list[str]:
     return METHODS.names()
 
 
-__all__ = ["METHODS", "PAPER_METHODS", "Method", "FusedMethod", "UME", "UmeMma", "UnimodalMethod",
+__all__ = ["METHODS", "PAPER_METHODS", "BASELINE_METHODS", "METHOD_GROUPS", "Method", "FusedMethod", "UME", "UmeMma", "UnimodalMethod",
            "Stage1", "train_stage1", "create_method", "list_methods", "complete_present"]

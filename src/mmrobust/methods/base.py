@@ -58,12 +58,15 @@ class Method:
         return self.name
 
     def get_params(self) -> dict[str, Any]:
-        """The method's own hyper-parameters: the keyword-only arguments of its class's
-        ``__init__``, as stored (scikit-learn's ``get_params``). With the common arguments
-        (encoders, num_classes, task, seed, train_config, metric) they rebuild the method."""
-        signature = inspect.signature(type(self).__init__)
-        return {p.name: getattr(self, p.name) for p in signature.parameters.values() if p.kind == p.KEYWORD_ONLY
-                and p.name not in ("task", "seed", "train_config", "metric")}
+        """The method's own hyper-parameters: the keyword-only arguments of the ``__init__`` of
+        its class and of its parents, as stored (scikit-learn's ``get_params``). With the common
+        arguments (encoders, num_classes, task, seed, train_config, metric) they rebuild the
+        method. A subclass that fixes a parent's argument sets it in ``kwargs`` (so passing the
+        same value again is harmless), never as a second explicit keyword."""
+        names = {p.name for cls in type(self).__mro__ if issubclass(cls, Method) and cls is not Method
+                 and "__init__" in vars(cls)
+                 for p in inspect.signature(cls.__init__).parameters.values() if p.kind == p.KEYWORD_ONLY}
+        return {name: getattr(self, name) for name in sorted(names)}
 
     def scorable(self, present: Mapping[str, Tensor]) -> Tensor:
         """Rows this method can score under ``present``: those with any of its modalities."""

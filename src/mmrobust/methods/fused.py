@@ -35,7 +35,7 @@ from ..masking import sample_modality_dropout
 from ..models import LateFusionClassifier, proba_from_logits, task_loss
 from ..registry import FUSIONS
 from ..runtime import derive_seed, seeded
-from ..train import stage_checkpoints, train_module
+from ..train import TrainConfig, stage_checkpoints, train_module
 from .base import Method
 from .unimodal import Stage1, train_stage1
 
@@ -83,20 +83,29 @@ class FusedMethod(Method):
     def fit(self, train: MultiModalDataset, val: MultiModalDataset | None = None, *,
             stage1: Stage1 | None = None, log_dir: str | Path | None = None,
             checkpoint_dir: str | Path | None = None, **_: Any) -> "FusedMethod":
-        self.model_ = self.build_model(self._stage1(stage1, train, val, log_dir, checkpoint_dir))
+        stage1 = self._stage1(stage1, train, val, log_dir, checkpoint_dir)
+        self.model_ = self.build_model(stage1 if self.init == "unimodal" else None)
         config = self.train_config.scaled(self.finetune_lr_scale, self.finetune_epoch_fraction) \
             if self.init == "unimodal" else self.train_config
+        self.start_training(stage1, config)
         validate = (lambda: self.selection_score(val)) if val is not None else None
         log_path = Path(log_dir) / file_name(self.name, ".jsonl") if log_dir else None
         self.history_ = train_module(self.model_, self.training_step, train, config,
                                      seed=derive_seed(self.seed, self.name, "train"),
                                      validate=validate, log_path=log_path, desc=self.name,
                                      checkpoint_dir=stage_checkpoints(checkpoint_dir, self.name))
+        self.end_training()
         self.val_score_ = validate() if validate else None
         return self
 
+    def start_training(self, stage1: Stage1 | None, config: TrainConfig) -> None:
+        """Called before the loop (a subclass keeps teachers from Stage 1, registers hooks)."""
+
+    def end_training(self) -> None:
+        """Called after the loop (a subclass drops what only training needed)."""
+
     def _stage1(self, stage1, train, val, log_dir, checkpoint_dir=None) -> Stage1 | None:
-        if self.init != "unimodal":
+        if not self.needs_stage1:
             return None
         if stage1 is None:  # standalone use: train this seed's Stage 1 here
             return train_stage1(self.encoders, train, val, num_classes=self.num_classes, seed=self.seed,
@@ -125,23 +134,28 @@ class FusedMethod(Method):
         encoders = {m: build_encoder(self.encoders[m], m) for m in self.modalities}
         return LateFusionClassifier(encoders, self.num_classes, **self._model_options())
 
-    def training_step(self, batch: Batch, epoch: int) -> dict[str, Tensor]:
+    def step_presence(self, batch: Batch, epoch: int) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
+        """The presence a training step uses (after modality dropout when ``augment``), on the
+        host and on the device, and the index (on the device) of the rows left with a modality."""
         host = batch.host_present or batch.present  # decided on the host: no wait for the GPU
         if self.augment:
             host = sample_modality_dropout(host, batch.index, seed=self.seed, epoch=epoch, p_drop=self.p_drop, device="cpu")
         device = batch.present[self.modalities[0]].device
         present = {m: to_device(host[m], device) for m in self.modalities}
+        rows = torch.stack([host[m] for m in self.modalities]).any(dim=0)
+        return host, present, to_device(torch.nonzero(rows).flatten(), device)
+
+    def training_step(self, batch: Batch, epoch: int) -> dict[str, Tensor]:
+        host, present, keep = self.step_presence(batch, epoch)
         branches = self.model_.encode(batch.inputs, present, host)
         logits = self.model_.fuse(branches, present)
-        rows = torch.stack([host[m] for m in self.modalities]).any(dim=0)
-        keep = to_device(torch.nonzero(rows).flatten(), device)
         loss = task_loss(logits.index_select(0, keep), batch.target.index_select(0, keep), self.task)
         if self.unimodal_loss_weight:
             for m in self.modalities:
                 if bool(present[m].any()):
                     loss = loss + self.unimodal_loss_weight * task_loss(
                         branches[m][present[m]], batch.target[present[m]], self.task)
-        return {"loss": loss, "logits": logits, "rows": rows.sum()}
+        return {"loss": loss, "logits": logits, "rows": len(keep)}
 
     @torch.no_grad()
     def encode(self, inputs: Mapping[str, Any], present: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -173,13 +187,19 @@ class FusedMethod(Method):
 
 
 class UME(FusedMethod):
-    """Uni-Modal Ensemble: the mean over present modalities of the Stage-1 logits (not trained)."""
+    """Uni-Modal Ensemble: the mean over present modalities of the Stage-1 logits (not trained).
+
+    ``fusion`` may name another training-free fusion with per-modality heads (``entropy``:
+    ``ume-entropy``); ``average`` is the mean fusion's option (logits or probabilities)."""
 
     name = "ume"
 
-    def __init__(self, encoders: Mapping[str, EncoderLike], num_classes: int, *, average: str = "logits", **kwargs: Any) -> None:
-        super().__init__(encoders, num_classes, init="unimodal", augment=False, fusion="mean",
-                         fusion_options={"average": average}, **kwargs)
+    def __init__(self, encoders: Mapping[str, EncoderLike], num_classes: int, *, fusion: str = "mean",
+                 average: str = "logits", name: str | None = None, **kwargs: Any) -> None:
+        if not FUSIONS.get(fusion).heads:
+            raise ConfigError(f"an ensemble of Stage-1 models needs a fusion with per-modality heads, not {fusion!r}")
+        kwargs.update(init="unimodal", augment=False, fusion_options={"average": average} if fusion == "mean" else {})
+        super().__init__(encoders, num_classes, fusion=fusion, name=name, **kwargs)
         self.average = average
 
     def fit(self, train: MultiModalDataset, val: MultiModalDataset | None = None, *,
