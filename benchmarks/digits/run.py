@@ -1,12 +1,15 @@
-"""The README's headline table, backed by committed records: ``mmrobust run`` on the embedded
-digits (the default config: 3 seeds, every paper method, every default protocol), its run folder
-kept under ``results/run`` (records, fits, config, provenance, report; the weights and masks are
-not committed), and the tables rendered from those records into ``RESULTS.md`` and the README.
+"""The embedded digits, with records committed: the README's headline table (``run``: the
+default config, the paper's methods) and the comparison with the strong baselines
+(``comparison``: ``--set methods=[comparison]``), each ``mmrobust run`` with 3 seeds, every
+default protocol. Each run folder is kept under ``results/<variant>`` (records, fits, config,
+provenance, report; not the weights or masks), and the tables are rendered from those records
+into ``RESULTS.md`` (and, for ``run``, the README).
 
-    OMP_NUM_THREADS=1 python benchmarks/digits/run.py     # train and evaluate, then render
-    python benchmarks/digits/run.py --render-only         # re-render from the committed records
+    OMP_NUM_THREADS=1 python benchmarks/digits/run.py --variant run        # train and evaluate, then render
+    OMP_NUM_THREADS=1 python benchmarks/digits/run.py --variant comparison
+    python benchmarks/digits/run.py --render-only                           # re-render from the committed records
 
-Results depend on the torch thread count (the order of floating-point sums); the recorded run
+Results depend on the torch thread count (the order of floating-point sums); each recorded run
 names its own in ``provenance.json``.
 """
 from __future__ import annotations
@@ -22,55 +25,69 @@ import time
 from pathlib import Path
 
 from mmrobust.files import write_text
-from mmrobust.records import main_table, read_jsonl
+from mmrobust.records import main_table, read_jsonl, robustness_ranking
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-RUN = HERE / "results" / "run"
+VARIANTS = {"run": [], "comparison": ["--set", "methods=[comparison]"]}
+TITLES = {"run": "The README's headline table: the paper's methods (the default `mmrobust run`)",
+          "comparison": "The comparison: the paper's methods and the strong baselines (`--set methods=[comparison]`)"}
 README_BLOCK = re.compile(r"(<!-- digits-table: start -->\n).*?(<!-- digits-table: end -->)", re.S)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", choices=sorted(VARIANTS), action="append", default=None,
+                        help="the run(s) to train (default: none with --render-only, else both)")
     parser.add_argument("--render-only", action="store_true", help="re-render from the committed records")
     args = parser.parse_args()
-    if not args.render_only:
-        shutil.rmtree(RUN, ignore_errors=True)
-        command = ["mmrobust", "run", "--out", str(RUN.relative_to(ROOT))]
-        started = time.perf_counter()
-        subprocess.run(command, check=True, cwd=ROOT)
-        write_text(RUN / "command.txt", f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} {' '.join(command)}\n")
-        write_text(RUN / "seconds.txt", f"{time.perf_counter() - started:.1f}\n")
-        for kept_out in ("models", "masks", "model"):
-            shutil.rmtree(RUN / kept_out, ignore_errors=True)
-    table = main_table(read_jsonl(RUN / "results.jsonl"))
-    write_text(HERE / "RESULTS.md", render(table))
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    write_text(ROOT / "README.md", README_BLOCK.sub(lambda m: m.group(1) + "\n".join(table) + "\n" + m.group(2), readme))
-    shutil.copyfile(RUN / "robustness.png", ROOT / "docs" / "img" / "digits-robustness.png")
+    for variant in ([] if args.render_only else args.variant or list(VARIANTS)):
+        train(variant)
+    done = [v for v in VARIANTS if (HERE / "results" / v / "results.jsonl").is_file()]
+    write_text(HERE / "RESULTS.md", "\n".join(["# Embedded digits", ""] + [line for v in done for line in render(v)]))
+    if "run" in done:
+        table = main_table(read_jsonl(HERE / "results" / "run" / "results.jsonl"))
+        readme = (ROOT / "README.md").read_text(encoding="utf-8")
+        write_text(ROOT / "README.md", README_BLOCK.sub(lambda m: m.group(1) + "\n".join(table) + "\n" + m.group(2), readme))
+        shutil.copyfile(HERE / "results" / "run" / "robustness.png", ROOT / "docs" / "img" / "digits-robustness.png")
     print(HERE / "RESULTS.md")
     return 0
 
 
-def render(table: list[str]) -> str:
-    provenance = json.loads((RUN / "provenance.json").read_text())
-    env, config = provenance["environment"], RUN / "config.yaml"
-    fits = json.loads((RUN / "fits.json").read_text())
+def train(variant: str) -> None:
+    folder = HERE / "results" / variant
+    shutil.rmtree(folder, ignore_errors=True)
+    command = ["mmrobust", "run", "--out", str(folder.relative_to(ROOT)), *VARIANTS[variant]]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, cwd=ROOT)
+    write_text(folder / "command.txt", f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} {' '.join(command)}\n")
+    write_text(folder / "seconds.txt", f"{time.perf_counter() - started:.1f}\n")
+    for kept_out in ("models", "masks", "model"):
+        shutil.rmtree(folder / kept_out, ignore_errors=True)
+
+
+def render(variant: str) -> list[str]:
+    folder = HERE / "results" / variant
+    records = read_jsonl(folder / "results.jsonl")
+    env = json.loads((folder / "provenance.json").read_text())["environment"]
+    fits = json.loads((folder / "fits.json").read_text())
     choices = "; ".join(f"seed {f['seed']}: {f['selected'].upper()} (validation UME {100 * f['val_scores']['ume']:.2f}, "
                         f"MMA {100 * f['val_scores']['mma']:.2f})" for f in fits if f["method"] == "ume-mma")
-    seconds = float((RUN / "seconds.txt").read_text())
-    return "\n".join([
-        "# Embedded digits: the README's headline table", "",
-        f"Command: `{(RUN / 'command.txt').read_text().strip()}` (then `python benchmarks/digits/run.py --render-only` "
-        "re-renders this page and the README's table from the records).  ",
+    seconds = float((folder / "seconds.txt").read_text())
+    link = f"results/{variant}"
+    return [
+        f"## {TITLES[variant]}", "",
+        f"Command: `{(folder / 'command.txt').read_text().strip()}` (then `python benchmarks/digits/run.py "
+        "--render-only` re-renders this page and the README's table from the records).  ",
         f"Code: commit {env['git_commit']}.  ",
         f"Machine: {env['device_name']}, device `{env['device']}`, {env['cpu_count']} CPUs, {env['torch_threads']} torch "
         f"thread(s), torch {env['packages']['torch']}; {seconds / 60:.1f} min wall.  ",
-        f"Config: [{config.relative_to(HERE)}]({config.relative_to(HERE)}); records: "
-        "[results/run/results.jsonl](results/run/results.jsonl), fits: [results/run/fits.json](results/run/fits.json), "
-        "report: [results/run/report.md](results/run/report.md).", "",
-        "Test accuracy in %, mean ± sample std over seeds 0, 1, 2:", "", *table, "",
-        f"UME-MMA's choice on validation: {choices}.", ""])
+        f"Config: [{link}/config.yaml]({link}/config.yaml); records: [{link}/results.jsonl]({link}/results.jsonl), "
+        f"fits: [{link}/fits.json]({link}/fits.json), report: [{link}/report.md]({link}/report.md).", "",
+        "Test accuracy in %, mean ± sample std over seeds 0, 1, 2:", "", *main_table(records), "",
+        "Ranked by the mean of full and each modality missing (test; the fused models select checkpoints on the "
+        "same mean over validation):", "", *robustness_ranking(records), "",
+        f"UME-MMA's choice on validation: {choices}.", ""]
 
 
 if __name__ == "__main__":

@@ -144,3 +144,27 @@ def main_table(records: Sequence[dict]) -> list[str]:
     model card show it."""
     summary = summarize(records)
     return table_lines(summary, method_order(records), main_columns(summary, main_metric(records)))
+
+
+def robustness_ranking(records: Sequence[dict]) -> list[str]:
+    """Methods ranked by the mean of ``full`` and each ``miss:<m>`` (the selection criterion of the
+    fused models, here on the records' split), mean ± sample std over seeds; a method with any of
+    those conditions n/a (a uni-modal reference) is left out."""
+    metric = main_metric(records)
+    wanted = {r["protocol"] for r in records if r["protocol"] == "full" or get_protocol(r["protocol"]).kind == "miss"}
+    per_seed: dict[tuple, list] = defaultdict(list)
+    for r in records:
+        if r["protocol"] in wanted and r["metric"] == metric and r["rate"] is None:
+            per_seed[(r["method"], r["seed"])].append(r["value"])
+    scores: dict[str, list[float]] = defaultdict(list)
+    for (method, _), values in per_seed.items():
+        if len(values) == len(wanted) and all(v is not None for v in values):
+            scores[method].append(float(np.mean(values)))
+    ranked = sorted(scores, key=lambda m: -np.mean(scores[m]))
+    conditions = " + ".join(sorted(wanted, key=lambda p: (p != "full", p)))
+    lines = [f"| rank | method | mean of {conditions} |", "|---:|---|---:|"]
+    for i, method in enumerate(ranked, 1):
+        values = scores[method]
+        std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        lines.append(f"| {i} | {method} | {100 * np.mean(values):.1f} ± {100 * std:.1f} |")
+    return lines
