@@ -12,6 +12,8 @@ from mmrobust.batch import MultiModalDataset
 from mmrobust.checkpoint import load_method, save_method
 from mmrobust.experiment import Experiment
 from mmrobust.fusion import create_fusion
+from mmrobust.inputs import default_spec
+from mmrobust.predictor import Predictor
 from mmrobust.models import LateFusionClassifier, UnimodalClassifier
 from mmrobust.protocols import get_protocol, masks_hash, n_of, parse_protocol, sample_masks
 from mmrobust.registry import DATASETS, FUSIONS, METHODS, PROTOCOLS
@@ -74,7 +76,7 @@ def test_every_method_under_every_presence_pattern_ignores_absent_values(fitted)
             assert torch.allclose(proba, reference, atol=1e-6), f"{name}: absent values changed the output"
 
 
-def test_every_method_round_trips_through_its_file(fitted, tmp_path):
+def test_every_method_round_trips_through_its_file_and_model_folder(fitted, tmp_path):
     experiment, methods, test = fitted
     present = every_pattern(len(test), experiment.modalities)
     fresh = experiment.create_methods(0)
@@ -86,6 +88,11 @@ def test_every_method_round_trips_through_its_file(fitted, tmp_path):
         after = loaded.proba_from_encoded(loaded.encode(test.inputs, present), present)[rows]
         assert torch.equal(before, after), name
         assert loaded.fit_summary() == method.fit_summary() and loaded.get_params() == method.get_params(), name
+        folder = Predictor(method, {m: default_spec(np.asarray(test.inputs[m]).shape[1:]) for m in experiment.modalities},
+                           [str(c) for c in range(test.num_classes)]).save_pretrained(tmp_path / name.replace(":", "-"))
+        reloaded = Predictor.load(folder).method
+        after = reloaded.proba_from_encoded(reloaded.encode(test.inputs, present), present)[rows]
+        assert torch.equal(before, after), f"{name} through model/"
 
 
 def test_every_method_refuses_a_nonfinite_output(fitted):
