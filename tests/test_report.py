@@ -31,7 +31,7 @@ def test_report_table_marks_best_and_na(tmp_path):
     assert "| method | full | miss:a | map:a@0.7 | sweep:a (area) |" in text
     assert "| ume | **81.0 ± 1.4** | 50.0 ± 0.0 | 70.0 ± 0.0 | 65.0 ± 0.0 |" in text
     assert "| mma | 79.0 ± 1.4 | **55.0 ± 0.0** | **72.0 ± 0.0** | **70.0 ± 0.0** |" in text
-    assert "| ume-mma | 0 | **MMA** | 70.00 | 72.00 |" in text
+    assert "| ume-mma | ume / mma | 0 | **MMA** | 70.00 | 72.00 |" in text
     assert "60.0 / 65.0 → MMA" in text
     assert (tmp_path / "robustness.png").stat().st_size > 1000
 

@@ -100,10 +100,12 @@ def _selection_section(fits: Sequence[dict]) -> list[str]:
         return []
     out = ["## UME or MMA: the validation choice", "",
            "Criterion: mean validation metric over `full` and each single modality missing (the higher wins; "
-           "a tie keeps UME).", "", "| method | seed | chosen | UME (val) | MMA (val) |", "|---|---:|---|---:|---:|"]
+           "a tie keeps UME). The MMA role is played by the method named in *parts* (`ume-mma-kd`: `kd-full`).",
+           "", "| method | parts (UME / MMA) | seed | chosen | UME (val) | MMA (val) |", "|---|---|---:|---|---:|---:|"]
     for f in chosen:
-        out.append(f"| {f['method']} | {f['seed']} | **{f['selected'].upper()}** | {100 * f['val_scores']['ume']:.2f} | "
-                   f"{100 * f['val_scores']['mma']:.2f} |")
+        parts = f.get("parts", {"ume": "ume", "mma": "mma"})
+        out.append(f"| {f['method']} | {parts['ume']} / {parts['mma']} | {f['seed']} | **{f['selected'].upper()}** | "
+                   f"{100 * f['val_scores']['ume']:.2f} | {100 * f['val_scores']['mma']:.2f} |")
     out += ["", "Per presence pattern (validation metric, UME / MMA → better); `ume-mma-routed` uses this choice:", "",
             "| seed | " + " | ".join(chosen[0]["pattern_scores"]) + " |", "|---:|" + "---|" * len(chosen[0]["pattern_scores"])]
     for f in chosen:

@@ -20,6 +20,8 @@ METHODS.register("mma", partial(FusedMethod, init="unimodal", augment=True, name
 METHODS.register("ume-mma", UmeMma, doc="UME or MMA, whichever is better on validation")
 METHODS.register("ume-mma-routed", partial(UmeMma, routing=True),
                  doc="UME or MMA per presence pattern, whichever is better on validation for it")
+METHODS.register("ume-mma-kd", partial(UmeMma, parts={"ume": "ume", "mma": "kd-full"}, name="ume-mma-kd"),
+                 doc="UME or MMA fine-tuned with self-distillation (kd-full), whichever is better on validation")
 METHODS.register("late-fusion", partial(FusedMethod, name="late-fusion"),
                  doc="late fusion (presence-normalised mean of logits), joint training from scratch")
 METHODS.register("late-fusion-concat", partial(FusedMethod, fusion="concat", name="late-fusion-concat"),
@@ -43,7 +45,8 @@ METHODS.register("ume-entropy", partial(UME, fusion="entropy", name="ume-entropy
 PAPER_METHODS = ("unimodal", "late-fusion", "late-fusion-concat", "late-fusion-dropout",
                  "late-fusion-unimodal-init", "ume", "mma", "ume-mma")
 BASELINE_METHODS = ("missing-token", "proxy", "umt", "kd-unimodal", "kd-full", "ogm-ge", "ume-entropy")
-METHOD_GROUPS = {"paper": PAPER_METHODS, "baselines": BASELINE_METHODS, "comparison": PAPER_METHODS + BASELINE_METHODS}
+METHOD_GROUPS = {"paper": PAPER_METHODS, "baselines": BASELINE_METHODS,
+                 "comparison": PAPER_METHODS + BASELINE_METHODS + ("ume-mma-kd",)}
 
 
 def create_method(name: str, /, **kwargs: Any) -> Method:

@@ -126,7 +126,7 @@ class UmeMma(Method):
         return self
 
     def fit_summary(self) -> dict:
-        return {"selected": self.selected_, "val_scores": self.val_scores_, "routing": self.routing,
+        return {"parts": dict(self.parts), "selected": self.selected_, "val_scores": self.val_scores_, "routing": self.routing,
                 "pattern_choice": self.routing_, "pattern_scores": self.pattern_scores_}
 
 
