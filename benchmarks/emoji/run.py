@@ -14,6 +14,7 @@ import argparse
 import json
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -47,6 +48,7 @@ def main() -> int:
                    "--set", "data.options.columns=[image, text]", "--set", f"data.options.cache_dir={args.cache}",
                    "--set", f"methods=[{args.methods}]", *extra]
         if not args.render_only:
+            shutil.rmtree(out, ignore_errors=True)  # a fresh run folder (mmrobust run never overwrites one)
             started = time.perf_counter()
             subprocess.run(command, check=True, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
             seconds[variant] = time.perf_counter() - started
