@@ -20,7 +20,7 @@ import torch
 
 import mmrobust as mm
 from mmrobust.files import write_text
-from mmrobust.records import cell_text as fmt, read_jsonl, summarize
+from mmrobust.records import cell_text as fmt, read_jsonl, robustness_ranking, summarize
 from mmrobust.report import plot_robustness
 
 HERE = Path(__file__).resolve().parent
@@ -178,7 +178,8 @@ def render(args, data, n_train, n_val, parts, out) -> str:
              f"{max(1, -(-args.epochs // 2))} epochs), seeds {args.seeds}.", "",
              "Test accuracy in %, mean ± std over seeds:", ""]
     lines += paper_table(main) + ["", "Area under accuracy vs. share of test rows missing the modality:", ""]
-    lines += area_table(main) + ["", f"![robustness](results/{args.tag}/robustness.png)", "", "UME-MMA's choice: "
+    lines += area_table(main) + ["", "Ranked by the mean of full and each modality missing:", ""]
+    lines += robustness_ranking(main.records) + ["", f"![robustness](results/{args.tag}/robustness.png)", "", "UME-MMA's choice: "
                                  + "; ".join(choices(main)) + ".", ""]
     if "double" in parts:
         c_n, c_2n = cells(main), cells(parts["double"])
