@@ -117,7 +117,9 @@ def render(args) -> str:
                            ("map-0.7", "MAP's own setting: 70% of training rows miss a modality (35% text, 35% image)")):
         folder = HERE / "results" / variant
         seconds = (folder / "seconds.txt").read_text().strip() if (folder / "seconds.txt").is_file() else "?"
+        commit = json.loads((folder / "provenance.json").read_text())["environment"]["git_commit"]
         lines += [f"## {title}", "", f"Command: `{(folder / 'command.txt').read_text().strip()}`  ",
+                  f"Code: commit {commit} (torch threads: see Machine above).  ",
                   f"Time: {float(seconds) / 60:.1f} min for 3 seeds (the first variant also computed the cached features).", "",
                   "Test accuracy in %, mean ± std over 3 seeds. MAP both @ 70%: 35% of test rows lack the text, "
                   "35% the image, none both.", "", *table(folder), "",
