@@ -141,8 +141,8 @@ class Experiment:
         self.protocols = list(self.protocols) if self.protocols is not None else default_protocols(self.test, self.modalities)
         for protocol in self.protocols:  # a bad protocol is refused before anything trains
             parse_protocol(protocol, self.modalities)
-        for seed in self.seeds:  # and so is a bad method option
-            self.create_methods(seed)
+        if self.seeds:  # and so is a bad method option (options do not depend on the seed)
+            self.create_methods(self.seeds[0])
 
     @property
     def modalities(self) -> list[str]:

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from ..batch import Batch, encode_present
 from ..encoders import EncoderLike
-from ..models import distillation_loss, task_loss
+from ..models import UnimodalClassifier, distillation_loss, task_loss
 from ..train import TrainConfig
 from .fused import FusedMethod
 from .unimodal import Stage1
@@ -43,7 +43,33 @@ def _frozen(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return module.requires_grad_(False)
 
 
-class UniModalTeacher(FusedMethod):
+class Stage1Teachers(FusedMethod):
+    """A fused student taught by frozen copies of the Stage-1 models (or of a part of them)."""
+
+    @property
+    def needs_stage1(self) -> bool:  # type: ignore[override]
+        return True
+
+    def teacher(self, model: UnimodalClassifier) -> torch.nn.Module:
+        """The part of a Stage-1 model that teaches."""
+        raise NotImplementedError
+
+    def start_training(self, stage1: Stage1 | None, config: TrainConfig) -> None:
+        self.teachers_ = {m: _frozen(self.teacher(stage1.models[m]), self.device) for m in self.modalities}
+
+    def end_training(self) -> None:
+        del self.teachers_
+
+    @torch.no_grad()
+    def teacher_outputs(self, batch: Batch, present: Mapping[str, Tensor], host: Mapping[str, Tensor],
+                        out_dim: int) -> dict[str, Tensor]:
+        """Each teacher's output on the rows where its modality reaches the student (modalities absent
+        from the whole batch left out)."""
+        return {m: encode_present(self.teachers_[m], batch.inputs.get(m), present[m], out_dim, host[m])
+                for m in self.modalities if bool(host[m].any())}
+
+
+class UniModalTeacher(Stage1Teachers):
     """UMT: student encoders trained from scratch, their features pulled to Stage 1's."""
 
     name = "umt"
@@ -53,15 +79,8 @@ class UniModalTeacher(FusedMethod):
         super().__init__(encoders, num_classes, **kwargs)
         self.feature_weight = feature_weight
 
-    @property
-    def needs_stage1(self) -> bool:  # type: ignore[override]
-        return True
-
-    def start_training(self, stage1: Stage1 | None, config: TrainConfig) -> None:
-        self.teachers_ = {m: _frozen(stage1.models[m].encoder, self.device) for m in self.modalities}
-
-    def end_training(self) -> None:
-        del self.teachers_
+    def teacher(self, model: UnimodalClassifier) -> torch.nn.Module:
+        return model.encoder
 
     def training_step(self, batch: Batch, epoch: int) -> dict[str, Tensor]:
         host, present, keep = self.step_presence(batch, epoch)
@@ -75,17 +94,14 @@ class UniModalTeacher(FusedMethod):
                      host: Mapping[str, Tensor]) -> Tensor:
         """Σ_m mean squared distance between student and Stage-1 features, on m's present rows."""
         loss = features[self.modalities[0]].new_zeros(())
-        for m in self.modalities:
-            if not bool(host[m].any()):
-                continue
-            with torch.no_grad():
-                teacher = encode_present(self.teachers_[m], batch.inputs.get(m), present[m], features[m].shape[1], host[m])
+        dim = features[self.modalities[0]].shape[1]
+        for m, teacher in self.teacher_outputs(batch, present, host, dim).items():
             rows = present[m]
             loss = loss + torch.nn.functional.mse_loss(features[m][rows], teacher[rows])
         return loss
 
 
-class UnimodalDistillation(FusedMethod):
+class UnimodalDistillation(Stage1Teachers):
     """kd-unimodal: the fused student matches each present modality's Stage-1 logits (softened)."""
 
     name = "kd-unimodal"
@@ -96,26 +112,16 @@ class UnimodalDistillation(FusedMethod):
         super().__init__(encoders, num_classes, **kwargs)
         self.temperature, self.distill_weight = temperature, distill_weight
 
-    @property
-    def needs_stage1(self) -> bool:  # type: ignore[override]
-        return True
-
-    def start_training(self, stage1: Stage1 | None, config: TrainConfig) -> None:
-        self.teachers_ = {m: _frozen(stage1.models[m], self.device) for m in self.modalities}
-
-    def end_training(self) -> None:
-        del self.teachers_
+    def teacher(self, model: UnimodalClassifier) -> torch.nn.Module:
+        return model
 
     def training_step(self, batch: Batch, epoch: int) -> dict[str, Tensor]:
         host, present, keep = self.step_presence(batch, epoch)
         logits = self.model_.fuse(self.model_.encode(batch.inputs, present, host), present)
         loss = task_loss(logits.index_select(0, keep), batch.target.index_select(0, keep), self.task)
-        for m in self.modalities:
-            if bool(host[m].any()):
-                with torch.no_grad():
-                    teacher = encode_present(self.teachers_[m], batch.inputs.get(m), present[m], self.num_classes, host[m])
-                rows = present[m]
-                loss = loss + self.distill_weight * distillation_loss(logits[rows], teacher[rows], self.task, self.temperature)
+        for m, teacher in self.teacher_outputs(batch, present, host, self.num_classes).items():
+            rows = present[m]
+            loss = loss + self.distill_weight * distillation_loss(logits[rows], teacher[rows], self.task, self.temperature)
         return {"loss": loss, "logits": logits, "rows": len(keep)}
 
 
@@ -132,9 +138,8 @@ class FullRowDistillation(FusedMethod):
         self.temperature, self.distill_weight = temperature, distill_weight
 
     def training_step(self, batch: Batch, epoch: int) -> dict[str, Tensor]:
-        observed = batch.host_present or batch.present
+        observed, device_observed = self.observed_presence(batch)
         host, present, keep = self.step_presence(batch, epoch)
-        device_observed = {m: batch.present[m] for m in self.modalities}
         branches = self.model_.encode(batch.inputs, device_observed, observed)  # every observed modality, once
         logits = self.model_.fuse(branches, present)  # the dropped-out copy
         with torch.no_grad():

@@ -134,10 +134,14 @@ class FusedMethod(Method):
         encoders = {m: build_encoder(self.encoders[m], m) for m in self.modalities}
         return LateFusionClassifier(encoders, self.num_classes, **self._model_options())
 
+    def observed_presence(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """The batch's own presence (before modality dropout), on the host and on the device."""
+        return batch.host_present or batch.present, {m: batch.present[m] for m in self.modalities}
+
     def step_presence(self, batch: Batch, epoch: int) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
         """The presence a training step uses (after modality dropout when ``augment``), on the
         host and on the device, and the index (on the device) of the rows left with a modality."""
-        host = batch.host_present or batch.present  # decided on the host: no wait for the GPU
+        host = self.observed_presence(batch)[0]  # decided on the host: no wait for the GPU
         if self.augment:
             host = sample_modality_dropout(host, batch.index, seed=self.seed, epoch=epoch, p_drop=self.p_drop, device="cpu")
         device = batch.present[self.modalities[0]].device

@@ -84,9 +84,9 @@ class ProxyMethod(FusedMethod):
         return ProxyModel(super().build_architecture(), self.proxy_hidden)
 
     def training_step(self, batch: Batch, epoch: int) -> dict[str, Tensor]:
-        observed = batch.host_present or batch.present
+        observed, device_observed = self.observed_presence(batch)
         host, present, keep = self.step_presence(batch, epoch)
-        features = self.model_.encode(batch.inputs, {m: batch.present[m] for m in self.modalities}, observed)
+        features = self.model_.encode(batch.inputs, device_observed, observed)
         predicted = self.model_.predict_features(features, present)
         logits = self.model_.fuse(features, present)
         loss = task_loss(logits.index_select(0, keep), batch.target.index_select(0, keep), self.task)
