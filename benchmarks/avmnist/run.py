@@ -20,6 +20,7 @@ import torch
 
 import mmrobust as mm
 from mmrobust.files import write_text
+from mmrobust.provenance import git_commit
 from mmrobust.records import cell_text as fmt, read_jsonl, robustness_ranking, summarize
 from mmrobust.report import plot_robustness
 
@@ -37,6 +38,7 @@ def main(argv=None) -> int:
         return render_saved(args, data, out)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "command.txt", command_line(argv) + "\n")
+    write_text(out / "commit.txt", (git_commit() or "not a git checkout") + "\n")
     train = data.train.subset(np.arange(min(args.train_rows, len(data.train))))
     val = data.val.subset(np.arange(min(args.val_rows, len(data.val))))
     config = mm.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device, progress=sys.stderr.isatty())
@@ -166,9 +168,10 @@ def render(args, data, n_train, n_val, parts, out) -> str:
                     out / "robustness.png")
     machine = args.machine or describe_machine(torch.device(args.device))
     command = (out / "command.txt").read_text().strip()
+    commit = (out / "commit.txt").read_text().strip() if (out / "commit.txt").is_file() else "not recorded"
     info = data.info
     lines = [f"### {args.tag}", "",
-             f"Command: `{command}`  ", f"Machine: {machine}.  ",
+             f"Command: `{command}`  ", f"Code: commit {commit}.  ", f"Machine: {machine}.  ",
              "Time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in parts["seconds"].items()) + ".  ",
              f"Data: {n_train} training pairs (the first rows of the 55,000), {n_val} validation pairs, all 10,000 test pairs; "
              f"image PCA keeps {info['pca']['components']} components ({100 * info['pca']['energy_kept']:.1f}% of the "
