@@ -1,10 +1,11 @@
 import json
+from collections import defaultdict
 
 import numpy as np
 import pytest
 
 import mmrobust as mm
-from mmrobust.evaluate import evaluate
+from mmrobust.evaluate import evaluate, evaluate_method
 from mmrobust.experiment import expand_methods
 from mmrobust.protocols import masks_hash, sample_all_masks
 
@@ -39,9 +40,20 @@ def test_records_cover_methods_protocols_and_na_cells(synthetic, tiny_encoders, 
     keys = {"dataset", "method", "seed", "protocol", "rate", "pattern", "metric", "value", "n_scored", "n_rows"}
     assert all(set(r) == keys for r in results.records)
     # 1 (full) + 2 (miss) + 11 rates + area + 3 subsets + 1 (map) + 1 (observed) = 20 per method and seed
-    assert len(results.records) == 20 * len(methods) * 2
+    accuracy = [r for r in results.records if r["metric"] in ("accuracy", "area:accuracy")]
+    assert len(accuracy) == 20 * len(methods) * 2
+    # calibration and conformal records: per pattern the method can score (a uni-modal model: 2 of 3)
+    calibration = [r for r in results.records if r["metric"] not in ("accuracy", "area:accuracy")]
+    assert {r["protocol"] for r in calibration} == {"subsets"}
+    scored = sum(2 if m.startswith("unimodal:") else 3 for m in methods) * 2
+    per_cell = defaultdict(set)
+    for r in calibration:
+        per_cell[(r["method"], r["seed"], r["pattern"])].add(r["metric"])
+    assert len(per_cell) == scored and len({frozenset(v) for v in per_cell.values()}) == 1
+    assert {"ece", "ece:calibrated", "nll", "brier", "temperature", "coverage@0.9", "coverage@0.9:blind"} <= per_cell[("ume", 0, "a")]
 
     def value(method, protocol, seed=0, **where):
+        where = {"metric": "accuracy", **where}
         (r,) = [r for r in results.records if r["method"] == method and r["protocol"] == protocol and r["seed"] == seed
                 and all(r[k] == v for k, v in where.items())]
         return r
@@ -74,11 +86,11 @@ def test_records_cover_methods_protocols_and_na_cells(synthetic, tiny_encoders, 
 def test_same_masks_for_every_method(synthetic, tiny_encoders, tiny_config, monkeypatch):
     seen = []
 
-    def spying_evaluate(method, data, masks):
+    def spying_evaluate(method, data, masks, **kwargs):
         seen.append((method.name, method.seed, masks_hash(masks)))
-        return evaluate(method, data, masks)
+        return evaluate_method(method, data, masks, **kwargs)
 
-    monkeypatch.setattr(mm.experiment, "evaluate", spying_evaluate)
+    monkeypatch.setattr(mm.experiment, "evaluate_method", spying_evaluate)
     mm.run_experiment(methods=["unimodal", "ume", "late-fusion"], encoders=tiny_encoders, train=synthetic["train"],
                       val=synthetic["val"], test=synthetic["test"], protocols=["map:a@0.3", "sweep:b"], seeds=[5, 6],
                       train_config=tiny_config)
@@ -104,7 +116,7 @@ def test_three_modalities_with_observed_gaps_end_to_end(tiny_config):
     full = [r for r in results.records if r["protocol"] == "full" and r["method"] == "mma"][0]
     assert full["n_scored"] == int(np.logical_and.reduce([data["test"].present[m].numpy() for m in "abc"]).sum())
     assert len({r["pattern"] for r in results.records if r["protocol"] == "subsets"}) == 7
-    assert all(r["value"] is None or 0 <= r["value"] <= 1 for r in results.records)
+    assert all(r["value"] is None or 0 <= r["value"] <= 1 for r in results.records if r["metric"] == "accuracy")
 
 
 def test_training_missing_and_multilabel(tiny_encoders, tiny_config, monkeypatch):

@@ -15,6 +15,7 @@ from typing import Any, Sequence, Union
 
 import yaml
 
+from .calibration import check_mode
 from .errors import ConfigError
 from .validate import BadInputs
 from .methods import PAPER_METHODS
@@ -47,6 +48,10 @@ class RunConfig:
     encoders: dict[str, Any] = field(default_factory=dict)  # modality -> {name: ..., kwargs} or a name; empty: dataset defaults
     method_options: dict[str, dict] = field(default_factory=dict)  # method -> keyword arguments
     train_missing: dict[str, float] = field(default_factory=dict)  # modality (or 'both', MAP) -> share of training rows without it
+    calibration: str = "per-pattern"  # temperature scaling fitted on validation: per-pattern | global | none
+
+    def __post_init__(self) -> None:
+        check_mode(self.calibration)
 
 
 def list_presets() -> list[str]:

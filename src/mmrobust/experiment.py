@@ -16,19 +16,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from . import distributed
 from .batch import MultiModalDataset
 from .checkpoint import load_method, save_method
 from .encoders import EncoderLike
 from .errors import ConfigError
-from .evaluate import evaluate
+from .calibration import check_mode
+from .evaluate import evaluate_method, fit_calibration
+from .evidence import bootstrap_evidence
 from .files import file_name, write_json, write_jsonl
 from .masking import sample_training_missing
 from .methods import METHOD_GROUPS, METHODS, Method, create_method, train_stage1
 from .methods.unimodal import Stage1, UnimodalMethod
 from .protocols import ProtocolMask, parse_protocol, sample_all_masks, save_masks
 from .provenance import measure
-from .records import reference_modality, reference_name, summarize
+from .records import main_metric, reference_modality, reference_name, summarize
 from .runtime import resolve_device
 from .train import TrainConfig, stage_checkpoints
 
@@ -40,6 +44,8 @@ class ExperimentResults:
     records: list[dict] = field(default_factory=list)
     fits: list[dict] = field(default_factory=list)
     stages: list[dict] = field(default_factory=list)
+    evidence: list[dict] = field(default_factory=list)  # bootstrap intervals, per method and condition
+    reliability: list[dict] = field(default_factory=list)  # reliability-diagram bins, per method and pattern
 
     def summary(self) -> list[dict]:
         return summarize(self.records)
@@ -69,6 +75,9 @@ class Store:
 
     def fits(self, fits: list[dict]) -> None:
         """Called with what every fit so far chose, after each seed is fitted."""
+
+    def evidence(self, evidence: list[dict], reliability: list[dict]) -> None:
+        """Called once every seed is evaluated, with the intervals and the reliability bins."""
 
     def stage(self, stage: dict) -> None:
         """Called with each stage's time and memory record (to show progress)."""
@@ -113,6 +122,11 @@ class FolderStore(Store):
         if distributed.is_main():
             write_json(self.folder / "fits.json", fits)
 
+    def evidence(self, evidence: list[dict], reliability: list[dict]) -> None:
+        if distributed.is_main():
+            write_jsonl(self.folder / "evidence.jsonl", evidence)
+            write_json(self.folder / "reliability.json", reliability)
+
 
 @dataclass
 class Experiment:
@@ -121,6 +135,9 @@ class Experiment:
     ``protocols=None`` means :func:`default_protocols`. ``method_options`` gives a method's
     keyword arguments by its name; ``train_missing={"audio": 0.5}`` removes a modality from that
     share of the training and validation rows (the paper's training-time missing).
+    ``calibration`` (``per-pattern``, ``global``, ``none``): the temperature scaling fitted on
+    validation whose effect the records show; ``groups`` (one id per test row, rows of one source
+    sharing it) makes the bootstrap resample sources instead of rows.
     """
 
     methods: Sequence[str]
@@ -134,9 +151,14 @@ class Experiment:
     method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     train_missing: Mapping[str, float] = field(default_factory=dict)
     dataset: str = "custom"
+    calibration: str = "per-pattern"
+    groups: Sequence | None = None
 
     def __post_init__(self) -> None:
         check_compatible(self.encoders, self.train, self.val, self.test)
+        check_mode(self.calibration)
+        if self.groups is not None and len(self.groups) != len(self.test):
+            raise ConfigError(f"groups: {len(self.groups)} ids for {len(self.test)} test rows")
         self.names = expand_methods(self.methods, self.modalities)
         self.protocols = list(self.protocols) if self.protocols is not None else default_protocols(self.test, self.modalities)
         for protocol in self.protocols:  # a bad protocol is refused before anything trains
@@ -187,26 +209,36 @@ class Experiment:
         return fitted
 
     def evaluate(self, fitted: Mapping[int, Mapping[str, Method]], store: Store | None = None,
-                 stages: list[dict] | None = None) -> list[dict]:
-        """Records of every fitted method under every mask of every protocol, seed by seed."""
+                 stages: list[dict] | None = None) -> ExperimentResults:
+        """Records of every fitted method under every mask of every protocol, seed by seed; then
+        the bootstrap intervals over all seeds, and the reliability bins per pattern."""
         store, stages = store or Store(), [] if stages is None else stages
-        records = []
+        results, decisions = ExperimentResults(stages=stages), {}
         for seed in self.seeds:
             masks = sample_all_masks(self.protocols, {m: self.test.present[m] for m in self.modalities}, seed)
             store.masks(seed, masks, self.protocols)
             store.log(f"[seed {seed}] evaluating {len(fitted[seed])} methods under {len(masks)} masks on {len(self.test)} test rows")
+            val = self.seed_data(seed)[1]
             for name, method in fitted[seed].items():
                 with measure(stages, f"seed{seed}/evaluate/{name}", method.device):
-                    records += [{"dataset": self.dataset, "method": name, "seed": seed, **r}
-                                for r in evaluate(method, self.test, masks)]
-            store.records(records)
-        return records
+                    calibration = fit_calibration(method, val, self.calibration)
+                    evaluation = evaluate_method(method, self.test, masks, calibration=calibration)
+                tags = {"dataset": self.dataset, "method": name, "seed": seed}
+                results.records += [{**tags, **r} for r in evaluation.records]
+                results.reliability += [{**tags, **r} for r in evaluation.reliability]
+                decisions[(name, seed)] = evaluation.decisions
+            store.records(results.records)
+        results.evidence = bootstrap_evidence(decisions, self.test.target.numpy(), main_metric(results.records),
+                                              self.modalities, dataset=self.dataset,
+                                              groups=None if self.groups is None else np.asarray(self.groups))
+        store.evidence(results.evidence, results.reliability)
+        return results
 
     def run(self, store: Store | None = None) -> ExperimentResults:
         """Fit, then evaluate: the whole experiment."""
-        results = ExperimentResults()
-        fitted = self.fit(store, results.stages)
-        results.records = self.evaluate(fitted, store, results.stages)
+        stages: list[dict] = []
+        fitted = self.fit(store, stages)
+        results = self.evaluate(fitted, store, stages)
         results.fits = fit_records(fitted)
         return results
 

@@ -98,7 +98,7 @@ def experiment_for(config: RunConfig, splits: Splits) -> Experiment:
     return Experiment(methods=config.methods, encoders=resolve_encoders(config, splits), train=splits.train,
                       val=splits.val, test=splits.test, protocols=config.protocols, seeds=config.seeds,
                       train_config=config.train, method_options=config.method_options,
-                      train_missing=config.train_missing, dataset=config.data.name)
+                      train_missing=config.train_missing, dataset=config.data.name, calibration=config.calibration)
 
 
 class RunFolderStore(FolderStore):
@@ -160,7 +160,7 @@ def evaluate_run(run_dir: Path, fitted: Mapping[int, Mapping[str, Method]] | Non
     started = time.perf_counter()
     experiment, store = _setup(read_config(run_dir), run_dir, splits, log)
     fitted = fitted if fitted is not None else _load_fitted(experiment, store)
-    records = experiment.evaluate(fitted, store, store.provenance["stages"])
+    records = experiment.evaluate(fitted, store, store.provenance["stages"]).records
     _finish(run_dir, store.provenance, "evaluate", started)
     return records
 

@@ -161,10 +161,12 @@ class Sweep(Protocol):
 
 class Subsets(Protocol):
     kind, syntax, order = "subsets", "subsets", 5
-    description = "every non-empty subset of modalities present (a table by presence pattern)"
+    description = ("every non-empty subset of modalities present, each scored on the rows that have all of it "
+                   "(a table by presence pattern)")
 
     def sample(self, spec, arg, rate, observed, seed):
-        return [_mask(spec, {m: observed[m] & (m in subset) for m in sorted(observed)}, pattern=pattern_name(subset))
+        return [_mask(spec, {m: observed[m] & (m in subset) for m in sorted(observed)}, pattern=pattern_name(subset),
+                      scored=np.logical_and.reduce([observed[m] for m in subset]))
                 for subset in nonempty_subsets(sorted(observed))]
 
     def column(self, spec, rate):

@@ -1,0 +1,157 @@
+"""Is a method better than simply using the uni-modal model of what is present? Bootstrap
+intervals per evaluation condition, and the paired difference to the best uni-modal reference.
+
+One set of resamples of the test rows serves every method, seed and condition (so differences are
+paired); in each resample the metric is computed per seed, then averaged over seeds. When rows
+share a source (``groups``: one id per row), whole groups are resampled instead of rows. Pure
+numpy: a resample is a row of multinomial counts, and the metric is computed from weighted counts.
+
+An evidence record::
+
+    {dataset, method, protocol, rate, pattern, metric, value, low, high, unit, resamples,
+     presence, reference, difference, difference_low, difference_high, verdict, retention}
+
+``presence``: the modalities every scored row has (``None`` when rows differ, as under ``observed``
+or MAP); ``reference``: the uni-modal model of one of them with the best value (on the test rows,
+so the comparison favours the reference); ``verdict``: ``above`` / ``tied`` / ``below`` as the
+difference's interval lies above zero, contains it, or lies below it; ``retention``: the value over
+the same method's value on full inputs.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .protocols import pattern_name
+from .records import reference_modality
+
+RESAMPLES = 1000
+LEVEL = 0.95
+SUPPORTED = ("accuracy", "f1_macro", "f1_micro")
+
+Key = tuple  # (protocol, rate, pattern): one evaluation condition
+Decisions = Mapping[Key, tuple]  # key -> (scored row indices, decisions on them, presence or None)
+
+
+def resample_weights(n_rows: int, resamples: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
+    """``resamples x n_rows`` bootstrap counts: rows drawn with replacement, or whole groups
+    (every row of a drawn group counts once per draw)."""
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        return rng.multinomial(n_rows, np.full(n_rows, 1.0 / n_rows), size=resamples).astype(np.float32)
+    _, unit = np.unique(np.asarray(groups), return_inverse=True)
+    n_units = int(unit.max()) + 1
+    return rng.multinomial(n_units, np.full(n_units, 1.0 / n_units), size=resamples).astype(np.float32)[:, unit]
+
+
+def weighted_metric(metric: str, decisions: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The metric under each row of ``weights`` (counts per row; a row of ones is the metric itself).
+    Multi-class ``decisions`` are labels; multi-label ones are 0/1 matrices (F1 at 0.5, as scored)."""
+    if metric == "accuracy":
+        total = weights.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (weights @ (decisions == target).astype(np.float32)) / total
+    if metric in ("f1_macro", "f1_micro"):
+        d, y = decisions.astype(bool), target.astype(bool)
+        tp, fp, fn = (weights @ (a & b).astype(np.float32) for a, b in ((d, y), (d, ~y), (~d, y)))
+        if metric == "f1_micro":
+            tp, fp, fn = tp.sum(axis=1, keepdims=True), fp.sum(axis=1, keepdims=True), fn.sum(axis=1, keepdims=True)
+        denominator = 2 * tp + fp + fn
+        f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+        return f1.mean(axis=1)
+    raise ValueError(f"no bootstrap for metric {metric!r}; supported: {SUPPORTED}")
+
+
+def _interval(values: np.ndarray, level: float) -> tuple[float | None, float | None]:
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return None, None
+    low, high = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])
+    return float(low), float(high)
+
+
+def verdict(low: float | None, high: float | None) -> str | None:
+    if low is None:
+        return None
+    return "above" if low > 0 else "below" if high < 0 else "tied"
+
+
+def bootstrap_evidence(decisions: Mapping[tuple[str, int], Decisions], target: np.ndarray, metric: str,
+                       modalities: Sequence[str], *, groups: np.ndarray | None = None, resamples: int = RESAMPLES,
+                       seed: int = 0, level: float = LEVEL, dataset: str | None = None) -> list[dict]:
+    """Evidence records for every (method, condition) from each (method, seed)'s decisions.
+
+    A method gets an interval where, for every seed, it scores the same rows as the method that
+    scores the most (so every method is resampled on the same rows); elsewhere it is left out.
+    """
+    if metric not in SUPPORTED:
+        return []
+    weights = resample_weights(len(target), resamples, seed, groups)
+    ones = np.ones((1, len(target)), dtype=np.float32)
+    runs: dict[str, dict[int, Decisions]] = defaultdict(dict)
+    for (method, run_seed), per_key in decisions.items():
+        runs[method][run_seed] = per_key
+    seeds = sorted({s for per_seed in runs.values() for s in per_seed})
+    keys = list(dict.fromkeys(k for per_seed in runs.values() for per_key in per_seed.values() for k in per_key))
+    cells: dict[tuple[str, Key], dict] = {}
+    for key in keys:
+        widest = {s: max((len(runs[m][s][key][0]) for m in runs if key in runs[m].get(s, {})), default=0) for s in seeds}
+        for method, per_seed in runs.items():
+            if not all(key in per_seed.get(s, {}) and len(per_seed[s][key][0]) == widest[s] > 0 for s in seeds):
+                continue
+            point, spread = [], []
+            for s in seeds:
+                rows, answer, _ = per_seed[s][key]
+                point.append(weighted_metric(metric, answer, target[rows], ones[:, rows])[0])
+                spread.append(weighted_metric(metric, answer, target[rows], weights[:, rows]))
+            cells[(method, key)] = {"value": float(np.mean(point)), "spread": np.mean(spread, axis=0),
+                                    "presence": per_seed[seeds[0]][key][2]}
+    full = _full_key(keys, modalities)
+    records = []
+    for (method, key), cell in cells.items():
+        low, high = _interval(cell["spread"], level)
+        record = {"dataset": dataset, "method": method, "protocol": key[0], "rate": key[1], "pattern": key[2],
+                  "metric": metric, "value": cell["value"], "low": low, "high": high,
+                  "unit": "row" if groups is None else "group", "resamples": resamples, "presence": cell["presence"],
+                  "reference": None, "difference": None, "difference_low": None, "difference_high": None,
+                  "verdict": None, "retention": _retention(cells, method, full, cell["value"])}
+        reference = _best_reference(cells, key, cell["presence"], method)
+        if reference is not None:
+            other = cells[(reference, key)]
+            d_low, d_high = _interval(cell["spread"] - other["spread"], level)
+            record.update(reference=reference, difference=cell["value"] - other["value"], difference_low=d_low,
+                          difference_high=d_high, verdict=verdict(d_low, d_high))
+        records.append(record)
+    return records
+
+
+def _full_key(keys: Sequence[Key], modalities: Sequence[str]) -> Key | None:
+    """The condition with every modality on every row: ``full``, else the full ``subsets`` pattern."""
+    for key in (("full", None, None), ("subsets", None, pattern_name(modalities))):
+        if key in keys:
+            return key
+    return None
+
+
+def _retention(cells: Mapping, method: str, full: Key | None, value: float) -> float | None:
+    base = cells.get((method, full), {}).get("value") if full is not None else None
+    return value / base if base else None
+
+
+def _best_reference(cells: Mapping, key: Key, presence: str | None, method: str) -> str | None:
+    """The uni-modal model, among the modalities present, with the best value under ``key``."""
+    if presence is None or reference_modality(method):
+        return None
+    present = presence.split("+")
+    candidates = [(cell["value"], m) for (m, k), cell in cells.items() if k == key and reference_modality(m) in present]
+    return max(candidates)[1] if candidates else None
+
+
+def uniform_presence(present: Mapping[str, np.ndarray], rows: np.ndarray) -> str | None:
+    """The pattern every row in ``rows`` has (``audio+image``), or ``None`` when rows differ."""
+    modalities = sorted(present)
+    shared = {m for m in modalities if np.asarray(present[m])[rows].all()}
+    absent = {m for m in modalities if not np.asarray(present[m])[rows].any()}
+    return pattern_name(shared) if len(rows) and len(shared) + len(absent) == len(modalities) else None
