@@ -84,6 +84,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", type=Path, default=None, help="a CSV / JSONL with one column per modality (and id)")
     p.add_argument("--out", type=Path, default=None, help="with --manifest: the predictions CSV to write")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
+    p.add_argument("--coverage", type=float, default=None, metavar="SHARE",
+                   help="also give the conformal label set that holds the true label with this probability (e.g. 0.9), "
+                        "calibrated for the presence pattern of each input")
+    p.add_argument("--abstain", action="store_true", help="with --coverage: answer unsure when the set is not a single label")
     p.set_defaults(func=cmd_predict)
     sub.add_parser("list", help="datasets, encoders, extractors, methods, protocols, presets").set_defaults(func=cmd_list)
     return parser
@@ -182,7 +186,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.manifest is not None:
         if args.out is None or args.input:
             raise ConfigError("--manifest needs --out FILE (and no --input)")
-        print(f"predictions: {predictor.predict_manifest(args.manifest, args.out)}")
+        print(f"predictions: {predictor.predict_manifest(args.manifest, args.out, coverage=args.coverage, abstain=args.abstain)}")
         return 0
     sample = {}
     for item in args.input:
@@ -192,7 +196,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         sample[modality.strip()] = value or None
     if not sample:
         raise ConfigError(f"give at least one --input (this model takes {', '.join(predictor.modalities)})")
-    print(json.dumps(predictor.predict(sample).to_dict(), indent=2))
+    print(json.dumps(predictor.predict(sample, coverage=args.coverage, abstain=args.abstain).to_dict(), indent=2))
     return 0
 
 

@@ -23,6 +23,7 @@ from .config import RunConfig, config_from_dict, config_to_dict
 from .data import DATASETS, Splits
 from .encoders import EncoderSpec
 from .errors import ConfigError, DataError
+from .evaluate import fit_calibration
 from .experiment import Experiment, FolderStore
 from .files import write_json, write_text
 from .methods import Method
@@ -216,8 +217,10 @@ def write_model(run_dir: Path, fitted_by_seed: Mapping[int, Mapping[str, Method]
     train = splits.train
     inputs = {m: splits.inputs.get(m) or default_spec(train.inputs[m].shape[1:]) for m in method.modalities}
     labels = train.label_names or [str(i) for i in range(train.num_classes)]
+    val = experiment_for(config, splits).seed_data(seed)[1]  # the validation rows this seed's model saw
+    calibration = fit_calibration(method, val, config.calibration)
     card = model_card(run_dir, config, seed, method)
-    predictor = Predictor(method, inputs, labels, card=card)
+    predictor = Predictor(method, inputs, labels, card=card, calibration=calibration)
     folder = predictor.save_pretrained(run_dir / "model")
     log(f"model: {folder} (seed {seed}, UME-MMA chose {method.selected_.upper()})")
     return folder
@@ -225,7 +228,8 @@ def write_model(run_dir: Path, fitted_by_seed: Mapping[int, Mapping[str, Method]
 
 def model_card(run_dir: Path, config: RunConfig, seed: int, method: Method) -> str:
     """What the model is and how the run evaluated it: the main table, rendered from the run's records."""
-    table = main_table(read_jsonl(run_dir / "results.jsonl"))
+    evidence = read_jsonl(run_dir / "evidence.jsonl") if (run_dir / "evidence.jsonl").is_file() else []
+    table = main_table(read_jsonl(run_dir / "results.jsonl"), evidence)
     scores = ", ".join(f"{k.upper()} {100 * v:.1f}" for k, v in method.val_scores_.items())
     return "\n".join([
         f"# mmrobust model: UME-MMA on `{config.data.name}`", "",
@@ -233,7 +237,13 @@ def model_card(run_dir: Path, config: RunConfig, seed: int, method: Method) -> s
         f"(the best validation score); on validation it chose **{method.selected_.upper()}** ({scores}).", "",
         "Use: `mmrobust predict model --input <modality>=<file or text>` (any subset), or "
         "`mmrobust.Predictor.load('model').predict({...})`.", "",
-        f"Evaluation of the run (test split, mean ± std over seeds {config.seeds}; accuracy or F1 in %):", "",
+        f"Calibration: `{config.calibration}` temperature scaling fitted on the validation split "
+        "(`calibration.json`; probabilities are scaled for the presence pattern of each request). "
+        "`--coverage 0.9` (`coverage=0.9`) adds a conformal label set whose coverage holds within each presence "
+        "pattern; `--abstain` answers *unsure* when that set is not a single label. The report's per-pattern "
+        "tables show how well each holds on the test split.", "",
+        f"Evaluation of the run (test split, mean ± std over seeds {config.seeds}, 95% bootstrap interval in "
+        "brackets; accuracy or F1 in %):", "",
         *table, "", "The full report, with the protocols: `../report.md`.", ""])
 
 

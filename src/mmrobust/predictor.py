@@ -2,6 +2,8 @@
 
     model/config.json        method, encoders, input specs (mmrobust.inputs), labels, settings
     model/weights.safetensors  the fitted method (UME members and the MMA model, with its choice)
+    model/calibration.json   temperatures per presence pattern and the validation rows' conformal
+                             scores (multi-class models; see mmrobust.calibration)
     model/model_card.md      what it is, how it was evaluated, how to use it
 
 Loading needs the library, never the training data; pre-trained extractors are referenced by
@@ -9,6 +11,7 @@ package, version and weights sha256 (and checked when used), not copied.
 
     predictor = Predictor.load("runs/.../model")
     predictor.predict({"image": "a.png", "audio": None})     # -> Prediction(label, probabilities, used)
+    predictor.predict({"image": "a.png"}, coverage=0.9, abstain=True)  # + label_set; label None if unsure
 """
 from __future__ import annotations
 
@@ -26,12 +29,14 @@ import torch
 from tqdm.auto import tqdm
 
 from .batch import scatter_rows
+from .calibration import Calibration
 from .checkpoint import load_method, save_method
 from .encoders import EncoderSpec
 from .errors import ConfigError, InputError, ModelFileError
 from .files import atomic_path, write_json, write_text
 from .inputs import default_spec, prepare
 from .methods import Method, create_method
+from .protocols import pattern_name
 from .train import TrainConfig
 from .version import __version__
 
@@ -40,9 +45,11 @@ FORMAT = "mmrobust.model/2"  # 2: the method's own parameters (get_params) inste
 
 @dataclass
 class Prediction:
-    label: str | list[str]  # multi-label: every label with probability >= 0.5
-    probabilities: dict[str, float]
+    label: str | list[str] | None  # multi-label: every label with probability >= 0.5; None: unsure
+    probabilities: dict[str, float]  # temperature-scaled for the pattern of ``used`` when calibrated
     used: list[str]  # the modalities this prediction was made from
+    label_set: list[str] | None = None  # with a coverage: the conformal prediction set
+    unsure: bool = False  # with abstain: the set is not a single label
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -52,11 +59,12 @@ class Predictor:
     """A fitted method with what it needs to read raw inputs: input specs and label names."""
 
     def __init__(self, method: Method, inputs: Mapping[str, dict], label_names: Sequence[str], *,
-                 card: str | None = None) -> None:
+                 card: str | None = None, calibration: Calibration | None = None) -> None:
         self.method, self.label_names = method, list(label_names)
         self.inputs = dict(inputs)
         self.modalities = list(method.modalities)
         self.card = card
+        self.calibration = calibration
 
     # --- files ---------------------------------------------------------------------------
     def save_pretrained(self, folder: str | Path) -> Path:
@@ -66,11 +74,14 @@ class Predictor:
                   "params": method.get_params(), "seed": method.seed, "num_classes": method.num_classes,
                   "task": method.task, "label_names": self.label_names, "modalities": self.modalities,
                   "encoders": {m: _spec_dict(s) for m, s in method.encoders.items()}, "inputs": self.inputs,
-                  "train": dataclasses.asdict(method.train_config)}
+                  "train": dataclasses.asdict(method.train_config),
+                  "calibration": self.calibration.mode if self.calibration else None}
         tmp = folder.with_name(f".{folder.name}.tmp")  # complete or absent: written aside, then renamed
         shutil.rmtree(tmp, ignore_errors=True)
         save_method(method, tmp / "weights.safetensors")
         write_json(tmp / "config.json", config)
+        if self.calibration is not None:
+            write_json(tmp / "calibration.json", self.calibration.to_dict())
         write_text(tmp / "model_card.md", self.card or _card(config))
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
@@ -93,20 +104,28 @@ class Predictor:
                                seed=config["seed"], train_config=train, **config["params"])
         method = load_method(method, folder / "weights.safetensors")
         card = (folder / "model_card.md").read_text(encoding="utf-8") if (folder / "model_card.md").is_file() else None
-        return cls(method, config["inputs"], config["label_names"], card=card)
+        return cls(method, config["inputs"], config["label_names"], card=card, calibration=_read_calibration(folder, config))
 
     from_pretrained = load
 
     # --- predictions -------------------------------------------------------------------------
-    def predict(self, sample: Mapping[str, Any] | Sequence[Mapping[str, Any]], base: str | Path = ".") -> Any:
+    def predict(self, sample: Mapping[str, Any] | Sequence[Mapping[str, Any]], base: str | Path = ".", *,
+                coverage: float | None = None, abstain: bool = False) -> Any:
         """One sample (a dict modality -> array, path or text; ``None`` or absent = missing) or a
-        list of them; paths relative to ``base``."""
+        list of them; paths relative to ``base``. With ``coverage`` (e.g. 0.9) each prediction
+        carries its conformal label set, calibrated for its presence pattern; with ``abstain``
+        the label is ``None`` (``unsure``) when that set is not a single label."""
         one = isinstance(sample, Mapping)
         rows = [sample] if one else list(sample)
-        predictions = self._predict_rows(rows, Path(base))
+        predictions = self._predict_rows(rows, Path(base), coverage, abstain)
         return predictions[0] if one else predictions
 
-    def _predict_rows(self, rows: Sequence[Mapping[str, Any]], base: Path) -> list[Prediction]:
+    def _predict_rows(self, rows: Sequence[Mapping[str, Any]], base: Path, coverage: float | None = None,
+                      abstain: bool = False) -> list[Prediction]:
+        if abstain and coverage is None:
+            raise ConfigError("abstain needs a coverage (e.g. coverage=0.9): the model abstains when its set is not one label")
+        if coverage is not None and self.calibration is None:
+            raise ConfigError("this model has no conformal calibration (multi-label, or saved without a validation split)")
         for i, row in enumerate(rows):
             unknown = sorted(set(row) - set(self.modalities))
             if unknown:
@@ -115,9 +134,15 @@ class Predictor:
         empty = [i for i in range(len(rows)) if not any(present[m][i] for m in self.modalities)]
         if empty:
             raise InputError(f"sample {empty[0]}: no modality given; this model takes any of {', '.join(self.modalities)}")
+        used = [[m for m in self.modalities if present[m][i]] for i in range(len(rows))]
+        patterns = [pattern_name(u) for u in used]
+        if coverage is not None:
+            self.calibration.check_rows(patterns, coverage)
         inputs = {m: self._column(m, rows, present[m], base) for m in self.modalities}
-        proba = self.method.predict_proba(inputs, {m: torch.from_numpy(p) for m, p in present.items()})
-        return [self._prediction(p, [m for m in self.modalities if present[m][i]]) for i, p in enumerate(proba)]
+        raw = self.method.predict_proba(inputs, {m: torch.from_numpy(p) for m, p in present.items()})
+        proba = self.calibration.calibrate(raw, patterns) if self.calibration is not None else raw
+        sets = self.calibration.prediction_sets(raw, patterns, coverage) if coverage is not None else [None] * len(rows)
+        return [self._prediction(p, u, s, abstain) for p, u, s in zip(proba, used, sets)]
 
     def _column(self, m: str, rows, present: np.ndarray, base: Path):
         if not present.any():
@@ -127,17 +152,23 @@ class Predictor:
         batch = prepare(m, spec, values, base)
         return scatter_rows(batch, np.flatnonzero(present), len(rows))
 
-    def _prediction(self, proba: np.ndarray, used: list[str]) -> Prediction:
+    def _prediction(self, proba: np.ndarray, used: list[str], label_set: np.ndarray | None, abstain: bool) -> Prediction:
         probabilities = {name: float(p) for name, p in zip(self.label_names, proba)}
         if self.method.task == "multilabel":
             label = [name for name, p in probabilities.items() if p >= 0.5]
         else:
             label = self.label_names[int(np.argmax(proba))]
-        return Prediction(label, probabilities, used)
+        if label_set is None:
+            return Prediction(label, probabilities, used)
+        names = [n for n, keep in zip(self.label_names, label_set) if keep]
+        unsure = abstain and len(names) != 1
+        return Prediction(None if unsure else label, probabilities, used, label_set=names, unsure=unsure)
 
-    def predict_manifest(self, manifest: str | Path, out: str | Path, batch_size: int = 64, progress: bool | None = None) -> Path:
+    def predict_manifest(self, manifest: str | Path, out: str | Path, batch_size: int = 64, progress: bool | None = None,
+                         *, coverage: float | None = None, abstain: bool = False) -> Path:
         """Predictions for every row of a CSV / JSONL manifest (columns named as the modalities),
-        written to ``out`` (CSV: id, label, used, one probability column per label)."""
+        written to ``out`` (CSV: id, label, used, one probability column per label; with a
+        ``coverage``, also the label set (``|``-joined) and ``unsure``; an unsure label is empty)."""
         from .data.manifest import read_rows
 
         manifest, out = Path(manifest), Path(out)
@@ -150,14 +181,28 @@ class Predictor:
         predictions = []
         for start in tqdm(range(0, len(samples), batch_size), desc="predict", unit="batch",
                           disable=True if progress is False else None):
-            predictions += self._predict_rows(samples[start:start + batch_size], manifest.parent)
-        lines = [["id", "label", "used", *self.label_names]]
+            predictions += self._predict_rows(samples[start:start + batch_size], manifest.parent, coverage, abstain)
+        sets = ["set", "unsure"] if coverage is not None else []
+        lines = [["id", "label", *sets, "used", *self.label_names]]
         for sample_id, p in zip(ids, predictions):
-            label = "|".join(p.label) if isinstance(p.label, list) else p.label
-            lines.append([sample_id, label, "+".join(p.used), *(f"{p.probabilities[n]:.6f}" for n in self.label_names)])
+            label = "|".join(p.label) if isinstance(p.label, list) else (p.label or "")
+            extra = ["|".join(p.label_set), int(p.unsure)] if coverage is not None else []
+            lines.append([sample_id, label, *extra, "+".join(p.used), *(f"{p.probabilities[n]:.6f}" for n in self.label_names)])
         with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
             csv.writer(f).writerows(lines)
         return out
+
+
+def _read_calibration(folder: Path, config: dict) -> Calibration | None:
+    path = folder / "calibration.json"
+    if not config.get("calibration"):
+        return None
+    if not path.is_file():
+        raise ModelFileError(f"{path}: missing (config.json says the model is calibrated: {config['calibration']})")
+    try:
+        return Calibration.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelFileError(f"{path}: not a calibration file ({err})") from err
 
 
 def _given(value: Any) -> bool:

@@ -111,15 +111,24 @@ def pattern_columns(summary: Sequence[dict], metric: str) -> list[tuple[str, Key
     return [(p, ("subsets", None, p, metric)) for p in patterns]
 
 
-def cell_text(cell: dict | None) -> str:
+def cell_text(cell: dict | None, interval: tuple | None = None) -> str:
+    """``mean ± std`` in % (over seeds), with the 95% bootstrap interval when given."""
     if cell is None or cell["mean"] is None:
         return "n/a"
-    return f"{100 * cell['mean']:.1f} ± {100 * cell['std']:.1f}"
+    text = f"{100 * cell['mean']:.1f} ± {100 * cell['std']:.1f}"
+    return text + (f" [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]" if interval and interval[0] is not None else "")
+
+
+def evidence_intervals(evidence: Sequence[dict]) -> dict[tuple, tuple]:
+    """(method, protocol, rate, pattern, metric) -> (low, high) of the bootstrap interval."""
+    return {(e["method"], e["protocol"], e["rate"], e["pattern"], e["metric"]): (e["low"], e["high"]) for e in evidence}
 
 
 def table_lines(summary: Sequence[dict], methods: Sequence[str], columns: Sequence[tuple[str, Key]],
-                bold_best: bool = True) -> list[str]:
-    """A markdown table, methods x columns (mean ± std in %), the best value of each column in bold."""
+                bold_best: bool = True, intervals: dict | None = None) -> list[str]:
+    """A markdown table, methods x columns (mean ± std in %, with the bootstrap interval where
+    ``intervals`` has one), the best value of each column in bold."""
+    intervals = intervals or {}
     by_key = {(s["method"], s["protocol"], s["rate"], s["pattern"], s["metric"]): s for s in summary}
     cells = {(m, header): by_key.get((m, *key)) for m in methods for header, key in columns}
     best = {header: max((c["mean"] for m in methods if (c := cells[(m, header)]) and c["mean"] is not None), default=None)
@@ -127,8 +136,8 @@ def table_lines(summary: Sequence[dict], methods: Sequence[str], columns: Sequen
     lines = ["| method | " + " | ".join(h for h, _ in columns) + " |", "|---|" + "---:|" * len(columns)]
     for method in methods:
         row = []
-        for header, _ in columns:
-            cell, text = cells[(method, header)], cell_text(cells[(method, header)])
+        for header, key in columns:
+            cell, text = cells[(method, header)], cell_text(cells[(method, header)], intervals.get((method, *key)))
             row.append(f"**{text}**" if bold_best and cell and cell["mean"] is not None
                        and _same_pct(cell["mean"], best[header]) else text)
         lines.append(f"| {method_label(method)} | " + " | ".join(row) + " |")
@@ -139,11 +148,78 @@ def _same_pct(a: float, b: float | None) -> bool:
     return b is not None and f"{100 * a:.1f}" == f"{100 * b:.1f}"
 
 
-def main_table(records: Sequence[dict]) -> list[str]:
+def main_table(records: Sequence[dict], evidence: Sequence[dict] = ()) -> list[str]:
     """The main table of a run (every method, one column per protocol), as report.md and the
-    model card show it."""
+    model card show it; with ``evidence``, each cell that has one shows its bootstrap interval."""
     summary = summarize(records)
-    return table_lines(summary, method_order(records), main_columns(summary, main_metric(records)))
+    return table_lines(summary, method_order(records), main_columns(summary, main_metric(records)),
+                       intervals=evidence_intervals(evidence))
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{100 * value:.{digits}f}"
+
+
+def evidence_table(evidence: Sequence[dict], methods: Sequence[str]) -> list[str]:
+    """Per presence pattern (``subsets``), each method: the value with its 95% interval, the
+    retention, the best uni-modal reference present, the paired difference and the verdict."""
+    rows = [e for e in evidence if e["protocol"] == "subsets"]
+    order = {m: i for i, m in enumerate(methods)}
+    patterns = list(dict.fromkeys(e["pattern"] for e in rows))
+    rows.sort(key=lambda e: (patterns.index(e["pattern"]), order.get(e["method"], len(order))))
+    lines = ["| present | method | value [95% CI] | retention | best reference present | difference [95% CI] | verdict |",
+             "|---|---|---:|---:|---|---:|---|"]
+    for e in rows:
+        difference = (f"{100 * e['difference']:+.1f} [{100 * e['difference_low']:+.1f}, {100 * e['difference_high']:+.1f}]"
+                      if e["reference"] else "")
+        lines.append(f"| {e['pattern']} | {method_label(e['method'])} | {_pct(e['value'])} [{_pct(e['low'])}, {_pct(e['high'])}] | "
+                     f"{_pct(e['retention'], 0)}% | {e['reference'] or ''} | {difference} | {e['verdict'] or ''} |")
+    return lines
+
+
+def _pattern_rows(summary: Sequence[dict], methods: Sequence[str], metric: str) -> list[tuple[str, str, dict]]:
+    """(pattern, method, {metric: cell}) for every pattern and method with a ``metric`` cell."""
+    cells = {(s["pattern"], s["method"], s["metric"]): s for s in summary if s["protocol"] == "subsets"}
+    patterns = list(dict.fromkeys(s["pattern"] for s in summary if s["protocol"] == "subsets" and s["metric"] == metric))
+    return [(p, m, {k[2]: c for k, c in cells.items() if k[0] == p and k[1] == m})
+            for p in patterns for m in methods if (p, m, metric) in cells]
+
+
+def _mean(cells: dict, metric: str, scale: float = 100, digits: int = 1) -> str:
+    cell = cells.get(metric)
+    return "n/a" if cell is None or cell["mean"] is None else f"{scale * cell['mean']:.{digits}f}"
+
+
+def calibration_table(summary: Sequence[dict], methods: Sequence[str]) -> list[str]:
+    """Per presence pattern and method: ECE, NLL and Brier before → after temperature scaling
+    (means over seeds) and the temperature."""
+    lines = ["| present | method | ECE % | NLL | Brier | temperature |", "|---|---|---:|---:|---:|---:|"]
+    for pattern, method, cells in _pattern_rows(summary, methods, "ece"):
+        pairs = [f"{_mean(cells, m, *fmt)} → {_mean(cells, m + ':calibrated', *fmt)}"
+                 for m, fmt in (("ece", (100, 1)), ("nll", (1, 3)), ("brier", (1, 3)))]
+        lines.append(f"| {pattern} | {method_label(method)} | {' | '.join(pairs)} | {_mean(cells, 'temperature', 1, 2)} |")
+    return lines
+
+
+def coverage_table(summary: Sequence[dict], methods: Sequence[str], coverage: float = 0.9) -> list[str]:
+    """Per presence pattern and method: the conformal sets' test coverage and mean size, per
+    pattern (Mondrian) and pattern-blind, and the risk side: the share of rows answered with a
+    single label and the accuracy on them. A coverage more than 3 points under target is marked."""
+    tag = f"@{coverage:g}"
+
+    def covered(cells, metric):
+        text = _mean(cells, metric)
+        cell = cells.get(metric)
+        return f"**{text}** (under)" if cell and cell["mean"] is not None and cell["mean"] < coverage - 0.03 else text
+
+    lines = ["| present | method | coverage, per pattern | set size | coverage, pattern-blind | set size | answered % | "
+             "accuracy when answered | validation rows |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for pattern, method, cells in _pattern_rows(summary, methods, "coverage" + tag + ":blind"):
+        lines.append(f"| {pattern} | {method_label(method)} | {covered(cells, 'coverage' + tag)} | "
+                     f"{_mean(cells, 'set_size' + tag, 1, 2)} | {covered(cells, 'coverage' + tag + ':blind')} | "
+                     f"{_mean(cells, 'set_size' + tag + ':blind', 1, 2)} | {_mean(cells, 'answered' + tag)} | "
+                     f"{_mean(cells, 'answered_accuracy' + tag)} | {_mean(cells, 'validation_rows', 1, 0)} |")
+    return lines
 
 
 def robustness_ranking(records: Sequence[dict]) -> list[str]:

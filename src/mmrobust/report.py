@@ -11,8 +11,9 @@ import yaml
 
 from .files import atomic_path, write_text
 from .protocols import get_protocol
-from .records import (main_columns, main_metric, method_order, pattern_columns, read_jsonl, reference_modality,
-                      summarize, table_lines)
+from .records import (calibration_table, coverage_table, evidence_intervals, evidence_table, main_columns,
+                      main_metric, method_order, pattern_columns, read_jsonl, reference_modality, summarize,
+                      table_lines)
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -22,11 +23,14 @@ def write_report(run_dir: str | Path) -> Path:
     fits = _read_json(run_dir / "fits.json", [])
     provenance = _read_json(run_dir / "provenance.json", {})
     config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) if (run_dir / "config.yaml").is_file() else {}
+    evidence = read_jsonl(run_dir / "evidence.jsonl") if (run_dir / "evidence.jsonl").is_file() else []
     summary = summarize(records)
     metric = main_metric(records)
     methods = method_order(records)
     figure = plot_robustness(summary, metric, methods, run_dir / "robustness.png")
-    text = render_markdown(summary, fits, provenance, config, metric, methods, figure is not None)
+    reliability = plot_reliability(_read_json(run_dir / "reliability.json", []), methods, run_dir / "reliability.png")
+    text = render_markdown(summary, fits, provenance, config, metric, methods, figure is not None, evidence,
+                           reliability is not None)
     write_text(run_dir / "report.md", text)
     return run_dir / "report.md"
 
@@ -35,7 +39,8 @@ def _read_json(path: Path, default):
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else default
 
 
-def render_markdown(summary, fits, provenance, config, metric, methods, has_figure) -> str:
+def render_markdown(summary, fits, provenance, config, metric, methods, has_figure, evidence=(),
+                    has_reliability=False) -> str:
     seeds = sorted({seed for s in summary for seed in s["seeds"]})
     dataset = next((s["dataset"] for s in summary), config.get("data", {}).get("name"))
     n_rows = max((s["n_scored"] for s in summary if s["protocol"] == "full"), default=None)
@@ -46,13 +51,17 @@ def render_markdown(summary, fits, provenance, config, metric, methods, has_figu
            f"**Bold**: the best of each column. *n/a*: no row can be scored (a uni-modal model with its own "
            f"modality missing). The uni-modal rows are the *reference* for rows where only that modality is "
            f"present, not a ceiling.", "", _training_setting(config, summary), ""]
-    out += table_lines(summary, methods, main_columns(summary, metric)) + [""]
+    if evidence:
+        out += [f"In brackets: the 95% bootstrap interval ({_resampling(evidence)}; the same resamples for every method, "
+                f"seeds averaged inside each).", ""]
+    out += table_lines(summary, methods, main_columns(summary, metric), intervals=evidence_intervals(evidence)) + [""]
     out += ["Protocols:", ""] + [f"- `{p}`: {get_protocol(p).describe(p)}" for p in dict.fromkeys(s["protocol"] for s in summary)] + [""]
     patterns = pattern_columns(summary, metric)
     if patterns:
         out += ["## By presence pattern (`subsets`)", "",
                 f"Test {name} in % with only the listed modalities present."]
         out += [""] + table_lines(summary, methods, patterns) + [""]
+    out += _evidence_section(evidence, methods, name) + _calibration_section(summary, methods, has_reliability)
     out += _selection_section(fits)
     if has_figure:
         out += ["## Robustness to a missing modality", "",
@@ -61,6 +70,43 @@ def render_markdown(summary, fits, provenance, config, metric, methods, has_figu
     out += _bad_input_section(provenance.get("dataset", {}).get("bad_inputs"))
     out += _fit_section(fits) + _provenance_section(provenance, config)
     return "\n".join(out) + "\n"
+
+
+def _resampling(evidence: Sequence[dict]) -> str:
+    e = evidence[0]
+    unit = "test rows" if e["unit"] == "row" else "groups of test rows that share a source"
+    return f"{e['resamples']} resamples of the {unit}"
+
+
+def _evidence_section(evidence: Sequence[dict], methods: Sequence[str], name: str) -> list[str]:
+    """Per presence pattern: is each method better than the uni-modal model of what is present?"""
+    if not any(e["protocol"] == "subsets" for e in evidence):
+        return []
+    return ["### Better than the uni-modal model of what is present?", "",
+            f"Test {name} in % with its 95% interval ({_resampling(evidence)}, seeds averaged inside each resample); "
+            f"*retention*: over the same method's value with every modality present; *difference*: to the best "
+            f"uni-modal model among the modalities present (chosen on these test rows, which favours it), with the "
+            f"paired interval; *above* / *below*: the interval excludes zero, *tied*: it does not.", "",
+            *evidence_table(evidence, methods), ""]
+
+
+def _calibration_section(summary: Sequence[dict], methods: Sequence[str], has_reliability: bool) -> list[str]:
+    """Per presence pattern: calibration before / after temperature scaling, and conformal sets."""
+    if not any(s["metric"] == "ece" for s in summary):
+        return []
+    out = ["## Does it know when it cannot tell? (per presence pattern)", "",
+           "Calibration on the test rows, means over seeds, before → after temperature scaling fitted on the "
+           "validation split (`calibration` in the config: one temperature per pattern, one for all, or none). "
+           "ECE: 15 equal-width bins of top-label confidence; NLL: mean negative log-likelihood; Brier: mean squared "
+           "distance to the one-hot label.", "", *calibration_table(summary, methods), ""]
+    if has_reliability:
+        out += ["![reliability](reliability.png)", ""]
+    return out + ["Split-conformal prediction sets at 90% coverage, fitted on the validation split: *per pattern* "
+                  "(Mondrian: each presence pattern its own quantile, so coverage holds within each pattern) and "
+                  "*pattern-blind* (one quantile for every pattern pooled). Test coverage % (target 90 ± 3), mean set "
+                  "size, the share of rows answered with a single label and the accuracy on those (abstaining "
+                  "otherwise). n/a: the pattern has too few validation rows for the coverage.", "",
+                  *coverage_table(summary, methods), ""]
 
 
 def _bad_input_section(bad: dict | None) -> list[str]:
@@ -197,3 +243,51 @@ def plot_robustness(summary: Sequence[dict], metric: str, methods: Sequence[str]
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_reliability(reliability: Sequence[dict], methods: Sequence[str], path: Path) -> Path | None:
+    """Reliability diagrams, one panel per presence pattern: accuracy against confidence (bins
+    pooled over seeds) of the main fused method before and after temperature scaling, and of the
+    uni-modal model of each modality present."""
+    if not reliability:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fused = [m for m in methods if not reference_modality(m)]
+    main = "ume-mma" if "ume-mma" in fused else (fused[0] if fused else None)
+    patterns = list(dict.fromkeys(r["pattern"] for r in reliability))
+    fig, axes = plt.subplots(1, len(patterns), figsize=(4.2 * len(patterns), 4.2), squeeze=False)
+    curves = [(main, False, "-", f"{main}"), (main, True, "-", f"{main}, temperature-scaled")]
+    curves += [(m, False, "--", m) for m in methods if reference_modality(m)]
+    for ax, pattern in zip(axes[0], patterns):
+        for i, (method, calibrated, style, label) in enumerate(curves):
+            bins = _pooled_bins(reliability, method, pattern, calibrated)
+            if bins is None or (reference_modality(method) and reference_modality(method) not in pattern.split("+")):
+                continue
+            keep = bins[0] > 0
+            ax.plot(bins[1][keep] / bins[0][keep], bins[2][keep] / bins[0][keep], style, marker="o", markersize=3,
+                    label=label, color=plt.get_cmap("tab10")(i))
+        ax.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
+        ax.set(title=f"{pattern} present", xlabel="confidence (top label)", xlim=(0, 1), ylim=(0, 1))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("accuracy")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _pooled_bins(reliability: Sequence[dict], method: str, pattern: str, calibrated: bool):
+    """(rows, summed confidence, correct) per bin, summed over seeds; None when absent."""
+    import numpy as np
+
+    rows = [r for r in reliability if r["method"] == method and r["pattern"] == pattern and r["calibrated"] == calibrated]
+    if not rows:
+        return None
+    return tuple(np.sum([r[k] for r in rows], axis=0) for k in ("rows", "confidence", "correct"))
