@@ -188,7 +188,7 @@ class Calibration:
 
     def to_dict(self) -> dict:
         return {"mode": self.mode, "temperatures": dict(self.temperatures),
-                "scores": {p: [round(float(s), 7) for s in v] for p, v in self.scores.items()}}
+                "scores": {p: [float(s) for s in v] for p, v in self.scores.items()}}  # exact: sets depend on ties
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "Calibration":

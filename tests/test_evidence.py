@@ -1,0 +1,248 @@
+"""Per-pattern evidence: bootstrap intervals against the uni-modal reference, calibration (ECE,
+temperature scaling) and conformal prediction sets whose coverage holds within each pattern."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, f1_score
+
+from mmrobust.calibration import (Calibration, brier_score, expected_calibration_error, fit_temperature, min_rows,
+                                  negative_log_likelihood, scale_temperature, set_metrics)
+from mmrobust.cli import main
+from mmrobust.errors import ConfigError, InputError
+from mmrobust.evidence import bootstrap_evidence, resample_weights, uniform_presence, weighted_metric
+from mmrobust.predictor import Predictor
+
+# --- calibration --------------------------------------------------------------------------------
+
+
+def test_ece_matches_a_hand_computed_example():
+    # confidences 0.9, 0.9 (bin 14: one right, one wrong), 0.6 (bin 8: right), 0.3 (bin 4: wrong)
+    proba = np.array([[0.9, 0.1, 0.0], [0.9, 0.05, 0.05], [0.6, 0.4, 0.0], [0.3, 0.3, 0.4]])
+    target = np.array([0, 1, 0, 0])
+    # |0.5 - 0.9| * 2/4 + |1 - 0.6| * 1/4 + |0 - 0.4| * 1/4
+    assert expected_calibration_error(proba, target) == pytest.approx(0.4 * 0.5 + 0.4 * 0.25 + 0.4 * 0.25)
+    assert negative_log_likelihood(proba, target) == pytest.approx(-np.mean(np.log([0.9, 0.05, 0.6, 0.3])))
+    assert brier_score(proba, target) == pytest.approx(np.mean([0.02, 0.81 + 0.9025 + 0.0025, 0.32, 0.49 + 0.09 + 0.16]))
+
+
+def _logits(rng, n, classes, strength):
+    target = rng.integers(0, classes, n)
+    logits = rng.normal(size=(n, classes))
+    logits[np.arange(n), target] += strength
+    return logits, target
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_temperature_one_changes_nothing_and_a_known_temperature_is_recovered():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4000, 6)) * 2
+    calibrated = _softmax(logits)
+    target = np.array([rng.choice(6, p=p) for p in calibrated])  # labels drawn from the calibrated model
+    assert np.allclose(scale_temperature(calibrated, 1.0), calibrated, atol=1e-12)
+    overconfident = _softmax(2.5 * logits)  # the same model, 2.5 times too sharp
+    assert fit_temperature(overconfident, target) == pytest.approx(2.5, rel=0.1)
+    assert expected_calibration_error(scale_temperature(overconfident, 2.5), target) < 0.5 * expected_calibration_error(overconfident, target)
+
+
+def test_per_pattern_temperatures_and_modes():
+    rng = np.random.default_rng(1)
+    strong, y1 = _logits(rng, 2000, 5, 4.0)
+    weak, y2 = _logits(rng, 2000, 5, 0.7)
+    proba = np.concatenate([_softmax(3 * strong), _softmax(3 * weak)])  # both too sharp, differently
+    target, patterns = np.concatenate([y1, y2]), np.array(["a+b"] * 2000 + ["b"] * 2000, dtype=object)
+    per = Calibration.fit(proba, target, patterns, "per-pattern")
+    glob = Calibration.fit(proba, target, patterns, "global")
+    none = Calibration.fit(proba, target, patterns, "none")
+    assert per.temperature("a+b") != pytest.approx(per.temperature("b"), rel=0.05)
+    assert glob.temperature("a+b") == glob.temperature("b") and none.temperature("b") == 1.0
+    assert np.array_equal(none.calibrate(proba, patterns), proba)
+    weak_rows = patterns == "b"
+    ece = {c.mode: expected_calibration_error(c.calibrate(proba, patterns)[weak_rows], target[weak_rows]) for c in (per, glob, none)}
+    assert ece["per-pattern"] < ece["global"] < ece["none"]
+    with pytest.raises(ConfigError, match="calibration 'sometimes'"):
+        Calibration.fit(proba, target, patterns, "sometimes")
+
+
+# --- conformal sets -----------------------------------------------------------------------------
+
+
+def _weak_and_strong(rng, n):
+    """Two presence patterns: 'a+b' (a confident, mostly right model) and 'b' (a weak one that is
+    just as confident: the case where pooled calibration hides the weak pattern)."""
+    s_logits, s_target = _logits(rng, n, 10, 5.0)
+    w_logits, w_target = _logits(rng, n, 10, 1.5)
+    proba = np.concatenate([_softmax(s_logits), _softmax(2 * w_logits)])
+    return proba, np.concatenate([s_target, w_target]), np.array(["a+b"] * n + ["b"] * n, dtype=object)
+
+
+def test_per_pattern_sets_cover_each_pattern_and_pattern_blind_sets_miss_the_weak_one():
+    coverage = {("a+b", True): [], ("b", True): [], ("a+b", False): [], ("b", False): []}
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        proba, target, patterns = _weak_and_strong(rng, 500)
+        test_proba, test_target, test_patterns = _weak_and_strong(rng, 500)
+        calibration = Calibration.fit(proba, target, patterns)
+        for mondrian in (True, False):
+            sets = calibration.prediction_sets(test_proba, test_patterns, 0.9, mondrian=mondrian)
+            for pattern in ("a+b", "b"):
+                rows = test_patterns == pattern
+                coverage[(pattern, mondrian)].append(set_metrics(sets[rows], test_target[rows])["coverage"])
+    mean = {k: np.mean(v) for k, v in coverage.items()}
+    assert abs(mean[("a+b", True)] - 0.9) < 0.02 and abs(mean[("b", True)] - 0.9) < 0.02
+    assert mean[("b", False)] < 0.85 and mean[("a+b", False)] > 0.95  # pooled: the weak pattern pays
+
+
+def test_a_pattern_with_too_few_validation_rows_is_said_so():
+    proba, target, patterns = _weak_and_strong(np.random.default_rng(0), 50)
+    keep = np.r_[np.arange(50), 50 + np.arange(8)]  # 'b': 8 rows, coverage 0.9 needs 10
+    calibration = Calibration.fit(proba[keep], target[keep], patterns[keep])
+    assert min_rows(0.9) == 10 and min_rows(0.8) == 5
+    with pytest.raises(InputError, match=r"presence pattern 'b': 8 validation rows; .* coverage 0.9 need at least 10"):
+        calibration.prediction_sets(proba, patterns, 0.9)
+    assert calibration.prediction_sets(proba[:50], patterns[:50], 0.9).shape == (50, 10)
+    with pytest.raises(ConfigError, match="coverage 1.5"):
+        calibration.prediction_sets(proba, patterns, 1.5)
+
+
+def test_calibration_round_trips_through_json():
+    proba, target, patterns = _weak_and_strong(np.random.default_rng(2), 200)
+    calibration = Calibration.fit(proba, target, patterns)
+    again = Calibration.from_dict(json.loads(json.dumps(calibration.to_dict())))
+    assert again.temperatures == calibration.temperatures
+    assert np.array_equal(again.prediction_sets(proba, patterns, 0.9), calibration.prediction_sets(proba, patterns, 0.9))
+
+
+# --- bootstrap intervals ------------------------------------------------------------------------
+
+
+def test_weighted_metrics_equal_scikit_learn_on_a_resample():
+    rng = np.random.default_rng(0)
+    target, answer = rng.integers(0, 4, 300), rng.integers(0, 4, 300)
+    labels, chosen = rng.random((300, 5)) < 0.3, rng.random((300, 5)) < 0.4
+    index = rng.integers(0, 300, 300)
+    counts = np.bincount(index, minlength=300)[None, :].astype(np.float32)
+    assert weighted_metric("accuracy", answer, target, counts)[0] == pytest.approx(accuracy_score(target[index], answer[index]))
+    for average in ("macro", "micro"):
+        expected = f1_score(labels[index], chosen[index], average=average, zero_division=0)
+        assert weighted_metric(f"f1_{average}", chosen, labels, counts)[0] == pytest.approx(expected, rel=1e-5)
+
+
+def _two_models(rng, n, p_fused=0.8, p_reference=0.7):
+    """Decisions of a fused model and a uni-modal reference, right with the given probabilities."""
+    target = rng.integers(0, 10, n)
+    fused = np.where(rng.random(n) < p_fused, target, (target + 1) % 10)
+    reference = np.where(rng.random(n) < p_reference, target, (target + 1) % 10)
+    rows, key = np.arange(n), ("subsets", None, "a")
+    decisions = {("fused", 0): {key: (rows, fused, "a")}, ("unimodal:a", 0): {key: (rows, reference, "a")}}
+    return decisions, target
+
+
+def test_intervals_shrink_with_rows_and_contain_the_true_difference():
+    widths, contained = {}, []
+    for n in (300, 3000):
+        for rep in range(20):
+            decisions, target = _two_models(np.random.default_rng(rep), n)
+            (fused,) = [e for e in bootstrap_evidence(decisions, target, "accuracy", ["a"], resamples=400, seed=rep)
+                        if e["method"] == "fused"]
+            widths.setdefault(n, []).append(fused["high"] - fused["low"])
+            contained.append(fused["difference_low"] <= 0.1 <= fused["difference_high"])
+            assert fused["reference"] == "unimodal:a"
+    assert np.mean(widths[3000]) < 0.45 * np.mean(widths[300])  # about 1/sqrt(10)
+    assert np.mean(contained) >= 0.85  # a 95% interval, 40 tries
+
+
+def test_verdicts_and_retention():
+    decisions, target = _two_models(np.random.default_rng(0), 4000, p_fused=0.8, p_reference=0.7)
+    rows = np.arange(4000)
+    decisions[("tie", 0)] = {("subsets", None, "a"): (rows, decisions[("unimodal:a", 0)][("subsets", None, "a")][1], "a")}
+    full = np.where(np.random.default_rng(9).random(4000) < 0.9, target, (target + 1) % 10)
+    decisions[("fused", 0)][("full", None, None)] = (rows, full, "a")
+    evidence = {e["method"]: e for e in bootstrap_evidence(decisions, target, "accuracy", ["a"]) if e["protocol"] == "subsets"}
+    assert evidence["fused"]["verdict"] == "above" and evidence["tie"]["verdict"] == "tied"
+    assert evidence["tie"]["difference_low"] == evidence["tie"]["difference_high"] == 0  # paired: the same rows
+    assert evidence["unimodal:a"]["reference"] is None  # a reference is not compared with itself
+    assert evidence["fused"]["retention"] == pytest.approx(evidence["fused"]["value"] / np.mean(full == target))
+
+
+def test_group_resampling_keeps_the_rows_of_a_group_together():
+    groups = np.repeat(np.arange(5), 4)
+    weights = resample_weights(20, 50, 0, groups)
+    assert weights.shape == (50, 20) and np.all(weights.sum(axis=1) == 20)
+    assert all(len(set(w[groups == g])) == 1 for w in weights for g in range(5))
+
+
+def test_uniform_presence():
+    present = {"a": np.array([1, 1, 0, 1], bool), "b": np.array([1, 0, 0, 1], bool)}
+    assert uniform_presence(present, np.array([0, 3])) == "a+b"
+    assert uniform_presence(present, np.array([1])) == "a"
+    assert uniform_presence(present, np.array([0, 1])) is None
+
+
+# --- through a run and a saved model ----------------------------------------------------------------
+
+ARGS = ["--config", "tiny", "--set", "train.device=cpu", "--set", "methods=[unimodal, ume, mma, ume-mma]"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("evidence") / "run"
+    assert main(["run", *ARGS, "--out", str(out)]) == 0
+    return out
+
+
+def test_a_run_reports_evidence_calibration_and_coverage(run_dir):
+    evidence = [json.loads(line) for line in (run_dir / "evidence.jsonl").read_text().splitlines()]
+    patterns = {e["pattern"] for e in evidence if e["protocol"] == "subsets"}
+    assert patterns == {"audio+image", "audio", "image"}
+    fused = [e for e in evidence if e["method"] == "ume-mma" and e["protocol"] == "subsets"]
+    assert all(e["low"] <= e["value"] <= e["high"] and e["verdict"] in ("above", "tied", "below") for e in fused)
+    assert {e["reference"] for e in fused if e["pattern"] == "image"} == {"unimodal:image"}
+    report = (run_dir / "report.md").read_text()
+    for heading in ("Better than the uni-modal model of what is present?", "Does it know when it cannot tell?",
+                    "coverage, pattern-blind", "![reliability](reliability.png)"):
+        assert heading in report
+    assert (run_dir / "reliability.png").stat().st_size > 0
+    assert "Calibration: `per-pattern`" in (run_dir / "model" / "model_card.md").read_text()
+
+
+def test_predictor_sets_round_trip_through_model_folder(run_dir, tmp_path):
+    from mmrobust.data.digits import load_digits_arrays
+
+    predictor = Predictor.load(run_dir / "model")
+    assert predictor.calibration is not None and predictor.calibration.mode == "per-pattern"
+    arrays, _ = load_digits_arrays()
+    rows = [{"image": arrays["test"]["image"][i], "audio": arrays["test"]["audio"][i] if i % 2 else None} for i in range(30)]
+    again = Predictor.load(predictor.save_pretrained(tmp_path / "copy"))
+    first, second = predictor.predict(rows, coverage=0.9), again.predict(rows, coverage=0.9)
+    assert [p.label_set for p in first] == [p.label_set for p in second] and all(p.label_set is not None for p in first)
+    assert [p.probabilities for p in first] == [p.probabilities for p in second]
+    # probabilities are temperature-scaled for each request's pattern, the sets come from the raw ones
+    raw = predictor.method.predict_proba({"image": arrays["test"]["image"][:1], "audio": None})[0]
+    scaled = scale_temperature(raw[None], predictor.calibration.temperature("image"))[0]
+    assert np.allclose([first[0].probabilities[str(c)] for c in range(10)], scaled, atol=1e-6)
+    unsure = predictor.predict(rows, coverage=0.9, abstain=True)
+    assert all((p.label is None) == (len(p.label_set) != 1) == p.unsure for p in unsure)
+    with pytest.raises(ConfigError, match="abstain needs a coverage"):
+        predictor.predict(rows[0], abstain=True)
+
+
+def test_predict_cli_gives_the_set_and_abstains(run_dir, tmp_path, capsys):
+    from mmrobust.data.digits import load_digits_arrays
+
+    arrays, _ = load_digits_arrays()
+    np.save(tmp_path / "a.npy", arrays["test"]["audio"][0])
+    assert main(["predict", str(run_dir / "model"), "--input", f"audio={tmp_path / 'a.npy'}", "--coverage", "0.9",
+                 "--abstain"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert isinstance(result["label_set"], list) and result["unsure"] == (len(result["label_set"]) != 1)
+    (tmp_path / "rows.csv").write_text(f"id,audio\nx,{tmp_path / 'a.npy'}\n")
+    assert main(["predict", str(run_dir / "model"), "--manifest", str(tmp_path / "rows.csv"), "--out",
+                 str(tmp_path / "p.csv"), "--coverage", "0.9"]) == 0
+    assert (tmp_path / "p.csv").read_text().startswith("id,label,set,unsure,used,0,")
