@@ -77,6 +77,7 @@ def train_grid(args) -> None:
     from mmrobust.files import write_text
     from mmrobust.provenance import git_commit
 
+    commit = git_commit()  # the code this process runs (HEAD may move while it trains)
     train, val, test, encoders, config, setting = load(args)
     out = HERE / "results" / args.data
     rates = sorted(args.rates, key=lambda p: p != PAPER_RATE)  # the paper's rate first: its Stage 1 is shared
@@ -96,7 +97,7 @@ def train_grid(args) -> None:
                           method_options={"mma": {"p_drop": p}})
         write_text(folder / "run.json", json.dumps({
             "p_drop": p, "methods": methods, "setting": setting, "seconds": round(time.perf_counter() - started, 1),
-            "commit": git_commit(), "command": "python benchmarks/evidence/run.py " + " ".join(map(shlex.quote, sys.argv[1:])),
+            "commit": commit, "command": "python benchmarks/evidence/run.py " + " ".join(map(shlex.quote, sys.argv[1:])),
             "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}",
         }, indent=1) + "\n")
 
