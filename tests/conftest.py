@@ -22,3 +22,14 @@ def synthetic():
 @pytest.fixture
 def tiny_encoders():
     return {"a": mm.EncoderSpec("mlp-tiny", in_dim=6), "b": mm.EncoderSpec("mlp-tiny", in_dim=6)}
+
+
+@pytest.fixture(scope="session")
+def paper_run_dir(tmp_path_factory):
+    """A tiny `mmrobust run` of the paper's methods on the embedded digits (read, never modified)."""
+    from mmrobust.cli import main
+
+    out = tmp_path_factory.mktemp("paper-run") / "run"
+    args = ["--config", "tiny", "--set", "train.device=cpu", "--set", "methods=[unimodal, ume, mma, ume-mma]"]
+    assert main(["run", *args, "--out", str(out)]) == 0
+    return out

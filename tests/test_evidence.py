@@ -187,35 +187,26 @@ def test_uniform_presence():
 
 # --- through a run and a saved model ----------------------------------------------------------------
 
-ARGS = ["--config", "tiny", "--set", "train.device=cpu", "--set", "methods=[unimodal, ume, mma, ume-mma]"]
 
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("evidence") / "run"
-    assert main(["run", *ARGS, "--out", str(out)]) == 0
-    return out
-
-
-def test_a_run_reports_evidence_calibration_and_coverage(run_dir):
-    evidence = [json.loads(line) for line in (run_dir / "evidence.jsonl").read_text().splitlines()]
+def test_a_run_reports_evidence_calibration_and_coverage(paper_run_dir):
+    evidence = [json.loads(line) for line in (paper_run_dir / "evidence.jsonl").read_text().splitlines()]
     patterns = {e["pattern"] for e in evidence if e["protocol"] == "subsets"}
     assert patterns == {"audio+image", "audio", "image"}
     fused = [e for e in evidence if e["method"] == "ume-mma" and e["protocol"] == "subsets"]
     assert all(e["low"] <= e["value"] <= e["high"] and e["verdict"] in ("above", "tied", "below") for e in fused)
     assert {e["reference"] for e in fused if e["pattern"] == "image"} == {"unimodal:image"}
-    report = (run_dir / "report.md").read_text()
+    report = (paper_run_dir / "report.md").read_text()
     for heading in ("Better than the uni-modal model of what is present?", "Does it know when it cannot tell?",
                     "coverage, pattern-blind", "![reliability](reliability.png)"):
         assert heading in report
-    assert (run_dir / "reliability.png").stat().st_size > 0
-    assert "Calibration: `per-pattern`" in (run_dir / "model" / "model_card.md").read_text()
+    assert (paper_run_dir / "reliability.png").stat().st_size > 0
+    assert "Calibration: `per-pattern`" in (paper_run_dir / "model" / "model_card.md").read_text()
 
 
-def test_predictor_sets_round_trip_through_model_folder(run_dir, tmp_path):
+def test_predictor_sets_round_trip_through_model_folder(paper_run_dir, tmp_path):
     from mmrobust.data.digits import load_digits_arrays
 
-    predictor = Predictor.load(run_dir / "model")
+    predictor = Predictor.load(paper_run_dir / "model")
     assert predictor.calibration is not None and predictor.calibration.mode == "per-pattern"
     arrays, _ = load_digits_arrays()
     rows = [{"image": arrays["test"]["image"][i], "audio": arrays["test"]["audio"][i] if i % 2 else None} for i in range(30)]
@@ -233,16 +224,16 @@ def test_predictor_sets_round_trip_through_model_folder(run_dir, tmp_path):
         predictor.predict(rows[0], abstain=True)
 
 
-def test_predict_cli_gives_the_set_and_abstains(run_dir, tmp_path, capsys):
+def test_predict_cli_gives_the_set_and_abstains(paper_run_dir, tmp_path, capsys):
     from mmrobust.data.digits import load_digits_arrays
 
     arrays, _ = load_digits_arrays()
     np.save(tmp_path / "a.npy", arrays["test"]["audio"][0])
-    assert main(["predict", str(run_dir / "model"), "--input", f"audio={tmp_path / 'a.npy'}", "--coverage", "0.9",
+    assert main(["predict", str(paper_run_dir / "model"), "--input", f"audio={tmp_path / 'a.npy'}", "--coverage", "0.9",
                  "--abstain"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert isinstance(result["label_set"], list) and result["unsure"] == (len(result["label_set"]) != 1)
     (tmp_path / "rows.csv").write_text(f"id,audio\nx,{tmp_path / 'a.npy'}\n")
-    assert main(["predict", str(run_dir / "model"), "--manifest", str(tmp_path / "rows.csv"), "--out",
+    assert main(["predict", str(paper_run_dir / "model"), "--manifest", str(tmp_path / "rows.csv"), "--out",
                  str(tmp_path / "p.csv"), "--coverage", "0.9"]) == 0
     assert (tmp_path / "p.csv").read_text().startswith("id,label,set,unsure,used,0,")

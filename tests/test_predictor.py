@@ -19,18 +19,9 @@ from mmrobust.inputs import prepare
 from mmrobust.predictor import Predictor
 from vl_fixtures import write_tone_wav
 
-ARGS = ["--config", "tiny", "--set", "train.device=cpu", "--set", "methods=[unimodal, ume, mma, ume-mma]"]
 
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run") / "run"
-    assert main(["run", *ARGS, "--out", str(out)]) == 0
-    return out
-
-
-def test_round_trip_gives_identical_predictions_for_every_pattern(run_dir, tmp_path):
-    predictor = Predictor.load(run_dir / "model")
+def test_round_trip_gives_identical_predictions_for_every_pattern(paper_run_dir, tmp_path):
+    predictor = Predictor.load(paper_run_dir / "model")
     arrays, _ = load_digits_arrays()
     test = {m: arrays["test"][m][:40] for m in ("image", "audio")}
     again = Predictor.load(predictor.save_pretrained(tmp_path / "copy"))
@@ -49,13 +40,13 @@ def _png(path, pixels):
     Image.fromarray((pixels[0] * 255).round().clip(0, 255).astype(np.uint8), mode="L").save(path)
 
 
-def test_predict_from_files_in_a_fresh_process_with_either_modality_absent(run_dir, tmp_path):
+def test_predict_from_files_in_a_fresh_process_with_either_modality_absent(paper_run_dir, tmp_path):
     arrays, _ = load_digits_arrays()
     _png(tmp_path / "digit.png", arrays["test"]["image"][0])
     write_tone_wav(tmp_path / "word.wav", 0.6, 300.0)
     for inputs in (["image=" + str(tmp_path / "digit.png")], ["audio=" + str(tmp_path / "word.wav")],
                    ["image=" + str(tmp_path / "digit.png"), "audio=" + str(tmp_path / "word.wav")]):
-        args = [sys.executable, "-m", "mmrobust", "predict", str(run_dir / "model")]
+        args = [sys.executable, "-m", "mmrobust", "predict", str(paper_run_dir / "model")]
         for item in inputs:
             args += ["--input", item]
         done = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path)
@@ -64,25 +55,25 @@ def test_predict_from_files_in_a_fresh_process_with_either_modality_absent(run_d
         assert result["label"] in [str(d) for d in range(10)] and abs(sum(result["probabilities"].values()) - 1) < 1e-5
         assert result["used"] == sorted(item.split("=")[0] for item in inputs)
     # the PNG becomes the array it was written from (up to its 8-bit rounding)
-    predictor = Predictor.load(run_dir / "model")
+    predictor = Predictor.load(paper_run_dir / "model")
     from_file = prepare("image", predictor.inputs["image"], [tmp_path / "digit.png"])[0].numpy()
     assert np.abs(from_file - arrays["test"]["image"][0].clip(0, 1)).max() <= 0.5 / 255 + 1e-6
 
 
-def test_predict_a_manifest_to_csv(run_dir, tmp_path):
+def test_predict_a_manifest_to_csv(paper_run_dir, tmp_path):
     arrays, _ = load_digits_arrays()
     for i in range(3):
         np.save(tmp_path / f"a{i}.npy", arrays["test"]["audio"][i])
         _png(tmp_path / f"i{i}.png", arrays["test"]["image"][i])
     (tmp_path / "rows.csv").write_text("id,image,audio\nx,i0.png,a0.npy\ny,,a1.npy\nz,i2.png,\n")
-    assert main(["predict", str(run_dir / "model"), "--manifest", str(tmp_path / "rows.csv"),
+    assert main(["predict", str(paper_run_dir / "model"), "--manifest", str(tmp_path / "rows.csv"),
                  "--out", str(tmp_path / "preds.csv")]) == 0
     lines = (tmp_path / "preds.csv").read_text().splitlines()
     assert lines[0].startswith("id,label,used,0,1,") and [line.split(",")[2] for line in lines[1:]] == ["audio+image", "audio", "image"]
 
 
-def test_bad_inputs_are_named(run_dir, tmp_path):
-    predictor = Predictor.load(run_dir / "model")
+def test_bad_inputs_are_named(paper_run_dir, tmp_path):
+    predictor = Predictor.load(paper_run_dir / "model")
     with pytest.raises(InputError, match="unknown modality 'video'"):
         predictor.predict({"video": np.zeros(3)})
     with pytest.raises(InputError, match="no modality given"):
