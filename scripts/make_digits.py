@@ -1,15 +1,19 @@
-"""Build the embedded `digits` dataset: a small AV-MNIST from real MNIST digits and spoken
-digits synthesised with espeak-ng.
+"""Build the embedded `digits` dataset: a small AV-MNIST from real MNIST digits, and spoken digits
+both synthesised with espeak-ng and recorded by people (the Free Spoken Digit Dataset).
 
-    python scripts/make_digits.py --mnist ../shared/data/mnist --out src/mmrobust/data/files/digits.npz
+    python scripts/make_digits.py --mnist ../shared/data/mnist --fsdd ../shared/data/fsdd/recordings \
+        --out src/mmrobust/data/files/digits.npz
 
 Images: real MNIST digits, degraded by a centred PCA fitted on the training images, keeping
 the leading components up to ``--pca-energy`` of the energy; stored as PCA coefficients.
 Audio: each of the words "zero".."nine" spoken by espeak-ng voices (an English accent x a voice
-variant, random speed and pitch per clip), white noise at ``--snr-db``, as ``digits``-preset log
-mel spectrograms (32 x 32), quantised to 8 bits; each clip stored once and paired with images
-of the same digit through an index array. Voice *variants* are disjoint between splits (so
-voices are too); no MNIST image appears in two splits. Needs espeak-ng on the PATH.
+variant, random speed and pitch per clip) and every Free Spoken Digit recording (6 speakers x 10
+digits x 50 takes; speakers split as ``FSDD_SPEAKERS``: george and lucas only in the test split),
+white noise at ``--snr-db``, as ``digits``-preset log mel spectrograms (32 x 32), quantised to 8
+bits; each clip stored once and paired with images of the same digit (a random clip of the
+split's pool, synthetic and recorded mixed) through an index array. Voice *variants* and
+speakers are disjoint between splits; no MNIST image appears in two splits. Needs espeak-ng on
+the PATH.
 """
 from __future__ import annotations
 
@@ -35,15 +39,16 @@ VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f
             "klatt3", "klatt4", "Alex", "Andy", "Annie", "adam", "belinda", "benjamin", "david", "ed", "edward",
             "john", "linda", "max", "michel", "paul", "quincy", "rob", "robert", "steph", "travis", "victor",
             "grandma", "grandpa", "norbert", "shelby", "zac", "anika", "Andrea", "aunty"]
-SPLIT_VARIANTS = {"train": 29, "val": 6, "test": 10}
+SPLIT_VARIANTS = {"train": 45, "val": 0, "test": 0}  # synthetic voices train only; val and test are people
+FSDD_SPEAKERS = {"train": ["jackson", "nicolas", "theo"], "val": ["yweweler"], "test": ["george", "lucas"]}
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     rng = np.random.default_rng(args.seed)
     variants = split_variants(rng)
-    clips = synthesise_all(variants, ACCENTS[: args.accents], rng)
-    spec, clip_meta = clips_to_spectrograms(clips, args.snr_db, args.seed)
+    clips = synthesise_all(variants, ACCENTS[: args.accents], rng) + read_recordings(args.fsdd)
+    spec, clip_meta = clips_to_spectrograms(clips, args.snr_db, args.seed, args.real_snr_db)
     images = split_images(args.mnist, {"train": args.n_train, "val": args.n_val, "test": args.n_test}, rng)
     arrays = {**quantise(spec), **pca_arrays(images, args.pca_energy)}
     for split, (_, labels, mnist_index) in images.items():
@@ -64,8 +69,11 @@ def main(argv=None) -> int:
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mnist", type=Path, required=True, help="folder with the MNIST IDX files (.gz or plain)")
+    p.add_argument("--fsdd", type=Path, required=True, help="the Free Spoken Digit Dataset's recordings folder")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--snr-db", type=float, default=-9.0, help="white-noise SNR of the audio, in dB")
+    p.add_argument("--real-snr-db", type=float, default=None,
+                   help="white-noise SNR of the recorded (FSDD) clips, in dB (default: none, the recordings as they are)")
     p.add_argument("--pca-energy", type=float, default=0.34, help="share of the image energy kept by PCA")
     p.add_argument("--n-train", type=int, default=5000)
     p.add_argument("--n-val", type=int, default=1000)
@@ -85,7 +93,7 @@ def split_variants(rng: np.random.Generator) -> dict[str, list[str]]:
 
 def synthesise_all(variants: dict[str, list[str]], accents: list[str], rng: np.random.Generator) -> list[dict]:
     jobs = [
-        {"split": split, "accent": accent, "variant": variant, "digit": digit,
+        {"split": split, "source": "espeak-ng", "accent": accent, "variant": variant, "digit": digit,
          "speed": int(rng.integers(140, 221)), "pitch": int(rng.integers(20, 81))}
         for split, names in variants.items() for variant in names for accent in accents for digit in range(10)
     ]
@@ -96,6 +104,22 @@ def synthesise_all(variants: dict[str, list[str]], accents: list[str], rng: np.r
     return jobs
 
 
+def read_recordings(folder: Path) -> list[dict]:
+    """Every Free Spoken Digit recording (``<digit>_<speaker>_<take>.wav``), in its speaker's split."""
+    clips = []
+    for split, speakers in FSDD_SPEAKERS.items():
+        for speaker in speakers:
+            for digit in range(10):
+                for take in range(50):
+                    path = folder / f"{digit}_{speaker}_{take}.wav"
+                    if not path.is_file():
+                        raise FileNotFoundError(f"{path}: missing; --fsdd must hold all 3,000 FSDD recordings")
+                    wave, rate = read_wav(path)
+                    clips.append({"split": split, "source": "fsdd", "speaker": speaker, "take": take, "digit": digit,
+                                  "wave": wave, "rate": rate})
+    return clips
+
+
 def synthesise(job: dict, path: Path):
     voice = f"{job['accent']}+{job['variant']}"
     cmd = ["espeak-ng", "-v", voice, "-s", str(job["speed"]), "-p", str(job["pitch"]), "-w", str(path), WORDS[job["digit"]]]
@@ -103,13 +127,15 @@ def synthesise(job: dict, path: Path):
     return read_wav(path)
 
 
-def clips_to_spectrograms(clips: list[dict], snr_db: float, seed: int):
+def clips_to_spectrograms(clips: list[dict], snr_db: float, seed: int, real_snr_db: float | None = None):
     preset = get_preset("digits")
     spec = np.stack([
-        spectrogram(add_noise(c["wave"], snr_db, np.random.default_rng([seed, i])), c["rate"], preset)
+        spectrogram(c["wave"] if c["source"] == "fsdd" and real_snr_db is None
+                    else add_noise(c["wave"], snr_db if c["source"] != "fsdd" else real_snr_db, np.random.default_rng([seed, i])),
+                    c["rate"], preset)
         for i, c in enumerate(clips)
     ])
-    meta = [{k: c[k] for k in ("split", "accent", "variant", "digit", "speed", "pitch")} for c in clips]
+    meta = [{k: v for k, v in c.items() if k not in ("wave", "rate")} for c in clips]
     return spec, meta
 
 
@@ -152,10 +178,12 @@ def describe(args, variants, clip_meta, arrays) -> dict:
     version = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True).stdout.strip()
     return {
         "name": "digits", "seed": args.seed, "espeak_ng": version, "accents": ACCENTS[: args.accents], "variants": variants,
+        "speakers": FSDD_SPEAKERS, "fsdd": "Free Spoken Digit Dataset (Jackson et al.), CC BY-SA 4.0, all 3,000 recordings",
         "words": WORDS, "snr_db": args.snr_db, "audio_front_end": get_preset("digits").to_dict(),
         "sizes": {s: int(len(arrays[f"{s}_label"])) for s in ("train", "val", "test")},
-        "clips": {s: sum(c["split"] == s for c in clip_meta) for s in SPLIT_VARIANTS},
-        "clip_settings": [{k: c[k] for k in ("accent", "variant", "speed", "pitch")} for c in clip_meta],
+        "clips": {s: {source: sum(c["split"] == s and c["source"] == source for c in clip_meta)
+                      for source in ("espeak-ng", "fsdd")} for s in SPLIT_VARIANTS},
+        "clip_settings": [{k: v for k, v in c.items() if k not in ("split", "digit")} for c in clip_meta],
         "pca": {"energy_target": args.pca_energy, "components": int(len(arrays["pca_components"])),
                 "energy_kept": float(arrays["pca_energy_kept"][0]), "fitted_on": "training images"},
         "mnist_files_md5": {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(Path(args.mnist).glob("*ubyte*"))},

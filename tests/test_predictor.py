@@ -13,10 +13,11 @@ from PIL import Image
 
 import mmrobust as mm
 from mmrobust.cli import main
-from mmrobust.data.digits import load_digits_arrays
+from mmrobust.data.digits import digits_path, load_digits_arrays
 from mmrobust.errors import InputError
-from mmrobust.inputs import prepare
+from mmrobust.inputs import pca_project, prepare
 from mmrobust.predictor import Predictor
+from shared_data import HAVE_REAL_DATA, MISSING, MNIST
 from vl_fixtures import write_tone_wav
 
 
@@ -54,10 +55,25 @@ def test_predict_from_files_in_a_fresh_process_with_either_modality_absent(paper
         result = json.loads(done.stdout)
         assert result["label"] in [str(d) for d in range(10)] and abs(sum(result["probabilities"].values()) - 1) < 1e-5
         assert result["used"] == sorted(item.split("=")[0] for item in inputs)
-    # the PNG becomes the array it was written from (up to its 8-bit rounding)
+    # the input spec carries the training images' PCA: the stored images lie on its subspace
     predictor = Predictor.load(paper_run_dir / "model")
-    from_file = prepare("image", predictor.inputs["image"], [tmp_path / "digit.png"])[0].numpy()
-    assert np.abs(from_file - arrays["test"]["image"][0].clip(0, 1)).max() <= 0.5 / 255 + 1e-6
+    stored = arrays["test"]["image"][:5]
+    assert np.allclose([pca_project(x, predictor.inputs["image"]["pca"]) for x in stored], stored, atol=1e-5)
+
+
+@pytest.mark.skipif(not HAVE_REAL_DATA, reason=MISSING)
+def test_a_real_mnist_png_becomes_the_degraded_image_the_model_was_trained_on(paper_run_dir, tmp_path):
+    from mmrobust.data.idx import load_mnist
+
+    raw, _ = load_mnist(MNIST, "test")
+    arrays, _ = load_digits_arrays()
+    with np.load(digits_path()) as data:
+        rows = data["test_mnist_index"][:5]
+    predictor = Predictor.load(paper_run_dir / "model")
+    for i, row in enumerate(rows):
+        Image.fromarray(raw[row].astype(np.uint8), mode="L").save(tmp_path / f"{row}.png")
+        prepared = prepare("image", predictor.inputs["image"], [tmp_path / f"{row}.png"])[0].numpy()
+        assert np.abs(prepared - arrays["test"]["image"][i]).max() < 1e-4
 
 
 def test_predict_a_manifest_to_csv(paper_run_dir, tmp_path):

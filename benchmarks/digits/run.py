@@ -32,6 +32,7 @@ ROOT = HERE.parents[1]
 VARIANTS = {"run": [], "comparison": ["--set", "methods=[comparison]"]}
 TITLES = {"run": "The README's headline table: the paper's methods (the default `mmrobust run`)",
           "comparison": "The comparison: the paper's methods and the strong baselines (`--set methods=[comparison]`)"}
+SHARED = Path(os.environ.get("MMROBUST_SHARED_DATA", ROOT.parent / "shared" / "data"))
 README_BLOCK = re.compile(r"(<!-- digits-table: start -->\n).*?(<!-- digits-table: end -->)", re.S)
 
 
@@ -62,6 +63,10 @@ def train(variant: str) -> None:
     subprocess.run(command, check=True, cwd=ROOT)
     write_text(folder / "command.txt", f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} {' '.join(command)}\n")
     write_text(folder / "seconds.txt", f"{time.perf_counter() - started:.1f}\n")
+    if variant == "run" and (SHARED / "mnist").is_dir():  # the model on real files, before its folder goes
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "predict" / "real_inputs.py"), str(folder.relative_to(ROOT)),
+                        "--mnist", str(SHARED / "mnist"), "--fsdd", str(SHARED / "fsdd" / "recordings"), "--record"],
+                       check=True, cwd=ROOT)
     for kept_out in ("models", "masks", "model", "reliability.json"):
         path = folder / kept_out
         shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)

@@ -33,6 +33,7 @@ class FrontEnd:
     hop_length: int
     frames: int
     n_mels: int | None = None  # None: linear frequency bins (n_fft // 2 + 1)
+    rms: float | None = None  # scale each clip to this root-mean-square level first (None: as recorded)
 
     @property
     def bins(self) -> int:
@@ -47,8 +48,10 @@ class FrontEnd:
 
 
 PRESETS: dict[str, FrontEnd] = {
-    # the embedded digits dataset: 32 mel bins x 32 frames of 1 s at 8 kHz
-    "digits": FrontEnd("digits", sample_rate=8000, duration=1.0, n_fft=256, hop_length=250, frames=32, n_mels=32),
+    # the embedded digits dataset: 32 mel bins x 32 frames of 1 s at 8 kHz, each clip at the same
+    # loudness (people record at different gains; a model should not learn the microphone)
+    "digits": FrontEnd("digits", sample_rate=8000, duration=1.0, n_fft=256, hop_length=250, frames=32, n_mels=32,
+                       rms=0.1),
     # AV-MNIST (MultiBench): 112 linear bins x 112 frames of 1 s at 8 kHz
     "avmnist": FrontEnd("avmnist", sample_rate=8000, duration=1.0, n_fft=222, hop_length=72, frames=112),
 }
@@ -102,6 +105,9 @@ def spectrogram(wave: np.ndarray, rate: int, preset: FrontEnd | str) -> np.ndarr
     fe = get_preset(preset) if isinstance(preset, str) else preset
     wave = fit_length(resample(np.asarray(wave, dtype=np.float32), rate, fe.sample_rate),
                       int(round(fe.duration * fe.sample_rate)))
+    if fe.rms is not None:
+        level = float(np.sqrt(np.mean(wave.astype(np.float64) ** 2)))
+        wave = wave * np.float32(fe.rms / level) if level > 0 else wave
     stft = torch.stft(torch.from_numpy(wave), n_fft=fe.n_fft, hop_length=fe.hop_length,
                       window=torch.hann_window(fe.n_fft), center=True, return_complex=True)
     power = stft.abs().numpy()

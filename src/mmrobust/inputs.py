@@ -4,6 +4,9 @@ An *input spec* per modality, recorded by the dataset that trained the model:
 
     {"kind": "array", "shape": [1, 28, 28]}                     an array (or a .npy file) of that shape
     {"kind": "image", "shape": [1, 28, 28]}                     an image file -> grey (1 channel) or RGB, resized, / 255
+        optional "pca": {"mean": [...], "components": [[...], ...]}
+                                                                then projected on those components (the
+                                                                degradation the training images had)
     {"kind": "wav", "shape": [1, 32, 32], "frontend": "digits", "range": [lo, hi]}
                                                                 a WAV -> the audio front-end's log spectrogram
                                                                 (scaled to [0, 1] by ``range`` when given)
@@ -28,6 +31,20 @@ from .pretrained import resolve_path
 
 def default_spec(shape: Sequence[int]) -> dict:
     return {"kind": "array", "shape": [int(s) for s in shape]}
+
+
+def describe_input(spec: Mapping[str, Any]) -> str:
+    """What ``predict`` does to a file of this modality, in words (for the model card)."""
+    shape = "x".join(str(s) for s in spec.get("shape", []))
+    if spec["kind"] == "image":
+        pca = (f", then projected on the training images' {len(spec['pca']['components'])} PCA components "
+               "(the degradation the model was trained with)") if spec.get("pca") else ""
+        return f"an image file, converted to {'grey' if spec['shape'][0] == 1 else 'RGB'}, resized to {shape}, / 255{pca}"
+    if spec["kind"] == "wav":
+        return f"a WAV file, through the `{spec['frontend']}` audio front-end (a log spectrogram, {shape})"
+    if spec["kind"] == "extractor":
+        return f"a file or text, through the pre-trained extractor `{spec['extractor']}`"
+    return f"an array (or .npy file) of shape {shape}"
 
 
 def prepare(modality: str, spec: Mapping[str, Any], values: Sequence[Any], base: Path = Path(".")) -> Any:
@@ -75,7 +92,15 @@ def _image(modality: str, spec: Mapping[str, Any], path: Path) -> np.ndarray:
             pixels = np.asarray(img, dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError) as err:
         raise InputError(f"{modality}: {path}: not a readable image ({err})") from None
-    return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
+    pixels = pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
+    return pca_project(pixels, spec["pca"]) if spec.get("pca") else pixels
+
+
+def pca_project(pixels: np.ndarray, pca: Mapping[str, Any]) -> np.ndarray:
+    """The image as the training images were: its projection on the PCA components (centred)."""
+    mean, components = np.asarray(pca["mean"], np.float32), np.asarray(pca["components"], np.float32)
+    flat = pixels.reshape(-1)
+    return (mean + ((flat - mean) @ components.T) @ components).reshape(pixels.shape).astype(np.float32)
 
 
 def _wav(modality: str, spec: Mapping[str, Any], path: Path) -> np.ndarray:

@@ -1,7 +1,8 @@
 """The embedded `digits` dataset: a small AV-MNIST shipped inside the package.
 
 Images: real MNIST digits, PCA-degraded (stored as PCA coefficients, rebuilt on load).
-Audio: spoken digits synthesised with espeak-ng, noisy, as 32 x 32 log mel spectrograms
+Audio: spoken digits synthesised with espeak-ng and recorded by people (Free Spoken Digit
+Dataset; speakers george and lucas only in the test split), noisy, as 32 x 32 log mel spectrograms
 (audio front-end preset ``digits``), each clip stored once and paired through an index
 array. Built by ``scripts/make_digits.py``; provenance and licences in ``files/DIGITS.md``.
 """
@@ -37,6 +38,7 @@ def load_digits_arrays(path: str | Path | None = None) -> tuple[dict[str, dict[s
         meta = json.loads(data["meta"].tobytes().decode())
         clips = data["clip_spectrogram"].astype(np.float32)[:, None] / 255.0
         meta["spectrogram_range"] = [float(v) for v in data["spectrogram_range"]]
+        meta["pca_projection"] = {"mean": (data["pca_mean"] / 255.0).tolist(), "components": data["pca_components"].tolist()}
         splits = {}
         for split in SPLITS:
             flat = data["pca_mean"] + data[f"{split}_image_coef"] @ data["pca_components"]
@@ -50,14 +52,14 @@ def load_digits_arrays(path: str | Path | None = None) -> tuple[dict[str, dict[s
 
 @DATASETS.register("digits")
 def digits(path: str | Path | None = None, *, bad_inputs: BadInputs | None = None, device: str = "auto") -> Splits:
-    """Embedded AV-MNIST-style digits: PCA-degraded MNIST + noisy espeak-ng speech (5k/1k/5k)."""
+    """Embedded AV-MNIST-style digits: PCA-degraded MNIST + noisy speech, synthetic and real (5k/1k/5k)."""
     arrays, meta = load_digits_arrays(path)
     splits = {
         split: MultiModalDataset({"image": a["image"], "audio": a["audio"]}, a["label"], num_classes=10, label_names=LABELS)
         for split, a in arrays.items()
     }
-    info = {k: meta[k] for k in ("name", "sizes", "clips", "variants", "accents", "snr_db", "pca", "espeak_ng")}
-    inputs = {"image": {"kind": "image", "shape": [1, 28, 28]},
+    info = {k: meta[k] for k in ("name", "sizes", "clips", "variants", "speakers", "accents", "snr_db", "pca", "espeak_ng")}
+    inputs = {"image": {"kind": "image", "shape": [1, 28, 28], "pca": meta["pca_projection"]},
               "audio": {"kind": "wav", "shape": [1, 32, 32], "frontend": "digits", "range": meta["spectrogram_range"]}}
     return Splits(**splits, encoders=digits_encoders(), info=info, inputs=inputs)
 
