@@ -46,3 +46,41 @@ def test_errors_are_one_line_and_nothing_is_overwritten(tmp_path, capsys):
     assert "unknown config key 'train.epoch'" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "nothing")]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_a_run_that_cannot_start_leaves_no_folder(tmp_path, capsys):
+    """An unavailable device, a missing manifest or an unknown method: one line, no stub folder."""
+    import torch
+
+    if not torch.cuda.is_available():
+        assert main(["run", "--config", "tiny", "--device", "cuda", "--out", str(tmp_path / "gpu")]) == 2
+        err = capsys.readouterr().err
+        assert "device 'cuda': this machine has 0 CUDA device(s)" in err and "Traceback" not in err
+        assert not (tmp_path / "gpu").exists()
+    assert main(["run", "--manifest", str(tmp_path / "absent.csv"), "--label", "y", "--out", str(tmp_path / "m")]) == 2
+    assert "absent.csv" in capsys.readouterr().err and not (tmp_path / "m").exists()
+    assert main(["train", "--config", "tiny", "--set", "methods=[nope]", "--out", str(tmp_path / "n")]) == 2
+    assert "nope" in capsys.readouterr().err and not (tmp_path / "n").exists()
+
+
+def test_threads_setting_reaches_training_and_provenance(tmp_path, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    assert main(["run", *SMALL, "--threads", "2", "--out", str(tmp_path / "run")]) == 0
+    provenance = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    assert provenance["environment"]["torch_threads"] == 2 and torch.get_num_threads() == before
+    assert provenance["stages"][0]["stage"].startswith("data: ")  # extraction counts in the time totals
+    err = capsys.readouterr().err
+    # a plain line per finished stage, with the run's progress (no bar control characters when not a terminal)
+    assert "1/6 stages" in err and "of training left" in err and "\r" not in err
+    assert main(["run", *SMALL, "--threads", "0", "--out", str(tmp_path / "zero")]) == 2
+    assert "threads must be >= 1" in capsys.readouterr().err
+
+
+def test_an_empty_prediction_manifest_is_an_error(tmp_path, capsys):
+    assert main(["run", *SMALL, "--out", str(tmp_path / "run")]) == 0
+    (tmp_path / "rows.csv").write_text("id,image,audio\n")
+    assert main(["predict", str(tmp_path / "run" / "model"), "--manifest", str(tmp_path / "rows.csv"),
+                 "--out", str(tmp_path / "p.csv")]) == 2
+    assert "no rows to predict" in capsys.readouterr().err and not (tmp_path / "p.csv").exists()

@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--out", type=Path, default=None, help="the run folder (default ./runs/<UTC time>-<dataset>)")
         p.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default: the config's)")
         p.add_argument("--device", default=None, help="auto (CUDA when present), cpu, cuda, cuda:N")
+        p.add_argument("--threads", type=int, default=None,
+                       help="torch CPU threads (default: half the cores; results depend on this number)")
         p.add_argument("--on-bad-input", choices=("error", "missing"), default=None,
                        help="a bad input (unreadable file, NaN, ...): stop naming it (error, the default) or treat "
                             "that modality of that row as missing (missing; counted in the report)")
@@ -107,6 +109,8 @@ def _config(args: argparse.Namespace) -> RunConfig:
         overrides.append(f"seeds={list(args.seeds)}")
     if args.device is not None:
         overrides.append(f"train.device={args.device}")
+    if args.threads is not None:
+        overrides.append(f"train.threads={args.threads}")
     if args.on_bad_input is not None:
         overrides.append(f"data.on_bad_input={args.on_bad_input}")
     config = load_config(args.config or ("manifest" if args.manifest else "digits"), overrides)
@@ -132,7 +136,7 @@ def _resume_dir(args: argparse.Namespace) -> Path:
     saved = config_to_dict(pipeline.read_config(run_dir))
     if args.out is not None and args.out.resolve() != run_dir.resolve():
         raise ConfigError(f"--resume {run_dir} writes into that folder; --out {args.out} names another")
-    if any((args.config, args.set, args.seeds, args.device, args.manifest, args.on_bad_input)):
+    if any((args.config, args.set, args.seeds, args.device, args.threads, args.manifest, args.on_bad_input)):
         wanted = config_to_dict(_config(args))
         wanted["train"]["progress"] = saved["train"]["progress"]
         if wanted != saved:
@@ -164,8 +168,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    run_dir = _resume_dir(args) if args.resume is not None else pipeline.create_run_dir(_config(args), args.out)
-    pipeline.train_run(run_dir)
+    run_dir, splits = (_resume_dir(args), None) if args.resume is not None else pipeline.new_run(_config(args), args.out)
+    pipeline.train_run(run_dir, splits=splits)
     print(f"trained: {run_dir} (next: mmrobust evaluate {run_dir})")
     return 0
 

@@ -33,7 +33,7 @@ from .methods.unimodal import Stage1, UnimodalMethod
 from .protocols import ProtocolMask, parse_protocol, sample_all_masks, save_masks
 from .provenance import measure
 from .records import main_metric, reference_modality, reference_name, summarize
-from .runtime import resolve_device
+from .runtime import cpu_threads, resolve_device
 from .train import TrainConfig, stage_checkpoints
 
 
@@ -79,8 +79,11 @@ class Store:
     def evidence(self, evidence: list[dict], reliability: list[dict]) -> None:
         """Called once every seed is evaluated, with the intervals and the reliability bins."""
 
+    def plan(self, stages: int) -> None:
+        """Called before training with the number of training stages to come (restored ones included)."""
+
     def stage(self, stage: dict) -> None:
-        """Called with each stage's time and memory record (to show progress)."""
+        """Called with each trained stage's time and memory record (to show progress)."""
 
     def log(self, message: str) -> None:
         """Progress messages."""
@@ -157,6 +160,7 @@ class Experiment:
     def __post_init__(self) -> None:
         check_compatible(self.encoders, self.train, self.val, self.test)
         check_mode(self.calibration)
+        resolve_device(self.train_config.device)  # a device this machine lacks is refused before anything trains
         if self.groups is not None and len(self.groups) != len(self.test):
             raise ConfigError(f"groups: {len(self.groups)} ids for {len(self.test)} test rows")
         self.names = expand_methods(self.methods, self.modalities)
@@ -188,6 +192,11 @@ class Experiment:
         except TypeError as err:  # an option the method does not take
             raise ConfigError(f"method {name!r}: {err}; check method_options.{base}") from err
 
+    def stages_per_seed(self) -> int:
+        """Training stages of one seed: every method, and Stage 1 when any needs it."""
+        methods = self.create_methods(self.seeds[0])
+        return len(methods) + any(m.needs_stage1 or reference_modality(n) for n, m in methods.items())
+
     def seed_data(self, seed: int) -> tuple[MultiModalDataset, MultiModalDataset]:
         """The training and validation rows of one seed (training-time missing applied)."""
         train, val = self.train, self.val
@@ -200,12 +209,14 @@ class Experiment:
         """Every method of every seed, fitted (or restored from ``store``)."""
         store, stages = store or Store(), [] if stages is None else stages
         fitted = {}
-        for seed in self.seeds:
-            train, val = self.seed_data(seed)
-            methods = self.create_methods(seed)
-            store.log(f"[seed {seed}] training {len(methods)} methods (Stage 1 first) on {len(train)} rows")
-            fitted[seed] = fit_methods(methods, train, val, store, seed, stages)
-            store.fits(fit_records(fitted))
+        with cpu_threads(self.train_config.threads):
+            store.plan(len(self.seeds) * self.stages_per_seed())
+            for seed in self.seeds:
+                train, val = self.seed_data(seed)
+                methods = self.create_methods(seed)
+                store.log(f"[seed {seed}] training {len(methods)} methods (Stage 1 first) on {len(train)} rows")
+                fitted[seed] = fit_methods(methods, train, val, store, seed, stages)
+                store.fits(fit_records(fitted))
         return fitted
 
     def evaluate(self, fitted: Mapping[int, Mapping[str, Method]], store: Store | None = None,
@@ -213,6 +224,10 @@ class Experiment:
         """Records of every fitted method under every mask of every protocol, seed by seed; then
         the bootstrap intervals over all seeds, and the reliability bins per pattern."""
         store, stages = store or Store(), [] if stages is None else stages
+        with cpu_threads(self.train_config.threads):
+            return self._evaluate(fitted, store, stages)
+
+    def _evaluate(self, fitted: Mapping[int, Mapping[str, Method]], store: Store, stages: list[dict]) -> ExperimentResults:
         results, decisions = ExperimentResults(stages=stages), {}
         for seed in self.seeds:
             masks = sample_all_masks(self.protocols, {m: self.test.present[m] for m in self.modalities}, seed)

@@ -29,10 +29,10 @@ from .files import write_json, write_text
 from .methods import Method
 from .inputs import default_spec
 from .predictor import Predictor
-from .provenance import environment
+from .provenance import environment, measure
 from .records import main_table, read_jsonl
 from .report import write_report
-from .runtime import resolve_device
+from .runtime import resolve_device, resolve_threads
 from .validate import BadInputs, validate_splits
 
 Log = Callable[[str], None]
@@ -109,13 +109,28 @@ class RunFolderStore(FolderStore):
         super().__init__(folder)
         self.provenance, self.log = provenance, log
 
+    def plan(self, stages: int) -> None:
+        self.planned, self.done, self.started = stages, 0, time.perf_counter()
+
     def stage(self, stage: dict) -> None:
-        self.log(f"  {stage['stage']}: {stage['seconds']:.1f} s, peak {stage['peak_rss_mb']} MB")
+        """One plain line per finished training stage (a log file reads it as a terminal does)."""
+        self.done = getattr(self, "done", 0) + 1
+        line = f"  {stage['stage']}: {stage['seconds']:.1f} s, peak {stage['peak_rss_mb']} MB"
+        if getattr(self, "planned", 0):
+            elapsed = time.perf_counter() - self.started
+            left = elapsed / self.done * max(0, self.planned - self.done)
+            line += f" | {self.done}/{self.planned} stages, {_duration(elapsed)} elapsed, about {_duration(left)} of training left"
+        self.log(line)
 
     def fits(self, fits: list[dict]) -> None:
         super().fits(fits)
         if distributed.is_main():
             write_json(self.folder / "provenance.json", self.provenance)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
 def _setup(config: RunConfig, run_dir: Path, splits: Splits | None, log: Log) -> tuple[Experiment, RunFolderStore]:
@@ -179,11 +194,28 @@ def _load_fitted(experiment: Experiment, store: RunFolderStore) -> dict[int, dic
     return fitted
 
 
+def new_run(config: RunConfig, out: Path | None = None, log: Log = stderr_log) -> tuple[Path, Splits]:
+    """A new run folder and its data, the data read and validated and the experiment checked
+    (device, methods, protocols, options) first: a run that cannot start leaves no folder behind."""
+    if out is not None and Path(out).exists() and any(Path(out).iterdir()):
+        raise FileExistsError(f"{out}: the run folder already exists and is not empty; choose another --out")
+    stages: list[dict] = []
+    with measure(stages, "data: read, validated, features extracted"):
+        splits = load_data(config)
+    experiment_for(config, splits)
+    run_dir = create_run_dir(config, out)
+    log(f"run folder: {run_dir} (data read and checked in {stages[0]['seconds']:.1f} s)")
+    if distributed.is_main():
+        provenance = _provenance(run_dir, config, splits)
+        provenance["stages"] += stages
+        write_json(run_dir / "provenance.json", provenance)
+    return run_dir, splits
+
+
 def run_all(config: RunConfig, out: Path | None = None, log: Log = stderr_log) -> Path:
     """The whole pipeline into a new run folder; returns the path of the report."""
-    run_dir = create_run_dir(config, out)
-    log(f"run folder: {run_dir}")
-    return _train_evaluate_report(run_dir, log)
+    run_dir, splits = new_run(config, out, log)
+    return _train_evaluate_report(run_dir, log, splits)
 
 
 def resume_all(run_dir: Path, log: Log = stderr_log) -> Path:
@@ -192,8 +224,8 @@ def resume_all(run_dir: Path, log: Log = stderr_log) -> Path:
     return _train_evaluate_report(Path(run_dir), log)
 
 
-def _train_evaluate_report(run_dir: Path, log: Log) -> Path:
-    splits = load_data(read_config(run_dir))  # read and validated once for the three steps
+def _train_evaluate_report(run_dir: Path, log: Log, splits: Splits | None = None) -> Path:
+    splits = splits if splits is not None else load_data(read_config(run_dir))  # read and validated once for the three steps
     fitted = train_run(run_dir, log, splits)
     if distributed.is_main():  # the models are the same on every rank: rank 0 evaluates and reports
         evaluate_run(run_dir, fitted, log, splits)
@@ -251,7 +283,8 @@ def _provenance(run_dir: Path, config: RunConfig, splits: Splits) -> dict:
     path = run_dir / "provenance.json"
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))
-    return {"environment": environment(resolve_device(config.train.device)), "dataset": splits.info,
+    return {"environment": environment(resolve_device(config.train.device), resolve_threads(config.train.threads)),
+            "dataset": splits.info,
             "stages": [], "commands": []}
 
 

@@ -173,6 +173,8 @@ class Predictor:
 
         manifest, out = Path(manifest), Path(out)
         header, rows = read_rows(manifest)
+        if not rows:
+            raise InputError(f"{manifest}: no rows to predict (only a header)")
         columns = [m for m in self.modalities if m in header]
         if not columns:
             raise InputError(f"{manifest}: no column named like a modality of this model ({', '.join(self.modalities)})")

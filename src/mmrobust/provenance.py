@@ -17,7 +17,8 @@ PACKAGES = ("mmrobust", "torch", "numpy", "scikit-learn", "scipy", "safetensors"
 OPTIONAL_PACKAGES = ("transformers", "tokenizers", "onnxruntime", "pillow")  # listed when installed
 
 
-def environment(device: torch.device) -> dict:
+def environment(device: torch.device, threads: int | None = None) -> dict:
+    """Where a run runs; ``threads``: the torch CPU threads it trains with (its results depend on it)."""
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -27,7 +28,7 @@ def environment(device: torch.device) -> dict:
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": threads if threads is not None else torch.get_num_threads(),
     }
 
 

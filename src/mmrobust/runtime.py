@@ -7,6 +7,7 @@ free of it.
 from __future__ import annotations
 
 import contextlib
+import os
 import zlib
 from typing import TYPE_CHECKING, Iterator
 
@@ -15,16 +16,45 @@ if TYPE_CHECKING:
 
 
 def resolve_device(device: "str | torch.device") -> "torch.device":
-    """``auto``: CUDA when present (under torchrun, this process's GPU), else the CPU."""
+    """``auto``: CUDA when present (under torchrun, this process's GPU), else the CPU. A device
+    this machine does not have is a :class:`~mmrobust.errors.ConfigError`, said in one line."""
     import torch
 
     from . import distributed
+    from .errors import ConfigError
 
     if str(device) == "auto":
         if not torch.cuda.is_available():
             return torch.device("cpu")
         return torch.device("cuda", distributed.local_rank()) if distributed.active() else torch.device("cuda")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as err:
+        raise ConfigError(f"device {str(device)!r}: not a device torch knows ({err}); use auto, cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (resolved.index or 0) >= count:
+            raise ConfigError(f"device {str(device)!r}: this machine has {count} CUDA device(s) (torch {torch.__version__}); "
+                              f"use --device cpu or auto")
+    return resolved
+
+
+def resolve_threads(threads: int | None) -> int:
+    """The CPU threads to use: ``threads``, or by default half the cores (at least one)."""
+    return int(threads) if threads is not None else max(1, (os.cpu_count() or 1) // 2)
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int | None) -> Iterator[int]:
+    """Run a block with torch on ``resolve_threads(threads)`` CPU threads, restoring the caller's."""
+    import torch
+
+    before, wanted = torch.get_num_threads(), resolve_threads(threads)
+    torch.set_num_threads(wanted)
+    try:
+        yield wanted
+    finally:
+        torch.set_num_threads(before)
 
 
 @contextlib.contextmanager

@@ -57,6 +57,8 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 (autocast of the training step)
     channels_last: bool = False  # CNN weights in channels_last memory format (faster convolutions on GPUs)
     compile: bool = False  # torch.compile each encoder (dynamic shapes: encoders see only present rows)
+    threads: int | None = None  # CPU threads of torch; None: half the cores (benchmarks/speed: spinning threads
+    #                             on a busy machine cost several-fold; results depend on this number)
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -67,6 +69,8 @@ class TrainConfig:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
             raise ConfigError("epochs must be >= 0, batch_size >= 1 and lr > 0")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1 (or null: half the cores), got {self.threads}")
 
     def scaled(self, lr_scale: float, epoch_fraction: float) -> "TrainConfig":
         """The fine-tuning settings: ``lr * lr_scale`` for ``ceil(epochs * epoch_fraction)`` epochs."""
