@@ -46,3 +46,28 @@ def test_report_labels_the_training_setting_of_map(tmp_path):
     text = write_report(tmp_path).read_text()
     assert "MAP's pattern (35% of rows lack one, 35% the other)" in text
     assert "This is MAP's own setting for `map:both@0.7`." in text
+
+
+def test_report_on_data_with_real_gaps(tmp_path, tiny_config):
+    """Rows scored per protocol in the header; the subsets full-pattern column equals `full`."""
+    import numpy as np
+
+    import mmrobust as mm
+
+    data = mm.make_synthetic({"train": 120, "val": 60, "test": 150}, {"a": 4, "b": 4}, num_classes=3, seed=5)
+    rng = np.random.default_rng(1)
+    data = {k: d.with_present({"a": rng.random(len(d)) < 0.7, "b": np.ones(len(d), bool)}) for k, d in data.items()}
+    encoders = {m: mm.EncoderSpec("mlp-tiny", in_dim=4) for m in "ab"}
+    results = mm.run_experiment(methods=["unimodal", "ume"], encoders=encoders, train=data["train"], val=data["val"],
+                                test=data["test"], seeds=[0], train_config=tiny_config, out_dir=tmp_path)
+    full_rows = int(data["test"].present["a"].sum())
+    text = write_report(tmp_path).read_text()
+    assert f"Test rows: 150 (scored: `observed` 150, `full` {full_rows}, " in text
+
+    def value(protocol, pattern=None):
+        (r,) = [r for r in results.records if r["method"] == "ume" and r["protocol"] == protocol
+                and r["pattern"] == pattern and r["metric"] == "accuracy" and r["rate"] is None]
+        return r
+
+    assert value("subsets", "a+b")["value"] == value("full")["value"]
+    assert value("subsets", "a+b")["n_scored"] == full_rows

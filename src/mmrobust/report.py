@@ -27,7 +27,7 @@ def write_report(run_dir: str | Path) -> Path:
     summary = summarize(records)
     metric = main_metric(records)
     methods = method_order(records)
-    figure = plot_robustness(summary, metric, methods, run_dir / "robustness.png")
+    figure = plot_robustness(summary, metric, methods, run_dir / "robustness.png", fits)
     reliability = plot_reliability(_read_json(run_dir / "reliability.json", []), methods, run_dir / "reliability.png")
     text = render_markdown(summary, fits, provenance, config, metric, methods, figure is not None, evidence,
                            reliability is not None)
@@ -43,7 +43,7 @@ def render_markdown(summary, fits, provenance, config, metric, methods, has_figu
                     has_reliability=False) -> str:
     seeds = sorted({seed for s in summary for seed in s["seeds"]})
     dataset = next((s["dataset"] for s in summary), config.get("data", {}).get("name"))
-    n_rows = max((s["n_scored"] for s in summary if s["protocol"] == "full"), default=None)
+    n_rows = _rows_text(summary)
     name = "accuracy" if metric == "accuracy" else "F1-macro"
     out = [f"# mmrobust report: {dataset}", "",
            f"Test {name} in %, mean ± sample std over seeds {seeds} (each seed retrains every method, Stage 1 "
@@ -70,6 +70,18 @@ def render_markdown(summary, fits, provenance, config, metric, methods, has_figu
     out += _bad_input_section(provenance.get("dataset", {}).get("bad_inputs"))
     out += _fit_section(fits) + _provenance_section(provenance, config)
     return "\n".join(out) + "\n"
+
+
+def _rows_text(summary: Sequence[dict]) -> str:
+    """The test rows, and how many each protocol scores (with observed gaps they differ)."""
+    scored = {}
+    for s in summary:
+        if s["rate"] is None and s["pattern"] is None and get_protocol(s["protocol"]).kind != "sweep":
+            scored[s["protocol"]] = max(scored.get(s["protocol"], 0), s["n_scored"])
+    total = max((s.get("n_rows") or 0 for s in summary), default=0) or max(scored.values(), default=0)
+    if len(set(scored.values())) <= 1:
+        return str(total)
+    return f"{total} (scored: " + ", ".join(f"`{p}` {n}" for p, n in scored.items()) + ")"
 
 
 def _resampling(evidence: Sequence[dict]) -> str:
@@ -206,8 +218,11 @@ def _provenance_section(provenance: dict, config: dict) -> list[str]:
     return out
 
 
-def plot_robustness(summary: Sequence[dict], metric: str, methods: Sequence[str], path: Path) -> Path | None:
-    """Metric against missing rate, one line per method, one panel per swept modality."""
+def plot_robustness(summary: Sequence[dict], metric: str, methods: Sequence[str], path: Path,
+                    fits: Sequence[dict] = ()) -> Path | None:
+    """Metric against missing rate, one line per method, one panel per swept modality; the
+    uni-modal references dashed; one legend under the panels. When UME-MMA chose the same
+    component on every seed, that component's line is marked as its choice instead of drawn twice."""
     sweeps = list(dict.fromkeys(s["protocol"] for s in summary if get_protocol(s["protocol"]).kind == "sweep"))
     if not sweeps:
         return None
@@ -216,11 +231,18 @@ def plot_robustness(summary: Sequence[dict], metric: str, methods: Sequence[str]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    chosen = _single_choice(fits)
+    labels = {m: f"{reference_modality(m)} only (reference)" if reference_modality(m) else m for m in methods}
+    if chosen and chosen in methods and "ume-mma" in methods:
+        labels[chosen] += " = ume-mma (its choice on every seed)"
+    drawn = [m for m in methods if not (chosen and chosen in methods and m == "ume-mma")]
     fig, axes = plt.subplots(1, len(sweeps), figsize=(6 * len(sweeps), 4.5), squeeze=False, sharey=True)
     colours = plt.get_cmap("tab10")
+    handles = {}
     for ax, sweep in zip(axes[0], sweeps):
-        for i, method in enumerate(methods):
-            if reference_modality(method) == sweep.split(':', 1)[1]:
+        removed = sweep.split(":", 1)[1]
+        for i, method in enumerate(drawn):
+            if reference_modality(method) == removed:
                 continue  # the model of the modality being removed is no reference here
             points = sorted((s for s in summary if s["protocol"] == sweep and s["method"] == method
                              and s["metric"] == metric and s["rate"] is not None and s["mean"] is not None),
@@ -231,18 +253,27 @@ def plot_robustness(summary: Sequence[dict], metric: str, methods: Sequence[str]
             y = [100 * p["mean"] for p in points]
             err = [100 * p["std"] for p in points]
             style = "--" if reference_modality(method) else "-"
-            ax.plot(x, y, style, marker="o", markersize=3, label=method, color=colours(i % 10))
+            (line,) = ax.plot(x, y, style, marker="o", markersize=3, label=labels[method], color=colours(i % 10),
+                              linewidth=2.5 if method == chosen else 1.5)
+            handles.setdefault(labels[method], line)
             ax.fill_between(x, [a - e for a, e in zip(y, err)], [a + e for a, e in zip(y, err)], alpha=0.12, color=colours(i % 10))
-        ax.set_title(f"{sweep.split(':', 1)[1]} missing")
-        ax.set_xlabel(f"share of test rows without {sweep.split(':', 1)[1]}")
+        ax.set_title(f"{removed} missing")
+        ax.set_xlabel(f"share of test rows without {removed}")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"{metric} (%)")
-    axes[0][-1].legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(3, len(handles)), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 * (1 + (len(handles) - 1) // 3), 1, 1))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
     return path
+
+
+def _single_choice(fits: Sequence[dict]) -> str | None:
+    """The component (``ume`` or the MMA part) UME-MMA chose on every seed, if it is one."""
+    choices = {f["parts"][f["selected"]] if "parts" in f else f["selected"] for f in fits
+               if f.get("method") == "ume-mma" and "selected" in f}
+    return choices.pop() if len(choices) == 1 else None
 
 
 def plot_reliability(reliability: Sequence[dict], methods: Sequence[str], path: Path) -> Path | None:
