@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import mmrobust as mm
-from mmrobust.evaluate import evaluate_method
+from mmrobust.evaluation import evaluate_method
 from mmrobust.experiment import expand_methods
 from mmrobust.protocols import masks_hash, sample_all_masks
 

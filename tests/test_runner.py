@@ -89,7 +89,7 @@ def test_reporting_modules_import_no_torch_and_no_runner(module):
         todo += [m for m in _module_imports(path) if m.startswith("mmrobust.")]
         outside = {m.split(".")[0] for m in _module_imports(path) if not m.startswith("mmrobust")}
         assert "torch" not in outside, f"{name} imports torch"
-    assert not {"mmrobust.experiment", "mmrobust.evaluate", "mmrobust.train"} & seen
+    assert not {"mmrobust.experiment", "mmrobust.evaluation", "mmrobust.train"} & seen
     assert not any(name.startswith("mmrobust.methods") for name in seen)
 
 

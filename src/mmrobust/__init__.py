@@ -3,28 +3,50 @@
 Implements UME-MMA (Li, Du et al., "What Makes for Robust Multi-Modal Models in the Face of
 Missing Modalities?", arXiv 2310.06383, 2023), its baselines and the missing-modality
 protocols. See docs/concepts.md for the contracts.
-"""
-from .batch import Batch, MultiModalDataset, collate, encode_present
-from .data import DATASETS, make_synthetic
-from .encoders import ENCODERS, EncoderSpec, build_encoder
-from .evaluate import evaluate, selection_score
-from .experiment import ExperimentResults, run_experiment
-from .records import summarize
-from .fusion import ConcatFusion, MeanFusion
-from .masking import sample_modality_dropout, sample_training_missing
-from .protocols import ProtocolMask, load_masks, sample_masks, save_masks
-from .methods import METHODS, PAPER_METHODS, Method, Stage1, create_method, list_methods, train_stage1
-from .models import LateFusionClassifier, UnimodalClassifier
-from .train import TrainConfig
 
-from .predictor import Prediction, Predictor
+The names below load on first use (PEP 562), so that ``mmrobust --help`` and a bad command
+line answer without importing torch.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from .version import __version__
 
-__all__ = [
-    "Batch", "MultiModalDataset", "collate", "encode_present", "DATASETS", "make_synthetic", "ENCODERS",
-    "EncoderSpec", "build_encoder", "evaluate", "selection_score", "ExperimentResults", "run_experiment",
-    "summarize", "ConcatFusion", "MeanFusion", "ProtocolMask", "load_masks", "sample_masks",
-    "sample_modality_dropout", "sample_training_missing", "save_masks", "METHODS", "PAPER_METHODS", "Method",
-    "Stage1", "create_method", "list_methods", "train_stage1", "LateFusionClassifier", "UnimodalClassifier",
-    "TrainConfig", "Prediction", "Predictor", "__version__",
-]
+_HOMES = {
+    "batch": ("Batch", "MultiModalDataset", "collate", "encode_present"),
+    "data": ("DATASETS", "make_synthetic"),
+    "encoders": ("ENCODERS", "EncoderSpec", "build_encoder"),
+    "evaluation": ("evaluate", "selection_score"),
+    "experiment": ("ExperimentResults", "run_experiment"),
+    "records": ("summarize",),
+    "fusion": ("ConcatFusion", "MeanFusion"),
+    "masking": ("sample_modality_dropout", "sample_training_missing"),
+    "protocols": ("ProtocolMask", "load_masks", "sample_masks", "save_masks"),
+    "methods": ("METHODS", "PAPER_METHODS", "Method", "Stage1", "create_method", "list_methods", "train_stage1"),
+    "models": ("LateFusionClassifier", "UnimodalClassifier"),
+    "config": ("TrainConfig",),
+    "calibration": ("Calibration",),
+    "predictor": ("Prediction", "Predictor"),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+__all__ = [*_HOME_OF, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME_OF:
+        value = getattr(importlib.import_module(f".{_HOME_OF[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    try:  # a submodule, as `mm.experiment` (attribute access on the package)
+        return importlib.import_module(f".{name}", __name__)
+    except ModuleNotFoundError as err:
+        if err.name != f"{__name__}.{name}":
+            raise  # the submodule exists but lacks a dependency: say so
+        raise AttributeError(f"module 'mmrobust' has no attribute {name!r}") from None
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

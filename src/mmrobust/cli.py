@@ -12,23 +12,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import distributed, pipeline
 from .config import RunConfig, config_to_dict, list_presets, load_config
-from .data.avmnist import AVMNIST_INTERFERENCE_DB, AVMNIST_PCA_ENERGY, AVMNIST_SNR_DB, prepare_avmnist
 from .errors import ConfigError, MMRobustError
-from .registry import DATASETS, ENCODERS, FUSIONS, METHODS, PROTOCOLS
-from .predictor import Predictor
-from .pretrained import EXTRACTOR_DOCS
-from .report import write_report
+
+# torch and the rest load inside the commands that need them: `--help` and a bad command line
+# answer at once (benchmarks/speed/RESULTS.md, "startup").
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    distributed.init_from_env()  # under torchrun: join its process group
     try:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: join its process group
+            from . import distributed
+
+            distributed.init_from_env()
         return args.func(args)
     except (MMRobustError, OSError) as err:  # a bad config, file or input: one line; anything else is a bug
         print(f"error: {err}", file=sys.stderr)
@@ -71,11 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mnist", type=Path, required=True, help="folder with the MNIST IDX files (.gz or plain)")
     p.add_argument("--fsdd", type=Path, required=True, help="FSDD's folder of WAVs ({digit}_{speaker}_{index}.wav)")
     p.add_argument("--out", type=Path, required=True, help="a new folder for the arrays")
-    p.add_argument("--pca-energy", type=float, default=AVMNIST_PCA_ENERGY,
-                   help="keep the leading components up to this share of the image energy")
-    p.add_argument("--snr-db", type=float, default=AVMNIST_SNR_DB, help="white-noise SNR in dB")
-    p.add_argument("--interference-db", type=float, default=AVMNIST_INTERFERENCE_DB,
-                   help="level of a competing recording of another digit, in dB below the target")
+    p.add_argument("--pca-energy", type=float, default=None,
+                   help="keep the leading components up to this share of the image energy (default: the published setting)")
+    p.add_argument("--snr-db", type=float, default=None, help="white-noise SNR in dB (default: the published setting)")
+    p.add_argument("--interference-db", type=float, default=None,
+                   help="level of a competing recording of another digit, in dB below the target (default: the published setting)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_prepare_avmnist)
     p = sub.add_parser("predict", help="predictions from a saved model (a run's model/), any subset of modalities")
@@ -96,11 +97,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_prepare_avmnist(args: argparse.Namespace) -> int:
-    meta = prepare_avmnist(args.mnist, args.fsdd, args.out, pca_energy=args.pca_energy, snr_db=args.snr_db,
-                           interference_db=args.interference_db, seed=args.seed, log=pipeline.stderr_log)
+    from . import pipeline
+    from .data.avmnist import AVMNIST_INTERFERENCE_DB, AVMNIST_PCA_ENERGY, AVMNIST_SNR_DB, prepare_avmnist
+
+    meta = prepare_avmnist(args.mnist, args.fsdd, args.out, pca_energy=_given(args.pca_energy, AVMNIST_PCA_ENERGY),
+                           snr_db=_given(args.snr_db, AVMNIST_SNR_DB),
+                           interference_db=_given(args.interference_db, AVMNIST_INTERFERENCE_DB), seed=args.seed,
+                           log=pipeline.stderr_log)
     print(f"prepared: {args.out} ({meta['pca']['components']} PCA components, {100 * meta['pca']['energy_kept']:.1f}% "
           f"of the image energy kept); use --set data.name=avmnist --set data.root={args.out}")
     return 0
+
+
+def _given(value, default):
+    return default if value is None else value
 
 
 def _config(args: argparse.Namespace) -> RunConfig:
@@ -132,6 +142,8 @@ def _manifest_overrides(args: argparse.Namespace) -> list[str]:
 
 def _resume_dir(args: argparse.Namespace) -> Path:
     """The run folder to resume, after checking that the flags ask for its own config."""
+    from . import pipeline
+
     run_dir = args.resume
     saved = config_to_dict(pipeline.read_config(run_dir))
     if args.out is not None and args.out.resolve() != run_dir.resolve():
@@ -159,6 +171,8 @@ def _differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from . import pipeline
+
     if args.resume is not None:
         report = pipeline.resume_all(_resume_dir(args))
     else:
@@ -168,6 +182,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from . import pipeline
+
     run_dir, splits = (_resume_dir(args), None) if args.resume is not None else pipeline.new_run(_config(args), args.out)
     pipeline.train_run(run_dir, splits=splits)
     print(f"trained: {run_dir} (next: mmrobust evaluate {run_dir})")
@@ -175,17 +191,23 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from . import pipeline
+
     pipeline.evaluate_run(args.run_dir)
     print(f"results: {args.run_dir / 'results.jsonl'} (next: mmrobust report {args.run_dir})")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
     print(f"report: {write_report(args.run_dir)}")
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from .predictor import Predictor
+
     predictor = Predictor.load(args.model, device=args.device)
     if args.manifest is not None:
         if args.out is None or args.input:
@@ -205,6 +227,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from .methods import METHODS  # importing the members fills the registries
+    from .data import DATASETS
+    from .encoders import ENCODERS
+    from .fusion import FUSIONS
+    from .pretrained import EXTRACTOR_DOCS
+    from .protocols import PROTOCOLS
+
     for title, registry in (("datasets", DATASETS), ("encoders", ENCODERS), ("methods", METHODS), ("fusions", FUSIONS)):
         print(f"{title}:")
         for name in registry.names():

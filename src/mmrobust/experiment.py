@@ -24,7 +24,7 @@ from .checkpoint import load_method, save_method
 from .encoders import EncoderLike
 from .errors import ConfigError
 from .calibration import check_mode
-from .evaluate import evaluate_method, fit_calibration
+from .evaluation import evaluate_method, fit_calibration
 from .evidence import bootstrap_evidence
 from .files import file_name, write_json, write_jsonl
 from .masking import sample_training_missing
@@ -34,7 +34,8 @@ from .protocols import ProtocolMask, parse_protocol, sample_all_masks, save_mask
 from .provenance import measure
 from .records import main_metric, reference_modality, reference_name, summarize
 from .runtime import cpu_threads, resolve_device
-from .train import TrainConfig, stage_checkpoints
+from .config import TrainConfig
+from .train import stage_checkpoints
 
 
 @dataclass

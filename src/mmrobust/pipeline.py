@@ -23,7 +23,7 @@ from .config import RunConfig, config_from_dict, config_to_dict
 from .data import DATASETS, Splits
 from .encoders import EncoderSpec
 from .errors import ConfigError, DataError
-from .evaluate import fit_calibration
+from .evaluation import fit_calibration
 from .experiment import Experiment, FolderStore
 from .files import write_json, write_text
 from .methods import Method

@@ -37,7 +37,7 @@ from .files import atomic_path, write_json, write_text
 from .inputs import default_spec, prepare
 from .methods import Method, create_method
 from .protocols import pattern_name
-from .train import TrainConfig
+from .config import TrainConfig
 from .version import __version__
 
 FORMAT = "mmrobust.model/2"  # 2: the method's own parameters (get_params) instead of method_options

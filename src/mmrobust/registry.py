@@ -63,3 +63,8 @@ ENCODERS: Registry = Registry("encoder")  # name -> factory(**kwargs) -> nn.Modu
 METHODS: Registry = Registry("method")  # name -> Method class (or partial) taking encoders, num_classes, ...
 FUSIONS: Registry = Registry("fusion")  # name -> Fusion class (mmrobust.fusion)
 PROTOCOLS: Registry = Registry("protocol")  # kind -> Protocol (mmrobust.masking)
+
+
+# the paper's methods (the default run): names only, so that the configuration needs no torch
+PAPER_METHODS = ("unimodal", "late-fusion", "late-fusion-concat", "late-fusion-dropout",
+                 "late-fusion-unimodal-init", "ume", "mma", "ume-mma")

@@ -14,7 +14,6 @@ import pickle
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -27,55 +26,10 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .batch import Batch, MultiModalDataset
-from .errors import ModelFileError, ConfigError
+from .config import TrainConfig
+from .errors import ModelFileError
 from .files import append_jsonl, file_name, write_jsonl
 from .runtime import derive_seed, resolve_device, seeded
-
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("none", "cosine", "step")
-PRECISIONS = ("fp32", "bf16")
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings of one training stage."""
-
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float = 1e-3
-    optimizer: str = "adam"  # adam | adamw | sgd
-    weight_decay: float = 0.0
-    momentum: float = 0.9  # sgd only
-    schedule: str = "none"  # none | cosine | step
-    step_size: int = 10  # step schedule: epochs between decays
-    gamma: float = 0.1  # step schedule: decay factor
-    patience: int | None = None  # early stopping: epochs without a better validation score
-    grad_clip: float | None = None  # max gradient norm
-    eval_batch_size: int = 512
-    device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
-    progress: bool = False  # show a progress bar
-    precision: str = "fp32"  # fp32 | bf16 (autocast of the training step)
-    channels_last: bool = False  # CNN weights in channels_last memory format (faster convolutions on GPUs)
-    compile: bool = False  # torch.compile each encoder (dynamic shapes: encoders see only present rows)
-    threads: int | None = None  # CPU threads of torch; None: half the cores (benchmarks/speed: spinning threads
-    #                             on a busy machine cost several-fold; results depend on this number)
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
-            raise ConfigError("epochs must be >= 0, batch_size >= 1 and lr > 0")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"threads must be >= 1 (or null: half the cores), got {self.threads}")
-
-    def scaled(self, lr_scale: float, epoch_fraction: float) -> "TrainConfig":
-        """The fine-tuning settings: ``lr * lr_scale`` for ``ceil(epochs * epoch_fraction)`` epochs."""
-        return dataclasses.replace(self, lr=self.lr * lr_scale, epochs=max(1, math.ceil(self.epochs * epoch_fraction)))
-
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
     """The shuffled batches of one epoch: a pure function of (seed, epoch)."""

@@ -19,9 +19,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .batch import MultiModalDataset
+from .config import BAD_INPUT_POLICIES
 from .errors import ConfigError, DataError
 
-POLICIES = ("error", "missing")
 CHUNK = 4096
 SHOWN = 10  # bad inputs listed by name in reports
 
@@ -36,8 +36,8 @@ class BadInputs:
     dropped: list[dict] = field(default_factory=list)  # {"split", "row", "id", "reason"}
 
     def __post_init__(self) -> None:
-        if self.policy not in POLICIES:
-            raise ConfigError(f"on_bad_input must be one of {POLICIES}, got {self.policy!r}")
+        if self.policy not in BAD_INPUT_POLICIES:
+            raise ConfigError(f"on_bad_input must be one of {BAD_INPUT_POLICIES}, got {self.policy!r}")
 
     def summary(self) -> dict:
         return {"policy": self.policy, "marked_missing": len(self.marked_missing), "dropped": len(self.dropped),

@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from ..registry import METHODS
+from ..registry import METHODS, PAPER_METHODS
 from .base import Method, complete_present
 from .distill import FullRowDistillation, UniModalTeacher, UnimodalDistillation
 from .fused import UME, FusedMethod
@@ -42,8 +42,6 @@ METHODS.register("ogm-ge", OGMGE, doc="on-the-fly gradient modulation of the dom
 METHODS.register("ume-entropy", partial(UME, fusion="entropy", name="ume-entropy"),
                  doc="Stage-1 ensemble weighted per row by confidence exp(H_max - H_m) (MLA's test-time fusion)")
 
-PAPER_METHODS = ("unimodal", "late-fusion", "late-fusion-concat", "late-fusion-dropout",
-                 "late-fusion-unimodal-init", "ume", "mma", "ume-mma")
 BASELINE_METHODS = ("missing-token", "proxy", "umt", "kd-unimodal", "kd-full", "ogm-ge", "ume-entropy")
 METHOD_GROUPS = {"paper": PAPER_METHODS, "baselines": BASELINE_METHODS,
                  "comparison": PAPER_METHODS + BASELINE_METHODS + ("ume-mma-kd",)}

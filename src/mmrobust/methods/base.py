@@ -21,7 +21,7 @@ from ..encoders import EncoderLike
 from ..errors import ConfigError, InputError, NonFiniteOutputError
 from ..metrics import default_metric
 from ..runtime import resolve_device
-from ..train import TrainConfig
+from ..config import TrainConfig
 
 
 class Method:
@@ -140,7 +140,7 @@ class Method:
 
     def score(self, data: MultiModalDataset) -> float:
         """The method's metric on ``data`` with its own presence (rows it cannot use are skipped)."""
-        from ..evaluate import evaluate
+        from ..evaluation import evaluate
         from ..protocols import sample_masks
 
         (record,) = [r for r in evaluate(self, data, sample_masks("observed", data.present, 0)) if r["metric"] == self.metric]

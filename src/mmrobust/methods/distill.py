@@ -32,7 +32,7 @@ from torch import Tensor
 from ..batch import Batch, encode_present
 from ..encoders import EncoderLike
 from ..models import UnimodalClassifier, distillation_loss, task_loss
-from ..train import TrainConfig
+from ..config import TrainConfig
 from .fused import FusedMethod
 from .unimodal import Stage1
 

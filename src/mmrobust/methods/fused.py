@@ -35,7 +35,8 @@ from ..masking import sample_modality_dropout
 from ..models import LateFusionClassifier, proba_from_logits, task_loss
 from ..registry import FUSIONS
 from ..runtime import derive_seed, seeded
-from ..train import TrainConfig, stage_checkpoints, train_module
+from ..config import TrainConfig
+from ..train import stage_checkpoints, train_module
 from .base import Method
 from .unimodal import Stage1, train_stage1
 
@@ -185,7 +186,7 @@ class FusedMethod(Method):
 
     def selection_score(self, val: MultiModalDataset) -> float:
         """Mean validation metric over ``full`` and each single modality missing (method.md)."""
-        from ..evaluate import selection_score
+        from ..evaluation import selection_score
 
         return selection_score(self, val)
 

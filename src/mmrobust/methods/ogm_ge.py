@@ -27,7 +27,7 @@ from ..encoders import EncoderLike
 from ..errors import ConfigError
 from ..models import proba_from_logits, task_loss
 from ..registry import FUSIONS
-from ..train import TrainConfig
+from ..config import TrainConfig
 from .fused import FusedMethod
 from .unimodal import Stage1
 

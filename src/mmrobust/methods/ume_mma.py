@@ -75,7 +75,7 @@ class UmeMma(Method):
                              seed=self.seed, train_config=self.train_config, metric=self.metric, **params)
 
     def _choose(self, val: MultiModalDataset) -> None:
-        from ..evaluate import mask_scores
+        from ..evaluation import mask_scores
 
         components = {role: getattr(self, f"{role}_") for role in ROLES}
         self.val_scores_ = {c: method.val_score_ for c, method in components.items()}
