@@ -65,7 +65,8 @@ def train(variant: str) -> None:
     write_text(folder / "seconds.txt", f"{time.perf_counter() - started:.1f}\n")
     if variant == "run" and (SHARED / "mnist").is_dir():  # the model on real files, before its folder goes
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "predict" / "real_inputs.py"), str(folder.relative_to(ROOT)),
-                        "--mnist", str(SHARED / "mnist"), "--fsdd", str(SHARED / "fsdd" / "recordings"), "--record"],
+                        "--mnist", os.path.relpath(SHARED / "mnist", ROOT),
+                        "--fsdd", os.path.relpath(SHARED / "fsdd" / "recordings", ROOT), "--record"],
                        check=True, cwd=ROOT)
     for kept_out in ("models", "masks", "model", "reliability.json"):
         path = folder / kept_out
