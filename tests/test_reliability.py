@@ -232,3 +232,70 @@ def test_map_both_never_removes_both_and_hits_the_rate(n, rate, seed):
     [mask] = sample_masks(f"map:both@{rate}", full, seed)
     lost_a, lost_b = ~mask.present["a"], ~mask.present["b"]
     assert not (lost_a & lost_b).any() and (lost_a | lost_b).sum() == int(np.ceil(round(rate * n, 9)))
+
+
+def _exploit(path):
+    """An encoder entry that would run a shell command if built."""
+    return {"name": "subprocess:getoutput", "cmd": f"touch {path}"}
+
+
+def test_a_model_folder_cannot_run_code_unless_trusted(paper_run_dir, tmp_path, capsys):
+    import shutil
+
+    from mmrobust.errors import UntrustedCodeError
+    from mmrobust.predictor import Predictor
+
+    evil = tmp_path / "evil"
+    shutil.copytree(paper_run_dir / "model", evil)
+    config = json.loads((evil / "config.json").read_text())
+    config["encoders"]["audio"] = _exploit(tmp_path / "PWNED")
+    (evil / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UntrustedCodeError, match=r"encoder 'audio' is the import path 'subprocess:getoutput'"):
+        Predictor.load(evil)
+    np.save(tmp_path / "x.npy", np.zeros((1, 32, 32), np.float32))
+    assert main(["predict", str(evil), "--input", f"audio={tmp_path / 'x.npy'}"]) == 2
+    assert "--trust-code" in capsys.readouterr().err
+    assert not (tmp_path / "PWNED").exists()
+    assert json.loads((paper_run_dir / "model" / "config.json").read_text())["needs_trust_code"] is False
+
+
+def test_a_run_folder_cannot_run_code_on_evaluate_or_resume(paper_run_dir, tmp_path, capsys):
+    import shutil
+
+    import yaml
+
+
+    run = tmp_path / "run"
+    shutil.copytree(paper_run_dir, run, ignore=shutil.ignore_patterns("model"))
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["encoders"] = {"audio": _exploit(tmp_path / "PWNED")}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    assert main(["evaluate", str(run)]) == 2
+    assert "import path 'subprocess:getoutput'" in capsys.readouterr().err
+    assert main(["run", "--resume", str(run)]) == 2
+    assert "--trust-code" in capsys.readouterr().err
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_users_own_encoder_trains_and_its_model_needs_the_opt_in(tmp_path, monkeypatch):
+    from mmrobust.errors import UntrustedCodeError
+    from mmrobust.predictor import Predictor
+
+    (tmp_path / "own_audio_encoders.py").write_text(
+        "from torch import nn\n"
+        "class Flat(nn.Sequential):\n"
+        "    def __init__(self, size, width):\n"
+        "        super().__init__(nn.Flatten(), nn.Linear(size, width))\n"
+        "        self.out_dim = width\n"
+        "def make(size=1024, width=8):\n"
+        "    return Flat(size, width)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args = ["run", "--config", "tiny", "--set", "methods=[unimodal, ume, mma, ume-mma]", "--device", "cpu",
+            "--set", "encoders={audio: 'own_audio_encoders:make'}", "--out", str(tmp_path / "run")]
+    assert main(args) == 0  # the user wrote this config: trusted
+    model = tmp_path / "run" / "model"
+    assert json.loads((model / "config.json").read_text())["needs_trust_code"] is True
+    with pytest.raises(UntrustedCodeError):
+        Predictor.load(model)
+    assert Predictor.load(model, trust_code=True).modalities == ["audio", "image"]
+    assert main(["evaluate", str(tmp_path / "run"), "--trust-code"]) == 0

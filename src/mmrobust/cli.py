@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--on-bad-input", choices=("error", "missing"), default=None,
                        help="a bad input (unreadable file, NaN, ...): stop naming it (error, the default) or treat "
                             "that modality of that row as missing (missing; counted in the report)")
+        p.add_argument("--trust-code", action="store_true",
+                       help="with --resume: build an encoder the run folder's config names by import path (runs that code)")
         p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                        help="continue an interrupted run: finished stages are kept, an interrupted one resumes "
                             "from its last epoch; other flags must give the run's own config or be left out")
@@ -65,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
                              ("report", cmd_report, "report.md and robustness.png of an evaluated run folder")):
         p = sub.add_parser(name, help=text)
         p.add_argument("run_dir", type=Path)
+        if name == "evaluate":
+            p.add_argument("--trust-code", action="store_true",
+                           help="build an encoder the run folder's config names by import path (runs that code)")
         p.set_defaults(func=func)
     p = sub.add_parser("prepare", help="build a dataset's arrays from its raw sources")
     prepare = p.add_subparsers(required=True, dest="dataset")
@@ -91,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="also give the conformal label set that holds the true label with this probability (e.g. 0.9), "
                         "calibrated for the presence pattern of each input")
     p.add_argument("--abstain", action="store_true", help="with --coverage: answer unsure when the set is not a single label")
+    p.add_argument("--trust-code", action="store_true",
+                   help="load a model whose encoder is named by import path (a user's own: runs that code)")
     p.set_defaults(func=cmd_predict)
     sub.add_parser("list", help="datasets, encoders, extractors, methods, protocols, presets").set_defaults(func=cmd_list)
     return parser
@@ -174,7 +181,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from . import pipeline
 
     if args.resume is not None:
-        report = pipeline.resume_all(_resume_dir(args))
+        report = pipeline.resume_all(_resume_dir(args), trust_code=args.trust_code)
     else:
         report = pipeline.run_all(_config(args), args.out)
     print(f"report: {report}")
@@ -184,8 +191,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from . import pipeline
 
-    run_dir, splits = (_resume_dir(args), None) if args.resume is not None else pipeline.new_run(_config(args), args.out)
-    pipeline.train_run(run_dir, splits=splits)
+    resuming = args.resume is not None
+    run_dir, splits = (_resume_dir(args), None) if resuming else pipeline.new_run(_config(args), args.out)
+    pipeline.train_run(run_dir, splits=splits, trust_code=args.trust_code or not resuming)
     print(f"trained: {run_dir} (next: mmrobust evaluate {run_dir})")
     return 0
 
@@ -193,7 +201,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from . import pipeline
 
-    pipeline.evaluate_run(args.run_dir)
+    pipeline.evaluate_run(args.run_dir, trust_code=args.trust_code)
     print(f"results: {args.run_dir / 'results.jsonl'} (next: mmrobust report {args.run_dir})")
     return 0
 
@@ -208,7 +216,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .predictor import Predictor
 
-    predictor = Predictor.load(args.model, device=args.device)
+    predictor = Predictor.load(args.model, device=args.device, trust_code=args.trust_code)
     if args.manifest is not None:
         if args.out is None or args.input:
             raise ConfigError("--manifest needs --out FILE (and no --input)")

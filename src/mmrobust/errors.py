@@ -40,3 +40,8 @@ class ModelFileError(MMRobustError, ValueError):
 
 class NonFiniteOutputError(MMRobustError, ArithmeticError):
     """A model gave NaN or infinite outputs on rows it claims to score (names method, seed, pattern)."""
+
+
+class UntrustedCodeError(MMRobustError, PermissionError):
+    """A model or run folder names code to import (an encoder ``package.module:factory``) and the
+    caller did not opt in (``trust_code=True``, ``--trust-code``)."""

@@ -21,7 +21,7 @@ import yaml
 from . import distributed
 from .config import RunConfig, config_from_dict, config_to_dict
 from .data import DATASETS, Splits
-from .encoders import EncoderSpec
+from .encoders import EncoderSpec, check_trusted
 from .errors import ConfigError, DataError
 from .evaluation import fit_calibration
 from .experiment import Experiment, FolderStore
@@ -133,7 +133,9 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
-def _setup(config: RunConfig, run_dir: Path, splits: Splits | None, log: Log) -> tuple[Experiment, RunFolderStore]:
+def _setup(config: RunConfig, run_dir: Path, splits: Splits | None, log: Log,
+           trust_code: bool) -> tuple[Experiment, RunFolderStore]:
+    check_trusted(config.encoders, str(run_dir / "config.yaml"), trust_code)
     splits = splits if splits is not None else load_data(config)
     _keep_split(run_dir, splits)
     return experiment_for(config, splits), RunFolderStore(run_dir, _provenance(run_dir, config, splits), log)
@@ -154,13 +156,15 @@ def _keep_split(run_dir: Path, splits: Splits) -> None:
         raise DataError(f"{path}: the data no longer splits as when this run was trained (did the manifest change?)")
 
 
-def train_run(run_dir: Path, log: Log = stderr_log, splits: Splits | None = None) -> dict[int, dict[str, Method]]:
+def train_run(run_dir: Path, log: Log = stderr_log, splits: Splits | None = None, *,
+              trust_code: bool = False) -> dict[int, dict[str, Method]]:
     """Stage 1 and every method, per seed; each fitted method saved as soon as it is done.
 
     On a folder where some of it was done (an interrupted run, resumed), saved models are
-    loaded, not retrained, and an interrupted stage resumes from its last epoch checkpoint."""
+    loaded, not retrained, and an interrupted stage resumes from its last epoch checkpoint.
+    An encoder the folder's config names by import path is built only with ``trust_code``."""
     started = time.perf_counter()
-    experiment, store = _setup(read_config(run_dir), run_dir, splits, log)
+    experiment, store = _setup(read_config(run_dir), run_dir, splits, log, trust_code)
     fitted = experiment.fit(store, store.provenance["stages"])
     distributed.barrier()
     if distributed.is_main():
@@ -170,11 +174,11 @@ def train_run(run_dir: Path, log: Log = stderr_log, splits: Splits | None = None
 
 
 def evaluate_run(run_dir: Path, fitted: Mapping[int, Mapping[str, Method]] | None = None,
-                 log: Log = stderr_log, splits: Splits | None = None) -> list[dict]:
+                 log: Log = stderr_log, splits: Splits | None = None, *, trust_code: bool = False) -> list[dict]:
     """Every protocol on the test split, per seed; models (and data) loaded from the run folder
-    unless given."""
+    unless given (an import-path encoder only with ``trust_code``)."""
     started = time.perf_counter()
-    experiment, store = _setup(read_config(run_dir), run_dir, splits, log)
+    experiment, store = _setup(read_config(run_dir), run_dir, splits, log, trust_code)
     fitted = fitted if fitted is not None else _load_fitted(experiment, store)
     records = experiment.evaluate(fitted, store, store.provenance["stages"]).records
     _finish(run_dir, store.provenance, "evaluate", started)
@@ -215,20 +219,20 @@ def new_run(config: RunConfig, out: Path | None = None, log: Log = stderr_log) -
 def run_all(config: RunConfig, out: Path | None = None, log: Log = stderr_log) -> Path:
     """The whole pipeline into a new run folder; returns the path of the report."""
     run_dir, splits = new_run(config, out, log)
-    return _train_evaluate_report(run_dir, log, splits)
+    return _train_evaluate_report(run_dir, log, splits, trust_code=True)  # the caller's own config
 
 
-def resume_all(run_dir: Path, log: Log = stderr_log) -> Path:
+def resume_all(run_dir: Path, log: Log = stderr_log, *, trust_code: bool = False) -> Path:
     """Finish an interrupted run in its own folder (finished stages kept); returns the report's path."""
     log(f"resuming: {run_dir}")
-    return _train_evaluate_report(Path(run_dir), log)
+    return _train_evaluate_report(Path(run_dir), log, trust_code=trust_code)
 
 
-def _train_evaluate_report(run_dir: Path, log: Log, splits: Splits | None = None) -> Path:
+def _train_evaluate_report(run_dir: Path, log: Log, splits: Splits | None = None, *, trust_code: bool) -> Path:
     splits = splits if splits is not None else load_data(read_config(run_dir))  # read and validated once for the three steps
-    fitted = train_run(run_dir, log, splits)
+    fitted = train_run(run_dir, log, splits, trust_code=trust_code)
     if distributed.is_main():  # the models are the same on every rank: rank 0 evaluates and reports
-        evaluate_run(run_dir, fitted, log, splits)
+        evaluate_run(run_dir, fitted, log, splits, trust_code=trust_code)
         write_report(run_dir)
         write_model(run_dir, fitted, log, splits)
     distributed.barrier()

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from .batch import scatter_rows
 from .calibration import Calibration
 from .checkpoint import load_method, save_method
-from .encoders import EncoderSpec
+from .encoders import EncoderSpec, check_trusted, import_paths
 from .errors import ConfigError, InputError, ModelFileError
 from .files import atomic_path, write_json, write_text
 from .inputs import default_spec, prepare
@@ -75,7 +75,8 @@ class Predictor:
                   "task": method.task, "label_names": self.label_names, "modalities": self.modalities,
                   "encoders": {m: _spec_dict(s) for m, s in method.encoders.items()}, "inputs": self.inputs,
                   "train": dataclasses.asdict(method.train_config),
-                  "calibration": self.calibration.mode if self.calibration else None}
+                  "calibration": self.calibration.mode if self.calibration else None,
+                  "needs_trust_code": bool(import_paths(method.encoders))}
         tmp = folder.with_name(f".{folder.name}.tmp")  # complete or absent: written aside, then renamed
         shutil.rmtree(tmp, ignore_errors=True)
         save_method(method, tmp / "weights.safetensors")
@@ -88,12 +89,18 @@ class Predictor:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, device: str | None = None) -> "Predictor":
+    def load(cls, folder: str | Path, device: str | None = None, *, trust_code: bool = False) -> "Predictor":
+        """A saved model. It builds registered parts only: an encoder named by an import path
+        (a user's own, recorded as ``needs_trust_code``) is refused unless ``trust_code``."""
         folder = Path(folder)
         path = folder / "config.json"
         if not path.is_file():
             raise FileNotFoundError(f"{folder}: not a saved model (no config.json)")
-        config = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ModelFileError(f"{path}: not valid JSON ({err})") from None
+        check_trusted(config.get("encoders", {}), str(path), trust_code)
         if config.get("format") != FORMAT:
             raise ModelFileError(f"{path}: format {config.get('format')!r}, expected {FORMAT!r}"
                                  + (" (a model saved by an earlier mmrobust: train it again)" if

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Union
+from typing import Any, Callable, Mapping, Union
 
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UntrustedCodeError
 from ..registry import ENCODERS
 from ..runtime import seeded
 from . import cnn, mlp, pretrained, resnet  # noqa: F401  (register the built-in encoders)
@@ -49,6 +49,23 @@ def import_factory(path: str) -> Callable[..., nn.Module]:
 
 
 EncoderLike = Union[EncoderSpec, Callable[[], nn.Module], str]
+
+
+def import_paths(encoders: Mapping[str, Any]) -> dict[str, str]:
+    """The encoders named by an import path (``package.module:factory``), by modality."""
+    names = {m: spec.get("name") if isinstance(spec, Mapping) else getattr(spec, "name", spec) for m, spec in encoders.items()}
+    return {m: name for m, name in names.items() if isinstance(name, str) and ":" in name}
+
+
+def check_trusted(encoders: Mapping[str, Any], source: str, trust_code: bool) -> None:
+    """A file someone else may have written (a model's ``config.json``, a run's ``config.yaml``)
+    builds only registered encoders: an import path would import and call code it names, so it
+    is refused unless the caller opts in, in the spirit of ``trust_remote_code``."""
+    paths = import_paths(encoders)
+    if paths and not trust_code:
+        modality, name = next(iter(paths.items()))
+        raise UntrustedCodeError(f"{source}: encoder {modality!r} is the import path {name!r}; building it runs the code "
+                                 f"it names. Pass --trust-code (trust_code=True) only if you trust where this came from")
 
 
 def build_encoder(spec: EncoderLike, modality: str = "?") -> nn.Module:
