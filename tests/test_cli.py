@@ -84,3 +84,39 @@ def test_an_empty_prediction_manifest_is_an_error(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "run" / "model"), "--manifest", str(tmp_path / "rows.csv"),
                  "--out", str(tmp_path / "p.csv")]) == 2
     assert "no rows to predict" in capsys.readouterr().err and not (tmp_path / "p.csv").exists()
+
+
+def test_configuration_errors_are_one_line_and_early(tmp_path, capsys):
+    """Issue 17: tracebacks turned into one line, and checks moved before any folder exists."""
+    cases = [
+        (["--set", "seeds=[0"], "--set seeds=[0: the value is not valid YAML"),
+        (["--set", "seeds=!!python/object/apply:os.system ['echo hi']"], "not valid YAML"),
+        (["--set", "seeds=[]"], "seeds: give at least one training seed"),
+        (["--set", "method_options={mma: {p_drop: 1.5}}"], "p_drop must be a probability in [0, 1), got 1.5"),
+        (["--set", "protocols=[miss:video]"], "video"),
+        (["--set", "method_options={mma: {nope: 1}}"], "nope"),
+    ]
+    for i, (extra, message) in enumerate(cases):
+        out = tmp_path / f"run{i}"
+        assert main(["run", "--config", "tiny", *extra, "--out", str(out)]) == 2, extra
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, (extra, err)
+        assert not out.exists(), extra
+
+
+def test_out_that_is_a_file_or_a_run(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert main(["run", "--config", "tiny", "--out", str(tmp_path / "file")]) == 2
+    assert "a file, not a folder" in capsys.readouterr().err
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("seeds: [0]\n")
+    assert main(["run", "--config", "tiny", "--out", str(tmp_path / "run")]) == 2
+    assert f"mmrobust run --resume {tmp_path / 'run'}" in capsys.readouterr().err
+
+
+def test_a_run_folder_with_a_broken_config_is_named(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("seeds: [0\n")
+    assert main(["evaluate", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "config.yaml: not valid YAML" in err and "Traceback" not in err

@@ -214,3 +214,13 @@ def test_finetune_keeps_preprocessed_inputs(three_modalities, tmp_path):
     out = encoder({k: v[:3] for k, v in tokens.items()})
     out.sum().backward()
     assert out.shape == (3, 384) and encoder.model.embeddings.word_embeddings.weight.grad is not None
+
+
+def test_a_latin1_manifest_names_file_line_and_byte(tmp_path):
+    from mmrobust.data.manifest import read_rows
+    from mmrobust.errors import DataError
+
+    path = tmp_path / "rows.csv"
+    path.write_bytes("id,text,label\n1,hello,a\n2,caf\u00e9,b\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"rows.csv, line 3: not UTF-8 \(byte 0xe9 at column 6\)"):
+        read_rows(path)

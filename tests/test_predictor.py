@@ -113,3 +113,19 @@ def test_python_save_and_load_of_a_fitted_method(tmp_path, synthetic, tiny_encod
     row = {"a": synthetic["test"].inputs["a"][0], "b": None}
     assert loaded.predict(row) == predictor.predict(row)
     assert torch.equal(next(iter(loaded.method.state_tensors().values())), next(iter(method.state_tensors().values())))
+
+
+def test_a_model_with_too_few_label_names_or_broken_json_is_named(paper_run_dir, tmp_path):
+    import shutil
+
+    from mmrobust.errors import ModelFileError
+
+    copy = tmp_path / "model"
+    shutil.copytree(paper_run_dir / "model", copy)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "label_names": config["label_names"][:3]}))
+    with pytest.raises(ModelFileError, match="3 label_names for 10 classes"):
+        Predictor.load(copy)
+    (copy / "config.json").write_text("{not json")
+    with pytest.raises(ModelFileError, match="config.json: not valid JSON"):
+        Predictor.load(copy)

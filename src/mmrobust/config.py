@@ -101,6 +101,8 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         check_mode(self.calibration)
+        if not self.seeds:
+            raise ConfigError("seeds: give at least one training seed (e.g. seeds=[0])")
 
 
 def list_presets() -> list[str]:
@@ -115,7 +117,11 @@ def load_config(name_or_path: str | Path | None = None, overrides: Sequence[str]
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set expects key=value, got {item!r}")
-        _set_dotted(data, key.strip(), yaml.safe_load(text))
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {item}: the value is not valid YAML ({_first_line(err)})") from None
+        _set_dotted(data, key.strip(), value)
     return config_from_dict(data)
 
 
@@ -132,10 +138,14 @@ def _read_yaml(name_or_path: str | Path) -> dict:
     try:
         data = yaml.safe_load(source) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{name_or_path}: not valid YAML ({err})") from err
+        raise ConfigError(f"{name_or_path}: not valid YAML ({_first_line(err)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{name_or_path}: a config must be a mapping of keys to values")
     return data
+
+
+def _first_line(err: Exception) -> str:
+    return " ".join(str(err).split())[:200]
 
 
 def _set_dotted(data: dict, key: str, value: Any) -> None:

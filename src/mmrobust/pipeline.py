@@ -51,19 +51,39 @@ def create_run_dir(config: RunConfig, out: Path | None) -> Path:
     Under torchrun rank 0 creates it and every rank gets its path."""
     run_dir = distributed.broadcast(Path(out) if out is not None else default_run_dir(config))
     if distributed.is_main():
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise FileExistsError(f"{run_dir}: the run folder already exists and is not empty; choose another --out")
+        check_new_folder(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
     distributed.barrier()
     return run_dir
 
 
+def check_new_folder(out: Path | None) -> None:
+    """``--out`` must be a new or empty folder: never a file, never a run to overwrite."""
+    if out is None or not Path(out).exists():
+        return
+    out = Path(out)
+    if not out.is_dir():
+        raise FileExistsError(f"{out}: a file, not a folder; choose another --out")
+    if (out / "config.yaml").is_file():
+        raise FileExistsError(f"{out}: already a run folder; finish it with `mmrobust run --resume {out}`, "
+                              f"or choose another --out")
+    if any(out.iterdir()):
+        raise FileExistsError(f"{out}: the folder already exists and is not empty; choose another --out")
+
+
 def read_config(run_dir: Path) -> RunConfig:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir}: not a run folder (no config.yaml)")
-    return config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())[:200]})") from None
+    try:
+        return config_from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
 
 
 def load_data(config: RunConfig) -> Splits:
@@ -201,8 +221,7 @@ def _load_fitted(experiment: Experiment, store: RunFolderStore) -> dict[int, dic
 def new_run(config: RunConfig, out: Path | None = None, log: Log = stderr_log) -> tuple[Path, Splits]:
     """A new run folder and its data, the data read and validated and the experiment checked
     (device, methods, protocols, options) first: a run that cannot start leaves no folder behind."""
-    if out is not None and Path(out).exists() and any(Path(out).iterdir()):
-        raise FileExistsError(f"{out}: the run folder already exists and is not empty; choose another --out")
+    check_new_folder(out)
     stages: list[dict] = []
     with measure(stages, "data: read, validated, features extracted"):
         splits = load_data(config)

@@ -101,6 +101,9 @@ class Predictor:
         except json.JSONDecodeError as err:
             raise ModelFileError(f"{path}: not valid JSON ({err})") from None
         check_trusted(config.get("encoders", {}), str(path), trust_code)
+        if len(config.get("label_names", [])) != config.get("num_classes"):
+            raise ModelFileError(f"{path}: {len(config.get('label_names', []))} label_names for "
+                                 f"{config.get('num_classes')} classes")
         if config.get("format") != FORMAT:
             raise ModelFileError(f"{path}: format {config.get('format')!r}, expected {FORMAT!r}"
                                  + (" (a model saved by an earlier mmrobust: train it again)" if

@@ -38,6 +38,7 @@ def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 
 def _read_csv(path: Path, delimiter: str):
+    _check_utf8(path)
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f, delimiter=delimiter)
         header = [h.strip() for h in next(reader, [])]
@@ -56,9 +57,20 @@ def _read_csv(path: Path, delimiter: str):
     return header, rows
 
 
+def _check_utf8(path: Path) -> None:
+    """A manifest is UTF-8: otherwise an error naming the file, the line and the byte."""
+    for line, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DataError(f"{path}, line {line}: not UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1}); "
+                            f"save the manifest as UTF-8") from None
+
+
 def _read_jsonl(path: Path):
     header: dict[str, None] = {}
     rows = []
+    _check_utf8(path)
     for line, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not text.strip():
             continue

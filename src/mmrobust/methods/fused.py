@@ -71,6 +71,8 @@ class FusedMethod(Method):
             raise ConfigError(f"unimodal_loss_weight needs a fusion with per-modality heads, such as 'mean' ({fusion!r} has none)")
         if len(self.encoders) < 2:
             raise ConfigError(f"a fused method needs at least two modalities, got {self.modalities}")
+        if not 0.0 <= p_drop < 1.0:
+            raise ConfigError(f"p_drop must be a probability in [0, 1), got {p_drop!r}")
         self.init, self.augment, self.fusion = init, augment, fusion
         self.fusion_options, self.p_drop = dict(fusion_options or {}), p_drop
         self.unimodal_loss_weight = unimodal_loss_weight
