@@ -53,3 +53,35 @@ def test_mel_filterbank_covers_the_band():
     assert bank.shape == (32, 129) and (bank.sum(axis=1) > 0).all() and bank.max() <= 1.0
     with pytest.raises(KeyError, match="unknown audio front-end preset"):
         get_preset("nope")
+
+
+def _tone(n=8000):
+    return (0.5 * np.sin(np.linspace(0, 50, n))).astype(np.float32)
+
+
+def test_every_wav_format_decodes_to_the_same_wave(tmp_path):
+    """Issue 17: scale per format first, then mix channels; unsigned 8-bit is centred."""
+    tone = _tone()
+    as_int16 = (tone * 32767).astype(np.int16)
+    wavfile.write(tmp_path / "mono16.wav", 8000, as_int16)
+    wavfile.write(tmp_path / "stereo16.wav", 8000, np.stack([as_int16, as_int16], axis=1))
+    wavfile.write(tmp_path / "u8.wav", 8000, np.round(tone * 127 + 128).astype(np.uint8))
+    wavfile.write(tmp_path / "f32.wav", 8000, tone)
+    for name, tolerance in (("mono16", 1e-4), ("stereo16", 1e-4), ("u8", 1e-2), ("f32", 0)):
+        wave, rate = read_wav(tmp_path / f"{name}.wav")
+        assert rate == 8000 and np.abs(wave - tone).max() <= tolerance, name
+    wavfile.write(tmp_path / "silence8.wav", 8000, np.full(800, 128, np.uint8))
+    assert read_wav(tmp_path / "silence8.wav")[0].max() == 0  # no +0.5 offset
+
+
+def test_implausible_or_broken_wavs_are_refused_naming_the_file(tmp_path):
+    from mmrobust.errors import DataError
+
+    wavfile.write(tmp_path / "rate1.wav", 1, _tone(2000))
+    wavfile.write(tmp_path / "rate0.wav", 0, _tone(2000))
+    nan = _tone()
+    nan[5] = np.nan
+    wavfile.write(tmp_path / "nan.wav", 8000, nan)
+    for name, message in (("rate1", "says 1 Hz"), ("rate0", "says 0 Hz"), ("nan", "NaN or infinite samples")):
+        with pytest.raises(DataError, match=rf"{name}.wav: .*{message}"):
+            read_wav(tmp_path / f"{name}.wav")
