@@ -129,3 +129,21 @@ def test_a_model_with_too_few_label_names_or_broken_json_is_named(paper_run_dir,
     (copy / "config.json").write_text("{not json")
     with pytest.raises(ModelFileError, match="config.json: not valid JSON"):
         Predictor.load(copy)
+
+
+def test_high_bit_depth_and_oversized_images(paper_run_dir, tmp_path):
+    """Issue 17: a 16-bit PNG keeps its grey levels (not binarised); a decompression bomb is
+    refused in one line, quickly."""
+    predictor = Predictor.load(paper_run_dir / "model")
+    spec = {k: v for k, v in predictor.inputs["image"].items() if k != "pca"}
+    ramp = np.tile(np.linspace(0, 1, 28, dtype=np.float32), (28, 1))
+    Image.fromarray(np.round(ramp * 65535).astype(np.uint16)).save(tmp_path / "deep.png")
+    Image.fromarray(np.round(ramp * 255).astype(np.uint8), mode="L").save(tmp_path / "flat.png")
+    deep, flat = (prepare("image", spec, [tmp_path / f"{n}.png"])[0].numpy()[0] for n in ("deep", "flat"))
+    assert len(np.unique(deep)) > 20 and np.abs(deep - flat).max() < 1 / 255 + 1e-6
+    Image.new("1", (20000, 20000)).save(tmp_path / "bomb.png")  # a few tens of KB on disk
+    with pytest.raises(InputError, match=r"bomb.png: not a readable image .*decompression bomb"):
+        predictor.predict({"image": tmp_path / "bomb.png"})
+    Image.new("1", (8000, 8000)).save(tmp_path / "large.png")  # under PIL's own limit, over ours
+    with pytest.raises(InputError, match=r"large.png: 8000 x 8000 pixels; images up to 50,000,000 pixels"):
+        predictor.predict({"image": tmp_path / "large.png"})

@@ -83,17 +83,18 @@ def _read_file(modality: str, spec: Mapping[str, Any], path: Path) -> np.ndarray
 
 
 def _image(modality: str, spec: Mapping[str, Any], path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
+
+    from .pretrained import ExtractorError, image_pixels, open_image
 
     channels, height, width = spec["shape"]
     try:
-        with Image.open(path) as img:
-            img = img.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
-            pixels = np.asarray(img, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as err:
-        raise InputError(f"{modality}: {path}: not a readable image ({err})") from None
+        with open_image(path) as img:
+            pixels = image_pixels(img, channels, width, height, Image.BILINEAR)
+    except ExtractorError as err:
+        raise InputError(f"{modality}: {err}") from None
     pixels = pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
-    return pca_project(pixels, spec["pca"]) if spec.get("pca") else pixels
+    return pca_project(pixels, spec["pca"]) if spec.get("pca") else pixels.astype(np.float32)
 
 
 def pca_project(pixels: np.ndarray, pca: Mapping[str, Any]) -> np.ndarray:

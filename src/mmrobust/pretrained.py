@@ -65,23 +65,61 @@ def _require(module: str, package: str, extractor: str, install: str | None = No
 
 # --- images ------------------------------------------------------------------------------
 
-def load_image(path: Path, size: int) -> np.ndarray:
-    """An RGB image as uint8 ``[3, size, size]`` (alpha composited on white, then resized)."""
+MAX_IMAGE_PIXELS = 50_000_000  # a larger image (a decompression bomb, or a mistake) is refused before decoding
+
+
+def open_image(path: Path):
+    """A decoded PIL image, its size checked before its pixels are: an unreadable file, a missing
+    one, or one over :data:`MAX_IMAGE_PIXELS` is an :class:`ExtractorError` naming it."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+            if img.width * img.height > MAX_IMAGE_PIXELS:
+                img.close()
+                raise ExtractorError(f"{path}: {img.width} x {img.height} pixels; images up to "
+                                     f"{MAX_IMAGE_PIXELS:,} pixels are read")
             img.load()
-            if img.mode in ("RGBA", "LA", "P"):
-                rgba = img.convert("RGBA")
-                img = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                img.alpha_composite(rgba)
-            img = img.convert("RGB").resize((size, size), Image.BICUBIC)
     except FileNotFoundError:
         raise ExtractorError(f"{path}: image file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ExtractorError(f"{path}: not a readable image ({err})") from None
-    return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
+    return img
+
+
+HIGH_BIT_DEPTH = ("I;16", "I;16B", "I;16L", "I", "F")
+
+
+def image_pixels(img, channels: int, width: int, height: int, resample) -> np.ndarray:
+    """Pixels as float32 in [0, 1], resized, ``H x W`` (1 channel) or ``H x W x 3``. 8-bit modes
+    go through PIL's conversion (alpha composited on white) and are resized as 8-bit; high bit
+    depths are scaled by their own range and resized in float, never squeezed through 8 bits."""
+    from PIL import Image
+
+    if img.mode in HIGH_BIT_DEPTH:
+        grey = np.asarray(img, dtype=np.float32)
+        grey = np.clip(grey / (65535.0 if img.mode.startswith("I;16") or grey.max() > 255 else 255.0), 0.0, 1.0)
+        grey = np.asarray(Image.fromarray(grey, mode="F").resize((width, height), resample), dtype=np.float32)
+        return np.clip(grey, 0.0, 1.0) if channels == 1 else np.repeat(np.clip(grey, 0.0, 1.0)[..., None], 3, axis=2)
+    if img.mode in ("RGBA", "LA", "P"):
+        rgba = img.convert("RGBA")
+        img = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img.alpha_composite(rgba)
+    img = img.convert("L" if channels == 1 else "RGB").resize((width, height), resample)
+    return np.asarray(img, dtype=np.float32) / 255.0
+
+
+def load_image(path: Path, size: int) -> np.ndarray:
+    """An RGB image as uint8 ``[3, size, size]`` (alpha composited on white, then resized)."""
+    from PIL import Image
+
+    with open_image(path) as img:
+        pixels = image_pixels(img, 3, size, size, Image.BICUBIC)
+    return np.round(pixels * 255).astype(np.uint8).transpose(2, 0, 1).copy()
 
 
 class ImageNetEncoder(nn.Module):
