@@ -12,6 +12,7 @@ from mmrobust.cli import main
 from mmrobust.data import DATASETS
 from mmrobust.data.manifest import read_manifest
 from mmrobust.errors import DataError
+from mmrobust.validate import BadInputs
 from mmrobust.data.table import Table, build_splits, stratified_split
 from vl_fixtures import write_manifest
 
@@ -113,9 +114,9 @@ def test_unknown_modality_column_and_suffix(tmp_path):
 @pytest.mark.parametrize("content,message", [
     (None, "file not found"),
     (np.array([1.0, np.nan, 0.0, 0.0]), "holds NaN or infinite"),
-    (np.zeros((2, 2)), "expected a 1-D numeric vector"),
-    (np.zeros(5), "length 5, but earlier vectors have 4"),
-    (b"not an array", "not a readable .npy array"),
+    (np.zeros((2, 2)), "shape [2, 2], but this column's vectors have length 4"),
+    (np.zeros(5), "shape [5], but this column's vectors have length 4"),
+    (b"not an array", "not a .npy array (the magic string is not correct"),
 ])
 def test_bad_npy_files_are_named(tmp_path, content, message):
     vectors(tmp_path, 3)
@@ -224,3 +225,31 @@ def test_a_latin1_manifest_names_file_line_and_byte(tmp_path):
     path.write_bytes("id,text,label\n1,hello,a\n2,caf\u00e9,b\n".encode("latin-1"))
     with pytest.raises(DataError, match=r"rows.csv, line 3: not UTF-8 \(byte 0xe9 at column 6\)"):
         read_rows(path)
+
+
+def _npy_with_header_only(path, shape):
+    """A .npy whose header declares ``shape`` but holds (almost) no data: 10**12 elements claimed."""
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": shape})
+        f.write(b"\0" * 16)
+
+
+def test_npy_files_are_checked_by_their_header_before_reading(tmp_path):
+    """Issue 17: a wrong-length first file is the bad one (not the next good file); an .npz under
+    a .npy name and a header claiming 10**12 elements are bad inputs under either policy."""
+    vectors(tmp_path, 20)
+    np.save(tmp_path / "short.npy", np.zeros(3, np.float32))
+    np.savez(tmp_path / "packed.npz", a=np.zeros(4, np.float32))
+    (tmp_path / "packed.npz").rename(tmp_path / "renamed.npy")
+    _npy_with_header_only(tmp_path / "huge.npy", (10**12,))
+    for bad, reason in (("short.npy", r"shape \[3\], but this column's vectors have length 4"),
+                        ("renamed.npy", "not a .npy array"), ("huge.npy", r"shape \[1000000000000\]")):
+        rows = [[bad, "yes"]] + [[f"v{i}.npy", "yes" if i % 2 else "no"] for i in range(1, 20)]
+        path = write_csv(tmp_path / "m.csv", ["a", "y"], rows)
+        with pytest.raises(DataError, match=rf"{bad}: {reason}"):
+            DATASETS.create("manifest", path=str(path), label="y")
+        bad_inputs = BadInputs("missing")
+        splits = DATASETS.create("manifest", path=str(path), label="y", bad_inputs=bad_inputs)
+        assert [b["id"] for b in bad_inputs.marked_missing] == ["row1"], bad
+        kept = sum(int(getattr(splits, s).present["a"].sum()) for s in ("train", "val", "test"))
+        assert kept == 19 and splits.encoders["a"].kwargs["in_dim"] == 4, bad

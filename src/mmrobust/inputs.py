@@ -71,8 +71,16 @@ def _one(modality: str, spec: Mapping[str, Any], value: Any, base: Path) -> np.n
 
 def _read_file(modality: str, spec: Mapping[str, Any], path: Path) -> np.ndarray:
     if path.suffix.lower() == ".npy":
+        from .data.table import npy_shape
+        from .errors import DataError
+
         try:
+            shape = npy_shape(path)
+            if shape != tuple(spec["shape"]):
+                raise DataError(f"{path}: shape {list(shape)}, expected {list(spec['shape'])}")
             return np.load(path, allow_pickle=False)
+        except DataError as err:
+            raise InputError(f"{modality}: {err}") from None
         except (ValueError, OSError) as err:
             raise InputError(f"{modality}: {path}: not a readable .npy array ({err})") from None
     if spec["kind"] == "image":

@@ -7,6 +7,7 @@ The manifest loader, MM-IMDB and Food-101 all read their files into a :class:`Ta
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -178,35 +179,56 @@ def _read(table: Table, m: str, row: int, read, bad: BadInputs):
 
 
 def _npy_column(table: Table, m: str, bad: BadInputs) -> np.ndarray:
-    """``.npy`` feature vectors (one per cell, same length, finite) -> ``[N, D]`` float32."""
-    vectors: dict[int, np.ndarray] = {}
+    """``.npy`` feature vectors (one per cell, finite) -> ``[N, D]`` float32. The length ``D`` is
+    the one most cells' headers give (read before any array), so a wrong first file is the bad one."""
+    shapes = {row: _read(table, m, row, lambda cell: npy_shape(resolve_path(cell, table.base)), bad)
+              for row in _present_rows(table, m)}
+    lengths = Counter(shape[0] for shape in shapes.values() if shape is not None and len(shape) == 1)
+    if not lengths:
+        raise DataError(f"{table.source}: modality {m!r}: no readable 1-D .npy vector in any row")
+    length = lengths.most_common(1)[0][0]
+    vectors = {}
     for row in _present_rows(table, m):
-        first = next(iter(vectors.values()), None)
-        vector = _read(table, m, row, lambda cell: _load_vector(table.base, cell, first), bad)
+        vector = _read(table, m, row, lambda cell: _load_vector(resolve_path(cell, table.base), length), bad)
         if vector is not None:
             vectors[row] = vector
     if not vectors:
         raise DataError(f"{table.source}: modality {m!r} is missing from every row")
-    out = np.zeros((len(table.ids), len(next(iter(vectors.values())))), dtype=np.float32)
+    out = np.zeros((len(table.ids), length), dtype=np.float32)
     for row, vector in vectors.items():
         out[row] = vector
     return out
 
 
-def _load_vector(base: Path, cell: str, first: np.ndarray | None) -> np.ndarray:
-    path = resolve_path(cell, base)
+def npy_shape(path: Path) -> tuple[int, ...]:
+    """The shape a ``.npy`` file's header declares, read without reading the array (an ``.npz``
+    or any other format under that name is a :class:`DataError`)."""
     try:
-        vector = np.load(path, allow_pickle=False)
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(f)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (ValueError, OSError, EOFError) as err:
+        raise DataError(f"{path}: not a .npy array ({err})") from None
+    if dtype.hasobject:
+        raise DataError(f"{path}: holds Python objects (pickled), which are never loaded")
+    return tuple(shape)
+
+
+def _load_vector(path: Path, length: int) -> np.ndarray:
+    shape = npy_shape(path)
+    if shape != (length,):
+        raise DataError(f"{path}: shape {list(shape)}, but this column's vectors have length {length}")
+    try:
+        vector = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
         raise DataError(f"{path}: not a readable .npy array ({err})") from None
-    if vector.dtype.kind not in "fiu" or vector.ndim != 1:
-        raise DataError(f"{path}: expected a 1-D numeric vector, got {vector.dtype} {vector.shape}")
+    if vector.dtype.kind not in "fiu":
+        raise DataError(f"{path}: expected a numeric vector, got {vector.dtype}")
     if not np.all(np.isfinite(vector)):
         raise DataError(f"{path}: holds NaN or infinite values")
-    if first is not None and vector.shape != first.shape:
-        raise DataError(f"{path}: length {vector.shape[0]}, but earlier vectors have {first.shape[0]}")
     return vector.astype(np.float32)
 
 
