@@ -188,7 +188,7 @@ def test_malicious_pickles_are_refused_and_never_run(tmp_path):
     # a .npy holding a pickled object array, in a manifest and at prediction time
     np.save(tmp_path / "evil.npy", np.array([Exploit(marker)], dtype=object), allow_pickle=True)
     (tmp_path / "m.csv").write_text("vec,y\nevil.npy,a\n")
-    with pytest.raises(DataError, match="not a readable .npy array"):
+    with pytest.raises(DataError, match=r"evil.npy: holds Python objects \(pickled\), which are never loaded"):
         DATASETS.create("manifest", path=str(tmp_path / "m.csv"), label="y")
     model = tmp_path / "model"
     model.mkdir()
