@@ -158,3 +158,30 @@ def test_own_encoder_by_import_path(tmp_path, monkeypatch):
 def test_every_extractor_is_documented_for_mmrobust_list():
     names = set(pretrained.EXTRACTORS) | {f"{p}:<{'path' if p == 'hf' else 'name'}>" for p in pretrained.PREFIXES}
     assert set(pretrained.EXTRACTOR_DOCS) == names
+
+
+def test_non_finite_extractor_features_follow_the_bad_input_policy(tmp_path):
+    """Issue 17: a float WAV scaled x1e30 makes the speech embedding non-finite: under the default
+    policy an error naming the row, under `missing` that row's audio becomes missing."""
+    _need("onnxruntime", "onnxruntime")
+    _need("livekit.wakeword", "livekit-wakeword")
+    from scipy.io import wavfile
+
+    from mmrobust.data import DATASETS
+    from mmrobust.errors import DataError
+    from mmrobust.validate import BadInputs
+
+    rows = ["audio,y"]
+    for i in range(12):
+        write_tone_wav(tmp_path / f"t{i}.wav", 0.5, 200 + 40 * i)
+        rows.append(f"t{i}.wav,{'ab'[i % 2]}")
+    wavfile.write(tmp_path / "loud.wav", 16000, (1e30 * np.sin(np.linspace(0, 300, 8000))).astype(np.float32))
+    rows.append("loud.wav,a")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    options = dict(path=str(tmp_path / "m.csv"), label="y", cache_dir=str(tmp_path / "cache"), device="cpu")
+    with pytest.raises(DataError, match="sample 'row13', audio: speech-embedding gave non-finite features"):
+        DATASETS.create("manifest", **options)
+    bad = BadInputs("missing")
+    splits = DATASETS.create("manifest", **options, bad_inputs=bad)
+    assert [b["id"] for b in bad.marked_missing] == ["row13"]
+    assert sum(int(getattr(splits, s).present["audio"].sum()) for s in ("train", "val", "test")) == 12

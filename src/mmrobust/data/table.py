@@ -253,10 +253,9 @@ def _feature_column(table: Table, m: str, extractor, cache: FeatureCache, bad: B
                 batch = extractor.preprocess(items)
                 out = module(batch if isinstance(batch, list) else move_to(batch, device)).float().cpu().numpy()
             for row, vector in zip(chunk, out):
-                if not np.all(np.isfinite(vector)):
-                    raise DataError(f"{table.source}: sample {table.ids[row]!r}, {m}: {extractor.name} gave non-finite features")
-                cache.put(keys[row], vector)
-                features[row] = vector
+                features[row] = _read(table, m, row, lambda _: _finite_features(vector, extractor.name), bad)
+                if features[row] is not None:
+                    cache.put(keys[row], vector)
             bar.update(len(chunk))
         bar.close()
     rows = [row for row in rows if table.cells[m][row] is not None]
@@ -267,6 +266,12 @@ def _feature_column(table: Table, m: str, extractor, cache: FeatureCache, bad: B
     for row in rows:
         out[row] = features[row]
     return out
+
+
+def _finite_features(vector: np.ndarray, extractor: str) -> np.ndarray:
+    if not np.all(np.isfinite(vector)):
+        raise DataError(f"{extractor} gave non-finite features (an input of extreme values?)")
+    return vector
 
 
 def _preprocessed_column(table: Table, m: str, extractor, bad: BadInputs):
