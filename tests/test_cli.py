@@ -120,3 +120,19 @@ def test_a_run_folder_with_a_broken_config_is_named(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "config.yaml: not valid YAML" in err and "Traceback" not in err
+
+
+def test_a_hand_edited_run_config_is_refused_on_resume_and_evaluate(tmp_path, capsys):
+    import yaml
+
+    run = tmp_path / "run"
+    assert main(["train", *SMALL, "--out", str(run)]) == 0
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["train"]["epochs"], config["train"]["lr"] = 6, 0.05
+    (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    capsys.readouterr()
+    for command in (["run", "--resume", str(run)], ["evaluate", str(run)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "config.yaml: changed since the run was created" in err and "train.epochs: 1 -> 6" in err, err
+        assert "train.lr: " in err and "-> 0.05" in err

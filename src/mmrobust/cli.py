@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .config import RunConfig, config_to_dict, list_presets, load_config
+from .config import RunConfig, config_differences, config_to_dict, list_presets, load_config
 from .errors import ConfigError, MMRobustError
 
 # torch and the rest load inside the commands that need them: `--help` and a bad command line
@@ -159,22 +159,10 @@ def _resume_dir(args: argparse.Namespace) -> Path:
         wanted = config_to_dict(_config(args))
         wanted["train"]["progress"] = saved["train"]["progress"]
         if wanted != saved:
-            changed = ", ".join(_differences(saved, wanted))
+            changed = ", ".join(config_differences(saved, wanted))
             raise ConfigError(f"--resume {run_dir}: the config differs from the run's own ({changed}); "
                               f"resume without those flags, or start a new run")
     return run_dir
-
-
-def _differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
-    keys = sorted(set(saved) | set(wanted))
-    out = []
-    for key in keys:
-        a, b = saved.get(key), wanted.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
-    return out
 
 
 def cmd_run(args: argparse.Namespace) -> int:

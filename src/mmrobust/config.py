@@ -7,6 +7,8 @@ before anything heavy is imported.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import types
 import typing
@@ -165,6 +167,23 @@ def config_from_dict(data: dict) -> RunConfig:
 
 def config_to_dict(config: RunConfig) -> dict:
     return dataclasses.asdict(config)
+
+
+def config_sha256(config: RunConfig) -> str:
+    """A fingerprint of the resolved configuration (key order does not matter)."""
+    return hashlib.sha256(json.dumps(config_to_dict(config), sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def config_differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every key (dotted) whose value differs."""
+    out = []
+    for key in sorted(set(saved) | set(wanted)):
+        a, b = saved.get(key), wanted.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
 
 
 def _build(cls, data: Any, prefix: str):

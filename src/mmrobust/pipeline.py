@@ -19,7 +19,7 @@ from typing import Callable, Mapping
 import yaml
 
 from . import distributed
-from .config import RunConfig, config_from_dict, config_to_dict
+from .config import RunConfig, config_differences, config_from_dict, config_sha256, config_to_dict
 from .data import DATASETS, Splits
 from .encoders import EncoderSpec, check_trusted
 from .errors import ConfigError, DataError
@@ -70,6 +70,18 @@ def check_new_folder(out: Path | None) -> None:
                               f"or choose another --out")
     if any(out.iterdir()):
         raise FileExistsError(f"{out}: the folder already exists and is not empty; choose another --out")
+
+
+def check_unchanged(config: RunConfig, run_dir: Path) -> None:
+    """The run folder's ``config.yaml`` must still be the configuration the run was created with
+    (its fingerprint is in ``provenance.json``): a hand-edited one is refused, naming the keys."""
+    path = Path(run_dir) / "provenance.json"
+    recorded = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if "config_sha256" not in recorded or recorded["config_sha256"] == config_sha256(config):
+        return
+    changed = ", ".join(config_differences(recorded["config"], config_to_dict(config))) or "formatting only"
+    raise ConfigError(f"{Path(run_dir) / 'config.yaml'}: changed since the run was created ({changed}); "
+                      f"put it back, or start a new run with the new settings")
 
 
 def read_config(run_dir: Path) -> RunConfig:
@@ -156,6 +168,7 @@ def _duration(seconds: float) -> str:
 def _setup(config: RunConfig, run_dir: Path, splits: Splits | None, log: Log,
            trust_code: bool) -> tuple[Experiment, RunFolderStore]:
     check_trusted(config.encoders, str(run_dir / "config.yaml"), trust_code)
+    check_unchanged(config, run_dir)
     splits = splits if splits is not None else load_data(config)
     _keep_split(run_dir, splits)
     return experiment_for(config, splits), RunFolderStore(run_dir, _provenance(run_dir, config, splits), log)
@@ -231,6 +244,7 @@ def new_run(config: RunConfig, out: Path | None = None, log: Log = stderr_log) -
     if distributed.is_main():
         provenance = _provenance(run_dir, config, splits)
         provenance["stages"] += stages
+        provenance.update(config=config_to_dict(config), config_sha256=config_sha256(config))
         write_json(run_dir / "provenance.json", provenance)
     return run_dir, splits
 
