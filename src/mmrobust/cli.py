@@ -98,6 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--abstain", action="store_true", help="with --coverage: answer unsure when the set is not a single label")
     p.add_argument("--trust-code", action="store_true",
                    help="load a model whose encoder is named by import path (a user's own: runs that code)")
+    p.add_argument("--on-bad-input", choices=("error", "missing"), default="error",
+                   help="with --manifest: a bad cell stops naming its row (error), or that modality is dropped "
+                        "for the row (missing; a row with nothing usable gets an empty label)")
     p.set_defaults(func=cmd_predict)
     sub.add_parser("list", help="datasets, encoders, extractors, methods, protocols, presets").set_defaults(func=cmd_list)
     return parser
@@ -208,7 +211,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.manifest is not None:
         if args.out is None or args.input:
             raise ConfigError("--manifest needs --out FILE (and no --input)")
-        print(f"predictions: {predictor.predict_manifest(args.manifest, args.out, coverage=args.coverage, abstain=args.abstain)}")
+        path = predictor.predict_manifest(args.manifest, args.out, coverage=args.coverage, abstain=args.abstain,
+                                          on_bad_input=args.on_bad_input)
+        print(f"predictions: {path}")
         return 0
     sample = {}
     for item in args.input:

@@ -131,7 +131,8 @@ class Predictor:
         return predictions[0] if one else predictions
 
     def _predict_rows(self, rows: Sequence[Mapping[str, Any]], base: Path, coverage: float | None = None,
-                      abstain: bool = False) -> list[Prediction]:
+                      abstain: bool = False, names: Sequence[str] | None = None) -> list[Prediction]:
+        names = names or [f"sample {i}" for i in range(len(rows))]
         if abstain and coverage is None:
             raise ConfigError("abstain needs a coverage (e.g. coverage=0.9): the model abstains when its set is not one label")
         if coverage is not None and self.calibration is None:
@@ -139,11 +140,11 @@ class Predictor:
         for i, row in enumerate(rows):
             unknown = sorted(set(row) - set(self.modalities))
             if unknown:
-                raise InputError(f"sample {i}: unknown modality {unknown[0]!r}; this model takes {', '.join(self.modalities)}")
+                raise InputError(f"{names[i]}: unknown modality {unknown[0]!r}; this model takes {', '.join(self.modalities)}")
         present = {m: np.array([_given(row.get(m)) for row in rows]) for m in self.modalities}
         empty = [i for i in range(len(rows)) if not any(present[m][i] for m in self.modalities)]
         if empty:
-            raise InputError(f"sample {empty[0]}: no modality given; this model takes any of {', '.join(self.modalities)}")
+            raise InputError(f"{names[empty[0]]}: no modality given; this model takes any of {', '.join(self.modalities)}")
         used = [[m for m in self.modalities if present[m][i]] for i in range(len(rows))]
         patterns = [pattern_name(u) for u in used]
         if coverage is not None:
@@ -175,12 +176,19 @@ class Predictor:
         return Prediction(None if unsure else label, probabilities, used, label_set=names, unsure=unsure)
 
     def predict_manifest(self, manifest: str | Path, out: str | Path, batch_size: int = 64, progress: bool | None = None,
-                         *, coverage: float | None = None, abstain: bool = False) -> Path:
+                         *, coverage: float | None = None, abstain: bool = False, on_bad_input: str = "error") -> Path:
         """Predictions for every row of a CSV / JSONL manifest (columns named as the modalities),
         written to ``out`` (CSV: id, label, used, one probability column per label; with a
-        ``coverage``, also the label set (``|``-joined) and ``unsure``; an unsure label is empty)."""
+        ``coverage``, also the label set (``|``-joined) and ``unsure``; an unsure label is empty).
+
+        A bad cell (unreadable file, wrong shape, ...) is an error naming the manifest row and id;
+        with ``on_bad_input="missing"`` that modality is dropped for the row (``used`` says what
+        the prediction was made from) and a row with nothing usable gets an empty label."""
+        from .config import BAD_INPUT_POLICIES
         from .data.manifest import read_rows
 
+        if on_bad_input not in BAD_INPUT_POLICIES:
+            raise ConfigError(f"on_bad_input must be one of {BAD_INPUT_POLICIES}, got {on_bad_input!r}")
         manifest, out = Path(manifest), Path(out)
         header, rows = read_rows(manifest)
         if not rows:
@@ -190,19 +198,47 @@ class Predictor:
             raise InputError(f"{manifest}: no column named like a modality of this model ({', '.join(self.modalities)})")
         samples = [{m: row[m] or None for m in columns} for row in rows]
         ids = [row.get("id") or f"row{i + 1}" for i, row in enumerate(rows)]
-        predictions = []
+        where = [f"{manifest}, row {i + 1} (id {sample_id!r})" for i, sample_id in enumerate(ids)]
+        predictions: list[Prediction | None] = []
         for start in tqdm(range(0, len(samples), batch_size), desc="predict", unit="batch",
                           disable=True if progress is False else None):
-            predictions += self._predict_rows(samples[start:start + batch_size], manifest.parent, coverage, abstain)
+            batch = slice(start, start + batch_size)
+            try:
+                predictions += self._predict_rows(samples[batch], manifest.parent, coverage, abstain)
+            except InputError:  # find the row (and the cell) at fault
+                predictions += [self._predict_row(sample, place, manifest.parent, coverage, abstain, on_bad_input)
+                                for sample, place in zip(samples[batch], where[batch])]
         sets = ["set", "unsure"] if coverage is not None else []
         lines = [["id", "label", *sets, "used", *self.label_names]]
         for sample_id, p in zip(ids, predictions):
+            if p is None:  # nothing usable in this row (policy missing)
+                lines.append([sample_id, "", *[""] * len(sets), "", *[""] * len(self.label_names)])
+                continue
             label = "|".join(p.label) if isinstance(p.label, list) else (p.label or "")
             extra = ["|".join(p.label_set), int(p.unsure)] if coverage is not None else []
             lines.append([sample_id, label, *extra, "+".join(p.used), *(f"{p.probabilities[n]:.6f}" for n in self.label_names)])
         with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
             csv.writer(f).writerows(lines)
         return out
+
+    def _predict_row(self, sample: Mapping[str, Any], where: str, base: Path, coverage: float | None, abstain: bool,
+                     on_bad_input: str) -> Prediction | None:
+        """One manifest row; a bad cell is an error naming the row, or (``missing``) is dropped."""
+        try:
+            return self._predict_rows([sample], base, coverage, abstain, names=[where])[0]
+        except InputError as err:
+            if on_bad_input == "error":
+                message = str(err) if str(err).startswith(where) else f"{where}: {err}"
+                raise InputError(message + " (or use --on-bad-input missing)") from None
+        usable = {m: v for m, v in sample.items() if _given(v) and self._readable(m, v, base)}
+        return self._predict_rows([usable], base, coverage, abstain)[0] if usable else None
+
+    def _readable(self, modality: str, value: Any, base: Path) -> bool:
+        try:
+            self._column(modality, [{modality: value}], np.array([True]), base)
+            return True
+        except InputError:
+            return False
 
 
 def _read_calibration(folder: Path, config: dict) -> Calibration | None:
