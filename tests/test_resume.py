@@ -114,3 +114,23 @@ def test_resume_refuses_a_different_config(tmp_path, capsys):
     assert main(["run", "--resume", str(tmp_path / "run"), *ARGS[:-2], "--set", "train.epochs=4"]) == 2
     assert "train.epochs: 3 -> 4" in capsys.readouterr().err
     assert main(["run", "--resume", str(tmp_path / "run"), *ARGS]) == 0  # the same config is fine
+
+
+def test_a_truncated_checkpoint_says_what_to_delete_and_then_resumes(synthetic, tmp_path):
+    """Issue 17: a damaged epoch checkpoint is not a dead end."""
+    import shutil
+
+    from mmrobust.errors import ModelFileError
+
+    clean, _ = _fit(synthetic, tmp_path / "clean", tmp_path / "clean.jsonl")
+    with pytest.raises(Interrupt):
+        _fit(synthetic, tmp_path / "cut", tmp_path / "cut.jsonl", fail_at=8 * 3 + 4)
+    weights = tmp_path / "cut" / "epoch-0002" / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated
+    with pytest.warns(UserWarning, match="not a readable checkpoint"), \
+            pytest.raises(ModelFileError, match=r"cut: no readable epoch checkpoint .*delete that folder to train this stage again"):
+        _fit(synthetic, tmp_path / "cut", tmp_path / "cut.jsonl")
+    shutil.rmtree(tmp_path / "cut")
+    (tmp_path / "cut.jsonl").unlink()
+    again, _ = _fit(synthetic, tmp_path / "cut", tmp_path / "cut.jsonl")
+    assert all(torch.equal(a, b) for a, b in zip(clean.state_dict().values(), again.state_dict().values()))

@@ -13,6 +13,7 @@ import os
 import pickle
 import shutil
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Mapping
@@ -191,18 +192,27 @@ def save_checkpoint(folder: Path, loop: _LoopState, module: nn.Module, optimizer
 
 
 def load_checkpoint(folder: Path, module: nn.Module, optimizer, scheduler, device) -> _LoopState | None:
-    """Restore the latest complete epoch checkpoint in ``folder``; None when there is none."""
+    """Restore the latest readable epoch checkpoint in ``folder``; None when there is none. A
+    damaged checkpoint (a truncated file) is skipped for the one before it, said in a warning;
+    when none is readable, the error says which folder to delete to retrain the stage."""
     done = sorted(folder.glob("epoch-*")) if folder.is_dir() else []
     if not done:
         return None
-    latest = done[-1]
-    try:
-        with safe_open(str(latest / "weights.safetensors"), framework="pt") as f:
-            meta = json.loads((f.metadata() or {}).get("mmrobust", "{}"))
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-        state = torch.load(latest / "state.pt", map_location="cpu", weights_only=True)
-    except (SafetensorError, OSError, ValueError, RuntimeError, pickle.UnpicklingError) as err:
-        raise ModelFileError(f"{latest}: not a readable checkpoint ({err})") from err
+    errors = []
+    for latest in reversed(done):
+        try:
+            with safe_open(str(latest / "weights.safetensors"), framework="pt") as f:
+                meta = json.loads((f.metadata() or {}).get("mmrobust", "{}"))
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+            state = torch.load(latest / "state.pt", map_location="cpu", weights_only=True)
+            break
+        except (SafetensorError, OSError, ValueError, RuntimeError, pickle.UnpicklingError) as err:
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            errors.append(f"{latest.name}: {reason}")
+            warnings.warn(f"{latest}: not a readable checkpoint ({reason}); trying the one before it", stacklevel=2)
+    else:
+        raise ModelFileError(f"{folder}: no readable epoch checkpoint ({'; '.join(errors)}); delete that folder to "
+                             f"train this stage again from its start")
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise ModelFileError(f"{latest}: not an mmrobust epoch checkpoint (format {meta.get('format')!r})")
     module.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
