@@ -253,3 +253,24 @@ def test_npy_files_are_checked_by_their_header_before_reading(tmp_path):
         assert [b["id"] for b in bad_inputs.marked_missing] == ["row1"], bad
         kept = sum(int(getattr(splits, s).present["a"].sum()) for s in ("train", "val", "test"))
         assert kept == 19 and splits.encoders["a"].kwargs["in_dim"] == 4, bad
+
+
+def test_warnings_a_user_needs_reach_the_log_and_the_report(tmp_path, capsys):
+    """Issue 17: a label seen only in the test split, a modality in a handful of training rows,
+    a duplicate key in a JSONL row: warned (the run goes on), listed in the report."""
+    vectors(tmp_path, 60)
+    lines = []
+    for i in range(60):
+        label = "rare" if i == 59 else ("yes" if i % 2 else "no")
+        split = "test" if i >= 50 else ("val" if i >= 40 else "train")
+        extra = f', "b": "v{i}.npy"' if i in (0, 45, 55) else ""
+        lines.append(f'{{"a": "v{i}.npy", "y": "{label}", "split": "{split}"{extra}' + (', "y": "no"' if i == 3 else "") + "}")
+    (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n")
+    assert main(["run", "--manifest", str(tmp_path / "m.jsonl"), "--label", "y", "--seeds", "0", "--device", "cpu",
+                 "--set", "train.epochs=1", "--set", "methods=[unimodal, ume, mma, ume-mma]", "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    for note in ("line 4: key 'y' appears 2 times; the last value is used",
+                 "labels ['rare'] appear in the test split but never in training",
+                 "modality 'b' is present in only 1 training row(s)"):
+        assert "warning: " in err and note in err, note
+        assert note in (tmp_path / "run" / "report.md").read_text(), note

@@ -7,11 +7,13 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import shutil
 import sys
 import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Mapping
@@ -106,9 +108,14 @@ def load_data(config: RunConfig) -> Splits:
     if config.data.root is not None:
         options["root"] = config.data.root
     bad = BadInputs(config.data.on_bad_input)
-    splits = DATASETS.create(config.data.name, **options, bad_inputs=bad, device=config.train.device)
-    splits, _ = validate_splits(splits.limit(config.data.limit), bad)
-    return splits
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        splits = DATASETS.create(config.data.name, **options, bad_inputs=bad, device=config.train.device)
+        splits, _ = validate_splits(splits.limit(config.data.limit), bad)
+    notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)))
+    for note in notes:
+        stderr_log(f"warning: {note}")
+    return dataclasses.replace(splits, info={**splits.info, "warnings": notes}) if notes else splits
 
 
 def resolve_encoders(config: RunConfig, splits: Splits) -> dict[str, EncoderSpec]:

@@ -68,6 +68,7 @@ def render_markdown(summary, fits, provenance, config, metric, methods, has_figu
                 f"{name} against the share of test rows missing one modality (nested masks; mean ± std over seeds).",
                 "", "![robustness](robustness.png)", ""]
     out += _bad_input_section(provenance.get("dataset", {}).get("bad_inputs"))
+    out += _warnings_section(provenance.get("dataset", {}).get("warnings"))
     out += _fit_section(fits) + _provenance_section(provenance, config)
     return "\n".join(out) + "\n"
 
@@ -119,6 +120,12 @@ def _calibration_section(summary: Sequence[dict], methods: Sequence[str], has_re
                   "size, the share of rows answered with a single label and the accuracy on those (abstaining "
                   "otherwise). n/a: the pattern has too few validation rows for the coverage.", "",
                   *coverage_table(summary, methods), ""]
+
+
+def _warnings_section(notes: Sequence[str] | None) -> list[str]:
+    if not notes:
+        return []
+    return ["## Warnings about the data", "", *[f"- {note}" for note in notes], ""]
 
 
 def _bad_input_section(bad: dict | None) -> list[str]:

@@ -11,6 +11,7 @@ guessed: a label out of range or of the wrong type is refused when the dataset i
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -55,7 +56,27 @@ def validate_splits(splits, bad: BadInputs | None = None, progress: bool | None 
         out[split], keep = validate_dataset(getattr(splits, split), split, splits.ids.get(split), bad, progress)
         if split in ids:
             ids[split] = [i for i, k in zip(ids[split], keep.tolist()) if k]
+    warn_about_coverage(out["train"], out["test"])
     return dataclasses.replace(splits, **out, ids=ids, info={**splits.info, "bad_inputs": bad.summary()}), bad
+
+
+FEW_ROWS = 10  # a modality in fewer training rows than this cannot teach its model much
+
+
+def warn_about_coverage(train: MultiModalDataset, test: MultiModalDataset) -> None:
+    """Warnings (not errors: the run can go on) about what the model cannot learn: a label seen
+    only in the test split, a modality present in only a handful of training rows."""
+    if train.task != "multilabel":
+        names = train.label_names or [str(c) for c in range(train.num_classes)]
+        unseen = sorted(set(test.target.tolist()) - set(train.target.tolist()))
+        if unseen:
+            warnings.warn(f"labels {[names[c] for c in unseen][:5]} appear in the test split but never in training; "
+                          f"no model can predict them", UserWarning, stacklevel=2)
+    for m in train.modalities:
+        count = int(train.present[m].sum())
+        if count < FEW_ROWS:
+            warnings.warn(f"modality {m!r} is present in only {count} training row(s); its model learns little "
+                          f"from it", UserWarning, stacklevel=2)
 
 
 def validate_dataset(data: MultiModalDataset, split: str, ids: list[str] | None = None,

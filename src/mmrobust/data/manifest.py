@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import difflib
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -75,7 +76,7 @@ def _read_jsonl(path: Path):
         if not text.strip():
             continue
         try:
-            record = json.loads(text)
+            record = json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(pairs, path, line))
         except json.JSONDecodeError as err:
             raise DataError(f"{path}, line {line}: not valid JSON ({err.msg})") from None
         if not isinstance(record, dict):
@@ -83,6 +84,14 @@ def _read_jsonl(path: Path):
         header.update(dict.fromkeys(record))
         rows.append({k: _cell_text(v) for k, v in record.items()})
     return list(header), [{h: row.get(h, "") for h in header} for row in rows]
+
+
+def _unique_keys(pairs: list[tuple[str, Any]], path: Path, line: int) -> dict:
+    keys = [k for k, _ in pairs]
+    for key in dict.fromkeys(k for k in keys if keys.count(k) > 1):
+        warnings.warn(f"{path}, line {line}: key {key!r} appears {keys.count(key)} times; the last value is used",
+                      UserWarning, stacklevel=2)
+    return dict(pairs)
 
 
 def _cell_text(value: Any) -> str:
