@@ -200,7 +200,9 @@ def test_a_run_reports_evidence_calibration_and_coverage(paper_run_dir):
                     "coverage, pattern-blind", "![reliability](reliability.png)"):
         assert heading in report
     assert (paper_run_dir / "reliability.png").stat().st_size > 0
-    assert "Calibration: `per-pattern`" in (paper_run_dir / "model" / "model_card.md").read_text()
+    card = (paper_run_dir / "model" / "model_card.md").read_text()
+    assert "Calibration: `per-pattern`" in card
+    assert "projected on the training images' 5 PCA components" in card  # what predict does to an image
 
 
 def test_predictor_sets_round_trip_through_model_folder(paper_run_dir, tmp_path):

@@ -29,7 +29,7 @@ from .evaluation import fit_calibration
 from .experiment import Experiment, FolderStore
 from .files import write_json, write_text
 from .methods import Method
-from .inputs import default_spec
+from .inputs import default_spec, describe_input
 from .predictor import Predictor
 from .provenance import environment, measure
 from .records import main_table, read_jsonl
@@ -295,15 +295,16 @@ def write_model(run_dir: Path, fitted_by_seed: Mapping[int, Mapping[str, Method]
     labels = train.label_names or [str(i) for i in range(train.num_classes)]
     val = experiment_for(config, splits).seed_data(seed)[1]  # the validation rows this seed's model saw
     calibration = fit_calibration(method, val, config.calibration)
-    card = model_card(run_dir, config, seed, method)
+    card = model_card(run_dir, config, seed, method, inputs)
     predictor = Predictor(method, inputs, labels, card=card, calibration=calibration)
     folder = predictor.save_pretrained(run_dir / "model")
     log(f"model: {folder} (seed {seed}, UME-MMA chose {method.selected_.upper()})")
     return folder
 
 
-def model_card(run_dir: Path, config: RunConfig, seed: int, method: Method) -> str:
-    """What the model is and how the run evaluated it: the main table, rendered from the run's records."""
+def model_card(run_dir: Path, config: RunConfig, seed: int, method: Method, inputs: Mapping[str, dict]) -> str:
+    """What the model is, what it does to each input, and how the run evaluated it: the main
+    table, rendered from the run's records."""
     evidence = read_jsonl(run_dir / "evidence.jsonl") if (run_dir / "evidence.jsonl").is_file() else []
     table = main_table(read_jsonl(run_dir / "results.jsonl"), evidence)
     scores = ", ".join(f"{k.upper()} {100 * v:.1f}" for k, v in method.val_scores_.items())
@@ -312,7 +313,9 @@ def model_card(run_dir: Path, config: RunConfig, seed: int, method: Method) -> s
         f"Modalities: {', '.join(method.modalities)}, any subset at prediction time. Seed {seed} of {config.seeds} "
         f"(the best validation score); on validation it chose **{method.selected_.upper()}** ({scores}).", "",
         "Use: `mmrobust predict model --input <modality>=<file or text>` (any subset), or "
-        "`mmrobust.Predictor.load('model').predict({...})`.", "",
+        "`mmrobust.Predictor.load('model').predict({...})`. What `predict` does to each input, as training did "
+        "(the spec is in `config.json`):", "",
+        *[f"- {m}: {describe_input(spec)}" for m, spec in sorted(inputs.items())], "",
         f"Calibration: `{config.calibration}` temperature scaling fitted on the validation split "
         "(`calibration.json`; probabilities are scaled for the presence pattern of each request). "
         "`--coverage 0.9` (`coverage=0.9`) adds a conformal label set whose coverage holds within each presence "
