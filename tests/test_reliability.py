@@ -299,3 +299,39 @@ def test_a_users_own_encoder_trains_and_its_model_needs_the_opt_in(tmp_path, mon
         Predictor.load(model)
     assert Predictor.load(model, trust_code=True).modalities == ["audio", "image"]
     assert main(["evaluate", str(tmp_path / "run"), "--trust-code"]) == 0
+
+
+GUARDED = """
+import resource, sys, time
+resource.setrlimit(resource.RLIMIT_AS, (1536 * 2**20, resource.RLIM_INFINITY))  # 1.5 GiB, torch included
+from pathlib import Path
+from mmrobust.audio import read_wav
+from mmrobust.errors import DataError, InputError
+from mmrobust.inputs import prepare
+folder, started = Path(sys.argv[1]), time.perf_counter()
+for read in (lambda: read_wav(folder / "rate1.wav"),
+             lambda: prepare("image", {"kind": "image", "shape": [1, 28, 28]}, [folder / "bomb.png"])):
+    try:
+        read()
+        sys.exit("accepted")
+    except (DataError, InputError) as err:
+        print(err)
+print(f"seconds {time.perf_counter() - started:.2f}")
+"""
+
+
+def test_resource_guards_refuse_quickly_under_a_memory_limit(tmp_path):
+    """Issue 17: the 1 Hz WAV (once resampled to 44 million samples, 17.6 GB) and the 48 KB
+    decompression bomb are refused within a 1.5 GiB address space, in well under a second."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+    from scipy.io import wavfile
+
+    wavfile.write(tmp_path / "rate1.wav", 1, (np.sin(np.arange(2750)) * 3e4).astype(np.int16))
+    Image.new("1", (20000, 20000)).save(tmp_path / "bomb.png")
+    done = subprocess.run([sys.executable, "-c", GUARDED, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-1500:] + done.stdout
+    assert "rate1.wav: the header says 1 Hz" in done.stdout and "bomb.png: not a readable image" in done.stdout
+    assert float(done.stdout.split("seconds ")[1]) < 2.0
