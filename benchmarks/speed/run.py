@@ -24,7 +24,8 @@ import torch
 
 import mmrobust as mm
 from mmrobust.masking import sample_modality_dropout
-from mmrobust.train import TrainConfig, autocast, epoch_batches, prepare_module, resolve_device, task_loss, train_module
+from mmrobust.models import task_loss
+from mmrobust.train import TrainConfig, autocast, epoch_batches, prepare_module, resolve_device, train_module
 
 HERE = Path(__file__).resolve().parent
 
