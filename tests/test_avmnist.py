@@ -69,11 +69,14 @@ def test_multibench_layout(tmp_path):
     (tmp_path / "audio").mkdir()
     for split, n in (("train", 10), ("test", 4)):
         np.save(tmp_path / "image" / f"{split}_data.npy", rng.integers(0, 256, (n, 784)).astype(np.float32))
-        np.save(tmp_path / "audio" / f"{split}_data.npy", rng.random((n, 112, 112)).astype(np.float32))
+        np.save(tmp_path / "audio" / f"{split}_data.npy", (255 * rng.random((n, 112, 112))).astype(np.float32))
         np.save(tmp_path / f"{split}_labels.npy", np.arange(n) % 10)
     data = mm.DATASETS.create("avmnist-multibench", root=tmp_path, val_start=8)
     assert [len(data.train), len(data.val), len(data.test)] == [8, 2, 4]
     assert data.train.inputs["image"].shape == (8, 1, 28, 28) and float(data.train.inputs["image"].max()) <= 1.0
+    # both modalities divided by 255, as MultiBench's loader does (issue 18: the audio was left unscaled)
+    raw = np.load(tmp_path / "audio" / "test_data.npy")
+    assert np.allclose(np.asarray(data.test.inputs["audio"])[:, 0], raw / 255.0, atol=1e-6)
     assert "share recordings" in data.info["note"]
     np.save(tmp_path / "audio" / "test_data.npy", rng.random((4, 100, 112)).astype(np.float32))
     with pytest.raises(ValueError, match=r"test_data.npy: expected rows of shape \(112, 112\)"):

@@ -274,3 +274,15 @@ def test_warnings_a_user_needs_reach_the_log_and_the_report(tmp_path, capsys):
                  "modality 'b' is present in only 1 training row(s)"):
         assert "warning: " in err and note in err, note
         assert note in (tmp_path / "run" / "report.md").read_text(), note
+
+
+def test_a_group_column_names_the_source_rows_share(tmp_path):
+    """Issue 18: a manifest's optional `group` column is not a modality; it becomes each split's
+    sources, which the bootstrap resamples."""
+    vectors(tmp_path, 40)
+    rows = [[f"v{i}.npy", "yes" if i % 2 else "no", f"speaker{i % 4}"] for i in range(40)]
+    splits = DATASETS.create("manifest", path=str(write_csv(tmp_path / "m.csv", ["a", "y", "group"], rows)), label="y")
+    assert splits.train.modalities == ("a",)
+    for name in ("train", "val", "test"):
+        data, ids = getattr(splits, name), splits.ids[name]
+        assert [f"speaker{(int(i[3:]) - 1) % 4}" for i in ids] == data.sources["a"].tolist()

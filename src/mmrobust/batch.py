@@ -145,7 +145,9 @@ class MultiModalDataset:
 
     ``target`` is an integer vector (multi-class) or an ``N x C`` 0/1 matrix (multi-label).
     ``present`` is the data's own missingness (the ``observed`` protocol); by default every
-    modality is present in every row.
+    modality is present in every row. ``sources`` (optional, per modality): the id of the source
+    each row's input comes from (a recording reused by several rows); rows that share one are not
+    independent, and the bootstrap intervals resample them together.
     """
 
     def __init__(
@@ -157,6 +159,7 @@ class MultiModalDataset:
         num_classes: int | None = None,
         task: str | None = None,
         label_names: Sequence[str] | None = None,
+        sources: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         if len(inputs) < 1:
             raise DataError("a dataset needs at least one modality")
@@ -176,6 +179,10 @@ class MultiModalDataset:
         self.num_classes = num_classes or _infer_num_classes(self.target, self.task)
         self.label_names = list(label_names) if label_names is not None else None
         _check_target(self.target, self.task, self.num_classes)
+        self.sources = {m: np.asarray(v) for m, v in (sources or {}).items()}
+        for m, ids in self.sources.items():
+            if m not in self.modalities or len(ids) != n:
+                raise DataError(f"sources[{m!r}]: {len(ids)} ids for a modality of {n} rows; expected one per row")
 
     def __len__(self) -> int:
         return int(self.target.shape[0])
@@ -191,7 +198,7 @@ class MultiModalDataset:
         """The same data with another presence mask (shares the arrays)."""
         return MultiModalDataset(
             self.inputs, self.target, present,
-            num_classes=self.num_classes, task=self.task, label_names=self.label_names,
+            num_classes=self.num_classes, task=self.task, label_names=self.label_names, sources=self.sources,
         )
 
     def subset(self, rows: np.ndarray | Tensor) -> "MultiModalDataset":
@@ -202,6 +209,7 @@ class MultiModalDataset:
             self.target[rows_t],
             {m: self.present[m][rows_t] for m in self.modalities},
             num_classes=self.num_classes, task=self.task, label_names=self.label_names,
+            sources={m: ids[rows_t.numpy()] for m, ids in self.sources.items()},
         )
 
     def select_modalities(self, modalities: Sequence[str]) -> "MultiModalDataset":
@@ -209,6 +217,7 @@ class MultiModalDataset:
             {m: self.inputs[m] for m in modalities}, self.target,
             {m: self.present[m] for m in modalities},
             num_classes=self.num_classes, task=self.task, label_names=self.label_names,
+            sources={m: ids for m, ids in self.sources.items() if m in modalities},
         )
 
     def __repr__(self) -> str:

@@ -155,3 +155,28 @@ def uniform_presence(present: Mapping[str, np.ndarray], rows: np.ndarray) -> str
     shared = {m for m in modalities if np.asarray(present[m])[rows].all()}
     absent = {m for m in modalities if not np.asarray(present[m])[rows].any()}
     return pattern_name(shared) if len(rows) and len(shared) + len(absent) == len(modalities) else None
+
+
+def source_groups(sources: Mapping[str, np.ndarray], n_rows: int) -> np.ndarray | None:
+    """One group per set of rows linked by a shared source in any modality (connected
+    components: rows that share an audio recording, or an image, fall in one group); ``None``
+    when no source is known (every row its own unit)."""
+    if not sources:
+        return None
+    parent = np.arange(n_rows)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for ids in sources.values():
+        first: dict = {}
+        for row, source in enumerate(np.asarray(ids).tolist()):
+            if source in first:
+                a, b = root(row), root(first[source])
+                parent[max(a, b)] = min(a, b)
+            else:
+                first[source] = row
+    return np.array([root(i) for i in range(n_rows)])

@@ -25,7 +25,7 @@ from .encoders import EncoderLike
 from .errors import ConfigError
 from .calibration import check_mode
 from .evaluation import evaluate_method, fit_calibration
-from .evidence import bootstrap_evidence
+from .evidence import bootstrap_evidence, source_groups
 from .files import file_name, write_json, write_jsonl
 from .masking import sample_training_missing
 from .methods import METHOD_GROUPS, METHODS, Method, create_method, train_stage1
@@ -141,7 +141,8 @@ class Experiment:
     share of the training and validation rows (the paper's training-time missing).
     ``calibration`` (``per-pattern``, ``global``, ``none``): the temperature scaling fitted on
     validation whose effect the records show; ``groups`` (one id per test row, rows of one source
-    sharing it) makes the bootstrap resample sources instead of rows.
+    sharing it; by default from the test data's ``sources``) makes the bootstrap resample sources
+    instead of rows.
     """
 
     methods: Sequence[str]
@@ -244,9 +245,9 @@ class Experiment:
                 results.reliability += [{**tags, **r} for r in evaluation.reliability]
                 decisions[(name, seed)] = evaluation.decisions
             store.records(results.records)
+        groups = np.asarray(self.groups) if self.groups is not None else source_groups(self.test.sources, len(self.test))
         results.evidence = bootstrap_evidence(decisions, self.test.target.numpy(), main_metric(results.records),
-                                              self.modalities, dataset=self.dataset,
-                                              groups=None if self.groups is None else np.asarray(self.groups))
+                                              self.modalities, dataset=self.dataset, groups=groups)
         store.evidence(results.evidence, results.reliability)
         return results
 

@@ -45,6 +45,7 @@ def load_digits_arrays(path: str | Path | None = None) -> tuple[dict[str, dict[s
             splits[split] = {
                 "image": (flat / 255.0).astype(np.float32).reshape(-1, 1, 28, 28),
                 "audio": clips[data[f"{split}_audio_index"]],
+                "audio_clip": data[f"{split}_audio_index"].astype(np.int64),
                 "label": data[f"{split}_label"].astype(np.int64),
             }
     return splits, meta
@@ -55,7 +56,8 @@ def digits(path: str | Path | None = None, *, bad_inputs: BadInputs | None = Non
     """Embedded AV-MNIST-style digits: PCA-degraded MNIST + noisy speech, synthetic and real (5k/1k/5k)."""
     arrays, meta = load_digits_arrays(path)
     splits = {
-        split: MultiModalDataset({"image": a["image"], "audio": a["audio"]}, a["label"], num_classes=10, label_names=LABELS)
+        split: MultiModalDataset({"image": a["image"], "audio": a["audio"]}, a["label"], num_classes=10, label_names=LABELS,
+                                 sources={"audio": a["audio_clip"]})  # clips are reused across rows
         for split, a in arrays.items()
     }
     info = {k: meta[k] for k in ("name", "sizes", "clips", "variants", "speakers", "accents", "snr_db", "pca", "espeak_ng")}

@@ -128,12 +128,12 @@ def infer_kind(path: Path, column: str, values: Sequence[str]) -> str:
 
 def read_manifest(path: str | Path, label: str, columns: Sequence[str] | None = None,
                   kinds: Mapping[str, str] | None = None, id_column: str = "id", split_column: str = "split",
-                  multilabel: bool | None = None, separator: str = "|") -> Table:
+                  multilabel: bool | None = None, separator: str = "|", group_column: str = "group") -> Table:
     """A manifest as a :class:`Table` (every column and cell checked, no file decoded yet)."""
     path = Path(path)
     header, rows = read_rows(path)
     _require_column(path, header, label, "label")
-    reserved = {label, id_column, split_column}
+    reserved = {label, id_column, split_column, group_column}
     columns = list(columns) if columns else [h for h in header if h not in reserved]
     for column in columns:
         _require_column(path, header, column, "modality")
@@ -148,7 +148,8 @@ def read_manifest(path: str | Path, label: str, columns: Sequence[str] | None = 
     labels = [_labels(path, ids[i], r[label], label, separator if multilabel else None) for i, r in enumerate(rows)]
     split = [_split(path, ids[i], r[split_column], split_column) for i, r in enumerate(rows)] if split_column in header else None
     cells = {c: [r[c] or None for r in rows] for c in columns}
-    return Table(str(path), path.parent, ids, cells, kinds, labels, split, multilabel)
+    groups = [r[group_column] or ids[i] for i, r in enumerate(rows)] if group_column in header else None
+    return Table(str(path), path.parent, ids, cells, kinds, labels, split, multilabel, groups=groups)
 
 
 def _row_id(path: Path, row: dict, index: int, id_column: str | bool) -> str:
@@ -178,9 +179,11 @@ def _split(path: Path, sample_id: str, text: str, column: str) -> str:
 def manifest(path: str, label: str, columns: Sequence[str] | None = None, kinds: Mapping[str, str] | None = None,
              id_column: str = "id", split_column: str = "split", multilabel: bool | None = None, separator: str = "|",
              extractors: Mapping[str, str] | None = None, finetune: Sequence[str] = (), cache_dir: str | None = None,
-             split_seed: int = 0, bad_inputs: BadInputs | None = None, device: str = "auto") -> Splits:
-    """Your own data: a CSV / JSONL manifest, one row per sample, one column per modality."""
-    table = read_manifest(path, label, columns, kinds, id_column, split_column, multilabel, separator)
+             split_seed: int = 0, bad_inputs: BadInputs | None = None, device: str = "auto",
+             group_column: str = "group") -> Splits:
+    """Your own data: a CSV / JSONL manifest, one row per sample, one column per modality; an
+    optional ``group`` column names the source rows share (their bootstrap intervals resample it)."""
+    table = read_manifest(path, label, columns, kinds, id_column, split_column, multilabel, separator, group_column)
     split = "the manifest's split column" if table.split is not None else f"stratified 70/15/15, seed {split_seed}"
     return build_splits(table, extractors, finetune, cache_dir, split_seed, info={"label": label, "split": split},
                         bad_inputs=bad_inputs, device=device)

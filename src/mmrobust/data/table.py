@@ -43,6 +43,7 @@ class Table:
     split: list[str] | None = None  # train / val / test per row; None: a seeded stratified split
     multilabel: bool = False
     label_names: list[str] | None = None  # a fixed vocabulary; None: the sorted labels seen
+    groups: list[str] | None = None  # the source each row comes from (rows sharing one are not independent)
 
     def check(self) -> None:
         """Unique ids, at least one modality per row, labels in the vocabulary."""
@@ -114,7 +115,8 @@ def build_splits(table: Table, extractors: Mapping[str, str] | None = None, fine
     bad.dropped += [{"split": split[row], "row": row, "id": table.ids[row], "reason": "nothing readable left"}
                     for row in np.flatnonzero(~keep)]
     full = MultiModalDataset(inputs, target, present, num_classes=len(names),
-                             task="multilabel" if table.multilabel else "multiclass", label_names=names)
+                             task="multilabel" if table.multilabel else "multiclass", label_names=names,
+                             sources={m: np.asarray(table.groups) for m in inputs} if table.groups else None)
     rows = {s: np.flatnonzero((np.asarray(split) == s) & keep) for s in SPLIT_NAMES}
     for s, idx in rows.items():
         if len(idx) == 0:
