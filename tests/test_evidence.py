@@ -66,6 +66,8 @@ def test_per_pattern_temperatures_and_modes():
     weak_rows = patterns == "b"
     ece = {c.mode: expected_calibration_error(c.calibrate(proba, patterns)[weak_rows], target[weak_rows]) for c in (per, glob, none)}
     assert ece["per-pattern"] < ece["global"] < ece["none"]
+    few = Calibration.fit(proba[:2010], target[:2010], patterns[:2010], "per-pattern")  # 'b': 10 rows
+    assert "b" not in few.temperatures and few.temperature("b") == few.temperatures["*"]
     with pytest.raises(ConfigError, match="calibration 'sometimes'"):
         Calibration.fit(proba, target, patterns, "sometimes")
 

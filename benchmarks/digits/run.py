@@ -99,12 +99,15 @@ def render(variant: str) -> list[str]:
         f"Config: [{link}/config.yaml]({link}/config.yaml); records: [{link}/results.jsonl]({link}/results.jsonl), "
         f"fits: [{link}/fits.json]({link}/fits.json), report: [{link}/report.md]({link}/report.md).", "",
         "Test accuracy in %, mean ± sample std over seeds 0, 1, 2" + (
-            ", and in brackets the 95% bootstrap interval (1000 resamples of the test rows, seeds averaged inside each; "
-            "the digits reuse audio clips across rows, so it is narrower than a source-level interval)" if evidence else "")
-        + ":", "", *main_table(records, evidence), "",
+            f", and in brackets the 95% bootstrap interval (1000 resamples of the {_unit(evidence)}, seeds averaged "
+            "inside each)" if evidence else "") + ":", "", *main_table(records, evidence), "",
         "Ranked by the mean of full and each modality missing (test; the fused models select checkpoints on the "
         "same mean over validation):", "", *robustness_ranking(records), "",
         f"UME-MMA's choice on validation: {choices}.", ""]
+
+
+def _unit(evidence: list[dict]) -> str:
+    return "test rows" if evidence[0]["unit"] == "row" else "groups of test rows that share an audio clip"
 
 
 if __name__ == "__main__":

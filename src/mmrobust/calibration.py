@@ -23,6 +23,7 @@ CALIBRATION_MODES = ("per-pattern", "global", "none")
 ALL_PATTERNS = "*"  # the key of the global temperature
 ECE_BINS = 15
 TEMPERATURE_RANGE = (0.05, 20.0)
+MIN_TEMPERATURE_ROWS = 30  # fewer validation rows of a pattern: its own temperature would be noise
 
 
 def check_mode(mode: str) -> str:
@@ -149,8 +150,9 @@ class Calibration:
         temperatures = {}
         if mode != "none":
             temperatures[ALL_PATTERNS] = fit_temperature(proba, target)
-        if mode == "per-pattern":
-            temperatures.update({p: fit_temperature(proba[patterns == p], target[patterns == p]) for p in np.unique(patterns)})
+        if mode == "per-pattern":  # a pattern with too few rows keeps the global temperature
+            temperatures.update({p: fit_temperature(proba[patterns == p], target[patterns == p]) for p in np.unique(patterns)
+                                 if (patterns == p).sum() >= MIN_TEMPERATURE_ROWS})
         scores = 1.0 - proba[np.arange(len(target)), target]
         return cls(mode, temperatures, {p: np.sort(scores[patterns == p]) for p in np.unique(patterns)})
 
