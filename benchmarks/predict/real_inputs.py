@@ -104,8 +104,10 @@ def main(argv=None) -> int:
                          f"{100 * result['report'][f'unimodal:{modality}']:.1f} | "
                          f"{100 * result['report'][f'ume-mma, {modality} only']:.1f} |")
         path = HERE / "RESULTS.md"
-        head = path.read_text(encoding="utf-8") if path.is_file() else "# `mmrobust predict` on real inputs\n\n"
-        path.write_text(head + "\n".join(lines) + "\n\n", encoding="utf-8")
+        text = path.read_text(encoding="utf-8") if path.is_file() else "# `mmrobust predict` on real inputs\n\n"
+        head, _, rest = text.partition(lines[0] + "\n")  # a section of the same run is replaced
+        rest = rest[rest.index("\n## "):].lstrip("\n") if "\n## " in rest else ""
+        path.write_text(head + "\n".join(lines) + "\n\n" + rest, encoding="utf-8")
     return 0
 
 
