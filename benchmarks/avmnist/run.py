@@ -214,7 +214,7 @@ def rebuild_results() -> None:
               "audio-only model with the image missing, late fusion on full inputs, and the best mean over the three "
               "columns; MMA at or above `late-fusion-dropout` and `late-fusion-unimodal-init` under each modality "
               "missing. Both runs below meet every target (MMA and UME-MMA tie: UME-MMA chose MMA for every seed).", "",
-              "**Error bars.** The 10,000 test rows use only 300 distinct recordings (FSDD takes 0-4 of 6 speakers, "
+              "**Error bars.** The 10,000 test rows use only 300 distinct recordings (FSDD takes 0-4 of each of the 6 speakers and 10 digits, "
               "each about 33 times with another interferer and noise): rows are far from independent for anything "
               "that depends on the audio, so the seed spread (± below) is the honest error bar here. The runner's "
               "bootstrap intervals now resample recordings, not rows (`recording.npy` gives each row's); the "
