@@ -40,11 +40,13 @@ def _version(name: str) -> str | None:
 
 
 def git_commit() -> str | None:
-    """The commit of the source tree this package was imported from, when it is a git checkout."""
+    """The commit of the source tree this package was imported from, when it is a git checkout;
+    ``+dirty`` when the package's own files differ from it (a run writing its results into the
+    checkout, as the benchmarks do, does not make the code dirty)."""
     here = os.path.dirname(os.path.abspath(__file__))
     try:
         out = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no", "--", "."],
                                capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
