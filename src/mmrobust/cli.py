@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .config import RunConfig, config_differences, config_to_dict, list_presets, load_config
+from .config import BAD_INPUT_POLICIES, RunConfig, config_differences, config_to_dict, list_presets, load_config
 from .errors import ConfigError, MMRobustError
 
 # torch and the rest load inside the commands that need them: `--help` and a bad command line
@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default=None, help="auto (CUDA when present), cpu, cuda, cuda:N")
         p.add_argument("--threads", type=int, default=None,
                        help="torch CPU threads (default: half the cores; results depend on this number)")
-        p.add_argument("--on-bad-input", choices=("error", "missing"), default=None,
+        p.add_argument("--on-bad-input", choices=BAD_INPUT_POLICIES, default=None,
                        help="a bad input (unreadable file, NaN, ...): stop naming it (error, the default) or treat "
                             "that modality of that row as missing (missing; counted in the report)")
         p.add_argument("--trust-code", action="store_true",
@@ -98,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--abstain", action="store_true", help="with --coverage: answer unsure when the set is not a single label")
     p.add_argument("--trust-code", action="store_true",
                    help="load a model whose encoder is named by import path (a user's own: runs that code)")
-    p.add_argument("--on-bad-input", choices=("error", "missing"), default="error",
+    p.add_argument("--on-bad-input", choices=BAD_INPUT_POLICIES, default="error",
                    help="with --manifest: a bad cell stops naming its row (error), or that modality is dropped "
                         "for the row (missing; a row with nothing usable gets an empty label)")
     p.set_defaults(func=cmd_predict)

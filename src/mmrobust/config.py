@@ -122,7 +122,7 @@ def load_config(name_or_path: str | Path | None = None, overrides: Sequence[str]
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as err:
-            raise ConfigError(f"--set {item}: the value is not valid YAML ({_first_line(err)})") from None
+            raise ConfigError(f"--set {item}: the value is not valid YAML ({yaml_error_text(err)})") from None
         _set_dotted(data, key.strip(), value)
     return config_from_dict(data)
 
@@ -140,13 +140,14 @@ def _read_yaml(name_or_path: str | Path) -> dict:
     try:
         data = yaml.safe_load(source) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{name_or_path}: not valid YAML ({_first_line(err)})") from None
+        raise ConfigError(f"{name_or_path}: not valid YAML ({yaml_error_text(err)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{name_or_path}: a config must be a mapping of keys to values")
     return data
 
 
-def _first_line(err: Exception) -> str:
+def yaml_error_text(err: Exception) -> str:
+    """A YAML error on one line (its message spans several), cut to a readable length."""
     return " ".join(str(err).split())[:200]
 
 

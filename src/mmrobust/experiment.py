@@ -201,11 +201,8 @@ class Experiment:
 
     def seed_data(self, seed: int) -> tuple[MultiModalDataset, MultiModalDataset]:
         """The training and validation rows of one seed (training-time missing applied)."""
-        train, val = self.train, self.val
-        for modality, rate in sorted(self.train_missing.items()):
-            train = train.with_present(sample_training_missing(train.present, modality, rate, seed, "train"))
-            val = val.with_present(sample_training_missing(val.present, modality, rate, seed, "val"))
-        return train, val
+        return (with_training_missing(self.train, self.train_missing, seed, "train"),
+                with_training_missing(self.val, self.train_missing, seed, "val"))
 
     def fit(self, store: Store | None = None, stages: list[dict] | None = None) -> dict[int, dict[str, Method]]:
         """Every method of every seed, fitted (or restored from ``store``)."""
@@ -258,6 +255,14 @@ class Experiment:
         results = self.evaluate(fitted, store, stages)
         results.fits = fit_records(fitted)
         return results
+
+
+def with_training_missing(data: MultiModalDataset, train_missing: Mapping[str, float], seed: int,
+                          split: str) -> MultiModalDataset:
+    """``data`` with the paper's training-time missing of one seed applied (``split``: train or val)."""
+    for modality, rate in sorted(train_missing.items()):
+        data = data.with_present(sample_training_missing(data.present, modality, rate, seed, split))
+    return data
 
 
 def fit_records(fitted: Mapping[int, Mapping[str, Method]]) -> list[dict]:

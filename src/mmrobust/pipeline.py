@@ -21,12 +21,13 @@ from typing import Callable, Mapping
 import yaml
 
 from . import distributed
-from .config import RunConfig, config_differences, config_from_dict, config_sha256, config_to_dict
+from .config import (RunConfig, config_differences, config_from_dict, config_sha256, config_to_dict,
+                     yaml_error_text)
 from .data import DATASETS, Splits
 from .encoders import EncoderSpec, check_trusted
 from .errors import ConfigError, DataError
 from .evaluation import fit_calibration
-from .experiment import Experiment, FolderStore
+from .experiment import Experiment, FolderStore, with_training_missing
 from .files import write_json, write_text
 from .methods import Method
 from .inputs import default_spec, describe_input
@@ -93,7 +94,7 @@ def read_config(run_dir: Path) -> RunConfig:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())[:200]})") from None
+        raise ConfigError(f"{path}: not valid YAML ({yaml_error_text(err)})") from None
     try:
         return config_from_dict(data)
     except ConfigError as err:
@@ -147,15 +148,16 @@ class RunFolderStore(FolderStore):
     def __init__(self, folder: Path, provenance: dict, log: Log) -> None:
         super().__init__(folder)
         self.provenance, self.log = provenance, log
+        self.planned, self.done, self.started = 0, 0, time.perf_counter()
 
     def plan(self, stages: int) -> None:
         self.planned, self.done, self.started = stages, 0, time.perf_counter()
 
     def stage(self, stage: dict) -> None:
         """One plain line per finished training stage (a log file reads it as a terminal does)."""
-        self.done = getattr(self, "done", 0) + 1
+        self.done += 1
         line = f"  {stage['stage']}: {stage['seconds']:.1f} s, peak {stage['peak_rss_mb']} MB"
-        if getattr(self, "planned", 0):
+        if self.planned:
             elapsed = time.perf_counter() - self.started
             left = elapsed / self.done * max(0, self.planned - self.done)
             line += f" | {self.done}/{self.planned} stages, {_duration(elapsed)} elapsed, about {_duration(left)} of training left"
@@ -293,7 +295,7 @@ def write_model(run_dir: Path, fitted_by_seed: Mapping[int, Mapping[str, Method]
     train = splits.train
     inputs = {m: splits.inputs.get(m) or default_spec(train.inputs[m].shape[1:]) for m in method.modalities}
     labels = train.label_names or [str(i) for i in range(train.num_classes)]
-    val = experiment_for(config, splits).seed_data(seed)[1]  # the validation rows this seed's model saw
+    val = with_training_missing(splits.val, config.train_missing, seed, "val")  # the rows this seed's model saw
     calibration = fit_calibration(method, val, config.calibration)
     card = model_card(run_dir, config, seed, method, inputs)
     predictor = Predictor(method, inputs, labels, card=card, calibration=calibration)

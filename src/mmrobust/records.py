@@ -156,7 +156,8 @@ def main_table(records: Sequence[dict], evidence: Sequence[dict] = ()) -> list[s
                        intervals=evidence_intervals(evidence))
 
 
-def _pct(value: float | None, digits: int = 1) -> str:
+def pct(value: float | None, digits: int = 1) -> str:
+    """A share as a percentage with ``digits`` decimals; ``n/a`` for None."""
     return "n/a" if value is None else f"{100 * value:.{digits}f}"
 
 
@@ -172,8 +173,8 @@ def evidence_table(evidence: Sequence[dict], methods: Sequence[str]) -> list[str
     for e in rows:
         difference = (f"{100 * e['difference']:+.1f} [{100 * e['difference_low']:+.1f}, {100 * e['difference_high']:+.1f}]"
                       if e["reference"] else "")
-        lines.append(f"| {e['pattern']} | {method_label(e['method'])} | {_pct(e['value'])} [{_pct(e['low'])}, {_pct(e['high'])}] | "
-                     f"{_pct(e['retention'], 0)}% | {e['reference'] or ''} | {difference} | {e['verdict'] or ''} |")
+        lines.append(f"| {e['pattern']} | {method_label(e['method'])} | {pct(e['value'])} [{pct(e['low'])}, {pct(e['high'])}] | "
+                     f"{pct(e['retention'], 0)}% | {e['reference'] or ''} | {difference} | {e['verdict'] or ''} |")
     return lines
 
 

@@ -12,7 +12,7 @@ import yaml
 from .files import atomic_path, write_text
 from .protocols import get_protocol
 from .records import (calibration_table, coverage_table, evidence_intervals, evidence_table, main_columns,
-                      main_metric, method_order, pattern_columns, read_jsonl, reference_modality, summarize,
+                      main_metric, method_order, pattern_columns, pct, read_jsonl, reference_modality, summarize,
                       table_lines)
 
 
@@ -176,13 +176,9 @@ def _selection_section(fits: Sequence[dict]) -> list[str]:
     for f in chosen:
         if f["method"] != chosen[0]["method"]:
             continue
-        cells = [f"{_pct(s['ume'])} / {_pct(s['mma'])} → {f['pattern_choice'][p].upper()}" for p, s in f["pattern_scores"].items()]
+        cells = [f"{pct(s['ume'])} / {pct(s['mma'])} → {f['pattern_choice'][p].upper()}" for p, s in f["pattern_scores"].items()]
         out.append(f"| {f['seed']} | " + " | ".join(cells) + " |")
     return out + [""]
-
-
-def _pct(value) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}"
 
 
 def _fit_section(fits: Sequence[dict]) -> list[str]:
@@ -196,7 +192,7 @@ def _fit_section(fits: Sequence[dict]) -> list[str]:
            "mean over `full` and each modality missing) and the epoch kept, per seed.", "",
            "| method | validation % per seed | epoch kept / epochs run |", "|---|---|---|"]
     for method, fs in per_method.items():
-        vals = ", ".join(_pct(f["val_score"]) for f in fs)
+        vals = ", ".join(pct(f["val_score"]) for f in fs)
         epochs = ", ".join(f"{f['selected_epoch']}/{f['epochs_run']}" if f["epochs_run"] else "not trained" for f in fs)
         out.append(f"| {method} | {vals} | {epochs} |")
     return out + [""]

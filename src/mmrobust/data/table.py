@@ -191,7 +191,7 @@ def _npy_column(table: Table, m: str, bad: BadInputs) -> np.ndarray:
     length = lengths.most_common(1)[0][0]
     vectors = {}
     for row in _present_rows(table, m):
-        vector = _read(table, m, row, lambda cell: _load_vector(resolve_path(cell, table.base), length), bad)
+        vector = _read(table, m, row, lambda cell: _load_vector(resolve_path(cell, table.base), shapes[row], length), bad)
         if vector is not None:
             vectors[row] = vector
     if not vectors:
@@ -219,8 +219,8 @@ def npy_shape(path: Path) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def _load_vector(path: Path, length: int) -> np.ndarray:
-    shape = npy_shape(path)
+def _load_vector(path: Path, shape: tuple[int, ...], length: int) -> np.ndarray:
+    """The vector of a .npy file whose header gave ``shape``, checked against the column's ``length``."""
     if shape != (length,):
         raise DataError(f"{path}: shape {list(shape)}, but this column's vectors have length {length}")
     try:
