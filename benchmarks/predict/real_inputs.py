@@ -93,9 +93,12 @@ def main(argv=None) -> int:
     if args.record:
         import torch
 
+        from mmrobust.provenance import git_commit
+
         lines = [f"## {args.run_dir.name}", "",
                  f"Command: `python benchmarks/predict/real_inputs.py {args.run_dir} --mnist {args.mnist} --fsdd {args.fsdd} "
-                 f"--n {args.n} --record`; machine: {platform.machine()} CPU, {torch.get_num_threads()} torch thread(s).", "",
+                 f"--n {args.n} --record`; code: commit {git_commit() or 'not a git checkout'}; machine: "
+                 f"{platform.machine()} CPU, {torch.get_num_threads()} torch thread(s).", "",
                  "| modality | `predict` on real files | the report: uni-modal model (mean over seeds) | the report: UME-MMA, "
                  "that modality only (same seed) |", "|---|---:|---:|---:|"]
         for modality, what in (("image", f"{args.n} MNIST test digits as PNG"),
