@@ -73,7 +73,7 @@ def test_threads_setting_reaches_training_and_provenance(tmp_path, capsys):
     assert provenance["stages"][0]["stage"].startswith("data: ")  # extraction counts in the time totals
     err = capsys.readouterr().err
     # a plain line per finished stage, with the run's progress (no bar control characters when not a terminal)
-    assert "1/6 stages" in err and "of training left" in err and "\r" not in err
+    assert "1/7 stages" in err and "of training left" in err and "\r" not in err
     assert main(["run", *SMALL, "--threads", "0", "--out", str(tmp_path / "zero")]) == 2
     assert "threads must be >= 1" in capsys.readouterr().err
 

@@ -42,4 +42,4 @@ def test_the_pipeline_runs_under_torchrun(tmp_path):
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     keys = [(r["method"], r["seed"], r["protocol"], r["rate"], r["pattern"], r["metric"]) for r in records]
     assert len(keys) == len(set(keys))  # written once, by rank 0
-    assert {r["method"] for r in records} == {"unimodal:image", "unimodal:audio", "ume", "mma", "ume-mma"}
+    assert {r["method"] for r in records} == {"unimodal:image", "unimodal:audio", "ume", "ume-weighted", "mma", "ume-mma"}

@@ -9,7 +9,7 @@ from mmrobust.evaluation import evaluate_method
 from mmrobust.experiment import expand_methods
 from mmrobust.protocols import masks_hash, sample_all_masks
 
-ALL = ["unimodal", "ume", "mma", "ume-mma", "late-fusion", "late-fusion-concat", "late-fusion-dropout",
+ALL = ["unimodal", "ume", "ume-weighted", "mma", "ume-mma", "late-fusion", "late-fusion-concat", "late-fusion-dropout",
        "late-fusion-unimodal-init"]
 
 

@@ -20,7 +20,7 @@ def test_experiment_on_cuda_matches_cpu_closely():
     for device in ("cpu", "cuda"):
         config = mm.TrainConfig(epochs=3, batch_size=32, lr=3e-3, device=device)
         runs[device] = mm.run_experiment(
-            methods=["unimodal", "ume", "mma", "ume-mma-routed", "late-fusion-concat", "late-fusion-dropout"],
+            methods=["unimodal", "ume", "mma", "ume-mma", "late-fusion-concat", "late-fusion-dropout"],
             encoders=encoders, train=data["train"], val=data["val"], test=data["test"],
             protocols=["full", "miss:a", "miss:b", "sweep:a", "subsets"], seeds=[0], train_config=config).records
     for cpu, gpu in zip(runs["cpu"], runs["cuda"]):

@@ -122,27 +122,34 @@ def test_predict_with_missing_modalities_and_clear_errors(tiny_encoders, synthet
         uni.predict_proba({"a": test.inputs["a"]})
 
 
-def test_ume_mma_selects_on_validation_and_routes_per_pattern(tiny_encoders, synthetic, tiny_config, stage1):
-    ume = fit("ume", tiny_encoders, synthetic, tiny_config, stage1=stage1)
+def test_ume_mma_routes_each_pattern_to_its_validation_choice(tiny_encoders, synthetic, tiny_config, stage1):
+    ume = fit("ume-weighted", tiny_encoders, synthetic, tiny_config, stage1=stage1)
     mma = fit("mma", tiny_encoders, synthetic, tiny_config, stage1=stage1)
-    fitted = {"ume": ume, "mma": mma}
-    chosen = mm.create_method("ume-mma", encoders=tiny_encoders, num_classes=4, seed=0, train_config=tiny_config)
-    chosen.fit(synthetic["train"], synthetic["val"], stage1=stage1, fitted=fitted)
-    assert chosen.val_scores_ == {"ume": ume.val_score_, "mma": mma.val_score_}
-    assert chosen.selected_ == ("mma" if mma.val_score_ > ume.val_score_ else "ume")
-    assert set(chosen.pattern_scores_) == {"a+b", "a", "b"}
-    routed = mm.create_method("ume-mma-routed", encoders=tiny_encoders, num_classes=4, seed=0, train_config=tiny_config)
+    fitted = {"ume-weighted": ume, "mma": mma}
+    routed = mm.create_method("ume-mma", encoders=tiny_encoders, num_classes=4, seed=0, train_config=tiny_config)
     routed.fit(synthetic["train"], synthetic["val"], stage1=stage1, fitted=fitted)
+    assert routed.val_scores_ == {"ume": ume.val_score_, "mma": mma.val_score_}
+    assert routed.selected_ == ("mma" if mma.val_score_ > ume.val_score_ else "ume")
+    assert set(routed.routing_) == {"a+b", "a", "b"}
+    assert list(routed.pattern_scores_["a+b"])[-2:] == ["ume", "mma"]
     test = synthetic["test"]
     present = all_patterns(len(test), ["a", "b"])
     rows = usable(present).numpy()
     proba = routed.proba_from_encoded(routed.encode(test.inputs, present), present).numpy()
     for subset in nonempty_subsets(["a", "b"]):
         in_pattern = np.all([present[m].numpy() == (m in subset) for m in "ab"], axis=0)
-        component = fitted[routed.routing_["+".join(subset)]]
-        expected = component.proba_from_encoded(component.encode(test.inputs, present), present).numpy()
-        assert np.allclose(proba[in_pattern], expected[in_pattern])
+        choice = routed.routing_["+".join(subset)]
+        if choice.startswith("unimodal:"):
+            model = stage1.methods[choice.split(":")[1]]
+            expected = model.predict_proba({m: test.inputs[m] for m in model.modalities})
+        else:
+            component = fitted[routed.parts[choice]]
+            expected = component.proba_from_encoded(component.encode(test.inputs, present), present).numpy()
+        assert np.allclose(proba[in_pattern], expected[in_pattern], atol=1e-6)
     assert np.array_equal(routed.scorable(present).numpy(), rows)  # rows with nothing present: not scorable
+    paper = mm.create_method("ume-mma-paper", encoders=tiny_encoders, num_classes=4, seed=0, train_config=tiny_config)
+    paper.fit(synthetic["train"], synthetic["val"], stage1=stage1, fitted={"mma": mma})
+    assert set(paper.routing_.values()) == {paper.selected_}
 
 
 def test_fused_method_errors():

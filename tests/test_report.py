@@ -22,17 +22,22 @@ def test_report_table_marks_best_and_na(tmp_path):
         records += [record("ume", "sweep:a", 0.65, seed, metric="area:accuracy"),
                     record("mma", "sweep:a", 0.70, seed, metric="area:accuracy")]
     write_jsonl(tmp_path / "results.jsonl", records)
-    fits = [{"method": "ume-mma", "seed": 0, "selected": "mma", "val_scores": {"ume": 0.7, "mma": 0.72},
-             "pattern_scores": {"a+b": {"ume": 0.8, "mma": 0.79}, "a": {"ume": 0.6, "mma": 0.65}},
-             "pattern_choice": {"a+b": "ume", "a": "mma"}, "routing": False}]
+    fits = [{"method": "ume-mma", "seed": 0, "parts": {"ume": "ume-weighted", "mma": "mma"}, "selection": "per-pattern",
+             "selected": "mma", "val_scores": {"ume": 0.7, "mma": 0.72},
+             "pattern_scores": {"a+b": {"unimodal:a": 0.78, "ume": 0.8, "mma": 0.79}, "a": {"unimodal:a": 0.6, "ume": 0.6, "mma": 0.65}},
+             "pattern_se": {"a+b": {"unimodal:a": 0.01, "ume": 0.0, "mma": 0.004}, "a": {"unimodal:a": 0.02, "ume": 0.02, "mma": 0.0}},
+             "pattern_choice": {"a+b": "ume-weighted", "a": "mma"}},
+            {"method": "ume-weighted", "seed": 0, "weight_fit": {"rows": 40, "nll_equal": 0.9, "nll_fitted": 0.8,
+                                                                  "fallback": None, "weights": {"a": 0.7, "b": 0.3}}}]
     (tmp_path / "fits.json").write_text(json.dumps(fits))
     text = write_report(tmp_path).read_text()
     assert "| *a only (reference)* | 61.0 ± 1.4 | n/a |" in text
     assert "| method | full | miss:a | map:a@0.7 | sweep:a (area) |" in text
     assert "| ume | **81.0 ± 1.4** | 50.0 ± 0.0 | 70.0 ± 0.0 | 65.0 ± 0.0 |" in text
     assert "| mma | 79.0 ± 1.4 | **55.0 ± 0.0** | **72.0 ± 0.0** | **70.0 ± 0.0** |" in text
-    assert "| ume-mma | ume / mma | 0 | **MMA** | 70.00 | 72.00 |" in text
-    assert "60.0 / 65.0 → MMA" in text
+    assert "| ume-mma | 0 | a+b | **ume-weighted** | unimodal:a 78.0 (±1.0), ume-weighted 80.0, mma 79.0 (±0.4) |" in text
+    assert "| ume-mma | 0 | ume-weighted 70.0 | mma 72.0 | **mma** |" in text
+    assert "| ume-weighted | 0 | a 0.70, b 0.30 | 0.900 → 0.800 |" in text
     assert (tmp_path / "robustness.png").stat().st_size > 1000
 
 

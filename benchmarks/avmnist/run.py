@@ -21,12 +21,12 @@ import torch
 import mmrobust as mm
 from mmrobust.files import write_text
 from mmrobust.provenance import git_commit
-from mmrobust.records import cell_text as fmt, read_jsonl, robustness_ranking, summarize
+from mmrobust.records import cell_text as fmt, choice_text, read_jsonl, robustness_ranking, summarize
 from mmrobust.report import plot_robustness
 
 HERE = Path(__file__).resolve().parent
 METHODS = ["unimodal", "late-fusion", "late-fusion-concat", "late-fusion-dropout", "late-fusion-unimodal-init",
-           "ume", "mma", "ume-mma"]
+           "ume", "ume-weighted", "mma", "ume-mma-paper", "ume-mma"]
 COLUMNS = [("full", "full"), ("image missing", "miss:image"), ("audio missing", "miss:audio")]
 
 
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     for rate in args.train_missing:
         t = time.perf_counter()
         log(f"training-time missing: audio absent from {rate:.0%} of training rows, seed {args.seeds[0]}")
-        parts["missing"][rate] = run(out / f"train-missing-{int(100 * rate)}", ["unimodal", "late-fusion", "ume-mma"],
+        parts["missing"][rate] = run(out / f"train-missing-{int(100 * rate)}", ["unimodal", "late-fusion", "ume-mma-paper", "ume-mma"],
                                      data, train, val, config, args.seeds[:1], ["full", "miss:image", "miss:audio"],
                                      train_missing={"audio": rate})
         parts["seconds"][f"missing {rate}"] = time.perf_counter() - t
@@ -158,8 +158,9 @@ def area_table(results) -> list[str]:
 
 
 def choices(results) -> list[str]:
-    return [f"seed {f['seed']}: **{f['selected'].upper()}** (validation UME {100 * f['val_scores']['ume']:.2f}, "
-            f"MMA {100 * f['val_scores']['mma']:.2f})" for f in results.fits if f["method"] == "ume-mma"]
+    return [f"{f['method']}, seed {f['seed']}: {choice_text(f)} (validation selection score: {f['parts']['ume']} "
+            f"{100 * f['val_scores']['ume']:.2f}, {f['parts']['mma']} {100 * f['val_scores']['mma']:.2f})"
+            for f in results.fits if "pattern_choice" in f and "parts" in f]
 
 
 def render(args, data, n_train, n_val, parts, out) -> str:

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from mmrobust.files import write_text
-from mmrobust.records import main_table, read_jsonl, robustness_ranking
+from mmrobust.records import choice_text, main_table, read_jsonl, robustness_ranking
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -85,8 +85,7 @@ def render(variant: str) -> list[str]:
     records, evidence = records_and_evidence(variant)
     env = json.loads((folder / "provenance.json").read_text())["environment"]
     fits = json.loads((folder / "fits.json").read_text())
-    choices = "; ".join(f"seed {f['seed']}: {f['selected'].upper()} (validation UME {100 * f['val_scores']['ume']:.2f}, "
-                        f"MMA {100 * f['val_scores']['mma']:.2f})" for f in fits if f["method"] == "ume-mma")
+    choices = "; ".join(f"{f['method']}, seed {f['seed']}: {choice_text(f)}" for f in fits if "pattern_choice" in f)
     seconds = float((folder / "seconds.txt").read_text())
     link = f"results/{variant}"
     return [

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from mmrobust.files import write_text
-from mmrobust.records import cell_text as fmt, method_order, read_jsonl, robustness_ranking, summarize
+from mmrobust.records import cell_text as fmt, choice_text, method_order, read_jsonl, robustness_ranking, summarize
 
 HERE = Path(__file__).resolve().parent
 PROTOCOLS = ["full", "miss:text", "miss:image", "map:both@0.7", "map:text@0.7", "map:image@0.7", "sweep:text", "sweep:image"]
@@ -84,8 +84,7 @@ def table(folder: Path) -> list[str]:
 
 def choices(folder: Path) -> str:
     fits = json.loads((folder / "fits.json").read_text())
-    parts = [f"seed {f['seed']}: **{f['selected'].upper()}** (validation UME {100 * f['val_scores']['ume']:.1f}, "
-             f"MMA {100 * f['val_scores']['mma']:.1f})" for f in fits if f["method"] == "ume-mma"]
+    parts = [f"{f['method']}, seed {f['seed']}: {choice_text(f)}" for f in fits if "pattern_choice" in f]
     return "; ".join(parts)
 
 

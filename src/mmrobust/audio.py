@@ -71,7 +71,7 @@ MAX_SECONDS = 600.0  # a longer clip is refused before it is decoded further
 def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     """A WAV file as float32 mono in [-1, 1] and its sample rate: each integer format scaled by
     its own range (unsigned 8-bit centred), then the channels averaged. An implausible sample
-    rate, an over-long clip and non-finite samples are :class:`DataError`\ s naming the file."""
+    rate, an over-long clip and non-finite samples are each a :class:`DataError` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such WAV file")

@@ -72,6 +72,65 @@ class MeanFusion(Fusion):
         return torch.where((total > 0)[:, None], logits, torch.zeros_like(logits))
 
 
+class WeightedMeanFusion(Fusion):
+    """Presence-normalised weighted mean of the branch logits:
+    ``z = sum_m p_m w_m l_m / sum_m p_m w_m``, one weight per modality (a buffer, saved with the
+    model; equal at first). With one modality present it is that modality's logits, whatever the
+    weights. :meth:`fit_weights` fits them by validation negative log-likelihood (a weighted UME)."""
+
+    heads = True
+
+    def __init__(self, in_dims: Mapping[str, int], num_classes: int | None = None, *, task: str = "multiclass") -> None:
+        super().__init__()
+        self.task, self.modalities = task, sorted(in_dims)
+        self.register_buffer("weights", torch.full((len(self.modalities),), 1.0 / len(self.modalities)))
+
+    def forward(self, branches: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> Tensor:
+        return self._combine(self.weights, branches, present)
+
+    def _combine(self, weights: Tensor, branches: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> Tensor:
+        acc, total = None, None
+        for j, m in enumerate(self.modalities):
+            w = present[m].to(branches[m].dtype) * weights[j]
+            term = torch.where(present[m][:, None], w[:, None] * branches[m], torch.zeros_like(branches[m]))
+            acc, total = (term, w) if acc is None else (acc + term, total + w)
+        return acc / torch.where(total > 0, total, torch.ones_like(total))[:, None]
+
+    def weight_map(self) -> dict[str, float]:
+        return {m: float(w) for m, w in zip(self.modalities, self.weights)}
+
+    @torch.no_grad()
+    def fit_weights(self, branches: Mapping[str, Tensor], present: Mapping[str, Tensor], target: Tensor) -> dict:
+        """Weights (a softmax over free parameters) minimising the negative log-likelihood of the
+        fused logits on the given rows (rows with two or more modalities are the ones they
+        change); kept only where they beat equal weights. Returns the fit's summary."""
+        from .models import task_loss
+
+        equal = torch.full_like(self.weights, 1.0 / len(self.modalities))
+        branches = {m: torch.nan_to_num(branches[m].float()) for m in self.modalities}
+        loss_at = lambda w: float(task_loss(self._combine(w, branches, present), target, self.task))  # noqa: E731
+        theta = torch.zeros(len(self.modalities), requires_grad=True)
+        optimizer = torch.optim.LBFGS([theta], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
+
+        def closure() -> Tensor:
+            optimizer.zero_grad()
+            with torch.enable_grad():
+                loss = task_loss(self._combine(theta.softmax(0), branches, present), target, self.task)
+                loss.backward()
+            return loss
+
+        if len(target):
+            with torch.enable_grad():
+                optimizer.step(closure)
+        fitted = theta.detach().softmax(0)
+        before, after = (loss_at(equal), loss_at(fitted)) if len(target) else (None, None)
+        kept = after is not None and math.isfinite(after) and after < before
+        self.weights.copy_(fitted if kept else equal)
+        return {"rows": int(len(target)), "nll_equal": before, "nll_fitted": after if kept else before,
+                "fallback": None if kept else ("no rows with two or more modalities" if not len(target)
+                                               else "fitted weights no better than equal ones")}
+
+
 class ConcatFusion(Fusion):
     """Concatenated features, a fill in missing slots (``missing``: zeros, or a learned vector per
     modality, the "missing token"), one linear layer. From Stage 1 the layer is
@@ -153,6 +212,8 @@ class EntropyFusion(Fusion):
 
 
 FUSIONS.register("mean", MeanFusion, doc="presence-normalised mean of per-modality logits (average: logits | probs)")
+FUSIONS.register("weighted", WeightedMeanFusion,
+                 doc="presence-normalised weighted mean of per-modality logits, weights fitted on validation (weighted UME)")
 FUSIONS.register("entropy", EntropyFusion, doc="per-row confidence weights exp(H_max - H_m) over present logits (MLA)")
 FUSIONS.register("concat", ConcatFusion,
                  doc="concatenated features, a fill in missing slots (missing: zeros | learned), one linear layer")

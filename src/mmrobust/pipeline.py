@@ -33,7 +33,7 @@ from .methods import Method
 from .inputs import default_spec, describe_input
 from .predictor import Predictor
 from .provenance import environment, measure
-from .records import main_table, read_jsonl
+from .records import choice_text, main_table, read_jsonl
 from .report import write_report
 from .runtime import resolve_device, resolve_threads
 from .validate import BadInputs, validate_splits
@@ -289,7 +289,7 @@ def write_model(run_dir: Path, fitted_by_seed: Mapping[int, Mapping[str, Method]
     if not candidates:
         log("no model/ written: ume-mma is not among the run's methods")
         return None
-    seed, method = max(candidates, key=lambda c: c[1].val_scores_[c[1].selected_])
+    seed, method = max(candidates, key=lambda c: c[1].val_score_)
     config = read_config(run_dir)
     splits = splits if splits is not None else load_data(config)
     train = splits.train
@@ -300,7 +300,7 @@ def write_model(run_dir: Path, fitted_by_seed: Mapping[int, Mapping[str, Method]
     card = model_card(run_dir, config, seed, method, inputs)
     predictor = Predictor(method, inputs, labels, card=card, calibration=calibration)
     folder = predictor.save_pretrained(run_dir / "model")
-    log(f"model: {folder} (seed {seed}, UME-MMA chose {method.selected_.upper()})")
+    log(f"model: {folder} (seed {seed}; per presence pattern it uses {choice_text(method.fit_summary())})")
     return folder
 
 
@@ -309,11 +309,12 @@ def model_card(run_dir: Path, config: RunConfig, seed: int, method: Method, inpu
     table, rendered from the run's records."""
     evidence = read_jsonl(run_dir / "evidence.jsonl") if (run_dir / "evidence.jsonl").is_file() else []
     table = main_table(read_jsonl(run_dir / "results.jsonl"), evidence)
-    scores = ", ".join(f"{k.upper()} {100 * v:.1f}" for k, v in method.val_scores_.items())
     return "\n".join([
         f"# mmrobust model: UME-MMA on `{config.data.name}`", "",
         f"Modalities: {', '.join(method.modalities)}, any subset at prediction time. Seed {seed} of {config.seeds} "
-        f"(the best validation score); on validation it chose **{method.selected_.upper()}** ({scores}).", "",
+        f"(the best validation score). Per presence pattern it uses, as chosen on validation: {choice_text(method.fit_summary())} "
+        "(the simplest of the uni-modal models, the weighted ensemble and MMA within a validation standard error of "
+        "the best; the report's routing table shows the scores).", "",
         "Use: `mmrobust predict model --input <modality>=<file or text>` (any subset), or "
         "`mmrobust.Predictor.load('model').predict({...})`. What `predict` does to each input, as training did "
         "(the spec is in `config.json`):", "",

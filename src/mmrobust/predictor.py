@@ -40,7 +40,7 @@ from .protocols import pattern_name
 from .config import TrainConfig
 from .version import __version__
 
-FORMAT = "mmrobust.model/2"  # 2: the method's own parameters (get_params) instead of method_options
+FORMAT = "mmrobust.model/3"  # 2: the method's own parameters (get_params); 3: ume-mma routes per presence pattern
 
 
 @dataclass

@@ -11,7 +11,7 @@ import json
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -245,3 +245,12 @@ def robustness_ranking(records: Sequence[dict]) -> list[str]:
         std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
         lines.append(f"| {i} | {method} | {100 * np.mean(values):.1f} ± {100 * std:.1f} |")
     return lines
+
+
+def choice_text(fit: Mapping) -> str:
+    """What a UME-MMA fit uses per presence pattern: ``audio+image → mma, audio → unimodal:audio, ...``
+    (``every pattern → mma`` when it is one method)."""
+    uses = fit["pattern_choice"]
+    if len(set(uses.values())) == 1:
+        return f"every pattern → {next(iter(uses.values()))}"
+    return ", ".join(f"{pattern} → {choice}" for pattern, choice in uses.items())

@@ -65,6 +65,7 @@ FUSIONS: Registry = Registry("fusion")  # name -> Fusion class (mmrobust.fusion)
 PROTOCOLS: Registry = Registry("protocol")  # kind -> Protocol (mmrobust.masking)
 
 
-# the paper's methods (the default run): names only, so that the configuration needs no torch
+# the paper's methods and this project's UME-MMA beside the paper's rule (the default run): names
+# only, so that the configuration needs no torch
 PAPER_METHODS = ("unimodal", "late-fusion", "late-fusion-concat", "late-fusion-dropout",
-                 "late-fusion-unimodal-init", "ume", "mma", "ume-mma")
+                 "late-fusion-unimodal-init", "ume", "ume-weighted", "mma", "ume-mma-paper", "ume-mma")

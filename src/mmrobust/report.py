@@ -62,7 +62,7 @@ def render_markdown(summary, fits, provenance, config, metric, methods, has_figu
                 f"Test {name} in % with only the listed modalities present."]
         out += [""] + table_lines(summary, methods, patterns) + [""]
     out += _evidence_section(evidence, methods, name) + _calibration_section(summary, methods, has_reliability)
-    out += _selection_section(fits)
+    out += _routing_section(fits)
     if has_figure:
         out += ["## Robustness to a missing modality", "",
                 f"{name} against the share of test rows missing one modality (nested masks; mean ± std over seeds).",
@@ -159,25 +159,39 @@ def _map_modality(protocol: str) -> str:
     return protocol[len("map:"):].split("@")[0]
 
 
-def _selection_section(fits: Sequence[dict]) -> list[str]:
-    chosen = [f for f in fits if "selected" in f]
-    if not chosen:
+def _routing_section(fits: Sequence[dict]) -> list[str]:
+    routed = [f for f in fits if "pattern_choice" in f]
+    if not routed:
         return []
-    out = ["## UME or MMA: the validation choice", "",
-           "Criterion: mean validation metric over `full` and each single modality missing (the higher wins; "
-           "a tie keeps UME). The MMA role is played by the method named in *parts* (`ume-mma-kd`: `kd-full`).",
-           "", "| method | parts (UME / MMA) | seed | chosen | UME (val) | MMA (val) |", "|---|---|---:|---|---:|---:|"]
-    for f in chosen:
-        parts = f.get("parts", {"ume": "ume", "mma": "mma"})
-        out.append(f"| {f['method']} | {parts['ume']} / {parts['mma']} | {f['seed']} | **{f['selected'].upper()}** | "
-                   f"{100 * f['val_scores']['ume']:.2f} | {100 * f['val_scores']['mma']:.2f} |")
-    out += ["", "Per presence pattern (validation metric, UME / MMA → better); `ume-mma-routed` uses this choice:", "",
-            "| seed | " + " | ".join(chosen[0]["pattern_scores"]) + " |", "|---:|" + "---|" * len(chosen[0]["pattern_scores"])]
-    for f in chosen:
-        if f["method"] != chosen[0]["method"]:
-            continue
-        cells = [f"{pct(s['ume'])} / {pct(s['mma'])} → {f['pattern_choice'][p].upper()}" for p, s in f["pattern_scores"].items()]
-        out.append(f"| {f['seed']} | " + " | ".join(cells) + " |")
+    out = ["## UME-MMA: what each presence pattern uses", "",
+           "Chosen on validation rows only. `ume-mma`: per pattern, the simplest candidate (the uni-modal model of a "
+           "present modality, then the ensemble, then MMA) whose validation score is within one standard error (paired "
+           "bootstrap) of the best one's. `ume-mma-paper`: the paper's rule, UME or MMA for every pattern, whichever "
+           "has the better mean validation metric over `full` and each modality missing (a tie keeps UME).", "",
+           "| method | seed | pattern | uses | validation % per candidate (± standard error of its gap to the best) |",
+           "|---|---:|---|---|---|"]
+    for f in routed:
+        for pattern, choice in f["pattern_choice"].items():
+            scores, errors = f["pattern_scores"].get(pattern, {}), f.get("pattern_se", {}).get(pattern, {})
+            cells = ", ".join(f"{f['parts'].get(c, c)} {pct(v)}" + (f" (±{100 * errors[c]:.1f})" if errors.get(c) else "")
+                              for c, v in scores.items())
+            out.append(f"| {f['method']} | {f['seed']} | {pattern} | **{choice}** | {cells or 'no validation rows'} |")
+    out += ["", "The paper's rule, per seed (mean validation metric over `full` and each modality missing):", "",
+            "| method | seed | UME role (val) | MMA role (val) | paper's choice |", "|---|---:|---|---|---|"]
+    for f in routed:
+        parts, scores = f["parts"], f["val_scores"]
+        out.append(f"| {f['method']} | {f['seed']} | {parts['ume']} {pct(scores['ume'])} | {parts['mma']} "
+                   f"{pct(scores['mma'])} | **{parts[f['selected']]}** |")
+    weights = [f for f in fits if f.get("weight_fit")]
+    if weights:
+        out += ["", "Weighted ensemble: one weight per modality, fitted on validation negative log-likelihood "
+                "(equal weights when the fit is no better):", "",
+                "| method | seed | weights | validation NLL, equal → fitted |", "|---|---:|---|---|"]
+        for f in weights:
+            fit = f["weight_fit"]
+            nll = (f"{fit['nll_equal']:.3f} → {fit['nll_fitted']:.3f}" if fit.get("nll_equal") is not None else "n/a")
+            out.append(f"| {f['method']} | {f['seed']} | " + ", ".join(f"{m} {w:.2f}" for m, w in fit["weights"].items())
+                       + f" | {nll}{' (' + fit['fallback'] + ')' if fit.get('fallback') else ''} |")
     return out + [""]
 
 
@@ -273,9 +287,8 @@ def plot_robustness(summary: Sequence[dict], metric: str, methods: Sequence[str]
 
 
 def _single_choice(fits: Sequence[dict]) -> str | None:
-    """The component (``ume`` or the MMA part) UME-MMA chose on every seed, if it is one."""
-    choices = {f["parts"][f["selected"]] if "parts" in f else f["selected"] for f in fits
-               if f.get("method") == "ume-mma" and "selected" in f}
+    """The one method UME-MMA uses for every presence pattern on every seed, if there is one."""
+    choices = {c for f in fits if f.get("method") == "ume-mma" for c in f.get("pattern_choice", {}).values()}
     return choices.pop() if len(choices) == 1 else None
 
 

@@ -17,11 +17,15 @@ METHODS.register("unimodal", UnimodalMethod, doc="the uni-modal model of one mod
 METHODS.register("ume", UME, doc="Uni-Modal Ensemble: mean of the Stage-1 logits over present modalities")
 METHODS.register("mma", partial(FusedMethod, init="unimodal", augment=True, name="mma"),
                  doc="Missing Modality Adaptation: late fusion from Stage 1, fine-tuned with modality dropout")
-METHODS.register("ume-mma", UmeMma, doc="UME or MMA, whichever is better on validation")
-METHODS.register("ume-mma-routed", partial(UmeMma, routing=True),
-                 doc="UME or MMA per presence pattern, whichever is better on validation for it")
-METHODS.register("ume-mma-kd", partial(UmeMma, parts={"ume": "ume", "mma": "kd-full"}, name="ume-mma-kd"),
-                 doc="UME or MMA fine-tuned with self-distillation (kd-full), whichever is better on validation")
+METHODS.register("ume-weighted", partial(UME, fusion="weighted", name="ume-weighted"),
+                 doc="Uni-Modal Ensemble with one weight per modality, fitted on validation negative log-likelihood")
+METHODS.register("ume-mma", UmeMma,
+                 doc="per presence pattern, the simplest of the uni-modal models, weighted UME and MMA within a "
+                     "validation standard error of the best")
+METHODS.register("ume-mma-paper", partial(UmeMma, selection="paper", parts={"ume": "ume", "mma": "mma"}, name="ume-mma-paper"),
+                 doc="the paper's rule: UME or MMA, whichever has the better validation selection score")
+METHODS.register("ume-mma-kd", partial(UmeMma, parts={"ume": "ume-weighted", "mma": "kd-full"}, name="ume-mma-kd"),
+                 doc="ume-mma with MMA fine-tuned by self-distillation (kd-full) in the MMA role")
 METHODS.register("late-fusion", partial(FusedMethod, name="late-fusion"),
                  doc="late fusion (presence-normalised mean of logits), joint training from scratch")
 METHODS.register("late-fusion-concat", partial(FusedMethod, fusion="concat", name="late-fusion-concat"),

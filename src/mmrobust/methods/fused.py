@@ -24,6 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -32,6 +33,7 @@ from ..encoders import EncoderLike, build_encoder, build_encoder_seeded
 from ..errors import ConfigError
 from ..files import file_name
 from ..masking import sample_modality_dropout
+from ..protocols import sample_masks
 from ..models import LateFusionClassifier, proba_from_logits, task_loss
 from ..registry import FUSIONS
 from ..runtime import derive_seed, seeded
@@ -197,7 +199,8 @@ class UME(FusedMethod):
     """Uni-Modal Ensemble: the mean over present modalities of the Stage-1 logits (not trained).
 
     ``fusion`` may name another training-free fusion with per-modality heads (``entropy``:
-    ``ume-entropy``); ``average`` is the mean fusion's option (logits or probabilities)."""
+    ``ume-entropy``; ``weighted``: ``ume-weighted``, one weight per modality fitted on validation
+    negative log-likelihood); ``average`` is the mean fusion's option (logits or probabilities)."""
 
     name = "ume"
 
@@ -214,5 +217,36 @@ class UME(FusedMethod):
             checkpoint_dir: str | Path | None = None, **_: Any) -> "UME":
         self.model_ = self.build_model(self._stage1(stage1, train, val, log_dir, checkpoint_dir)).to(self.device).eval()
         self.history_ = []
+        self.weight_fit_ = self._fit_weights(val) if self.fusion == "weighted" else None
         self.val_score_ = self.selection_score(val) if val is not None else None
         return self
+
+    def _fit_weights(self, val: MultiModalDataset | None) -> dict:
+        """The weighted fusion's weights, fitted on the validation rows under every presence
+        pattern of two or more modalities (each observed row once per pattern it can take)."""
+        fusion = self.model_.fusion
+        if val is None:
+            return {"rows": 0, "fallback": "no validation data", "weights": fusion.weight_map()}
+        encoded = self.encode(val.inputs, val.present)
+        masks = [mask for mask in sample_masks("subsets", {m: val.present[m] for m in self.modalities}, self.seed)
+                 if "+" in mask.pattern]
+        rows = [torch.from_numpy(np.flatnonzero(mask.scored)) for mask in masks]
+        branches = {m: torch.cat([encoded[m][r] for r in rows]) if rows else encoded[m][:0] for m in self.modalities}
+        present = {m: torch.cat([torch.from_numpy(mask.present[m])[r] for mask, r in zip(masks, rows)])
+                   if rows else torch.zeros(0, dtype=torch.bool) for m in self.modalities}
+        target = torch.cat([val.target[r] for r in rows]) if rows else val.target[:0]
+        with torch.no_grad():
+            fit = fusion.fit_weights(branches, present, target)
+        return {**fit, "weights": fusion.weight_map()}
+
+    def state_meta(self) -> dict:
+        return {**super().state_meta(), "weight_fit": getattr(self, "weight_fit_", None)}
+
+    def restore(self, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> "UME":
+        super().restore(tensors, meta)
+        self.weight_fit_ = meta.get("weight_fit")
+        return self
+
+    def fit_summary(self) -> dict:
+        summary = super().fit_summary()
+        return {**summary, "weight_fit": self.weight_fit_} if getattr(self, "weight_fit_", None) else summary

@@ -1,0 +1,79 @@
+"""The weighted ensemble and UME-MMA's per-pattern routing (issue 19)."""
+import numpy as np
+import pytest
+import torch
+
+import mmrobust as mm
+from mmrobust.evaluation import mask_scores
+from mmrobust.fusion import WeightedMeanFusion
+from mmrobust.methods.ume_mma import simplest_within
+from mmrobust.protocols import sample_masks
+
+
+def fit(name, encoders, data, config, stage1, fitted=None):
+    method = mm.create_method(name, encoders=encoders, num_classes=data["train"].num_classes, seed=0, train_config=config)
+    return method.fit(data["train"], data["val"], stage1=stage1, fitted=fitted)
+
+
+@pytest.fixture
+def noisy_b(tiny_encoders):
+    """Modality ``a`` carries the class; ``b`` is pure noise."""
+    return mm.make_synthetic({"train": 240, "val": 160, "test": 120}, {"a": 6, "b": 6}, noise={"a": 1.0, "b": 1e3}, seed=2)
+
+
+@pytest.fixture
+def stage1(tiny_encoders, noisy_b, tiny_config):
+    return mm.train_stage1(tiny_encoders, noisy_b["train"], noisy_b["val"], num_classes=4, seed=0, train_config=tiny_config)
+
+
+def test_weights_fitted_on_logits_give_a_noise_modality_almost_nothing():
+    rng = np.random.default_rng(0)
+    target = torch.from_numpy(rng.integers(0, 5, 400))
+    informative = 3 * torch.nn.functional.one_hot(target, 5).float() + torch.from_numpy(rng.normal(size=(400, 5))).float()
+    noise = 3 * torch.nn.functional.one_hot(torch.from_numpy(rng.integers(0, 5, 400)), 5).float()
+    fusion = WeightedMeanFusion({"a": 1, "b": 1}, 5)
+    both = {"a": torch.ones(400, dtype=torch.bool), "b": torch.ones(400, dtype=torch.bool)}
+    fit = fusion.fit_weights({"a": informative, "b": noise}, both, target)
+    assert fusion.weight_map()["b"] < 0.05 and fit["nll_fitted"] < fit["nll_equal"] and fit["fallback"] is None
+    fusion.weights.fill_(0.5)
+    fit = fusion.fit_weights({"a": informative, "b": noise}, {m: p[:0] for m, p in both.items()}, target[:0])
+    assert fusion.weight_map() == {"a": 0.5, "b": 0.5} and fit["fallback"] == "no rows with two or more modalities"
+
+
+def test_weighted_ume_learns_to_ignore_noise_and_equals_each_unimodal_model_alone(tiny_encoders, noisy_b, tiny_config, stage1):
+    ume = fit("ume-weighted", tiny_encoders, noisy_b, tiny_config, stage1)
+    assert ume.weight_fit_["weights"]["b"] < 0.1
+    test = noisy_b["test"]
+    for m in ("a", "b"):
+        present = {k: torch.full((len(test),), k == m) for k in ("a", "b")}
+        alone = ume.proba_from_encoded(ume.encode(test.inputs, present), present).numpy()
+        assert np.allclose(alone, stage1.methods[m].predict_proba({m: test.inputs[m]}), atol=1e-6)
+    equal = fit("ume", tiny_encoders, noisy_b, tiny_config, stage1)
+    assert not np.allclose(ume.predict_proba(test.inputs), equal.predict_proba(test.inputs))
+
+
+def test_routing_is_chosen_on_validation_rows_only(tiny_encoders, noisy_b, tiny_config, stage1):
+    parts = {"ume-weighted": fit("ume-weighted", tiny_encoders, noisy_b, tiny_config, stage1),
+             "mma": fit("mma", tiny_encoders, noisy_b, tiny_config, stage1)}
+    routed = fit("ume-mma", tiny_encoders, noisy_b, tiny_config, stage1, fitted=parts)
+    val = noisy_b["val"]
+    for mask in sample_masks("subsets", val.present, 0):
+        scores = routed.pattern_scores_[mask.pattern]
+        for role in ("ume", "mma"):  # every score is the candidate's metric on the validation rows of that pattern
+            assert scores[role] == pytest.approx(mask_scores(parts[routed.parts[role]], val, [mask], "accuracy")[0])
+        for m in mask.pattern.split("+"):
+            assert scores[f"unimodal:{m}"] == pytest.approx(stage1.methods[m].score(val))
+        assert routed.routing_[mask.pattern] == simplest_within(scores, routed.pattern_se_[mask.pattern])
+    assert routed.routing_["a+b"] in ("unimodal:a", "ume")  # noise never buys the fused model here
+    before = dict(routed.routing_)
+    mm.evaluate(routed, noisy_b["test"], sample_masks("subsets", noisy_b["test"].present, 0))
+    assert routed.routing_ == before
+
+
+def test_the_simplest_candidate_within_a_standard_error_wins():
+    ordered = {"unimodal:a": 0.80, "ume": 0.80, "mma": 0.80}
+    assert simplest_within(ordered, {c: 0.0 for c in ordered}) == "unimodal:a"  # a tie: the simpler
+    ordered = {"unimodal:a": 0.80, "ume": 0.81, "mma": 0.83}
+    assert simplest_within(ordered, {"unimodal:a": 0.02, "ume": 0.03, "mma": 0.0}) == "ume"
+    assert simplest_within(ordered, {"unimodal:a": 0.04, "ume": 0.01, "mma": 0.0}) == "unimodal:a"
+    assert simplest_within(ordered, {"unimodal:a": 0.001, "ume": 0.001, "mma": 0.0}) == "mma"
