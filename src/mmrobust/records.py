@@ -254,3 +254,28 @@ def choice_text(fit: Mapping) -> str:
     if len(set(uses.values())) == 1:
         return f"every pattern → {next(iter(uses.values()))}"
     return ", ".join(f"{pattern} → {choice}" for pattern, choice in uses.items())
+
+
+def against_unimodal(records: Sequence[dict], methods: Sequence[str] = ("ume-mma-paper", "ume-mma")) -> list[str]:
+    """Per presence pattern (``full`` and each modality missing): the best uni-modal model of the
+    modalities present beside each of ``methods`` (mean ± std over seeds), and the gaps in points:
+    the first method against the best uni-modal model and the last against the first."""
+    metric = main_metric(records)
+    cells = {(s["method"], s["protocol"]): s for s in summarize(records)
+             if s["metric"] == metric and s["rate"] is None and s["pattern"] is None}
+    modalities = sorted({reference_modality(m) for m, _ in cells if reference_modality(m)})
+    first, last = methods[0], methods[-1]
+    lines = ["| test pattern | best uni-modal | " + " | ".join(methods) + f" | {last} − best uni-modal | {last} − {first} |",
+             "|---|---|" + "---:|" * (len(methods) + 2)]
+    for protocol in ["full", *[f"miss:{m}" for m in modalities]]:
+        present = [m for m in modalities if protocol != f"miss:{m}"]
+        references = [(cells[(reference_name(m), protocol)]["mean"], reference_name(m)) for m in present
+                      if cells.get((reference_name(m), protocol), {}).get("mean") is not None]
+        if not references or any((m, protocol) not in cells for m in methods):
+            continue
+        best_value, best = max(references)
+        gap = 100 * (cells[(last, protocol)]["mean"] - best_value)
+        change = 100 * (cells[(last, protocol)]["mean"] - cells[(first, protocol)]["mean"])
+        lines.append(f"| {'+'.join(present)} | {best} {100 * best_value:.1f} | "
+                     + " | ".join(cell_text(cells[(m, protocol)]) for m in methods) + f" | {gap:+.1f} | {change:+.1f} |")
+    return lines
