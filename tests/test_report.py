@@ -76,3 +76,16 @@ def test_report_on_data_with_real_gaps(tmp_path, tiny_config):
 
     assert value("subsets", "a+b")["value"] == value("full")["value"]
     assert value("subsets", "a+b")["n_scored"] == full_rows
+
+
+def test_ume_mma_is_shown_beside_the_best_unimodal_model_present():
+    from mmrobust.records import against_unimodal
+
+    values = {"unimodal:a": {"full": 0.70, "miss:b": 0.70}, "unimodal:b": {"full": 0.50, "miss:a": 0.50},
+              "ume-mma-paper": {"full": 0.65, "miss:a": 0.52, "miss:b": 0.60},
+              "ume-mma": {"full": 0.72, "miss:a": 0.52, "miss:b": 0.70}}
+    records = [record(m, p, v, seed) for seed in (0, 1) for m, cells in values.items() for p, v in cells.items()]
+    lines = against_unimodal(records)
+    assert lines[2] == "| a+b | unimodal:a 70.0 | 65.0 ± 0.0 | 72.0 ± 0.0 | +2.0 | +7.0 |"
+    assert lines[3] == "| b | unimodal:b 50.0 | 52.0 ± 0.0 | 52.0 ± 0.0 | +2.0 | +0.0 |"
+    assert lines[4] == "| a | unimodal:a 70.0 | 60.0 ± 0.0 | 70.0 ± 0.0 | +0.0 | +10.0 |"

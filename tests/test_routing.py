@@ -7,6 +7,7 @@ import mmrobust as mm
 from mmrobust.evaluation import mask_scores
 from mmrobust.fusion import WeightedMeanFusion
 from mmrobust.methods.ume_mma import simplest_within
+from mmrobust.records import candidate_order
 from mmrobust.protocols import sample_masks
 
 
@@ -71,8 +72,9 @@ def test_routing_is_chosen_on_validation_rows_only(tiny_encoders, noisy_b, tiny_
 
 
 def test_the_simplest_candidate_within_a_standard_error_wins():
-    ordered = {"unimodal:a": 0.80, "ume": 0.80, "mma": 0.80}
-    assert simplest_within(ordered, {c: 0.0 for c in ordered}) == "unimodal:a"  # a tie: the simpler
+    ordered = {"mma": 0.80, "ume": 0.80, "unimodal:a": 0.80}  # a tie goes to the simpler, whatever the dict's order
+    assert simplest_within(ordered, {c: 0.0 for c in ordered}) == "unimodal:a"
+    assert candidate_order({"mma": 0.9, "unimodal:b": 0.5, "ume": 0.7, "unimodal:a": 0.6}) == ["unimodal:a", "unimodal:b", "ume", "mma"]
     ordered = {"unimodal:a": 0.80, "ume": 0.81, "mma": 0.83}
     assert simplest_within(ordered, {"unimodal:a": 0.02, "ume": 0.03, "mma": 0.0}) == "ume"
     assert simplest_within(ordered, {"unimodal:a": 0.04, "ume": 0.01, "mma": 0.0}) == "unimodal:a"

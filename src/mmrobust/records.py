@@ -247,6 +247,12 @@ def robustness_ranking(records: Sequence[dict]) -> list[str]:
     return lines
 
 
+def candidate_order(scores: Mapping[str, float]) -> list[str]:
+    """UME-MMA's candidates from simplest: the uni-modal models (best first, then by name), the
+    ensemble (``ume``), MMA (``mma``)."""
+    return sorted(scores, key=lambda c: (0, -scores[c], c) if reference_modality(c) else (1 + (c == "mma"), 0, c))
+
+
 def choice_text(fit: Mapping) -> str:
     """What a UME-MMA fit uses per presence pattern: ``audio+image → mma, audio → unimodal:audio, ...``
     (``every pattern → mma`` when it is one method)."""

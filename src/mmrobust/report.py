@@ -11,7 +11,7 @@ import yaml
 
 from .files import atomic_path, write_text
 from .protocols import get_protocol
-from .records import (calibration_table, coverage_table, evidence_intervals, evidence_table, main_columns,
+from .records import (calibration_table, candidate_order, coverage_table, evidence_intervals, evidence_table, main_columns,
                       main_metric, method_order, pattern_columns, pct, read_jsonl, reference_modality, summarize,
                       table_lines)
 
@@ -173,8 +173,8 @@ def _routing_section(fits: Sequence[dict]) -> list[str]:
     for f in routed:
         for pattern, choice in f["pattern_choice"].items():
             scores, errors = f["pattern_scores"].get(pattern, {}), f.get("pattern_se", {}).get(pattern, {})
-            cells = ", ".join(f"{f['parts'].get(c, c)} {pct(v)}" + (f" (±{100 * errors[c]:.1f})" if errors.get(c) else "")
-                              for c, v in scores.items())
+            cells = ", ".join(f"{f['parts'].get(c, c)} {pct(scores[c])}" + (f" (±{100 * errors[c]:.1f})" if errors.get(c) else "")
+                              for c in candidate_order(scores))
             out.append(f"| {f['method']} | {f['seed']} | {pattern} | **{choice}** | {cells or 'no validation rows'} |")
     out += ["", "The paper's rule, per seed (mean validation metric over `full` and each modality missing):", "",
             "| method | seed | UME role (val) | MMA role (val) | paper's choice |", "|---|---:|---|---|---|"]

@@ -31,7 +31,7 @@ from ..errors import ConfigError, ModelFileError
 from ..evidence import SUPPORTED, resample_weights, source_groups, weighted_metric
 from ..metrics import compute_metric
 from ..protocols import nonempty_subsets, pattern_name, sample_masks
-from ..records import reference_modality, reference_name
+from ..records import candidate_order, reference_modality, reference_name
 from ..runtime import derive_seed
 from .base import Method
 from .unimodal import Stage1, train_stage1
@@ -111,8 +111,7 @@ class UmeMma(Method):
             probas = {c: self._candidate_proba(c, encoded, present)[rows].numpy()
                       for c in self._candidates(mask.pattern)} if len(rows) else {}
             scores = {c: compute_metric(self.metric, target, p) for c, p in probas.items()}
-            order = sorted((c for c in scores if reference_modality(c)), key=lambda c: -scores[c]) + list(ROLES)
-            scores = {c: scores[c] for c in order if c in scores}
+            scores = {c: scores[c] for c in candidate_order(scores)}
             se = paired_standard_errors(self.metric, self.task, probas, target, weights[:, rows], best_of(scores))
             self.pattern_scores_[mask.pattern], self.pattern_se_[mask.pattern] = scores, se
             self.routing_[mask.pattern] = (simplest_within(scores, se) if self.selection == "per-pattern" and scores
@@ -186,15 +185,16 @@ class UmeMma(Method):
 
 
 def best_of(scores: Mapping[str, float]) -> str | None:
-    """The candidate with the highest score (the first, in order of simplicity, among equals)."""
-    return max(scores, key=lambda c: (scores[c], -list(scores).index(c))) if scores else None
+    """The candidate with the highest score (the simplest among equals)."""
+    order = candidate_order(scores)
+    return max(order, key=lambda c: (scores[c], -order.index(c))) if scores else None
 
 
 def simplest_within(scores: Mapping[str, float], standard_errors: Mapping[str, float]) -> str:
-    """The first candidate (``scores`` is ordered from simplest) whose score is within its
-    standard error of the best score: the one-standard-error rule."""
+    """The simplest candidate whose score is within its standard error of the best score: the
+    one-standard-error rule."""
     best = scores[best_of(scores)]
-    return next(c for c, s in scores.items() if best - s <= standard_errors.get(c, 0.0))
+    return next(c for c in candidate_order(scores) if best - scores[c] <= standard_errors.get(c, 0.0))
 
 
 def paired_standard_errors(metric: str, task: str, probas: Mapping[str, np.ndarray], target: np.ndarray,
