@@ -79,3 +79,11 @@ def test_the_simplest_candidate_within_a_standard_error_wins():
     assert simplest_within(ordered, {"unimodal:a": 0.02, "ume": 0.03, "mma": 0.0}) == "ume"
     assert simplest_within(ordered, {"unimodal:a": 0.04, "ume": 0.01, "mma": 0.0}) == "unimodal:a"
     assert simplest_within(ordered, {"unimodal:a": 0.001, "ume": 0.001, "mma": 0.0}) == "mma"
+
+
+def test_mma_with_the_weighted_fusion_starts_from_the_weighted_ensemble(tiny_encoders, noisy_b, tiny_config, stage1):
+    ume = fit("ume-weighted", tiny_encoders, noisy_b, tiny_config, stage1)
+    still = mm.create_method("mma", encoders=tiny_encoders, num_classes=4, seed=0, train_config=tiny_config,
+                             fusion="weighted", finetune_lr_scale=1e-9).fit(noisy_b["train"], noisy_b["val"], stage1=stage1)
+    assert still.weight_fit_["weights"] == ume.weight_fit_["weights"]
+    assert np.allclose(still.predict_proba(noisy_b["test"].inputs), ume.predict_proba(noisy_b["test"].inputs), atol=1e-6)

@@ -89,7 +89,8 @@ class FusedMethod(Method):
             stage1: Stage1 | None = None, log_dir: str | Path | None = None,
             checkpoint_dir: str | Path | None = None, **_: Any) -> "FusedMethod":
         stage1 = self._stage1(stage1, train, val, log_dir, checkpoint_dir)
-        self.model_ = self.build_model(stage1 if self.init == "unimodal" else None)
+        self.model_ = self.build_model(stage1 if self.init == "unimodal" else None).to(self.device)
+        self.weight_fit_ = self._fit_weights(val) if self.fusion == "weighted" and self.init == "unimodal" else None
         config = self.train_config.scaled(self.finetune_lr_scale, self.finetune_epoch_fraction) \
             if self.init == "unimodal" else self.train_config
         self.start_training(stage1, config)
@@ -102,6 +103,37 @@ class FusedMethod(Method):
         self.end_training()
         self.val_score_ = validate() if validate else None
         return self
+
+    def _fit_weights(self, val: MultiModalDataset | None) -> dict:
+        """The weighted fusion's weights, fitted on the validation rows under every presence
+        pattern of two or more modalities (each observed row once per pattern it can take): the
+        weighted UME, and the step-0 model of a fused model initialised from Stage 1."""
+        fusion = self.model_.fusion
+        if val is None:
+            return {"rows": 0, "fallback": "no validation data", "weights": fusion.weight_map()}
+        encoded = self.encode(val.inputs, val.present)
+        masks = [mask for mask in sample_masks("subsets", {m: val.present[m] for m in self.modalities}, self.seed)
+                 if "+" in mask.pattern]
+        rows = [torch.from_numpy(np.flatnonzero(mask.scored)) for mask in masks]
+        branches = {m: torch.cat([encoded[m][r] for r in rows]) if rows else encoded[m][:0] for m in self.modalities}
+        present = {m: torch.cat([torch.from_numpy(mask.present[m])[r] for mask, r in zip(masks, rows)])
+                   if rows else torch.zeros(0, dtype=torch.bool) for m in self.modalities}
+        target = torch.cat([val.target[r] for r in rows]) if rows else val.target[:0]
+        with torch.no_grad():
+            fit = fusion.fit_weights(branches, present, target)
+        return {**fit, "weights": fusion.weight_map()}
+
+    def state_meta(self) -> dict:
+        return {**super().state_meta(), "weight_fit": getattr(self, "weight_fit_", None)}
+
+    def restore(self, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> "FusedMethod":
+        super().restore(tensors, meta)
+        self.weight_fit_ = meta.get("weight_fit")
+        return self
+
+    def fit_summary(self) -> dict:
+        summary = super().fit_summary()
+        return {**summary, "weight_fit": self.weight_fit_} if getattr(self, "weight_fit_", None) else summary
 
     def start_training(self, stage1: Stage1 | None, config: TrainConfig) -> None:
         """Called before the loop (a subclass keeps teachers from Stage 1, registers hooks)."""
@@ -220,33 +252,3 @@ class UME(FusedMethod):
         self.weight_fit_ = self._fit_weights(val) if self.fusion == "weighted" else None
         self.val_score_ = self.selection_score(val) if val is not None else None
         return self
-
-    def _fit_weights(self, val: MultiModalDataset | None) -> dict:
-        """The weighted fusion's weights, fitted on the validation rows under every presence
-        pattern of two or more modalities (each observed row once per pattern it can take)."""
-        fusion = self.model_.fusion
-        if val is None:
-            return {"rows": 0, "fallback": "no validation data", "weights": fusion.weight_map()}
-        encoded = self.encode(val.inputs, val.present)
-        masks = [mask for mask in sample_masks("subsets", {m: val.present[m] for m in self.modalities}, self.seed)
-                 if "+" in mask.pattern]
-        rows = [torch.from_numpy(np.flatnonzero(mask.scored)) for mask in masks]
-        branches = {m: torch.cat([encoded[m][r] for r in rows]) if rows else encoded[m][:0] for m in self.modalities}
-        present = {m: torch.cat([torch.from_numpy(mask.present[m])[r] for mask, r in zip(masks, rows)])
-                   if rows else torch.zeros(0, dtype=torch.bool) for m in self.modalities}
-        target = torch.cat([val.target[r] for r in rows]) if rows else val.target[:0]
-        with torch.no_grad():
-            fit = fusion.fit_weights(branches, present, target)
-        return {**fit, "weights": fusion.weight_map()}
-
-    def state_meta(self) -> dict:
-        return {**super().state_meta(), "weight_fit": getattr(self, "weight_fit_", None)}
-
-    def restore(self, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> "UME":
-        super().restore(tensors, meta)
-        self.weight_fit_ = meta.get("weight_fit")
-        return self
-
-    def fit_summary(self) -> dict:
-        summary = super().fit_summary()
-        return {**summary, "weight_fit": self.weight_fit_} if getattr(self, "weight_fit_", None) else summary
