@@ -64,7 +64,7 @@ def test_routing_is_chosen_on_validation_rows_only(tiny_encoders, noisy_b, tiny_
             assert scores[role] == pytest.approx(mask_scores(parts[routed.parts[role]], val, [mask], "accuracy")[0])
         for m in mask.pattern.split("+"):
             assert scores[f"unimodal:{m}"] == pytest.approx(stage1.methods[m].score(val))
-        assert routed.routing_[mask.pattern] == simplest_within(scores, routed.pattern_se_[mask.pattern])
+        assert routed.routing_[mask.pattern] == simplest_within(scores, routed.pattern_se_[mask.pattern], routed.selected_)
     assert routed.routing_["a+b"] in ("unimodal:a", "ume")  # noise never buys the fused model here
     before = dict(routed.routing_)
     mm.evaluate(routed, noisy_b["test"], sample_masks("subsets", noisy_b["test"].present, 0))
@@ -79,6 +79,13 @@ def test_the_simplest_candidate_within_a_standard_error_wins():
     assert simplest_within(ordered, {"unimodal:a": 0.02, "ume": 0.03, "mma": 0.0}) == "ume"
     assert simplest_within(ordered, {"unimodal:a": 0.04, "ume": 0.01, "mma": 0.0}) == "unimodal:a"
     assert simplest_within(ordered, {"unimodal:a": 0.001, "ume": 0.001, "mma": 0.0}) == "mma"
+    # the paper's choice stands within a standard error, unless a simpler one scores as well
+    near = {"unimodal:a": 0.631, "ume": 0.631, "mma": 0.6345}
+    errors = {"unimodal:a": 0.006, "ume": 0.006, "mma": 0.0}
+    assert simplest_within(near, errors) == "unimodal:a" and simplest_within(near, errors, incumbent="mma") == "mma"
+    assert simplest_within({"unimodal:a": 0.7, "ume": 0.7, "mma": 0.7}, {}, incumbent="mma") == "unimodal:a"
+    far = {"unimodal:a": 0.89, "ume": 0.88, "mma": 0.84}  # the paper's choice more than a standard error behind
+    assert simplest_within(far, {"unimodal:a": 0.0, "ume": 0.02, "mma": 0.02}, incumbent="mma") == "unimodal:a"
 
 
 def test_mma_with_the_weighted_fusion_starts_from_the_weighted_ensemble(tiny_encoders, noisy_b, tiny_config, stage1):

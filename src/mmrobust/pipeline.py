@@ -304,6 +304,10 @@ def write_model(run_dir: Path, fitted_by_seed: Mapping[int, Mapping[str, Method]
     return folder
 
 
+RULE = ("the paper's UME-or-MMA choice unless a uni-modal model of a present modality, the weighted ensemble or MMA "
+        "beats it by more than a validation standard error, then the simplest within one of the best")
+
+
 def model_card(run_dir: Path, config: RunConfig, seed: int, method: Method, inputs: Mapping[str, dict]) -> str:
     """What the model is, what it does to each input, and how the run evaluated it: the main
     table, rendered from the run's records."""
@@ -313,8 +317,7 @@ def model_card(run_dir: Path, config: RunConfig, seed: int, method: Method, inpu
         f"# mmrobust model: UME-MMA on `{config.data.name}`", "",
         f"Modalities: {', '.join(method.modalities)}, any subset at prediction time. Seed {seed} of {config.seeds} "
         f"(the best validation score). Per presence pattern it uses, as chosen on validation: {choice_text(method.fit_summary())} "
-        "(the simplest of the uni-modal models, the weighted ensemble and MMA within a validation standard error of "
-        "the best; the report's routing table shows the scores).", "",
+        f"({RULE}; the report's routing table shows the scores).", "",
         "Use: `mmrobust predict model --input <modality>=<file or text>` (any subset), or "
         "`mmrobust.Predictor.load('model').predict({...})`. What `predict` does to each input, as training did "
         "(the spec is in `config.json`):", "",

@@ -164,10 +164,12 @@ def _routing_section(fits: Sequence[dict]) -> list[str]:
     if not routed:
         return []
     out = ["## UME-MMA: what each presence pattern uses", "",
-           "Chosen on validation rows only. `ume-mma`: per pattern, the simplest candidate (the uni-modal model of a "
-           "present modality, then the ensemble, then MMA) whose validation score is within one standard error (paired "
-           "bootstrap) of the best one's. `ume-mma-paper`: the paper's rule, UME or MMA for every pattern, whichever "
-           "has the better mean validation metric over `full` and each modality missing (a tie keeps UME).", "",
+           "Chosen on validation rows only. `ume-mma-paper`: the paper's rule, UME or MMA for every pattern, whichever "
+           "has the better mean validation metric over `full` and each modality missing (a tie keeps UME). `ume-mma`: "
+           "per pattern, among the uni-modal models of the present modalities, the ensemble and MMA (simplest first), "
+           "the paper's choice stands while it is within one standard error (paired bootstrap) of the best, unless a "
+           "simpler candidate scores at least as well; further behind, the simplest candidate within a standard error "
+           "of the best takes over.", "",
            "| method | seed | pattern | uses | validation % per candidate (± standard error of its gap to the best) |",
            "|---|---:|---|---|---|"]
     for f in routed:

@@ -20,8 +20,8 @@ METHODS.register("mma", partial(FusedMethod, init="unimodal", augment=True, name
 METHODS.register("ume-weighted", partial(UME, fusion="weighted", name="ume-weighted"),
                  doc="Uni-Modal Ensemble with one weight per modality, fitted on validation negative log-likelihood")
 METHODS.register("ume-mma", UmeMma,
-                 doc="per presence pattern, the simplest of the uni-modal models, weighted UME and MMA within a "
-                     "validation standard error of the best")
+                 doc="per presence pattern, the paper's choice unless a uni-modal model, weighted UME or MMA beats it "
+                     "by more than a validation standard error (then the simplest within one of the best)")
 METHODS.register("ume-mma-paper", partial(UmeMma, selection="paper", parts={"ume": "ume", "mma": "mma"}, name="ume-mma-paper"),
                  doc="the paper's rule: UME or MMA, whichever has the better validation selection score")
 METHODS.register("ume-mma-kd", partial(UmeMma, parts={"ume": "ume-weighted", "mma": "kd-full"}, name="ume-mma-kd"),

@@ -8,13 +8,15 @@ role) and MMA, and they look only at validation rows.
   modality missing; a tie keeps UME).
 - ``selection="per-pattern"`` (``ume-mma``, the default): for each presence pattern, the
   candidates are the uni-modal model of each present modality, the ensemble (weighted UME by
-  default) and MMA, from simplest to most complex. On the validation rows under that pattern the
-  choice is the simplest candidate whose score is within one standard error of the best one's
-  (the standard error of their paired difference, by bootstrap over the validation rows, or over
-  their groups when rows share a source): noise never buys complexity, and a tie goes to the
-  simpler candidate. A uni-modal candidate is the ensemble with only its modality present, which
-  is exactly that modality's Stage-1 model. A pattern no validation row can take gets the
-  paper's choice.
+  default) and MMA, from simplest to most complex. On the validation rows under that pattern,
+  the paper's choice stands while it is within one standard error of the best candidate (the
+  standard error of their paired difference, by bootstrap over the rows, or over groups of rows
+  that share a source of a present modality), unless a simpler candidate scores at least as
+  well; when it is further behind, the simplest candidate within a standard error of the best
+  takes over. So noise never moves the choice, a tie goes to the simpler candidate, and a
+  uni-modal model that is clearly better than every fusion answers alone. A uni-modal candidate
+  is the ensemble with only its modality present, which is exactly that modality's Stage-1
+  model. A pattern no validation row can take gets the paper's choice.
 """
 from __future__ import annotations
 
@@ -101,12 +103,13 @@ class UmeMma(Method):
         self.selected_ = "mma" if self.val_scores_["mma"] > self.val_scores_["ume"] else "ume"
         encoded = self.encode(val.inputs, val.present)
         masks = sample_masks("subsets", {m: val.present[m] for m in self.modalities}, self.seed)
-        weights = resample_weights(len(val), RESAMPLES, derive_seed(self.seed, self.name, "routing"),
-                                   source_groups(val.sources, len(val)))
         self.pattern_scores_, self.pattern_se_, self.routing_ = {}, {}, {}
         for mask in masks:
             present = {m: torch.from_numpy(mask.present[m]) for m in self.modalities}
             rows = np.flatnonzero(mask.scored)
+            shared = {m: val.sources[m] for m in mask.pattern.split("+") if m in val.sources}  # sources of what is present
+            weights = resample_weights(len(val), RESAMPLES, derive_seed(self.seed, self.name, "routing"),
+                                       source_groups(shared, len(val)))
             target = val.target.numpy()[rows]
             probas = {c: self._candidate_proba(c, encoded, present)[rows].numpy()
                       for c in self._candidates(mask.pattern)} if len(rows) else {}
@@ -114,8 +117,8 @@ class UmeMma(Method):
             scores = {c: scores[c] for c in candidate_order(scores)}
             se = paired_standard_errors(self.metric, self.task, probas, target, weights[:, rows], best_of(scores))
             self.pattern_scores_[mask.pattern], self.pattern_se_[mask.pattern] = scores, se
-            self.routing_[mask.pattern] = (simplest_within(scores, se) if self.selection == "per-pattern" and scores
-                                           else self.selected_)
+            self.routing_[mask.pattern] = (simplest_within(scores, se, incumbent=self.selected_)
+                                           if self.selection == "per-pattern" and scores else self.selected_)
         self.val_score_ = selection_score(self, val)
 
     def _candidates(self, pattern: str) -> list[str]:
@@ -190,11 +193,17 @@ def best_of(scores: Mapping[str, float]) -> str | None:
     return max(order, key=lambda c: (scores[c], -order.index(c))) if scores else None
 
 
-def simplest_within(scores: Mapping[str, float], standard_errors: Mapping[str, float]) -> str:
-    """The simplest candidate whose score is within its standard error of the best score: the
-    one-standard-error rule."""
+def simplest_within(scores: Mapping[str, float], standard_errors: Mapping[str, float], incumbent: str | None = None) -> str:
+    """The one-standard-error rule: among the candidates whose score is within their standard
+    error of the best score, the simplest; with an ``incumbent`` (the paper's choice) among them,
+    the simplest that scores at least as well as it (so the incumbent gives way to a simpler
+    candidate only on a tie or better, and to any other only when it is itself more than a
+    standard error behind the best)."""
     best = scores[best_of(scores)]
-    return next(c for c in candidate_order(scores) if best - scores[c] <= standard_errors.get(c, 0.0))
+    within = [c for c in candidate_order(scores) if best - scores[c] <= standard_errors.get(c, 0.0)]
+    if incumbent in within:
+        return next(c for c in within if scores[c] >= scores[incumbent])
+    return within[0]
 
 
 def paired_standard_errors(metric: str, task: str, probas: Mapping[str, np.ndarray], target: np.ndarray,
