@@ -32,7 +32,7 @@ from ..encoders import EncoderLike
 from ..errors import ConfigError, ModelFileError
 from ..evidence import SUPPORTED, resample_weights, source_groups, weighted_metric
 from ..metrics import compute_metric
-from ..protocols import nonempty_subsets, pattern_name, sample_masks
+from ..protocols import ProtocolMask, nonempty_subsets, pattern_name, sample_masks
 from ..records import candidate_order, reference_modality, reference_name
 from ..runtime import derive_seed
 from .base import Method
@@ -105,21 +105,28 @@ class UmeMma(Method):
         masks = sample_masks("subsets", {m: val.present[m] for m in self.modalities}, self.seed)
         self.pattern_scores_, self.pattern_se_, self.routing_ = {}, {}, {}
         for mask in masks:
-            present = {m: torch.from_numpy(mask.present[m]) for m in self.modalities}
-            rows = np.flatnonzero(mask.scored)
-            shared = {m: val.sources[m] for m in mask.pattern.split("+") if m in val.sources}  # sources of what is present
-            weights = resample_weights(len(val), RESAMPLES, derive_seed(self.seed, self.name, "routing"),
-                                       source_groups(shared, len(val)))
-            target = val.target.numpy()[rows]
-            probas = {c: self._candidate_proba(c, encoded, present)[rows].numpy()
-                      for c in self._candidates(mask.pattern)} if len(rows) else {}
-            scores = {c: compute_metric(self.metric, target, p) for c, p in probas.items()}
-            scores = {c: scores[c] for c in candidate_order(scores)}
-            se = paired_standard_errors(self.metric, self.task, probas, target, weights[:, rows], best_of(scores))
+            scores, se = self._pattern_evidence(mask, encoded, val)
             self.pattern_scores_[mask.pattern], self.pattern_se_[mask.pattern] = scores, se
             self.routing_[mask.pattern] = (simplest_within(scores, se, incumbent=self.selected_)
                                            if self.selection == "per-pattern" and scores else self.selected_)
         self.val_score_ = selection_score(self, val)
+
+    def _pattern_evidence(self, mask: ProtocolMask, encoded: Mapping[str, Any],
+                          val: MultiModalDataset) -> tuple[dict[str, float], dict[str, float]]:
+        """Each candidate's validation score under one pattern (simplest first), and the standard
+        error of its gap to the best (resampling the sources of the modalities present)."""
+        rows = np.flatnonzero(mask.scored)
+        if not len(rows):
+            return {}, {}
+        present = {m: torch.from_numpy(mask.present[m]) for m in self.modalities}
+        target = val.target.numpy()[rows]
+        probas = {c: self._candidate_proba(c, encoded, present)[rows].numpy() for c in self._candidates(mask.pattern)}
+        scores = {c: compute_metric(self.metric, target, p) for c, p in probas.items()}
+        scores = {c: scores[c] for c in candidate_order(scores)}
+        shared = {m: val.sources[m] for m in mask.pattern.split("+") if m in val.sources}
+        weights = resample_weights(len(val), RESAMPLES, derive_seed(self.seed, self.name, "routing"),
+                                   source_groups(shared, len(val)))
+        return scores, paired_standard_errors(self.metric, self.task, probas, target, weights[:, rows], best_of(scores))
 
     def _candidates(self, pattern: str) -> list[str]:
         return [reference_name(m) for m in pattern.split("+")] + list(ROLES)
