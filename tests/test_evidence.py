@@ -197,7 +197,9 @@ def test_a_run_reports_evidence_calibration_and_coverage(paper_run_dir):
     fused = [e for e in evidence if e["method"] == "ume-mma" and e["protocol"] == "subsets"]
     assert all(e["low"] <= e["value"] <= e["high"] and e["verdict"] in ("above", "tied", "below") for e in fused)
     assert {e["reference"] for e in fused if e["pattern"] == "image"} == {"unimodal:image"}
-    assert {e["unit"] for e in evidence} == {"group"}  # the digits reuse audio clips: sources are resampled
+    # the digits reuse audio clips: where the audio is present, clips are resampled; with the image alone, rows
+    assert {e["unit"] for e in evidence if e["presence"] != "image"} == {"group"}
+    assert {e["unit"] for e in evidence if e["presence"] == "image"} == {"row"}
     report = (paper_run_dir / "report.md").read_text()
     for heading in ("Better than the uni-modal model of what is present?", "Does it know when it cannot tell?",
                     "coverage, pattern-blind", "![reliability](reliability.png)"):
@@ -268,3 +270,17 @@ def test_rows_linked_by_any_shared_source_fall_in_one_group():
     groups = source_groups({"audio": np.array([0, 1, 0, 2, 1]), "image": np.array([5, 6, 7, 8, 8])}, 5)
     assert groups[0] == groups[2] and groups[1] == groups[3] == groups[4] and groups[0] != groups[1]
     assert source_groups({}, 5) is None
+
+
+def test_each_condition_resamples_only_the_sources_of_the_modalities_present():
+    """A shared audio clip ties rows together where the audio is there, not where only the image is."""
+    target = np.zeros(40, dtype=int)
+    answer = np.tile([0, 1], 20)
+    decisions = {("fused", 0): {("full", None, None): (np.arange(40), answer, "audio+image"),
+                                ("miss:audio", None, None): (np.arange(40), answer, "image")}}
+    sources = {"audio": np.repeat(np.arange(4), 10)}  # 4 clips, 10 rows each
+    evidence = {e["protocol"]: e for e in bootstrap_evidence(decisions, target, "accuracy", ["audio", "image"],
+                                                            sources=sources, resamples=200)}
+    assert evidence["full"]["unit"] == "group" and evidence["miss:audio"]["unit"] == "row"
+    assert evidence["miss:audio"]["high"] - evidence["miss:audio"]["low"] > 0  # rows vary; each clip alone does not
+    assert evidence["full"]["high"] - evidence["full"]["low"] == 0  # every clip holds 5 right and 5 wrong rows

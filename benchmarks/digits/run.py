@@ -109,7 +109,9 @@ def render(variant: str) -> list[str]:
 
 
 def _unit(evidence: list[dict]) -> str:
-    return "test rows" if evidence[0]["unit"] == "row" else "groups of test rows that share an audio clip"
+    units = {e["unit"] for e in evidence}
+    return ("test rows" if units == {"row"} else "groups of test rows that share an audio clip" if units == {"group"}
+            else "groups of test rows that share an audio clip where the audio is present, of rows with the image alone")
 
 
 if __name__ == "__main__":

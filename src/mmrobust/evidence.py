@@ -79,16 +79,20 @@ def verdict(low: float | None, high: float | None) -> str | None:
 
 
 def bootstrap_evidence(decisions: Mapping[tuple[str, int], Decisions], target: np.ndarray, metric: str,
-                       modalities: Sequence[str], *, groups: np.ndarray | None = None, resamples: int = RESAMPLES,
+                       modalities: Sequence[str], *, groups: np.ndarray | None = None,
+                       sources: Mapping[str, np.ndarray] | None = None, resamples: int = RESAMPLES,
                        seed: int = 0, level: float = LEVEL, dataset: str | None = None) -> list[dict]:
     """Evidence records for every (method, condition) from each (method, seed)'s decisions.
 
     A method gets an interval where, for every seed, it scores the same rows as the method that
     scores the most (so every method is resampled on the same rows); elsewhere it is left out.
+    ``groups`` resamples the same groups under every condition; ``sources`` (per modality) lets
+    each condition resample the rows linked by the sources of the modalities its rows have (a
+    shared audio clip ties rows together only where the audio is present).
     """
     if metric not in SUPPORTED:
         return []
-    weights = resample_weights(len(target), resamples, seed, groups)
+    weights_for = _resampler(len(target), resamples, seed, groups, sources)
     ones = np.ones((1, len(target)), dtype=np.float32)
     runs: dict[str, dict[int, Decisions]] = defaultdict(dict)
     for (method, run_seed), per_key in decisions.items():
@@ -96,7 +100,10 @@ def bootstrap_evidence(decisions: Mapping[tuple[str, int], Decisions], target: n
     seeds = sorted({s for per_seed in runs.values() for s in per_seed})
     keys = list(dict.fromkeys(k for per_seed in runs.values() for per_key in per_seed.values() for k in per_key))
     cells: dict[tuple[str, Key], dict] = {}
+    units: dict[Key, str] = {}
     for key in keys:
+        presence = next(per_seed[s][key][2] for per_seed in runs.values() for s in per_seed if key in per_seed[s])
+        units[key], weights = weights_for(presence)
         widest = {s: max((len(runs[m][s][key][0]) for m in runs if key in runs[m].get(s, {})), default=0) for s in seeds}
         for method, per_seed in runs.items():
             if not all(key in per_seed.get(s, {}) and len(per_seed[s][key][0]) == widest[s] > 0 for s in seeds):
@@ -114,7 +121,7 @@ def bootstrap_evidence(decisions: Mapping[tuple[str, int], Decisions], target: n
         low, high = _interval(cell["spread"], level)
         record = {"dataset": dataset, "method": method, "protocol": key[0], "rate": key[1], "pattern": key[2],
                   "metric": metric, "value": cell["value"], "low": low, "high": high,
-                  "unit": "row" if groups is None else "group", "resamples": resamples, "presence": cell["presence"],
+                  "unit": units[key], "resamples": resamples, "presence": cell["presence"],
                   "reference": None, "difference": None, "difference_low": None, "difference_high": None,
                   "verdict": None, "retention": _retention(cells, method, full, cell["value"])}
         reference = _best_reference(cells, key, cell["presence"], method)
@@ -125,6 +132,24 @@ def bootstrap_evidence(decisions: Mapping[tuple[str, int], Decisions], target: n
                           difference_high=d_high, verdict=verdict(d_low, d_high))
         records.append(record)
     return records
+
+
+def _resampler(n_rows: int, resamples: int, seed: int, groups: np.ndarray | None,
+               sources: Mapping[str, np.ndarray] | None):
+    """``presence -> (unit, resample weights)``, each grouping drawn once."""
+    drawn: dict[tuple, tuple[str, np.ndarray]] = {}
+
+    def weights_for(presence: str | None) -> tuple[str, np.ndarray]:
+        if groups is not None or not sources:
+            key, grouping = (), groups
+        else:
+            key = tuple(m for m in (presence.split("+") if presence else sorted(sources)) if m in sources)
+            grouping = source_groups({m: sources[m] for m in key}, n_rows) if key else None
+        if key not in drawn:
+            drawn[key] = ("row" if grouping is None else "group", resample_weights(n_rows, resamples, seed, grouping))
+        return drawn[key]
+
+    return weights_for
 
 
 def _full_key(keys: Sequence[Key], modalities: Sequence[str]) -> Key | None:

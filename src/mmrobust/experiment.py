@@ -25,7 +25,7 @@ from .encoders import EncoderLike
 from .errors import ConfigError
 from .calibration import check_mode
 from .evaluation import evaluate_method, fit_calibration
-from .evidence import bootstrap_evidence, source_groups
+from .evidence import bootstrap_evidence
 from .files import file_name, write_json, write_jsonl
 from .masking import sample_training_missing
 from .methods import METHOD_GROUPS, METHODS, Method, create_method, train_stage1
@@ -141,8 +141,9 @@ class Experiment:
     share of the training and validation rows (the paper's training-time missing).
     ``calibration`` (``per-pattern``, ``global``, ``none``): the temperature scaling fitted on
     validation whose effect the records show; ``groups`` (one id per test row, rows of one source
-    sharing it; by default from the test data's ``sources``) makes the bootstrap resample sources
-    instead of rows.
+    sharing it) makes the bootstrap resample those groups instead of rows under every condition;
+    by default each condition resamples the rows linked by the test data's ``sources`` of the
+    modalities present (rows that share an audio clip move together only where the audio is there).
     """
 
     methods: Sequence[str]
@@ -242,9 +243,9 @@ class Experiment:
                 results.reliability += [{**tags, **r} for r in evaluation.reliability]
                 decisions[(name, seed)] = evaluation.decisions
             store.records(results.records)
-        groups = np.asarray(self.groups) if self.groups is not None else source_groups(self.test.sources, len(self.test))
+        groups = np.asarray(self.groups) if self.groups is not None else None
         results.evidence = bootstrap_evidence(decisions, self.test.target.numpy(), main_metric(results.records),
-                                              self.modalities, dataset=self.dataset, groups=groups)
+                                              self.modalities, dataset=self.dataset, groups=groups, sources=self.test.sources)
         store.evidence(results.evidence, results.reliability)
         return results
 

@@ -86,9 +86,10 @@ def _rows_text(summary: Sequence[dict]) -> str:
 
 
 def _resampling(evidence: Sequence[dict]) -> str:
-    e = evidence[0]
-    unit = "test rows" if e["unit"] == "row" else "groups of test rows that share a source"
-    return f"{e['resamples']} resamples of the {unit}"
+    units = {e["unit"] for e in evidence}
+    unit = ("test rows" if units == {"row"} else "groups of test rows that share a source" if units == {"group"} else
+            "groups of test rows that share a source of a modality present (rows, where none is shared)")
+    return f"{evidence[0]['resamples']} resamples of the {unit}"
 
 
 def _evidence_section(evidence: Sequence[dict], methods: Sequence[str], name: str) -> list[str]:
