@@ -94,3 +94,11 @@ def test_mma_with_the_weighted_fusion_starts_from_the_weighted_ensemble(tiny_enc
                              fusion="weighted", finetune_lr_scale=1e-9).fit(noisy_b["train"], noisy_b["val"], stage1=stage1)
     assert still.weight_fit_["weights"] == ume.weight_fit_["weights"]
     assert np.allclose(still.predict_proba(noisy_b["test"].inputs), ume.predict_proba(noisy_b["test"].inputs), atol=1e-6)
+
+
+def test_a_modality_with_a_vanishing_weight_alone_is_still_its_own_model():
+    fusion = WeightedMeanFusion({"a": 1, "b": 1}, 3)
+    fusion.weights.copy_(torch.tensor([1.0, 0.0]))
+    logits = {"a": torch.randn(4, 3), "b": torch.randn(4, 3)}
+    only_b = {"a": torch.zeros(4, dtype=torch.bool), "b": torch.ones(4, dtype=torch.bool)}
+    assert torch.allclose(fusion(logits, only_b), logits["b"])

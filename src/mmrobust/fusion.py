@@ -89,6 +89,7 @@ class WeightedMeanFusion(Fusion):
         return self._combine(self.weights, branches, present)
 
     def _combine(self, weights: Tensor, branches: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> Tensor:
+        weights = weights.clamp_min(1e-6)  # a modality alone is its own logits, however small its weight
         acc, total = None, None
         for j, m in enumerate(self.modalities):
             w = present[m].to(branches[m].dtype) * weights[j]
