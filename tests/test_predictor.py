@@ -31,8 +31,10 @@ def test_round_trip_gives_identical_predictions_for_every_pattern(paper_run_dir,
         first, second = predictor.predict(rows), again.predict(rows)
         assert [p.probabilities for p in first] == [p.probabilities for p in second]
         assert all(p.used == [m for m in ("audio", "image") if present[m]] for p in first)
-        direct = predictor.method.predict_proba({m: test[m] if present[m] else None for m in test})
         pattern = "+".join(m for m in ("audio", "image") if present[m])
+        routed = json.loads((paper_run_dir / "model" / "config.json").read_text())["routing"]
+        assert {p.answered_by for p in first} == {routed[pattern]}  # the model file's choice, reported per prediction
+        direct = predictor.method.predict_proba({m: test[m] if present[m] else None for m in test})
         scaled = predictor.calibration.calibrate(direct, [pattern] * 40)  # temperature-scaled per pattern
         assert np.allclose([[p.probabilities[str(c)] for c in range(10)] for p in first], scaled, atol=1e-6)
 
@@ -85,7 +87,7 @@ def test_predict_a_manifest_to_csv(paper_run_dir, tmp_path):
     assert main(["predict", str(paper_run_dir / "model"), "--manifest", str(tmp_path / "rows.csv"),
                  "--out", str(tmp_path / "preds.csv")]) == 0
     lines = (tmp_path / "preds.csv").read_text().splitlines()
-    assert lines[0].startswith("id,label,used,0,1,") and [line.split(",")[2] for line in lines[1:]] == ["audio+image", "audio", "image"]
+    assert lines[0].startswith("id,label,used,answered_by,0,1,") and [line.split(",")[2] for line in lines[1:]] == ["audio+image", "audio", "image"]
 
 
 def test_bad_inputs_are_named(paper_run_dir, tmp_path):

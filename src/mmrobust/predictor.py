@@ -36,7 +36,7 @@ from .errors import ConfigError, InputError, ModelFileError
 from .files import atomic_path, write_json, write_text
 from .inputs import default_spec, prepare
 from .methods import Method, create_method
-from .protocols import pattern_name
+from .protocols import nonempty_subsets, pattern_name
 from .config import TrainConfig
 from .version import __version__
 
@@ -47,9 +47,10 @@ FORMAT = "mmrobust.model/3"  # 2: the method's own parameters (get_params); 3: u
 class Prediction:
     label: str | list[str] | None  # multi-label: every label with probability >= 0.5; None: unsure
     probabilities: dict[str, float]  # temperature-scaled for the pattern of ``used`` when calibrated
-    used: list[str]  # the modalities this prediction was made from
+    used: list[str]  # the modalities the request gave (its presence pattern)
     label_set: list[str] | None = None  # with a coverage: the conformal prediction set
     unsure: bool = False  # with abstain: the set is not a single label
+    answered_by: str | None = None  # what answered that pattern: UME-MMA's choice (``unimodal:text``, ``mma`` ...)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -76,7 +77,9 @@ class Predictor:
                   "encoders": {m: _spec_dict(s) for m, s in method.encoders.items()}, "inputs": self.inputs,
                   "train": dataclasses.asdict(method.train_config),
                   "calibration": self.calibration.mode if self.calibration else None,
-                  "needs_trust_code": bool(import_paths(method.encoders))}
+                  "needs_trust_code": bool(import_paths(method.encoders)),
+                  "routing": {pattern_name(subset): method.answered_by(pattern_name(subset))  # what answers each pattern
+                              for subset in nonempty_subsets(method.modalities)}}
         tmp = folder.with_name(f".{folder.name}.tmp")  # complete or absent: written aside, then renamed
         shutil.rmtree(tmp, ignore_errors=True)
         save_method(method, tmp / "weights.safetensors")
@@ -153,7 +156,8 @@ class Predictor:
         raw = self.method.predict_proba(inputs, {m: torch.from_numpy(p) for m, p in present.items()})
         proba = self.calibration.calibrate(raw, patterns) if self.calibration is not None else raw
         sets = self.calibration.prediction_sets(raw, patterns, coverage) if coverage is not None else [None] * len(rows)
-        return [self._prediction(p, u, s, abstain) for p, u, s in zip(proba, used, sets)]
+        return [self._prediction(p, u, s, abstain, self.method.answered_by(pattern))
+                for p, u, s, pattern in zip(proba, used, sets, patterns)]
 
     def _column(self, m: str, rows, present: np.ndarray, base: Path):
         if not present.any():
@@ -163,22 +167,24 @@ class Predictor:
         batch = prepare(m, spec, values, base)
         return scatter_rows(batch, np.flatnonzero(present), len(rows))
 
-    def _prediction(self, proba: np.ndarray, used: list[str], label_set: np.ndarray | None, abstain: bool) -> Prediction:
+    def _prediction(self, proba: np.ndarray, used: list[str], label_set: np.ndarray | None, abstain: bool,
+                    answered_by: str) -> Prediction:
         probabilities = {name: float(p) for name, p in zip(self.label_names, proba)}
         if self.method.task == "multilabel":
             label = [name for name, p in probabilities.items() if p >= 0.5]
         else:
             label = self.label_names[int(np.argmax(proba))]
         if label_set is None:
-            return Prediction(label, probabilities, used)
+            return Prediction(label, probabilities, used, answered_by=answered_by)
         names = [n for n, keep in zip(self.label_names, label_set) if keep]
         unsure = abstain and len(names) != 1
-        return Prediction(None if unsure else label, probabilities, used, label_set=names, unsure=unsure)
+        return Prediction(None if unsure else label, probabilities, used, label_set=names, unsure=unsure,
+                          answered_by=answered_by)
 
     def predict_manifest(self, manifest: str | Path, out: str | Path, batch_size: int = 64, progress: bool | None = None,
                          *, coverage: float | None = None, abstain: bool = False, on_bad_input: str = "error") -> Path:
         """Predictions for every row of a CSV / JSONL manifest (columns named as the modalities),
-        written to ``out`` (CSV: id, label, used, one probability column per label; with a
+        written to ``out`` (CSV: id, label, used, answered_by, one probability column per label; with a
         ``coverage``, also the label set (``|``-joined) and ``unsure``; an unsure label is empty).
 
         A bad cell (unreadable file, wrong shape, ...) is an error naming the manifest row and id;
@@ -209,14 +215,15 @@ class Predictor:
                 predictions += [self._predict_row(sample, place, manifest.parent, coverage, abstain, on_bad_input)
                                 for sample, place in zip(samples[batch], where[batch])]
         sets = ["set", "unsure"] if coverage is not None else []
-        lines = [["id", "label", *sets, "used", *self.label_names]]
+        lines = [["id", "label", *sets, "used", "answered_by", *self.label_names]]
         for sample_id, p in zip(ids, predictions):
             if p is None:  # nothing usable in this row (policy missing)
-                lines.append([sample_id, "", *[""] * len(sets), "", *[""] * len(self.label_names)])
+                lines.append([sample_id, "", *[""] * len(sets), "", "", *[""] * len(self.label_names)])
                 continue
             label = "|".join(p.label) if isinstance(p.label, list) else (p.label or "")
             extra = ["|".join(p.label_set), int(p.unsure)] if coverage is not None else []
-            lines.append([sample_id, label, *extra, "+".join(p.used), *(f"{p.probabilities[n]:.6f}" for n in self.label_names)])
+            lines.append([sample_id, label, *extra, "+".join(p.used), p.answered_by,
+                          *(f"{p.probabilities[n]:.6f}" for n in self.label_names)])
         with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
             csv.writer(f).writerows(lines)
         return out

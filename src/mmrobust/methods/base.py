@@ -114,6 +114,11 @@ class Method:
         self.val_score_, self.history_ = meta["val_score"], list(meta["history"])
         return self
 
+    def answered_by(self, pattern: str) -> str:
+        """What answers rows with this presence pattern (``audio+image``): the method itself; a
+        router (UME-MMA) names the candidate it chose for the pattern."""
+        return self.name
+
     def fit_summary(self) -> dict:
         """What the fit chose, for the run's records: validation score and selected epoch."""
         history = getattr(self, "history_", [])

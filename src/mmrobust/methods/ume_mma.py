@@ -159,7 +159,11 @@ class UmeMma(Method):
 
     def routing_summary(self) -> dict[str, str]:
         """What each presence pattern uses: ``unimodal:<m>``, or the part's method name."""
-        return {p: c if reference_modality(c) else self.parts[c] for p, c in self.routing_.items()}
+        return {p: self.answered_by(p) for p in self.routing_}
+
+    def answered_by(self, pattern: str) -> str:
+        choice = self.routing_[pattern]
+        return choice if reference_modality(choice) else self.parts[choice]
 
     # --- saving ---------------------------------------------------------------------------------
     def state_tensors(self) -> dict[str, Tensor]:
