@@ -281,7 +281,8 @@ def test_a_group_column_names_the_source_rows_share(tmp_path):
     sources, which the bootstrap resamples."""
     vectors(tmp_path, 40)
     rows = [[f"v{i}.npy", "yes" if i % 2 else "no", f"speaker{i % 4}"] for i in range(40)]
-    splits = DATASETS.create("manifest", path=str(write_csv(tmp_path / "m.csv", ["a", "y", "group"], rows)), label="y")
+    with pytest.warns(UserWarning, match="come from only 4 groups of the group column"):
+        splits = DATASETS.create("manifest", path=str(write_csv(tmp_path / "m.csv", ["a", "y", "group"], rows)), label="y")
     assert splits.train.modalities == ("a",)
     for name in ("train", "val", "test"):
         data, ids = getattr(splits, name), splits.ids[name]

@@ -7,6 +7,7 @@ The manifest loader, MM-IMDB and Food-101 all read their files into a :class:`Ta
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +122,7 @@ def build_splits(table: Table, extractors: Mapping[str, str] | None = None, fine
     for s, idx in rows.items():
         if len(idx) == 0:
             raise DataError(f"{table.source}: the {s} split has no rows")
+    _warn_few_groups(table, rows["test"])
     ids = {s: [table.ids[i] for i in idx] for s, idx in rows.items()}
     meta = {"source": table.source, "rows": {s: len(idx) for s, idx in rows.items()}, "modalities": dict(table.kinds),
             "extractors": used, "missing": {m: int((~present[m]).sum()) for m in table.cells},
@@ -297,3 +299,17 @@ def _concat(parts: list):
 def _chunks(items: list, size: int) -> Iterable[list]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+FEW_GROUPS = 30  # fewer test groups than this: the bootstrap intervals rest on very few draws
+
+
+def _warn_few_groups(table: Table, test_rows: np.ndarray) -> None:
+    """A group column that holds few distinct values in the test split (a category, not a source?) is said."""
+    if not table.groups:
+        return
+    n_groups = len({table.groups[i] for i in test_rows})
+    if n_groups < FEW_GROUPS:
+        warnings.warn(f"{table.source}: the {len(test_rows)} test rows come from only {n_groups} groups of the group "
+                      f"column; the bootstrap intervals resample those groups and will be wide. If that column is a "
+                      f"category rather than the source rows share, name another with group_column", stacklevel=2)
