@@ -143,4 +143,6 @@ def render_dataset(folder: Path, dataset: str, here: Path) -> list[str]:
 
 
 def _unit(evidence: list[dict]) -> str:
-    return "test rows" if not evidence or evidence[0]["unit"] == "row" else "groups of test rows that share a source"
+    units = {e["unit"] for e in evidence}
+    return ("test rows" if units <= {"row"} else "groups of test rows that share a source" if units == {"group"} else
+            "groups of test rows that share a source of a modality present; rows where none is shared")
