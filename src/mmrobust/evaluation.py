@@ -55,9 +55,11 @@ def mask_scores(method, data: MultiModalDataset, masks: Sequence[ProtocolMask], 
     return scores
 
 
-def selection_score(method, data: MultiModalDataset) -> float:
-    """Mean of the method's metric over ``full`` and each single modality missing."""
-    scores = [s for s in mask_scores(method, data, selection_masks(data, method.modalities), method.metric) if s is not None]
+def selection_score(method, data: MultiModalDataset, encoded: Any = None) -> float:
+    """Mean of the method's metric over ``full`` and each single modality missing (``encoded``:
+    the rows already encoded by ``method.encode``, when the caller has them)."""
+    scores = [s for s in mask_scores(method, data, selection_masks(data, method.modalities), method.metric, encoded)
+              if s is not None]
     if not scores:
         raise DataError(f"no validation row can be scored for {method.name}")
     return float(np.mean(scores))

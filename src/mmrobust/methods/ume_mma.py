@@ -109,7 +109,7 @@ class UmeMma(Method):
             self.pattern_scores_[mask.pattern], self.pattern_se_[mask.pattern] = scores, se
             self.routing_[mask.pattern] = (simplest_within(scores, se, incumbent=self.selected_)
                                            if self.selection == "per-pattern" and scores else self.selected_)
-        self.val_score_ = selection_score(self, val)
+        self.val_score_ = selection_score(self, val, encoded)  # the rows encoded once, above
 
     def _pattern_evidence(self, mask: ProtocolMask, encoded: Mapping[str, Any],
                           val: MultiModalDataset) -> tuple[dict[str, float], dict[str, float]]:
