@@ -1,0 +1,118 @@
+"""Check by breaking (issue 24): each guarantee named in the issue is broken on purpose, one at a
+time, and the test that pins it must then fail. Run from the repository root:
+
+    python scripts/break_checks.py            # every case (about 2 minutes on 2 cores)
+    python scripts/break_checks.py ece-bins   # the cases whose name contains 'ece-bins'
+
+Each case replaces one exact piece of source text (refusing to run if the text is not there, so a
+refactor cannot make a case silently vacuous), runs the named tests, and restores the file.
+Exit status 1 when a broken behaviour leaves its tests green.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SRC = ROOT / "src" / "mmrobust"
+GUARANTEES = "tests/test_guarantees.py"
+
+
+@dataclass(frozen=True)
+class Break:
+    name: str
+    file: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+CASES = (
+    Break("answered-by-constant", "methods/ume_mma.py",
+          "return choice if reference_modality(choice) else self.parts[choice]", 'return "mma"',
+          (f"{GUARANTEES}::test_answered_by_names_the_candidate_whose_probabilities_each_row_got",)),
+    Break("predictor-answered-by-pattern", "predictor.py",
+          "self.method.answered_by(pattern))", 'self.method.answered_by(patterns[0]))',
+          (f"{GUARANTEES}::test_answered_by_names_the_candidate_whose_probabilities_each_row_got",)),
+    Break("calibration-on-test", "experiment.py",
+          "calibration = fit_calibration(method, val, self.calibration)",
+          "calibration = fit_calibration(method, self.test, self.calibration)",
+          (f"{GUARANTEES}::test_temperatures_and_set_thresholds_do_not_depend_on_test_labels",)),
+    Break("model-calibration-on-test", "pipeline.py",
+          "calibration = fit_calibration(method, val, config.calibration)",
+          "calibration = fit_calibration(method, splits.test, config.calibration)",
+          (f"{GUARANTEES}::test_the_saved_model_is_calibrated_on_the_validation_split",)),
+    Break("worst-reference", "evidence.py", "return max(candidates)[1] if candidates", "return min(candidates)[1] if candidates",
+          (f"{GUARANTEES}::test_the_reference_is_the_best_unimodal_model_of_a_present_modality",)),
+    Break("ece-bins", "calibration.py", "ECE_BINS = 15", "ECE_BINS = 10",
+          (f"{GUARANTEES}::test_ece_uses_fifteen_equal_width_bins",)),
+    Break("routing-se-zero", "methods/ume_mma.py", "return {c: float(np.nanstd(spread[best] - spread[c])) for c in probas}",
+          "return {c: 0.0 for c in probas}",
+          (f"{GUARANTEES}::test_routing_scores_each_pattern_on_its_own_validation_rows_with_bootstrap_standard_errors",
+           f"{GUARANTEES}::test_paired_standard_error_matches_the_binomial_formula")),
+    Break("routing-se-one", "methods/ume_mma.py", "return {c: float(np.nanstd(spread[best] - spread[c])) for c in probas}",
+          "return {c: 1.0 for c in probas}",
+          (f"{GUARANTEES}::test_routing_scores_each_pattern_on_its_own_validation_rows_with_bootstrap_standard_errors",
+           f"{GUARANTEES}::test_paired_standard_error_matches_the_binomial_formula")),
+    Break("routing-every-row", "methods/ume_mma.py", "rows = np.flatnonzero(mask.scored)", "rows = np.arange(len(val))",
+          (f"{GUARANTEES}::test_routing_scores_each_pattern_on_its_own_validation_rows_with_bootstrap_standard_errors",)),
+    Break("umt-no-feature-term", "methods/distill.py", "loss + self.feature_weight * self.feature_loss(",
+          "loss + 0 * self.feature_weight * self.feature_loss(",
+          (f"{GUARANTEES}::test_umt_loss_is_task_plus_ten_times_the_feature_distance_on_present_rows",)),
+    Break("proxy-no-reconstruction", "methods/proxy.py", "loss = loss + self.proxy_weight * nn.functional.mse_loss(",
+          "loss = loss + 0 * self.proxy_weight * nn.functional.mse_loss(",
+          (f"{GUARANTEES}::test_proxy_loss_adds_the_reconstruction_of_each_dropped_feature",)),
+    Break("kd-full-no-distillation", "methods/distill.py", "loss = loss + self.distill_weight * distillation_loss(\n            logits",
+          "loss = loss + 0 * self.distill_weight * distillation_loss(\n            logits",
+          (f"{GUARANTEES}::test_kd_full_loss_mixes_the_task_and_the_full_rows_teaching",)),
+    Break("kd-unimodal-no-distillation", "methods/distill.py",
+          "loss = loss + self.distill_weight * distillation_loss(logits[rows]",
+          "loss = loss + 0 * self.distill_weight * distillation_loss(logits[rows]",
+          ("tests/test_baselines.py::test_kd_unimodal_adds_the_distillation_from_each_present_teacher",)),
+    Break("ogm-coefficient-ignored", "methods/ogm_ge.py", "return grad * coefficient + noise", "return grad + noise",
+          (f"{GUARANTEES}::test_ogm_ge_computes_its_coefficient_from_the_batch_and_damps_and_noises_the_dominant_encoder",)),
+    Break("ogm-coefficient-never-computed", "methods/ogm_ge.py",
+          "self.coefficients_ = modulation_coefficients(scores, self.alpha) if scores else {}", "self.coefficients_ = {}",
+          (f"{GUARANTEES}::test_ogm_ge_computes_its_coefficient_from_the_batch_and_damps_and_noises_the_dominant_encoder",)),
+    Break("ogm-no-noise", "methods/ogm_ge.py", "noise = torch.randn_like(grad) * grad.std() if", "noise = 0 * grad.std() if",
+          (f"{GUARANTEES}::test_ogm_ge_computes_its_coefficient_from_the_batch_and_damps_and_noises_the_dominant_encoder",)),
+    Break("ogm-modulates-all-epochs", "methods/ogm_ge.py", "if epoch < self.modulated_epochs_ else None", "",
+          (f"{GUARANTEES}::test_ogm_ge_computes_its_coefficient_from_the_batch_and_damps_and_noises_the_dominant_encoder",)),
+    Break("entropy-weights-equal", "fusion.py", "scores.softmax(dim=1), torch.zeros_like(scores)",
+          "(scores * 0).softmax(dim=1), torch.zeros_like(scores)",
+          ("tests/test_baselines.py::test_entropy_weights_are_per_row_not_per_batch",)),
+    Break("missing-token-zeros", "fusion.py", 'requires_grad=missing == "learned"', "requires_grad=False",
+          ("tests/test_baselines.py::test_missing_token_learns_the_vector_absent_slots_get",)),
+)
+
+
+def run(case: Break) -> bool:
+    """True when the broken code makes the named tests fail."""
+    path = SRC / case.file
+    original = path.read_text(encoding="utf-8")
+    if original.count(case.old) != 1:
+        raise SystemExit(f"{case.name}: the text to break is not in {case.file} exactly once; update the case")
+    try:
+        path.write_text(original.replace(case.old, case.new), encoding="utf-8")
+        result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *case.tests],
+                                cwd=ROOT, capture_output=True, text=True)
+    finally:
+        path.write_text(original, encoding="utf-8")
+    return result.returncode == 1
+
+
+def main(argv: list[str]) -> int:
+    cases = [c for c in CASES if not argv or any(a in c.name for a in argv)]
+    survivors = []
+    for case in cases:
+        caught = run(case)
+        print(f"{'caught  ' if caught else 'MISSED  '} {case.name}: {case.file}", flush=True)
+        survivors += [] if caught else [case.name]
+    print(f"{len(cases) - len(survivors)} of {len(cases)} broken behaviours caught")
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

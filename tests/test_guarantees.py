@@ -1,0 +1,329 @@
+"""Tests that bite (issue 24): each guarantee the README gives is checked against an independent
+expectation (a hand computation, a second implementation, or a case with a known answer), never
+against the output of the function under test. docs/mutation-testing.md names, for each test,
+the change to the code that makes it fail."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import mmrobust as mm
+from mmrobust.calibration import ECE_BINS, calibration_metrics, expected_calibration_error, reliability_bins
+from mmrobust.evidence import bootstrap_evidence, resample_weights
+from mmrobust.methods.ogm_ge import modulation_coefficients
+from mmrobust.methods.ume_mma import RESAMPLES, paired_standard_errors
+from mmrobust.predictor import Predictor
+from mmrobust.runtime import derive_seed
+
+CONFIG = mm.TrainConfig(epochs=3, batch_size=32, lr=3e-3, device="cpu", progress=False)
+ENCODERS = {"a": mm.EncoderSpec("mlp-tiny", in_dim=6), "b": mm.EncoderSpec("mlp-tiny", in_dim=6)}
+
+
+def accuracy(proba: np.ndarray, target: np.ndarray) -> float:
+    return float(np.mean(np.asarray(proba).argmax(axis=1) == np.asarray(target)))
+
+
+def create(name, **options):
+    return mm.create_method(name, encoders=ENCODERS, num_classes=4, seed=0, train_config=CONFIG, **options)
+
+
+def presence(n: int, pattern: str) -> dict[str, torch.Tensor]:
+    return {m: torch.full((n,), m in pattern.split("+")) for m in "ab"}
+
+
+@pytest.fixture(scope="module")
+def routed():
+    """Stage 1, the weighted UME and MMA parts and UME-MMA over them, on data whose validation
+    split has rows where ``b`` is really missing (so a pattern's rows are not every row)."""
+    data = mm.make_synthetic({"train": 240, "val": 200, "test": 120}, {"a": 6, "b": 6}, noise={"a": 1.5, "b": 2.0}, seed=3)
+    val = data["val"]
+    b_observed = torch.ones(len(val), dtype=torch.bool)
+    b_observed[::3] = False
+    data = {**data, "val": val.with_present({"a": val.present["a"], "b": b_observed})}
+    stage1 = mm.train_stage1(ENCODERS, data["train"], data["val"], num_classes=4, seed=0, train_config=CONFIG)
+    parts = {name: create(name).fit(data["train"], data["val"], stage1=stage1) for name in ("ume-weighted", "mma")}
+    model = create("ume-mma").fit(data["train"], data["val"], stage1=stage1, fitted=parts)
+    return data, stage1, parts, model
+
+
+def candidate_probas(stage1, parts, inputs, pattern: str) -> dict[str, np.ndarray]:
+    """Each candidate's probabilities under ``pattern``, each from its own fitted model."""
+    n = len(next(iter(inputs.values())))
+    given = {m: inputs[m] for m in pattern.split("+")}
+    out = {f"unimodal:{m}": stage1.methods[m].predict_proba({m: inputs[m]}) for m in pattern.split("+")}
+    out.update({name: part.predict_proba(given, presence(n, pattern)) for name, part in parts.items()})
+    return out
+
+
+# --- answered_by names the model whose probabilities the row got ----------------------------------
+
+
+@pytest.mark.parametrize("routing", [{"a+b": "mma", "a": "unimodal:a", "b": "ume"},
+                                     {"a+b": "ume", "a": "mma", "b": "unimodal:b"},
+                                     {"a+b": "unimodal:b", "a": "ume", "b": "mma"}])
+def test_answered_by_names_the_candidate_whose_probabilities_each_row_got(routed, routing):
+    data, stage1, parts, model = routed
+    test = data["test"]
+    saved = dict(model.routing_)
+    model.routing_ = dict(routing)
+    try:
+        predictor = Predictor(model, {}, ["w", "x", "y", "z"])
+        patterns = ["a+b", "a", "b"] * 4
+        rows = [{m: np.asarray(test.inputs[m][i]) if m in p.split("+") else None for m in "ab"} for i, p in enumerate(patterns)]
+        predictions = predictor.predict(rows)
+        for i, (pattern, prediction) in enumerate(zip(patterns, predictions)):
+            expected = candidate_probas(stage1, parts, {m: test.inputs[m][i:i + 1] for m in "ab"}, pattern)
+            assert prediction.answered_by in expected, f"{prediction.answered_by} cannot answer {pattern}"
+            got = np.array(list(prediction.probabilities.values()))
+            assert np.allclose(got, expected[prediction.answered_by][0], atol=1e-5), (pattern, prediction.answered_by)
+        both = candidate_probas(stage1, parts, test.inputs, "a+b")  # the candidates really differ on full rows
+        assert all(not np.allclose(both[c], both[d], atol=1e-3) for c in both for d in both if c < d)
+    finally:
+        model.routing_ = saved
+
+
+# --- the routing: scores on the pattern's validation rows, standard errors that mean something ----
+
+
+def test_routing_scores_each_pattern_on_its_own_validation_rows_with_bootstrap_standard_errors(routed):
+    data, stage1, parts, model = routed
+    val = data["val"]
+    target = val.target.numpy()
+    observed = {m: val.present[m].numpy() for m in "ab"}
+    weights = resample_weights(len(val), RESAMPLES, derive_seed(0, "ume-mma", "routing"))
+    for pattern in ("a+b", "a", "b"):
+        rows = np.flatnonzero(np.logical_and.reduce([observed[m] for m in pattern.split("+")]))
+        assert 0 < len(rows) < len(val) or pattern == "a"
+        probas = candidate_probas(stage1, parts, {m: val.inputs[m][rows] for m in "ab"}, pattern)
+        probas = {("ume" if c == "ume-weighted" else c): p for c, p in probas.items()}
+        scores = model.pattern_scores_[pattern]
+        assert scores == pytest.approx({c: accuracy(p, target[rows]) for c, p in probas.items()})
+        best = max(scores, key=scores.get)
+        w = weights[:, rows]
+        correct = {c: (p.argmax(axis=1) == target[rows]).astype(float) for c, p in probas.items()}
+        resampled = {c: (w @ correct[c]) / w.sum(axis=1) for c in correct}
+        for c, se in model.pattern_se_[pattern].items():
+            assert se == pytest.approx(float(np.std(resampled[best] - resampled[c])), abs=1e-6)
+    assert any(se > 0.01 for se in model.pattern_se_["a+b"].values())
+
+
+def test_paired_standard_error_matches_the_binomial_formula():
+    n = 400  # a right everywhere, b right on every other row: the paired difference is 0/1
+    target = np.zeros(n, dtype=int)
+    right, half = np.eye(3)[np.zeros(n, dtype=int)], np.eye(3)[np.arange(n) % 2]
+    weights = resample_weights(n, 2000, seed=1)
+    se = paired_standard_errors("accuracy", "multiclass", {"a": right, "b": half}, target, weights, "a")
+    assert se["a"] == 0.0
+    assert se["b"] == pytest.approx(math.sqrt(0.5 * 0.5 / n), rel=0.1)
+
+
+# --- calibration and conformal sets come from validation rows only --------------------------------
+
+
+def test_temperatures_and_set_thresholds_do_not_depend_on_test_labels():
+    data = mm.make_synthetic({"train": 200, "val": 160, "test": 160}, {"a": 6, "b": 6}, noise=1.5, seed=5)
+    experiment = mm.experiment.Experiment(methods=["ume"], encoders=ENCODERS, train=data["train"], val=data["val"],
+                                          test=data["test"], protocols=["subsets"], train_config=CONFIG)
+    fitted = experiment.fit()
+    test = data["test"]
+    scrambled = mm.MultiModalDataset(test.inputs, (test.target + 1) % 4, test.present)
+    kept = ("temperature", "validation_rows", "set_size@0.9", "set_size@0.9:blind")
+
+    def cells(results):
+        return {(r["pattern"], r["metric"]): r["value"] for r in results.records if r["metric"] in kept}
+
+    clean = cells(experiment.evaluate(fitted))
+    assert clean == cells(dataclasses.replace(experiment, test=scrambled).evaluate(fitted))
+    ume = fitted[0]["ume"]
+    for pattern in ("a+b", "a", "b"):  # the temperature minimises the validation NLL (a grid search, by hand)
+        proba = ume.predict_proba({m: data["val"].inputs[m] for m in pattern.split("+")}, presence(len(data["val"]), pattern))
+        grid = np.exp(np.linspace(np.log(0.2), np.log(5.0), 2001))
+        log_p = np.log(proba[np.arange(len(proba)), data["val"].target.numpy()])
+        nll = [np.mean(-(log_p / t) + np.log(np.sum(proba ** (1 / t), axis=1))) for t in grid]
+        assert clean[(pattern, "temperature")] == pytest.approx(grid[int(np.argmin(nll))], rel=0.01)
+        assert clean[(pattern, "validation_rows")] == len(data["val"])
+
+
+def test_the_saved_model_is_calibrated_on_the_validation_split(paper_run_dir):
+    from mmrobust.pipeline import load_data, read_config
+
+    predictor = Predictor.load(paper_run_dir / "model")
+    val = load_data(read_config(paper_run_dir)).val
+    target = val.target.numpy()
+    for pattern in ("audio+image", "audio", "image"):  # the conformal scores are 1 - p(label) of the validation rows
+        proba = predictor.method.predict_proba({m: val.inputs[m] for m in pattern.split("+")})
+        expected = np.sort(1.0 - proba[np.arange(len(val)), target])
+        assert np.allclose(predictor.calibration.scores[pattern], expected, atol=1e-5)
+
+
+# --- the reference is the best uni-modal model present --------------------------------------------
+
+
+def test_the_reference_is_the_best_unimodal_model_of_a_present_modality():
+    n = 100
+    target, rows = np.zeros(n, dtype=int), np.arange(n)
+
+    def right_on(k):  # decisions right on the first k rows
+        return np.where(rows < k, 0, 1).astype(np.int32)
+
+    full, only_b = ("full", None, None), ("miss:a", None, None)
+    decisions = {("unimodal:a", 0): {full: (rows, right_on(90), "a+b"), only_b: (rows, right_on(90), "b")},
+                 ("unimodal:b", 0): {full: (rows, right_on(60), "a+b"), only_b: (rows, right_on(60), "b")},
+                 ("mma", 0): {full: (rows, right_on(70), "a+b"), only_b: (rows, right_on(50), "b")}}
+    records = {(r["method"], r["protocol"]): r for r in bootstrap_evidence(decisions, target, "accuracy", ["a", "b"],
+                                                                          resamples=200)}
+    with_both = records[("mma", "full")]
+    assert with_both["reference"] == "unimodal:a" and with_both["difference"] == pytest.approx(0.7 - 0.9)
+    assert with_both["verdict"] == "below"
+    without_a = records[("mma", "miss:a")]  # a scores more, but is not there
+    assert without_a["reference"] == "unimodal:b" and without_a["difference"] == pytest.approx(0.5 - 0.6)
+
+
+# --- ECE: 15 equal-width bins ---------------------------------------------------------------------
+
+
+def test_ece_uses_fifteen_equal_width_bins():
+    # confidences 0.62 (right) and 0.68 (wrong): one bin (0.6, 0.7] with 10 bins, two with 15
+    proba = np.array([[0.62, 0.2, 0.18], [0.68, 0.2, 0.12]])
+    target = np.array([0, 1])
+    fifteen = (abs(1 - 0.62) + abs(0 - 0.68)) / 2
+    ten = abs(1 - (0.62 + 0.68)) / 2
+    assert ECE_BINS == 15 and fifteen != pytest.approx(ten)
+    assert expected_calibration_error(proba, target) == pytest.approx(fifteen)
+    assert calibration_metrics(proba, target)["ece"] == pytest.approx(fifteen)
+    bins = reliability_bins(proba, target)
+    assert bins["rows"] == [0] * 9 + [1, 1] + [0] * 4
+    assert bins["correct"][9:11] == [1.0, 0.0] and bins["confidence"][9:11] == pytest.approx([0.62, 0.68])
+    edge = np.array([[1 / 15, 0.9, 0.0]])  # a confidence on an edge falls in the bin it closes
+    assert np.flatnonzero(reliability_bins(edge[:, ::-1].copy(), np.array([0]))["rows"]).tolist() == [13]
+
+
+# --- each baseline's defining term ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stage1_synthetic():
+    data = mm.make_synthetic({"train": 240, "val": 80, "test": 120}, {"a": 6, "b": 6}, noise=1.0, seed=0)
+    stage1 = mm.train_stage1(ENCODERS, data["train"], data["val"], num_classes=4, seed=0, train_config=CONFIG)
+    batch = data["train"].batch(np.arange(32))
+    batch.present["b"][:10] = False
+    return stage1, batch
+
+
+def mean_logits(model, inputs, present):
+    """The presence-normalised mean of the branch logits, by hand."""
+    total, count = 0, 0
+    for m in "ab":
+        logits = model.branches[m].head(model.branches[m].encoder(inputs[m]))
+        total = total + logits * present[m][:, None]
+        count = count + present[m].float()[:, None]
+    return total / count
+
+
+def kl_by_hand(teacher, student, t):
+    p = (teacher / t).softmax(-1)
+    return t * t * float((p * (p.log() - (student / t).log_softmax(-1))).sum(1).mean())
+
+
+def test_umt_loss_is_task_plus_ten_times_the_feature_distance_on_present_rows(stage1_synthetic):
+    stage1, batch = stage1_synthetic
+    umt = create("umt")
+    umt.model_ = umt.build_model(None)
+    umt.start_training(stage1, CONFIG)
+    with torch.no_grad():
+        loss = float(umt.training_step(batch, epoch=0)["loss"])
+        task = float(torch.nn.functional.cross_entropy(mean_logits(umt.model_, batch.inputs, batch.present), batch.target))
+        distance = 0.0
+        for m in "ab":
+            x = batch.inputs[m][batch.present[m]]
+            distance += float(((umt.model_.branches[m].encoder(x) - stage1.models[m].encoder(x)) ** 2).mean())
+    assert distance > 0.01
+    assert loss == pytest.approx(task + 10.0 * distance, rel=1e-5)
+
+
+def test_kd_full_loss_mixes_the_task_and_the_full_rows_teaching(stage1_synthetic):
+    stage1, batch = stage1_synthetic
+    kd = create("kd-full", p_drop=0.9)
+    kd.model_ = kd.build_model(stage1)
+    with torch.no_grad():
+        loss = float(kd.training_step(batch, epoch=0)["loss"])
+        dropped = kd.step_presence(batch, 0)[1]
+        assert not all(torch.equal(dropped[m], batch.present[m]) for m in "ab"), "some rows lose a modality"
+        student = mean_logits(kd.model_, batch.inputs, dropped)
+        teacher = mean_logits(kd.model_, batch.inputs, batch.present)
+        task = float(torch.nn.functional.cross_entropy(student, batch.target))
+    assert loss == pytest.approx(0.5 * task + 0.5 * kl_by_hand(teacher, student, 2.0), rel=1e-5)
+
+
+def test_proxy_loss_adds_the_reconstruction_of_each_dropped_feature(stage1_synthetic):
+    stage1, batch = stage1_synthetic
+    proxy = create("proxy", p_drop=0.9)
+    proxy.model_ = proxy.build_model(stage1)
+    model = proxy.model_
+    with torch.no_grad():
+        loss = float(proxy.training_step(batch, epoch=0)["loss"])
+        present = proxy.step_presence(batch, 0)[1]
+        features = {m: model.late.branches[m].encoder(batch.inputs[m]) for m in "ab"}
+        slots = {m: torch.where(present[m][:, None], features[m], model.tokens[m].expand_as(features[m])) for m in "ab"}
+        predicted = {"a": model.proxies["a"](slots["b"]), "b": model.proxies["b"](slots["a"])}
+        task = float(torch.nn.functional.cross_entropy(model.fuse(features, present), batch.target))
+        reconstruction = 0.0
+        for m in "ab":
+            dropped = batch.present[m] & ~present[m]
+            assert bool(dropped.any())
+            reconstruction += float(((predicted[m][dropped] - features[m][dropped]) ** 2).mean())
+    assert reconstruction > 0.01
+    assert loss == pytest.approx(task + 0.2 * reconstruction, rel=1e-5)
+
+
+def test_ogm_ge_computes_its_coefficient_from_the_batch_and_damps_and_noises_the_dominant_encoder(stage1_synthetic):
+    _, batch = stage1_synthetic
+    ogm = create("ogm-ge")
+    ogm.model_ = ogm.build_model(None)
+    ogm.start_training(None, CONFIG)
+    full = batch.present["a"] & batch.present["b"]
+    with torch.no_grad():
+        scores = {}
+        for m in "ab":
+            proba = ogm.model_.branches[m](batch.inputs[m][full]).softmax(-1)
+            scores[m] = float(proba[torch.arange(int(full.sum())), batch.target[full]].sum())
+    dominant = max(scores, key=scores.get)
+    ratio = scores[dominant] / scores["b" if dominant == "a" else "a"]
+    assert ratio > 1
+
+    def gradients(epoch, plain=False):
+        ogm.model_.zero_grad()
+        torch.manual_seed(0)
+        out = ogm.training_step(batch, epoch=epoch)
+        coefficients = dict(ogm.coefficients_)
+        if plain:
+            ogm.coefficients_ = {}
+        out["loss"].backward()
+        return coefficients, [p.grad.clone() for p in ogm.model_.branches[dominant].encoder.parameters()]
+
+    coefficients, damped = gradients(epoch=0)
+    assert coefficients == {dominant: pytest.approx(1 - math.tanh(0.1 * ratio), rel=1e-5)}
+    _, plain = gradients(epoch=0, plain=True)
+    c = coefficients[dominant]
+    residual = torch.cat([((d - c * p) / p.std()).flatten() for d, p in zip(damped, plain)])
+    unit = torch.cat([(p / p.std()).flatten() for p in plain])
+    assert 0.7 < float(residual.std()) < 1.3, "Gaussian noise at the scale of the gradient"
+    assert abs(float(torch.corrcoef(torch.stack([residual, unit]))[0, 1])) < 0.35, "the rest is the damped gradient"
+    assert gradients(epoch=CONFIG.epochs - 1)[0] == {}, "no modulation in the second half of the epochs"
+    ogm.coefficients_ = {dominant: 0.25}  # the hook's rule, exactly: g * coefficient + N(0, std(g))
+    grad = torch.linspace(-1.0, 2.0, 60).reshape(6, 10)
+    torch.manual_seed(1)
+    modulated = ogm._modulate(dominant, grad)
+    torch.manual_seed(1)
+    assert torch.allclose(modulated, 0.25 * grad + torch.randn(6, 10) * float(grad.std()), atol=1e-6)
+    assert torch.equal(ogm._modulate("b" if dominant == "a" else "a", grad), grad), "the other modality is untouched"
+    ogm.end_training()
+
+
+def test_ogm_ge_coefficient_for_three_modalities_uses_the_others_mean():
+    assert modulation_coefficients({"a": 9.0, "b": 3.0, "c": 6.0}, 0.2) == {"a": pytest.approx(1 - math.tanh(0.2 * 2.0))}
+    assert modulation_coefficients({"a": 0.0, "b": 0.0, "c": 5.0}, 0.2) == {}
