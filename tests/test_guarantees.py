@@ -198,8 +198,9 @@ def test_ece_uses_fifteen_equal_width_bins():
     bins = reliability_bins(proba, target)
     assert bins["rows"] == [0] * 9 + [1, 1] + [0] * 4
     assert bins["correct"][9:11] == [1.0, 0.0] and bins["confidence"][9:11] == pytest.approx([0.62, 0.68])
-    edge = np.array([[1 / 15, 0.9, 0.0]])  # a confidence on an edge falls in the bin it closes
-    assert np.flatnonzero(reliability_bins(edge[:, ::-1].copy(), np.array([0]))["rows"]).tolist() == [13]
+    edge = np.linspace(0, 1, 16)[6]  # a confidence on an edge falls in the bin it closes: (5/15, 6/15]
+    ends = np.array([[edge, (1 - edge) / 2, (1 - edge) / 2], [0.99, 0.01, 0.0], [0.9, 0.1, 0.0]])
+    assert reliability_bins(ends, np.array([0, 0, 0]))["rows"] == [0] * 5 + [1] + [0] * 7 + [1, 1]
 
 
 # --- each baseline's defining term ------------------------------------------------------------------
@@ -327,3 +328,35 @@ def test_ogm_ge_computes_its_coefficient_from_the_batch_and_damps_and_noises_the
 def test_ogm_ge_coefficient_for_three_modalities_uses_the_others_mean():
     assert modulation_coefficients({"a": 9.0, "b": 3.0, "c": 6.0}, 0.2) == {"a": pytest.approx(1 - math.tanh(0.2 * 2.0))}
     assert modulation_coefficients({"a": 0.0, "b": 0.0, "c": 5.0}, 0.2) == {}
+
+
+def test_ogm_ge_small_scores_one_element_gradients_and_multilabel_scores():
+    assert modulation_coefficients({"a": 0.9, "b": 0.3}, 0.1) == {"a": pytest.approx(1 - math.tanh(0.3))}
+    ogm = create("ogm-ge")
+    ogm.coefficients_ = {"a": 0.5}
+    one = torch.tensor([2.0])  # one element: no spread to scale noise by, so none (never NaN)
+    assert torch.equal(ogm._modulate("a", one), torch.tensor([1.0]))
+    two = torch.tensor([1.0, 3.0])
+    assert not torch.allclose(ogm._modulate("a", two), 0.5 * two), "two elements already get noise"
+    multilabel = mm.create_method("ogm-ge", encoders=ENCODERS, num_classes=2, task="multilabel", seed=0, train_config=CONFIG)
+    logits = {"a": torch.tensor([[0.0, 2.0], [1.0, -1.0]]), "b": torch.zeros(2, 2)}
+    target = torch.tensor([[1, 1], [0, 1]])
+    both = {m: torch.tensor([True, True]) for m in "ab"}
+    s = lambda z: 1 / (1 + math.exp(-z))  # noqa: E731  the mean probability of each label's true value, summed over rows
+    expected_a = (0.5 + s(2.0)) / 2 + ((1 - s(1.0)) + s(-1.0)) / 2
+    assert multilabel.scores(logits, target, both) == {"a": pytest.approx(expected_a), "b": pytest.approx(1.0)}
+    assert multilabel.scores(logits, target, {"a": both["a"], "b": torch.tensor([False, False])}) is None
+
+
+@pytest.mark.parametrize("name", ["late-fusion", "mma", "missing-token", "proxy", "umt", "kd-unimodal", "kd-full", "ogm-ge"])
+def test_a_training_step_counts_the_rows_left_with_a_modality_and_returns_their_logits(stage1_synthetic, name):
+    stage1, batch = stage1_synthetic
+    method = create(name, p_drop=0.9) if name not in ("late-fusion", "umt", "ogm-ge") else create(name)
+    method.model_ = method.build_model(stage1 if method.needs_stage1 else None)
+    method.start_training(stage1, CONFIG)
+    observed = {m: batch.present[m].clone() for m in "ab"}
+    observed["a"][:10] = False  # rows 0-9 have nothing left once b's first ten are gone too
+    with torch.no_grad():
+        out = method.training_step(batch.with_present(observed), epoch=0)
+    assert out["rows"] == 22 and tuple(out["logits"].shape) == (32, 4)
+    method.end_training()

@@ -17,7 +17,6 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .errors import ConfigError, InputError
-from .protocols import pattern_name
 
 CALIBRATION_MODES = ("per-pattern", "global", "none")
 ALL_PATTERNS = "*"  # the key of the global temperature
@@ -30,13 +29,6 @@ def check_mode(mode: str) -> str:
     if mode not in CALIBRATION_MODES:
         raise ConfigError(f"calibration {mode!r}: expected one of {', '.join(CALIBRATION_MODES)}")
     return mode
-
-
-def row_patterns(present: Mapping[str, np.ndarray]) -> np.ndarray:
-    """The presence pattern of each row (``audio+image``; ``""`` for a row with nothing)."""
-    modalities = sorted(present)
-    columns = np.stack([np.asarray(present[m], dtype=bool) for m in modalities], axis=1)
-    return np.array([pattern_name([m for m, p in zip(modalities, row) if p]) for row in columns], dtype=object)
 
 
 # --- how calibrated -----------------------------------------------------------------------------
