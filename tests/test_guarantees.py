@@ -360,3 +360,127 @@ def test_a_training_step_counts_the_rows_left_with_a_modality_and_returns_their_
         out = method.training_step(batch.with_present(observed), epoch=0)
     assert out["rows"] == 22 and tuple(out["logits"].shape) == (32, 4)
     method.end_training()
+
+
+# --- the protocols' names, descriptions and report columns (what `mmrobust list` and reports show) ---
+
+
+def test_protocol_examples_descriptions_and_columns_by_hand():
+    from mmrobust.protocols import Column, get_protocol
+
+    two, three = ["b", "a"], ["a", "b", "c"]
+    assert get_protocol("full").examples(two) == ["full"]
+    assert get_protocol("miss:a").examples(two) == ["miss:a", "miss:b"]
+    assert get_protocol("map:a").examples(two) == ["map:a@0.3", "map:b@0.3", "map:both@0.3"]
+    assert get_protocol("map:a").examples(three) == ["map:a@0.3", "map:b@0.3", "map:c@0.3"]
+    assert get_protocol("sweep:a").examples(two) == ["sweep:a", "sweep:b"]
+    assert get_protocol("miss:audio").describe("miss:audio") == "`audio` absent from every test row"
+    assert get_protocol("map:text@0.5").describe("map:text@0.5").startswith("MAP (Lee et al. 2023): `text` absent from a share η")
+    assert get_protocol("full").column("full", None) == Column("full", None)
+    assert get_protocol("map:a").column("map:a", 0.7) == Column("map:a@0.7", 0.7)
+    assert get_protocol("map:a@0.5").column("map:a@0.5", 0.5) == Column("map:a@0.5", 0.5)
+    assert get_protocol("sweep:a").column("sweep:a", None) == Column("sweep:a (area)", None, "area:")
+    assert get_protocol("subsets").column("subsets", None) is None
+
+
+# --- what the mutation campaign found (docs/mutation-testing.md) ------------------------------------
+
+
+def bernoulli_kl_by_hand(teacher, student, t):
+    p, q = (teacher / t).sigmoid(), (student / t).sigmoid()
+    return t * t * float((p * (p / q).log() + (1 - p) * ((1 - p) / (1 - q)).log()).sum(1).mean())
+
+
+def test_kd_full_and_kd_unimodal_on_a_multilabel_task_use_bernoulli_distillation():
+    data = mm.make_synthetic({"train": 120, "val": 40, "test": 40}, {"a": 6, "b": 6}, task="multilabel", seed=1)
+    stage1 = mm.train_stage1(ENCODERS, data["train"], data["val"], num_classes=4, seed=0, train_config=CONFIG,
+                             task="multilabel")
+    batch = data["train"].batch(np.arange(32))
+
+    def create_multilabel(name, **options):
+        return mm.create_method(name, encoders=ENCODERS, num_classes=4, task="multilabel", seed=0, train_config=CONFIG,
+                                **options)
+
+    kd = create_multilabel("kd-full", p_drop=0.9)
+    kd.model_ = kd.build_model(stage1)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    with torch.no_grad():
+        loss = float(kd.training_step(batch, epoch=1)["loss"])
+        dropped = kd.step_presence(batch, 1)[1]
+        student = mean_logits(kd.model_, batch.inputs, dropped)
+        teacher = mean_logits(kd.model_, batch.inputs, batch.present)
+        task = float(bce(student, batch.target.float()))
+    assert loss == pytest.approx(0.5 * task + 0.5 * bernoulli_kl_by_hand(teacher, student, 2.0), rel=1e-5)
+    unimodal = create_multilabel("kd-unimodal", augment=False)
+    unimodal.model_ = unimodal.build_model(None)
+    unimodal.start_training(stage1, CONFIG)
+    with torch.no_grad():
+        loss = float(unimodal.training_step(batch, epoch=0)["loss"])
+        fused = mean_logits(unimodal.model_, batch.inputs, batch.present)
+        expected = float(bce(fused, batch.target.float()))
+        expected += sum(0.5 * bernoulli_kl_by_hand(stage1.models[m](batch.inputs[m]), fused, 2.0) for m in "ab")
+    assert loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_kd_unimodal_drops_modalities_by_seed_epoch_and_row_by_default(stage1_synthetic):
+    from mmrobust.masking import sample_modality_dropout
+
+    stage1, batch = stage1_synthetic
+    kd = create("kd-unimodal")
+    kd.model_ = kd.build_model(None)
+    kd.start_training(stage1, CONFIG)
+    present = sample_modality_dropout(batch.present, batch.index, seed=0, epoch=1, p_drop=0.5)
+    assert not all(torch.equal(present[m], batch.present[m]) for m in "ab")
+    with torch.no_grad():
+        loss = float(kd.training_step(batch, epoch=1)["loss"])
+        fused = mean_logits(kd.model_, batch.inputs, present)
+        expected = float(torch.nn.functional.cross_entropy(fused, batch.target))
+        for m in "ab":
+            rows = present[m]
+            expected += 0.5 * kl_by_hand(stage1.models[m](batch.inputs[m][rows]), fused[rows], 2.0)
+    assert loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_teachers_are_frozen_copies_and_stage1_keeps_training(stage1_synthetic):
+    stage1, _ = stage1_synthetic
+    umt = create("umt")
+    umt.model_ = umt.build_model(None)
+    umt.start_training(stage1, CONFIG)
+    for m in "ab":
+        teacher, original = umt.teachers_[m], stage1.models[m].encoder
+        assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+        assert all(p.requires_grad for p in original.parameters()), "Stage 1 itself is untouched"
+        assert all(t is not o for t, o in zip(teacher.parameters(), original.parameters()))
+    umt.end_training()
+
+
+def test_proxy_networks_their_width_their_seed_and_their_start(stage1_synthetic):
+    from mmrobust.methods.proxy import ProxyModel
+    from mmrobust.runtime import seeded
+
+    stage1, batch = stage1_synthetic
+    proxy = create("proxy")
+    model = proxy.build_model(stage1)
+    assert isinstance(model.proxies["a"][1], torch.nn.ReLU) and model.proxies["a"][0].out_features == 128
+    for m in "ab":  # the late-fusion part starts from Stage 1
+        for p, q in zip(model.late.branches[m].parameters(), stage1.models[m].parameters()):
+            assert torch.equal(p, q)
+    late = mm.methods.fused.FusedMethod.build_model(proxy, stage1)
+    with seeded(derive_seed(0, "proxy", "proxies")):
+        expected = ProxyModel(late, 128)
+    assert all(torch.equal(p, q) for p, q in zip(model.proxies.parameters(), expected.proxies.parameters()))
+    narrow = create("proxy", proxy_hidden=16)
+    assert narrow.build_model(stage1).proxies["b"][0].out_features == 16
+    assert narrow.build_architecture().proxies["b"][0].out_features == 16
+    with torch.no_grad():  # forward = fuse(encode)
+        assert torch.equal(model(batch.inputs, batch.present), model.fuse(model.encode(batch.inputs, batch.present), batch.present))
+
+
+def test_proxy_loss_without_dropped_rows_is_the_task_alone(stage1_synthetic):
+    stage1, batch = stage1_synthetic
+    proxy = create("proxy", p_drop=0.0)
+    proxy.model_ = proxy.build_model(stage1)
+    with torch.no_grad():
+        loss = proxy.training_step(batch, epoch=0)["loss"]
+        task = torch.nn.functional.cross_entropy(proxy.model_(batch.inputs, batch.present), batch.target)
+    assert torch.isfinite(loss) and float(loss) == pytest.approx(float(task), rel=1e-6)

@@ -67,6 +67,7 @@ class Predictor:
         self.card = card
         self.calibration = calibration
 
+    # pragma: no mutate start (files and manifests: the hardening tests' ground, not the mutation campaign's)
     # --- files ---------------------------------------------------------------------------
     def save_pretrained(self, folder: str | Path) -> Path:
         folder = Path(folder)
@@ -121,6 +122,7 @@ class Predictor:
 
     from_pretrained = load
 
+    # pragma: no mutate end
     # --- predictions -------------------------------------------------------------------------
     def predict(self, sample: Mapping[str, Any] | Sequence[Mapping[str, Any]], base: str | Path = ".", *,
                 coverage: float | None = None, abstain: bool = False) -> Any:
@@ -181,6 +183,7 @@ class Predictor:
         return Prediction(None if unsure else label, probabilities, used, label_set=names, unsure=unsure,
                           answered_by=answered_by)
 
+    # pragma: no mutate start (manifests and bad cells: the hardening tests' ground, not the mutation campaign's)
     def predict_manifest(self, manifest: str | Path, out: str | Path, batch_size: int = 64, progress: bool | None = None,
                          *, coverage: float | None = None, abstain: bool = False, on_bad_input: str = "error") -> Path:
         """Predictions for every row of a CSV / JSONL manifest (columns named as the modalities),
@@ -246,8 +249,10 @@ class Predictor:
             return True
         except InputError:
             return False
+    # pragma: no mutate end
 
 
+# pragma: no mutate start (model files: see above)
 def _read_calibration(folder: Path, config: dict) -> Calibration | None:
     path = folder / "calibration.json"
     if not config.get("calibration"):
@@ -260,10 +265,6 @@ def _read_calibration(folder: Path, config: dict) -> Calibration | None:
         raise ModelFileError(f"{path}: not a calibration file ({err})") from err
 
 
-def _given(value: Any) -> bool:
-    return value is not None and not (isinstance(value, str) and not value.strip())
-
-
 def _spec_dict(spec) -> dict:
     if not isinstance(spec, EncoderSpec):
         raise ConfigError("only registry encoders (EncoderSpec) can be saved with a model, not a factory function")
@@ -273,3 +274,8 @@ def _spec_dict(spec) -> dict:
 def _card(config: dict) -> str:
     return (f"# mmrobust model: {config['method']}\n\nModalities: {', '.join(config['modalities'])}; "
             f"{config['num_classes']} classes ({config['task']}); seed {config['seed']}.\n")
+# pragma: no mutate end
+
+
+def _given(value: Any) -> bool:
+    return value is not None and not (isinstance(value, str) and not value.strip())

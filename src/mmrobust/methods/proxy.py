@@ -27,7 +27,7 @@ from .unimodal import Stage1
 class ProxyModel(nn.Module):
     """A late-fusion model whose absent slots hold features predicted from the present ones."""
 
-    def __init__(self, late: LateFusionClassifier, hidden: int = 128) -> None:
+    def __init__(self, late: LateFusionClassifier, hidden: int) -> None:
         super().__init__()
         self.late, self.modalities = late, late.modalities
         dims = {m: late.branches[m].encoder.out_dim for m in self.modalities}
