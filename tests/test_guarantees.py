@@ -484,3 +484,103 @@ def test_proxy_loss_without_dropped_rows_is_the_task_alone(stage1_synthetic):
         loss = proxy.training_step(batch, epoch=0)["loss"]
         task = torch.nn.functional.cross_entropy(proxy.model_(batch.inputs, batch.present), batch.target)
     assert torch.isfinite(loss) and float(loss) == pytest.approx(float(task), rel=1e-6)
+
+
+def test_entropy_fusion_on_a_multilabel_task_by_hand():
+    from mmrobust.fusion import EntropyFusion
+
+    fusion = EntropyFusion(task="multilabel")
+    za, zb = torch.tensor([[3.0, -3.0, 0.0], [0.0, 0.0, 0.0]]), torch.tensor([[1.0, 0.0, 0.0], [4.0, 4.0, -4.0]])
+    present = {"a": torch.tensor([True, True, False]), "b": torch.tensor([True, True, False])}
+    branches = {"a": torch.cat([za, torch.ones(1, 3)]), "b": torch.cat([zb, torch.ones(1, 3)])}
+
+    def entropy(z):  # Bernoulli entropies, summed over labels
+        p = 1 / (1 + np.exp(-np.asarray(z, dtype=float)))
+        return float(-(p * np.log(p) + (1 - p) * np.log(1 - p)).sum())
+
+    weights, out = fusion.weights(branches, present), fusion(branches, present)
+    for row in range(2):
+        ha, hb = entropy(za[row]), entropy(zb[row])
+        wa = math.exp(-ha) / (math.exp(-ha) + math.exp(-hb))
+        assert float(weights["a"][row]) == pytest.approx(wa, rel=1e-5)
+        assert torch.allclose(out[row], wa * za[row] + (1 - wa) * zb[row], atol=1e-5)
+    assert float(weights["a"][2]) == 0.0 == float(weights["b"][2]) and torch.equal(out[2], torch.zeros(3))
+
+
+def test_concat_fusion_names_a_bad_fill():
+    from mmrobust.fusion import ConcatFusion
+
+    with pytest.raises(mm.errors.ConfigError, match="missing must be 'zeros' or 'learned', got 'mean'"):
+        ConcatFusion({"a": 2, "b": 2}, 3, missing="mean")
+
+
+def test_calibration_file_keeps_its_mode_and_ece_takes_its_bins():
+    from mmrobust.calibration import Calibration
+
+    proba, target = np.array([[0.62, 0.2, 0.18], [0.68, 0.2, 0.12]]), np.array([0, 1])
+    assert expected_calibration_error(proba, target, bins=10) == pytest.approx(abs(1 - (0.62 + 0.68)) / 2)
+    loaded = Calibration.from_dict({"mode": "none", "temperatures": {}, "scores": {"a": [0.1, 0.2]}})
+    assert loaded.mode == "none" and np.array_equal(loaded.calibrate(proba, ["a", "a"]), proba)
+    with pytest.raises(mm.errors.ConfigError, match="calibration 'sharp'"):
+        Calibration.from_dict({"mode": "sharp", "temperatures": {}, "scores": {}})
+
+
+def test_pattern_calibration_records_by_hand():
+    from mmrobust.calibration import Calibration
+    from mmrobust.evaluation import pattern_calibration
+
+    scores = {"a": np.full(40, 0.05), "b": np.full(40, 0.9), "c": np.full(5, 0.5)}
+    calibration = Calibration("none", {}, scores)
+    proba, target = np.array([[0.8, 0.1, 0.1], [0.3, 0.6, 0.1]]), np.array([0, 0])
+    values, bins = pattern_calibration(calibration, proba, target, "a")
+    # pattern a's own validation rows are all surer than these rows: nothing is in a set at 90%;
+    # pooled with pattern b's, every label is (1 - p <= 0.9 for all of them)
+    assert values["set_size@0.9"] == 0.0 and values["set_size@0.9:blind"] == 3.0
+    assert values["temperature"] == 1.0 and values["validation_rows"] == 40.0
+    assert [b["calibrated"] for b in bins] == [False, True]
+    assert bins[0]["rows"][11] == 1 and bins[0]["correct"][11] == 1.0 and bins[0]["correct"][8] == 0.0
+    few, _ = pattern_calibration(calibration, proba, target, "c")  # 5 validation rows: too few for 90%
+    assert few["coverage@0.9"] is None and few["set_size@0.9"] is None and few["set_size@0.9:blind"] is not None
+
+
+def test_protocol_strings_rates_and_messages():
+    from mmrobust.protocols import n_of, parse_protocol, sample_masks
+
+    assert parse_protocol("map:a@0.3", ["a", "b"]) == ("map", "a", 0.3)
+    assert parse_protocol("map:a@0", ["a", "b"])[2] == 0.0 and parse_protocol("map:a@1", ["a", "b"])[2] == 1.0
+    cases = {"map:a@x": "'map:a@x': the rate after '@' must be a number, got 'x'",
+             "map:a@1.5": "'map:a@1.5': the rate must lie in \\[0, 1\\]",
+             "map:c@0.3": "'map:c@0.3': unknown modality 'c'"}
+    for spec, message in cases.items():
+        with pytest.raises(mm.errors.ProtocolError, match=message):
+            parse_protocol(spec, ["a", "b"])
+    with pytest.raises(mm.errors.ProtocolError, match="'map:both': MAP 'both' needs exactly two modalities, the data has"):
+        parse_protocol("map:both", ["a", "b", "c"])
+    with pytest.raises(mm.errors.ProtocolError, match="a missing rate must lie in \\[0, 1\\], got 1.5"):
+        n_of(1.5, 10)
+    observed = {m: np.ones(10, dtype=bool) for m in "ab"}
+    (mask,) = sample_masks("map:a@0.3", observed, seed=4)  # the first 3 rows of MAP's own permutation lose a
+    order = np.random.default_rng(derive_seed(4, "map")).permutation(10)
+    assert np.flatnonzero(~mask.present["a"]).tolist() == sorted(order[:3].tolist()) and mask.present["b"].all()
+
+
+def test_saved_masks_hash_by_hand_keep_their_meta_and_refuse_pickles(tmp_path):
+    import hashlib
+    import json
+
+    from mmrobust.protocols import load_masks, masks_hash, sample_masks, save_masks
+
+    observed = {"a": np.array([True, True, False]), "b": np.array([True, False, True])}
+    masks = sample_masks("miss:a", observed, seed=0)
+    h = hashlib.sha256()  # a second implementation of the documented hash
+    h.update(json.dumps({"modalities": ["a", "b"], "pattern": None, "protocol": "miss:a", "rate": None, "rows": 3}).encode())
+    for m in "ab":
+        h.update(m.encode())
+        h.update(np.packbits(masks[0].present[m]).tobytes())
+    h.update(np.packbits(masks[0].scored).tobytes())
+    assert masks_hash(masks) == h.hexdigest()
+    save_masks(tmp_path / "masks.npz", masks, {"seed": 0})
+    assert load_masks(tmp_path / "masks.npz")[0].meta == {"seed": 0}
+    np.savez(tmp_path / "evil.npz", header=np.array([{"sha256": ""}], dtype=object))
+    with pytest.raises(ValueError, match="allow_pickle"):
+        load_masks(tmp_path / "evil.npz")

@@ -116,7 +116,7 @@ def pattern_calibration(calibration: Calibration, proba: np.ndarray, target: np.
     calibrated = calibration.calibrate(proba, patterns)
     values = {**calibration_metrics(proba, target),
               **{f"{k}:calibrated": v for k, v in calibration_metrics(calibrated, target).items()},
-              "temperature": calibration.temperature(pattern) if calibration.mode != "none" else 1.0,
+              "temperature": calibration.temperature(pattern),  # 1.0 in mode none (no temperatures)
               "validation_rows": float(calibration.validation_rows(pattern))}
     blind = set_metrics(calibration.prediction_sets(proba, patterns, COVERAGE, mondrian=False), target)
     values.update({f"{k}@{COVERAGE:g}:blind": v for k, v in blind.items()})

@@ -168,8 +168,9 @@ class ConcatFusion(Fusion):
 class EntropyFusion(Fusion):
     """Per-row confidence weights over the present modalities' logits:
     ``w_m ∝ exp(H_max − H_m)``, with ``H_m`` the entropy of modality m's prediction *for that row*
-    and ``H_max`` the largest possible entropy (``log C``; multi-label: ``C log 2``, Bernoulli
-    entropies summed). Training-free; with one modality present it is that modality's logits.
+    (multi-label: Bernoulli entropies summed) and ``H_max`` the largest possible entropy, the same
+    for every modality, so it cancels in the normalisation: ``w = softmax_m(−H_m)`` over the
+    present modalities. Training-free; with one modality present it is that modality's logits.
 
     MLA's test-time fusion (Zhang et al., "Multimodal Representation Learning by Alternating
     Unimodal Adaptation", CVPR 2024). Its released code takes the entropy over the batch axis;
@@ -189,14 +190,10 @@ class EntropyFusion(Fusion):
             return torch.nn.functional.binary_cross_entropy_with_logits(logits, p, reduction="none").sum(1)
         return -(logits.softmax(-1) * logits.log_softmax(-1)).sum(1)
 
-    def max_entropy(self, num_classes: int) -> float:
-        return num_classes * math.log(2) if self.task == "multilabel" else math.log(num_classes)
-
     def weights(self, branches: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Each modality's weight per row (zero where absent; the present ones sum to one)."""
         modalities = sorted(branches)
-        h_max = self.max_entropy(branches[modalities[0]].shape[1])
-        scores = torch.stack([torch.where(present[m], h_max - self.entropy(torch.nan_to_num(branches[m])),
+        scores = torch.stack([torch.where(present[m], -self.entropy(torch.nan_to_num(branches[m])),
                                           torch.full_like(present[m], -math.inf, dtype=branches[m].dtype))
                               for m in modalities], dim=1)
         any_present = torch.stack([present[m] for m in modalities], dim=1).any(dim=1, keepdim=True)

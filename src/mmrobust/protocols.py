@@ -63,7 +63,7 @@ class Protocol:
 
     kind = ""
     syntax = ""
-    description = ""  # may use {m} (the modality) and {rate}
+    description = ""  # may use {m} (the modality)
     argument = "none"
     default_rate: float | None = None  # set: the protocol takes ``@rate``
     order = 9  # position of its column in the main table
@@ -93,7 +93,7 @@ class Protocol:
     def describe(self, spec: str) -> str:
         """The description for one protocol string (``{m}`` filled in)."""
         arg = spec.partition(":")[2].split("@")[0]
-        return self.description.format(m=f"`{arg}`", rate="η")
+        return self.description.format(m=f"`{arg}`")
 
     def column(self, spec: str, rate: float | None) -> Column | None:
         """The main table's cell for ``spec`` (``None``: the protocol has a table of its own)."""
@@ -174,7 +174,7 @@ class Subsets(Protocol):
 
 
 for _protocol in (Observed, Full, Miss, Map, Sweep, Subsets):
-    PROTOCOLS.register(_protocol.kind, _protocol, doc=_protocol.description.format(m="<m>", rate="η"))
+    PROTOCOLS.register(_protocol.kind, _protocol, doc=_protocol.description.format(m="<m>"))
 
 
 def get_protocol(spec: str) -> Protocol:
