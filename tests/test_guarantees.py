@@ -35,7 +35,7 @@ def presence(n: int, pattern: str) -> dict[str, torch.Tensor]:
     return {m: torch.full((n,), m in pattern.split("+")) for m in "ab"}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # function scope: a mutation tool attributes what a fixture runs to each test that uses it
 def routed():
     """Stage 1, the weighted UME and MMA parts and UME-MMA over them, on data whose validation
     split has rows where ``b`` is really missing (so a pattern's rows are not every row)."""
@@ -206,7 +206,7 @@ def test_ece_uses_fifteen_equal_width_bins():
 # --- each baseline's defining term ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # function scope: a mutation tool attributes what a fixture runs to each test that uses it
 def stage1_synthetic():
     data = mm.make_synthetic({"train": 240, "val": 80, "test": 120}, {"a": 6, "b": 6}, noise=1.0, seed=0)
     stage1 = mm.train_stage1(ENCODERS, data["train"], data["val"], num_classes=4, seed=0, train_config=CONFIG)
@@ -584,3 +584,79 @@ def test_saved_masks_hash_by_hand_keep_their_meta_and_refuse_pickles(tmp_path):
     np.savez(tmp_path / "evil.npz", header=np.array([{"sha256": ""}], dtype=object))
     with pytest.raises(ValueError, match="allow_pickle"):
         load_masks(tmp_path / "evil.npz")
+
+
+class ScriptedPart:
+    """A fitted part whose answers are scripted: under each presence pattern, the rows it gets
+    right (label 0) are the ones listed; every other row it answers 1."""
+
+    def __init__(self, val_score: float, right: dict[str, range]) -> None:
+        self.val_score_, self.right = val_score, right
+
+    def encode(self, inputs, present):
+        return None
+
+    def proba_from_encoded(self, encoded, present):
+        n = len(present["a"])
+        proba = torch.zeros(n, 3)
+        for i in range(n):
+            pattern = "+".join(m for m in "ab" if bool(present[m][i]))
+            proba[i, 0 if i in self.right.get(pattern, ()) else 1] = 1.0
+        return proba
+
+
+def scripted_ume_mma(mma_score: float, ume_score: float):
+    """100 validation rows, label 0. Both present: the uni-modal image model and UME right on rows
+    0-79 (0.80), MMA on rows 10-92 (0.83, but a paired standard error of about 0.05: within one);
+    a alone: 0.80 against MMA's 0.70; b alone: 0.50 against MMA's 0.60 (nested: 0.1 apart, SE 0.03)."""
+    ume = ScriptedPart(ume_score, {"a+b": range(80), "a": range(80), "b": range(50)})
+    mma = ScriptedPart(mma_score, {"a+b": range(10, 93), "a": range(70), "b": range(60)})
+    model = create("ume-mma")
+    model.ume_, model.mma_ = ume, mma
+    val = mm.MultiModalDataset({m: np.zeros((100, 1), dtype=np.float32) for m in "ab"}, np.zeros(100, dtype=np.int64),
+                               num_classes=3)
+    model._choose(val)
+    return model
+
+
+def test_routing_keeps_the_papers_choice_within_a_standard_error_and_moves_beyond_it():
+    model = scripted_ume_mma(mma_score=0.9, ume_score=0.8)
+    assert model.selected_ == "mma"
+    assert model.pattern_scores_["a+b"] == pytest.approx({"unimodal:a": 0.80, "unimodal:b": 0.50, "ume": 0.80, "mma": 0.83})
+    assert 0.03 < model.pattern_se_["a+b"]["unimodal:a"] < 0.07 and model.pattern_se_["a+b"]["mma"] == 0.0
+    # both: MMA (the paper's choice) is best and the others are within one SE: it stays;
+    # a alone: MMA is more than a SE behind: the simplest within one of the best answers;
+    # b alone: MMA is more than a SE ahead: it answers
+    assert model.routing_ == {"a+b": "mma", "a": "unimodal:a", "b": "mma"}
+    # the routed model's selection score: mean over full (0.83), a missing (0.60), b missing (0.80)
+    assert model.val_score_ == pytest.approx((0.83 + 0.60 + 0.80) / 3)
+    tie = scripted_ume_mma(mma_score=0.8, ume_score=0.8)  # a tie keeps UME: within a SE, the simpler one then
+    assert tie.selected_ == "ume" and tie.routing_["a+b"] == "unimodal:a"
+    paper = create("ume-mma-paper")
+    paper.ume_, paper.mma_ = model.ume_, model.mma_
+    paper._choose(mm.MultiModalDataset({m: np.zeros((100, 1), dtype=np.float32) for m in "ab"},
+                                       np.zeros(100, dtype=np.int64), num_classes=3))
+    assert paper.routing_ == {"a+b": "mma", "a": "mma", "b": "mma"}, "the paper's rule: one choice for every pattern"
+
+
+def test_routing_standard_errors_resample_the_groups_of_shared_sources():
+    """Rows 2k and 2k+1 share an image: the routing's bootstrap draws them together."""
+    n = 100
+    ume = ScriptedPart(0.8, {"a+b": range(80), "a": range(80), "b": range(50)})
+    mma = ScriptedPart(0.9, {"a+b": range(10, 93), "a": range(70), "b": range(60)})
+    model = create("ume-mma")
+    model.ume_, model.mma_ = ume, mma
+    sources = {"a": np.arange(n) // 2}
+    val = mm.MultiModalDataset({m: np.zeros((n, 1), dtype=np.float32) for m in "ab"}, np.zeros(n, dtype=np.int64),
+                               num_classes=3, sources=sources)
+    model._choose(val)
+    weights = resample_weights(n, RESAMPLES, derive_seed(0, "ume-mma", "routing"), np.arange(n) // 2)
+    right = {"mma": np.isin(np.arange(n), range(10, 93)), "unimodal:a": np.arange(n) < 80}
+    accuracy_of = {c: weights @ r / weights.sum(axis=1) for c, r in right.items()}
+    expected = float(np.std(accuracy_of["mma"] - accuracy_of["unimodal:a"]))
+    assert model.pattern_se_["a+b"]["unimodal:a"] == pytest.approx(expected, abs=1e-9)
+    assert model.pattern_se_["b"]["unimodal:b"] != pytest.approx(expected)  # b's rows share no source: rows resampled
+    rows = resample_weights(n, RESAMPLES, derive_seed(0, "ume-mma", "routing"))
+    right_b = {"mma": np.arange(n) < 60, "unimodal:b": np.arange(n) < 50}
+    by_row = {c: rows @ r / rows.sum(axis=1) for c, r in right_b.items()}
+    assert model.pattern_se_["b"]["unimodal:b"] == pytest.approx(float(np.std(by_row["mma"] - by_row["unimodal:b"])), abs=1e-9)
