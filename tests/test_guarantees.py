@@ -660,3 +660,54 @@ def test_routing_standard_errors_resample_the_groups_of_shared_sources():
     right_b = {"mma": np.arange(n) < 60, "unimodal:b": np.arange(n) < 50}
     by_row = {c: rows @ r / rows.sum(axis=1) for c, r in right_b.items()}
     assert model.pattern_se_["b"]["unimodal:b"] == pytest.approx(float(np.std(by_row["mma"] - by_row["unimodal:b"])), abs=1e-9)
+
+
+def test_predictor_scales_by_the_patterns_temperature_and_builds_sets_by_hand(routed):
+    from mmrobust.calibration import Calibration
+
+    data, _, _, model = routed
+    test = data["test"]
+    temperatures = {"a+b": 2.0, "a": 0.5, "b": 1.5}
+    patterns = ["a+b", "a", "b"] * 6
+    rows = [{m: np.asarray(test.inputs[m][i]) if m in p.split("+") else None for m in "ab"} for i, p in enumerate(patterns)]
+    raw = [model.predict_proba({m: test.inputs[m][i:i + 1] for m in p.split("+")}, presence(1, p))[0]
+           for i, p in enumerate(patterns)]
+    threshold = float(np.median([1 - r.max() for r in raw]))  # every validation row scores it: some sets hold a label
+    calibration = Calibration("per-pattern", temperatures, {p: np.full(40, threshold) for p in temperatures})
+    predictor = Predictor(model, {}, ["w", "x", "y", "z"], calibration=calibration)
+    plain = predictor.predict(rows)
+    sets = predictor.predict(rows, coverage=0.9, abstain=True)
+    for i, pattern in enumerate(patterns):
+        scaled = np.exp(np.log(raw[i]) / temperatures[pattern])
+        scaled /= scaled.sum()
+        assert np.allclose(list(plain[i].probabilities.values()), scaled, atol=1e-5)
+        assert plain[i].label == "wxyz"[int(np.argmax(raw[i]))] and plain[i].used == pattern.split("+")
+        # every validation row of the pattern scored `threshold`: a label is in the 90% set when 1 - p < it
+        expected_set = [name for name, p in zip("wxyz", raw[i]) if 1 - p < threshold]
+        assert sets[i].label_set == expected_set and sets[i].unsure == (len(expected_set) != 1)
+        assert sets[i].label == (None if len(expected_set) != 1 else expected_set[0])
+    assert any(s.unsure for s in sets) and any(not s.unsure for s in sets), "both cases occur"
+    one = predictor.predict({"a": np.asarray(test.inputs["a"][0]), "b": np.asarray(test.inputs["b"][0])})
+    assert one.label == plain[0].label, "one sample, not a list"
+    refusals = {"sample 1: unknown modality 'c'; this model takes a, b": lambda: predictor.predict([rows[0], {"c": 1.0}]),
+                "sample 2: no modality given; this model takes any of a, b": lambda: predictor.predict([rows[0], rows[1], {"a": None}]),
+                "abstain needs a coverage": lambda: predictor.predict(rows, abstain=True),
+                "presence pattern 'a': 0 validation rows; prediction sets at coverage 0.9 need at least 10":
+                    lambda: Predictor(model, {}, list("wxyz"), calibration=Calibration("none", {}, {"a+b": np.full(40, 0.3)}))
+                    .predict(rows[:2], coverage=0.9)}
+    for message, call in refusals.items():
+        with pytest.raises((mm.errors.InputError, mm.errors.ConfigError), match=message):
+            call()
+    with pytest.raises(mm.errors.ConfigError, match="this model has no conformal calibration"):
+        Predictor(model, {}, list("wxyz")).predict(rows, coverage=0.9)
+
+
+def test_a_multilabel_prediction_lists_every_label_at_one_half_or_more():
+    data = mm.make_synthetic({"train": 120, "val": 40, "test": 40}, {"a": 6, "b": 6}, task="multilabel", seed=2)
+    ume = mm.create_method("ume", encoders=ENCODERS, num_classes=4, task="multilabel", seed=0,
+                           train_config=CONFIG).fit(data["train"], data["val"])
+    predictor = Predictor(ume, {}, list("wxyz"))
+    test = data["test"]
+    rows = [{m: np.asarray(test.inputs[m][i]) for m in "ab"} for i in range(10)]
+    raw = ume.predict_proba({m: test.inputs[m][:10] for m in "ab"})
+    assert [p.label for p in predictor.predict(rows)] == [[n for n, q in zip("wxyz", r) if q >= 0.5] for r in raw]
