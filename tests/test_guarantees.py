@@ -711,3 +711,85 @@ def test_a_multilabel_prediction_lists_every_label_at_one_half_or_more():
     rows = [{m: np.asarray(test.inputs[m][i]) for m in "ab"} for i in range(10)]
     raw = ume.predict_proba({m: test.inputs[m][:10] for m in "ab"})
     assert [p.label for p in predictor.predict(rows)] == [[n for n, q in zip("wxyz", r) if q >= 0.5] for r in raw]
+
+
+def test_fit_calibration_keeps_its_mode_and_names_a_split_with_nothing_to_score():
+    from mmrobust.evaluation import fit_calibration
+
+    data = mm.make_synthetic({"train": 120, "val": 60, "test": 20}, {"a": 6, "b": 6}, seed=6)
+    ume = create("ume").fit(data["train"], data["val"])
+    glob = fit_calibration(ume, data["val"], "global")
+    assert glob.mode == "global" and list(glob.temperatures) == ["*"]
+    assert sorted(glob.scores) == ["a", "a+b", "b"] and all(len(v) == 60 for v in glob.scores.values())
+    nothing = data["val"].with_present({m: torch.zeros(60, dtype=torch.bool) for m in "ab"})
+    with pytest.raises(mm.errors.DataError, match="no validation row can be scored for ume: nothing to calibrate on"):
+        fit_calibration(ume, nothing, "per-pattern")
+
+
+def test_coverage_rows_and_set_metrics_by_hand():
+    from mmrobust.calibration import Calibration, check_coverage, conformal_sets, min_rows, set_metrics
+
+    for bad in (0.0, 1.0):
+        with pytest.raises(mm.errors.ConfigError, match="strictly between 0 and 1"):
+            check_coverage(bad)
+    # the fewest rows n with 1 / (n + 1) < 1 - coverage
+    assert [min_rows(c) for c in (0.1, 0.5, 0.75, 0.8, 0.9)] == [1, 2, 4, 5, 10]
+    Calibration("none", {}, {"a": np.full(10, 0.3)}).check_rows(["a"], 0.9)  # exactly enough rows
+    sets = np.array([[True, False, False], [True, True, False], [False, False, True], [False, True, False]])
+    target = np.array([0, 1, 0, 0])  # right single, right pair, wrong single, wrong single
+    assert set_metrics(sets, target) == {"coverage": 0.5, "set_size": pytest.approx(5 / 4), "answered": 0.75,
+                                         "answered_accuracy": pytest.approx(1 / 3)}
+    assert set_metrics(sets[1:2], target[1:2])["answered_accuracy"] is None
+    got = conformal_sets(np.full(20, 0.3), np.array([[0.8, 0.1, 0.1]]), 0.9)
+    assert got.dtype == bool and got.tolist() == [[True, False, False]]
+
+
+def test_weighted_fusion_starts_equal_and_best_of_breaks_ties_towards_the_simplest():
+    from mmrobust.fusion import WeightedMeanFusion
+    from mmrobust.methods.ume_mma import best_of, simplest_within
+
+    assert WeightedMeanFusion({"a": 2, "b": 2, "c": 2}).weight_map() == pytest.approx({m: 1 / 3 for m in "abc"})
+    assert best_of({"mma": 0.8, "ume": 0.8, "unimodal:b": 0.8, "unimodal:a": 0.8}) == "unimodal:a"
+    assert best_of({}) is None
+    assert simplest_within({"unimodal:a": 0.7, "mma": 0.8}, {}) == "mma", "no standard error: only the best is within"
+
+
+def test_paired_standard_errors_where_there_are_none_and_for_multilabel_f1():
+    target = np.ones((200, 1), dtype=int)
+    a = np.where(np.arange(200) < 150, 0.5, 0.1)[:, None]  # 0.5 counts as a positive
+    b = np.where(np.arange(200) < 100, 0.9, 0.1)[:, None]
+    weights = resample_weights(200, 300, seed=3)
+
+    def f1(p):
+        decided = (p[:, 0] >= 0.5)
+        tp, fn = weights @ decided.astype(float), weights @ (~decided).astype(float)
+        return 2 * tp / (2 * tp + fn)
+
+    se = paired_standard_errors("f1_macro", "multilabel", {"a": a, "b": b}, target, weights, "a")
+    assert se == {"a": 0.0, "b": pytest.approx(float(np.std(f1(a) - f1(b))), rel=1e-5)}
+    multiclass = {"a": np.eye(3)[np.zeros(10, dtype=int)], "b": np.eye(3)[np.arange(10) % 3]}
+    y = np.zeros(10, dtype=int)
+    w = resample_weights(10, 50, seed=0)
+    for args in (("auroc", "multiclass", multiclass, y, w, "a"), ("accuracy", "multiclass", multiclass, y[:0], w[:, :0], "a"),
+                 ("accuracy", "multiclass", multiclass, y, w, None)):
+        assert paired_standard_errors(*args) == {"a": 0.0, "b": 0.0}
+
+
+def test_ume_mma_alone_trains_its_own_stage1_with_its_settings_and_names_bad_options(tmp_path):
+    data = mm.make_synthetic({"train": 120, "val": 60, "test": 20}, {"a": 6, "b": 6}, task="multilabel", seed=7)
+    settings = dict(encoders=ENCODERS, num_classes=4, task="multilabel", seed=0, train_config=CONFIG, metric="f1_micro")
+    model = mm.create_method("ume-mma", **settings).fit(data["train"], data["val"], log_dir=tmp_path / "logs",
+                                                        checkpoint_dir=tmp_path / "checkpoints")
+    assert model.ume_.metric == model.mma_.metric == "f1_micro"
+    assert model.ume_.train_config == model.mma_.train_config == CONFIG
+    assert any((tmp_path / "logs").rglob("*")) and any((tmp_path / "checkpoints").rglob("*"))
+    stage1 = mm.train_stage1(ENCODERS, data["train"], data["val"], num_classes=4, seed=0, train_config=CONFIG,
+                             task="multilabel", metric="f1_micro")
+    ume = mm.create_method("ume-weighted", **settings).fit(data["train"], data["val"], stage1=stage1)
+    assert np.allclose(model.ume_.predict_proba(data["test"].inputs), ume.predict_proba(data["test"].inputs), atol=1e-6)
+    with pytest.raises(mm.errors.ConfigError, match="ume-mma chooses among its candidates on validation data; pass val"):
+        create("ume-mma").fit(data["train"])
+    with pytest.raises(mm.errors.ConfigError, match="ume-mma selection must be one of \\('per-pattern', 'paper'\\), got 'best'"):
+        create("ume-mma", selection="best")
+    with pytest.raises(mm.errors.ConfigError, match="ume-mma parts must name a method for each of \\('ume', 'mma'\\)"):
+        create("ume-mma", parts={"ume": "ume"})
