@@ -793,3 +793,73 @@ def test_ume_mma_alone_trains_its_own_stage1_with_its_settings_and_names_bad_opt
         create("ume-mma", selection="best")
     with pytest.raises(mm.errors.ConfigError, match="ume-mma parts must name a method for each of \\('ume', 'mma'\\)"):
         create("ume-mma", parts={"ume": "ume"})
+
+
+def test_evidence_records_by_hand_across_seeds_and_incomplete_runs():
+    n, resamples = 60, 400
+    rows = np.arange(n)
+    target = np.zeros(n, dtype=int)
+    right = {("mma", 0): rows < 45, ("mma", 1): rows < 39, ("unimodal:a", 0): rows % 2 == 0, ("unimodal:a", 1): rows % 3 > 0}
+    full, single = ("full", None, None), ("miss:b", None, None)
+
+    def decided(ok):
+        return np.where(ok, 0, 1).astype(np.int32)
+
+    decisions = {("partial", 0): {full: (rows, decided(rows < 50), "a+b")}}  # no seed 1: left out, and first
+    decisions.update({key: {full: (rows, decided(ok), "a+b"), single: (rows[:1], decided(ok[:1]), "a")}
+                      for key, ok in right.items()})
+    records = bootstrap_evidence(decisions, target, "accuracy", ["a", "b"], resamples=resamples, dataset="toy")
+    by = {(r["method"], r["protocol"]): r for r in records}
+    assert ("partial", "full") not in by and ("mma", "miss:b") in by, "a one-row condition is scored too"
+    weights = resample_weights(n, resamples, 0)  # the default seed
+    spread = {m: np.mean([weights @ right[(m, s)] / weights.sum(axis=1) for s in (0, 1)], axis=0) for m in ("mma", "unimodal:a")}
+    value = {m: np.mean([right[(m, s)].mean() for s in (0, 1)]) for m in spread}
+    low, high = np.percentile(spread["mma"], [2.5, 97.5])
+    d_low, d_high = np.percentile(spread["mma"] - spread["unimodal:a"], [2.5, 97.5])
+    record = by[("mma", "full")]
+    assert record == {"dataset": "toy", "method": "mma", "protocol": "full", "rate": None, "pattern": None,
+                      "metric": "accuracy", "value": pytest.approx(value["mma"]), "low": pytest.approx(low, abs=1e-6),
+                      "high": pytest.approx(high, abs=1e-6), "unit": "row", "resamples": resamples, "presence": "a+b",
+                      "reference": "unimodal:a", "difference": pytest.approx(value["mma"] - value["unimodal:a"]),
+                      "difference_low": pytest.approx(d_low, abs=1e-6), "difference_high": pytest.approx(d_high, abs=1e-6),
+                      "verdict": "above" if d_low > 0 else "tied", "retention": pytest.approx(1.0)}
+    reference = by[("unimodal:a", "full")]
+    assert reference["reference"] is None and reference["verdict"] is None and reference["difference"] is None
+    assert by[("mma", "miss:b")]["retention"] == pytest.approx(by[("mma", "miss:b")]["value"] / value["mma"])
+
+
+def test_evidence_retention_from_the_full_pattern_and_groups_from_sources_when_rows_differ():
+    n = 40
+    rows, target = np.arange(n), np.zeros(n, dtype=int)
+    both, only_a = ("subsets", None, "a+b"), ("subsets", None, "a")
+    mixed = ("observed", None, None)
+    answers = {both: rows < 30, only_a: rows < 20, mixed: rows < 10}
+    decisions = {("mma", 0): {key: (rows, np.where(ok, 0, 1).astype(np.int32), None if key == mixed else key[2])
+                              for key, ok in answers.items()}}
+    sources = {"a": np.arange(n) // 4}
+    records = {r["pattern"] or r["protocol"]: r for r in bootstrap_evidence(decisions, target, "accuracy", ["a", "b"],
+                                                                           sources=sources, resamples=200)}
+    assert records["a"]["retention"] == pytest.approx(0.5 / 0.75), "without `full`, the full pattern of `subsets`"
+    assert records["a"]["unit"] == "group" and records["observed"]["unit"] == "group", "rows that differ: every source"
+    weights = resample_weights(n, 200, 0, np.arange(n) // 4)
+    spread = weights @ (rows < 10) / weights.sum(axis=1)
+    assert records["observed"]["low"] == pytest.approx(float(np.percentile(spread, 2.5)), abs=1e-6)
+
+
+def test_weighted_f1_by_hand_on_several_resamples_with_an_empty_label():
+    from sklearn.metrics import f1_score
+
+    from mmrobust.evidence import weighted_metric
+
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, 2, (30, 3))
+    decisions = rng.integers(0, 2, (30, 3))
+    target[:, 2] = 0
+    decisions[:, 2] = 0  # a label nobody has and nobody predicts: its F1 is 0 (zero_division = 0)
+    weights = resample_weights(30, 3, seed=5)
+    for metric, average in (("f1_macro", "macro"), ("f1_micro", "micro")):
+        got = weighted_metric(metric, decisions, target, weights)
+        expected = [f1_score(target, decisions, average=average, sample_weight=w, zero_division=0) for w in weights]
+        assert got == pytest.approx(expected, abs=1e-6)
+    with pytest.raises(ValueError, match="no bootstrap for metric 'auroc'; supported: \\('accuracy', 'f1_macro', 'f1_micro'\\)"):
+        weighted_metric("auroc", decisions, target, weights)
