@@ -863,3 +863,22 @@ def test_weighted_f1_by_hand_on_several_resamples_with_an_empty_label():
         assert got == pytest.approx(expected, abs=1e-6)
     with pytest.raises(ValueError, match="no bootstrap for metric 'auroc'; supported: \\('accuracy', 'f1_macro', 'f1_micro'\\)"):
         weighted_metric("auroc", decisions, target, weights)
+
+
+def test_evaluation_decisions_metrics_and_sweeps_by_hand():
+    from mmrobust.evaluation import decisions, evaluate_method, mask_scores
+    from mmrobust.protocols import ProtocolMask, sample_all_masks
+
+    assert decisions(np.array([[0.2, 0.8], [0.6, 0.4]]), "multiclass").tolist() == [1, 0]
+    assert decisions(np.array([[0.5, 0.4]]), "multilabel").tolist() == [[True, False]]
+    data = mm.make_synthetic({"train": 120, "val": 40, "test": 40}, {"a": 6, "b": 6}, num_classes=2, seed=8)
+    ume = mm.create_method("ume", encoders=ENCODERS, num_classes=2, seed=0, train_config=CONFIG).fit(data["train"], data["val"])
+    test = data["test"]
+    masks = sample_all_masks(["full", "sweep:a"], test.present, 0)
+    default = evaluate_method(ume, test, masks)
+    assert {r["metric"] for r in default.records} == {"accuracy", "auroc", "area:accuracy", "area:auroc"}
+    assert {r["metric"] for r in mm.evaluate(ume, test, masks, ["accuracy"])} == {"accuracy", "area:accuracy"}
+    assert list(default.decisions) == [("full", None, None)], "each row's decision is kept, but not for the sweeps' rates"
+    nothing = ProtocolMask("miss:a", {m: np.zeros(40, dtype=bool) for m in "ab"}, np.zeros(40, dtype=bool))
+    assert mask_scores(ume, test, [nothing, masks[0]], "accuracy") == [None, pytest.approx(accuracy(
+        ume.predict_proba(test.inputs), test.target.numpy()))]
