@@ -1,0 +1,96 @@
+"""Writes docs/mutation-survivors.md from the last `mutmut run`: every mutant that survived in the
+campaign's modules, its diff, and why it is left (a rule below, each one a reason a reviewer can
+check against the diff). A survivor no rule explains is listed as **open**. Run from the repository
+root after the campaign (docs/mutation-testing.md):
+
+    python scripts/mutation_record.py > docs/mutation-survivors.md
+"""
+from __future__ import annotations
+
+import re
+import sys
+from collections import Counter
+
+from mutation_survivors import diff, results
+
+# (name, test on the removed and added lines, reason). First match wins; order matters.
+RULES = [
+    ("message", lambda old, new: old.lstrip().startswith(("raise ", "f\"", "\"")) and "Error(" in old + new
+     or re.search(r"Error\(None\)", new),
+     "wording of a refusal: the refusal (type and condition) is tested; its text is not a guarantee"),
+    ("host-presence", lambda old, new: "host" in old and re.search(r"\b(encode|features|teacher_outputs|late\.features)\(", old),
+     "the host copy of the presence mask: the same values as the device mask on the CPU; it only spares a GPU sync"),
+    ("epoch-without-dropout", lambda old, new: "step_presence(batch, epoch)" in old and "None" in new,
+     "the epoch only seeds modality dropout, which this method (trained without it) never draws"),
+    ("device", lambda old, new: re.search(r"\.to\(None\)|_frozen\(.*None\)", new) and "dtype" not in old,
+     "a device argument: a no-op on the CPU, where the campaign runs (the gpu-marked tests cover devices)"),
+    ("dtype", lambda old, new: re.search(r"dtype|astype|\.to\(", old) and re.search(r"dtype=None|astype\(None\)|\.to\(None\)|, \)|\(\)", new),
+     "a dtype argument: the value already has it, or float64 instead of float32 (differences below 1e-7)"),
+    ("warnings", lambda old, new: "errstate" in old, "a warning filter: no value changes"),
+    ("logits-key", lambda old, new: '"logits": logits' in old and '"logits"' not in new.replace("XXlogitsXX", ""),
+     "the step's logits are part of the documented step output, read by no caller (the loop reads loss and rows)"),
+    ("softmax-dim", lambda old, new: re.search(r"softmax\(\+1\)", new), "dim +1 is dim -1 on the 2-D logits"),
+    ("subsets-seed", lambda old, new: 'sample_masks("subsets"' in old,
+     "the `subsets` protocol draws nothing at random: its seed is unused"),
+    ("task-default", lambda old, new: 'task: str = "multiclass"' in old,
+     "a fusion's default task is only compared with \"multilabel\"; any other string means multi-class"),
+    ("teacher-width", lambda old, new: re.search(r"teacher_outputs\(.*(dim|num_classes)", old) or
+     re.search(r"dim = ", old) or "features[self.modalities[0]].new_zeros" in old,
+     "the width of an absent modality's placeholder: teacher_outputs skips modalities absent from the whole batch, "
+     "so it is never read; any modality's tensor gives the same scalar zero"),
+    ("fp32-ones", lambda old, new: "ones = np.ones((1, len(target))" in old,
+     "the point estimate's weight row: a second identical row or float64 gives the same value (below 1e-7)"),
+    ("widest-default", lambda old, new: "default=0" in old or ("per_seed.get(s, {})" in old and ">= 0" in new),
+     "reached only when a method has the condition for the seed, so at least one row: the default is never read"),
+    ("coefficients-init", lambda old, new: "self.coefficients_: dict[str, float] = {}" in old,
+     "overwritten by every training step before the backward pass that reads it"),
+    ("retention-or-true", lambda old, new: "if full is not None" in old,
+     "with no full condition the lookup of (method, None) finds nothing: the same None"),
+    ("resampler-empty-key", lambda old, new: "if key else None" in old and "or True" in new,
+     "source_groups of no sources is None already"),
+    ("smoothing", lambda old, new: "smoothing=False" in old and "smoothing=None" in new, "crepes reads None as False"),
+    ("weighted-combine", lambda old, new: "present[m].to(branches[m].dtype)" in old,
+     "bool presence times a float32 weight is float32 either way"),
+    ("f1-denominator", lambda old, new: "where=denominator > 0" in old and "denominator > 1" in new,
+     "a denominator of 1 means tp = 0: F1 is 0 either way"),
+    ("blind-patterns", lambda old, new: "mondrian=False" in old and "None, COVERAGE" in new,
+     "pattern-blind sets do not read the patterns"),
+    ("mask-encoded", lambda old, new: "if encoded is None else encoded" in old,
+     "encoding again gives the same outputs (the argument only saves the work)"),
+]
+
+
+def reason(lines: list[str]) -> tuple[str, str]:
+    old = " ".join(line[2:] for line in lines if line.startswith("- "))
+    new = " ".join(line[2:] for line in lines if line.startswith("+ "))
+    for name, test, why in RULES:
+        if test(old, new):
+            return name, why
+    return "open", ""
+
+
+def main() -> int:
+    status = results()
+    left = sorted(name for name, state in status.items() if state in ("survived", "no tests"))
+    rows, counts = [], Counter()
+    for name in left:
+        lines = diff(name)
+        rule, why = reason(lines)
+        counts[rule] += 1
+        rows.append((name, status[name], rule, why, lines))
+    print("# Surviving mutants, and why each is left\n")
+    print("Written by `python scripts/mutation_record.py` from the last `mutmut run` (docs/mutation-testing.md).")
+    print("Each survivor is matched to one reason; **open** means no reason yet: a test to write.\n")
+    print("| reason | mutants |\n|---|---:|")
+    for rule, n in counts.most_common():
+        print(f"| {rule} | {n} |")
+    for name, state, rule, why, lines in rows:
+        print(f"\n### `{name}` ({state}): {rule}\n")
+        if why:
+            print(f"{why}.\n")
+        print("```diff\n" + "\n".join(lines) + "\n```")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
