@@ -71,13 +71,14 @@ def reason(lines: list[str]) -> tuple[str, str]:
 
 def main() -> int:
     status = results()
-    left = sorted(name for name, state in status.items() if state in ("survived", "no tests"))
+    left = sorted(name for name, (state, _) in status.items() if state in ("survived", "no tests"))
     rows, counts = [], Counter()
     for name in left:
-        lines = diff(name)
+        state, path = status[name]
+        lines = diff(name, path)
         rule, why = reason(lines)
         counts[rule] += 1
-        rows.append((name, status[name], rule, why, lines))
+        rows.append((name, state, rule, why, lines))
     print("# Surviving mutants, and why each is left\n")
     print("Written by `python scripts/mutation_record.py` from the last `mutmut run` (docs/mutation-testing.md).")
     print("Each survivor is matched to one reason; **open** means no reason yet: a test to write.\n")

@@ -7,33 +7,37 @@ equivalent. Run from the repository root, in the environment mutmut ran in:
 """
 from __future__ import annotations
 
-import re
-import subprocess
 import sys
 from collections import Counter, defaultdict
 
-STATUS = re.compile(r"^\s*(mmrobust\.\S+): (.+)$")
 
+def results() -> dict[str, tuple[str, object]]:
+    """mutant name -> (status: killed, survived, no tests, timeout, ..., the file it lives in);
+    read in this process through mutmut's own records (one process, not one per mutant)."""
+    from mutmut.__main__ import SourceFileMutationData, status_by_exit_code, walk_mutatable_files
 
-def results() -> dict[str, str]:
-    """mutant name -> status (killed, survived, no tests, timeout, ...)."""
-    out = subprocess.run(["mutmut", "results", "--all", "true"], capture_output=True, text=True, check=True).stdout
-    return {m.group(1): m.group(2).strip() for m in map(STATUS.match, out.splitlines()) if m}
+    out = {}
+    for path in walk_mutatable_files():
+        data = SourceFileMutationData(path=path)
+        data.load()
+        out.update({name: (status_by_exit_code[code], path) for name, code in data.exit_code_by_key.items()})
+    return out
 
 
 def module_of(name: str) -> str:
     return name.split(".x_")[0].split(".xǁ")[0]
 
 
-def diff(name: str) -> list[str]:
-    out = subprocess.run(["mutmut", "show", name], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if line[:2] in ("- ", "+ ")]
+def diff(name: str, path: object) -> list[str]:
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    return [line for line in get_diff_for_mutant(name, path=path).splitlines() if line[:2] in ("- ", "+ ")]
 
 
 def main(argv: list[str]) -> int:
     status = results()
     per_module: dict[str, Counter] = defaultdict(Counter)
-    for name, state in status.items():
+    for name, (state, _) in status.items():
         per_module[module_of(name)][state] += 1
     print(f"{'module':34} {'mutants':>7} {'killed':>7} {'survived':>8} {'no tests':>8} {'other':>6} {'score':>6}")
     for module, counts in sorted(per_module.items()):
@@ -43,10 +47,10 @@ def main(argv: list[str]) -> int:
               f"{100 * counts['killed'] / total:5.1f}%")
     if "--scores" in argv:
         return 0
-    for name, state in sorted(status.items()):
+    for name, (state, path) in sorted(status.items()):
         if state in ("survived", "no tests"):
             print(f"\n== {name} ({state})")
-            print("\n".join(diff(name)))
+            print("\n".join(diff(name, path)))
     return 0
 
 
