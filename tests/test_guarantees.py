@@ -882,3 +882,161 @@ def test_evaluation_decisions_metrics_and_sweeps_by_hand():
     nothing = ProtocolMask("miss:a", {m: np.zeros(40, dtype=bool) for m in "ab"}, np.zeros(40, dtype=bool))
     assert mask_scores(ume, test, [nothing, masks[0]], "accuracy") == [None, pytest.approx(accuracy(
         ume.predict_proba(test.inputs), test.target.numpy()))]
+
+
+# --- what the mutation campaign found unpinned ------------------------------------------------------
+
+
+def test_temperature_scaling_of_extreme_rows_stays_finite_row_by_row():
+    from mmrobust.calibration import negative_log_likelihood, scale_temperature
+
+    # softmax(log p / T) by hand: both rows are uniform; the second's logits are near -9,210 at T = 0.05,
+    # so only a shift by each row's own maximum keeps exp() from underflowing to 0 / 0
+    proba = np.array([[0.5, 0.5], [1e-200, 1e-200]])
+    assert np.allclose(scale_temperature(proba, 0.05), 0.5)
+    assert np.allclose(scale_temperature(proba, np.array([0.05, 0.05])), 0.5)
+    # a hard zero on the label costs log(1e-12), not infinity (the temperature search stays finite)
+    assert negative_log_likelihood(np.array([[1.0, 0.0]]), np.array([1])) == pytest.approx(-math.log(1e-12))
+
+
+def test_a_pattern_with_exactly_the_minimum_rows_gets_its_own_temperature():
+    from mmrobust.calibration import MIN_TEMPERATURE_ROWS, Calibration, fit_temperature
+
+    rng = np.random.default_rng(0)
+    proba = rng.dirichlet(np.ones(3) * 0.3, size=2 * MIN_TEMPERATURE_ROWS - 1)
+    target = rng.integers(0, 3, len(proba))
+    patterns = np.array(["a"] * MIN_TEMPERATURE_ROWS + ["b"] * (MIN_TEMPERATURE_ROWS - 1))
+    calibration = Calibration.fit(proba, target, patterns)
+    own = fit_temperature(proba[:MIN_TEMPERATURE_ROWS], target[:MIN_TEMPERATURE_ROWS])
+    assert calibration.temperature("a") == pytest.approx(own)
+    assert calibration.temperature("b") == pytest.approx(fit_temperature(proba, target)), "one row short: the global one"
+
+
+def test_evaluation_keeps_every_patterns_reliability_bins_before_and_after_calibration(routed):
+    from mmrobust.evaluation import evaluate_method, fit_calibration
+    from mmrobust.protocols import sample_masks
+
+    data, _, _, model = routed
+    test = data["test"]
+    masks = sample_masks("subsets", {m: test.present[m] for m in "ab"}, 0)
+    calibration = fit_calibration(model, data["val"], "per-pattern")
+    out = evaluate_method(model, test, masks, ["accuracy"], calibration=calibration)
+    assert [(b["pattern"], b["calibrated"]) for b in out.reliability] == [
+        (p, c) for p in (m.pattern for m in masks) for c in (False, True)]
+    for b in out.reliability:
+        proba = model.predict_proba({m: test.inputs[m] for m in b["pattern"].split("+")}, presence(len(test), b["pattern"]))
+        if b["calibrated"]:
+            proba = calibration.calibrate(proba, [b["pattern"]] * len(proba))
+        right = int((proba.argmax(axis=1) == test.target.numpy()).sum())
+        assert sum(b["rows"]) == len(test) and sum(b["correct"]) == pytest.approx(right)
+
+
+def test_evidence_records_carry_the_protocols_rate():
+    n = 30
+    rows, target = np.arange(n), np.zeros(n, dtype=int)
+    key = ("map:a", 0.5, None)
+    decisions = {(m, 0): {key: (rows, np.where(rows % k == 0, 0, 1).astype(np.int32), "a+b")}
+                 for m, k in (("mma", 2), ("unimodal:a", 3))}
+    records = bootstrap_evidence(decisions, target, "accuracy", ["a", "b"], resamples=50)
+    assert [(r["protocol"], r["rate"], r["pattern"]) for r in records] == [("map:a", 0.5, None)] * 2
+
+
+def test_mean_of_probabilities_by_hand_with_certain_branches_and_absent_rows():
+    from mmrobust.fusion import MeanFusion
+
+    eps = torch.finfo(torch.float32).eps
+    a = torch.tensor([[0.0, -200.0], [1.0, 2.0], [0.0, 0.0]])  # softmax of the first row: (1, 0) in float32
+    b = torch.tensor([[0.0, -200.0], [3.0, 0.0], [0.0, 0.0]])
+    present = {"a": torch.tensor([True, True, False]), "b": torch.tensor([True, False, False])}
+    out = MeanFusion(task="multiclass", average="probs")({"a": a, "b": b}, present)
+    assert torch.allclose(out[0], torch.tensor([math.log(1 - eps), math.log(eps)]))
+    assert torch.allclose(out[1], a[1].log_softmax(-1), atol=1e-6), "one modality present: its own log-probabilities"
+    assert torch.equal(out[2], torch.zeros(2)), "no modality present: zeros"
+    multi = MeanFusion(task="multilabel", average="probs")({"a": torch.tensor([[40.0, 0.0]]), "b": torch.tensor([[40.0, 2.0]])},
+                                                            {"a": torch.tensor([True]), "b": torch.tensor([True])})
+    mean_second = (0.5 + 1 / (1 + math.exp(-2.0))) / 2
+    assert torch.allclose(multi[0], torch.tensor([math.log((1 - eps) / eps), math.log(mean_second / (1 - mean_second))]))
+
+
+def test_ume_mma_alone_writes_stage1s_and_mmas_logs_and_checkpoints_and_summarises_its_choice(tmp_path):
+    data = mm.make_synthetic({"train": 100, "val": 60, "test": 10}, {"a": 6, "b": 6}, seed=5)
+    model = create("ume-mma").fit(data["train"], data["val"], log_dir=tmp_path / "logs", checkpoint_dir=tmp_path / "ckpt")
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["mma.jsonl", "unimodal-a.jsonl", "unimodal-b.jsonl"]
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["mma", "unimodal-a", "unimodal-b"]
+    summary = model.fit_summary()
+    assert {k: summary[k] for k in ("parts", "selection", "pattern_choice")} == {
+        "parts": {"ume": "ume-weighted", "mma": "mma"}, "selection": "per-pattern",
+        "pattern_choice": {p: model.answered_by(p) for p in ("a+b", "a", "b")}}
+    assert summary["pattern_scores"] == model.pattern_scores_ and summary["pattern_se"] == model.pattern_se_
+    nothing = {m: torch.zeros(3, dtype=torch.bool) for m in "ab"}
+    inputs = {m: torch.as_tensor(data["test"].inputs[m][:3]) for m in "ab"}
+    proba = model.proba_from_encoded(model.encode(inputs, nothing), nothing)
+    assert proba.shape == (3, 4), "a batch whose rows have no modality is answered (never scored), not dropped"
+    with pytest.raises(mm.errors.ModelFileError, match="earlier mmrobust"):
+        create("ume-mma").restore({}, {"selection": "per-pattern"})
+
+
+def test_predictions_carry_every_field_with_sets_and_read_files_relative_to_base(routed, tmp_path):
+    from mmrobust.calibration import Calibration
+
+    data, _, _, model = routed
+    test = data["test"]
+    np.save(tmp_path / "a0.npy", np.asarray(test.inputs["a"][0]))
+    calibration = Calibration("none", {}, {p: np.full(40, 0.99) for p in ("a+b", "a", "b")})
+    predictor = Predictor(model, {"a": {"kind": "array", "shape": [6]}}, list("wxyz"), card="a card", calibration=calibration)
+    assert predictor.card == "a card"
+    by_file = predictor.predict({"a": "a0.npy", "b": "  "}, base=tmp_path, coverage=0.9)
+    by_value = predictor.predict({"a": np.asarray(test.inputs["a"][0])})
+    assert by_file.used == ["a"], "a blank text cell is a missing modality"
+    assert by_file.probabilities == by_value.probabilities and by_file.answered_by == model.answered_by("a")
+    assert by_file.to_dict() == {"label": by_value.label, "probabilities": by_value.probabilities, "used": ["a"],
+                                 "label_set": list("wxyz"), "unsure": False, "answered_by": model.answered_by("a")}
+    with pytest.raises(mm.errors.InputError, match=r"a: expected an input of shape \[6\], got \[2, 3\]"):
+        predictor.predict({"a": np.zeros((2, 3))})
+
+
+def test_a_multilabel_label_at_exactly_one_half_is_predicted():
+    class Half:
+        task, modalities = "multilabel", ["a"]
+
+        def predict_proba(self, inputs, present):
+            return np.full((len(present["a"]), 2), 0.5, dtype=np.float32)
+
+    predictor = Predictor(Half(), {}, ["x", "y"])
+    assert predictor._prediction(np.array([0.5, 0.25]), ["a"], None, False, "ume").label == ["x"]
+
+
+def test_protocol_refusals_name_the_cause_and_subsets_score_rows_that_have_the_pattern():
+    from mmrobust.protocols import as_bool_array, get_protocol, sample_masks
+
+    with pytest.raises(mm.errors.ProtocolError, match="a protocol must be a non-empty string, got 3"):
+        get_protocol(3)
+    with pytest.raises(mm.errors.ProtocolError, match="protocol 'full' takes no argument, got 'full@0.5'"):
+        sample_masks("full@0.5", {"a": np.ones(3, bool)}, 0)
+    with pytest.raises(mm.errors.ProtocolError, match=r"expected one of: full, map:<m>@<eta> \| map:both@<eta>, miss:<m>"):
+        get_protocol("gone")
+    for bad in (np.ones((2, 2), bool), np.ones(3, int)):
+        with pytest.raises(mm.errors.ProtocolError, match="a presence mask must be a 1-D bool array"):
+            as_bool_array(bad)
+    observed = {"a": np.array([True, True, False, True]), "b": np.array([True, False, True, True])}
+    scored = {m.pattern: m.scored.tolist() for m in sample_masks("subsets", observed, 0)}
+    assert scored == {"a": [True, True, False, True], "b": [True, False, True, True], "a+b": [True, False, False, True]}
+
+
+def test_sweep_drops_a_nested_share_in_an_order_drawn_from_the_seed_and_the_modality():
+    from mmrobust.protocols import SWEEP_RATES, sample_masks
+
+    n, seed = 20, 4
+    observed = {m: np.ones(n, bool) for m in "ab"}
+    for m in "ab":
+        order = np.random.default_rng(derive_seed(seed, "sweep", m)).permutation(n)
+        for mask, rate in zip(sample_masks(f"sweep:{m}", observed, seed), SWEEP_RATES):
+            dropped = np.zeros(n, bool)
+            dropped[order[:round(rate * n)]] = True
+            assert mask.rate == rate and mask.present[m].tolist() == (~dropped).tolist()
+
+
+def test_a_protocols_description_names_a_modality_whose_name_holds_a_colon():
+    from mmrobust.protocols import get_protocol
+
+    assert "`cam:left`" in get_protocol("miss:cam:left").describe("miss:cam:left")

@@ -91,7 +91,7 @@ def min_rows(coverage: float) -> int:
     label out (with fewer, the only valid set is every label)."""
     check_coverage(coverage)
     alpha = 1.0 - coverage
-    n = max(1, int(np.ceil(1.0 / alpha)) - 1)
+    n = 1
     while 1.0 / (n + 1) >= alpha:
         n += 1
     return n

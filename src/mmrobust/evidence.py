@@ -59,7 +59,7 @@ def weighted_metric(metric: str, decisions: np.ndarray, target: np.ndarray, weig
         if metric == "f1_micro":
             tp, fp, fn = tp.sum(axis=1, keepdims=True), fp.sum(axis=1, keepdims=True), fn.sum(axis=1, keepdims=True)
         denominator = 2 * tp + fp + fn
-        f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+        f1 = 2 * tp / np.where(denominator > 0, denominator, 1.0)  # no support, no prediction: tp = 0, F1 = 0
         return f1.mean(axis=1)
     raise ValueError(f"no bootstrap for metric {metric!r}; supported: {SUPPORTED}")
 
