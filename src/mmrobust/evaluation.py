@@ -1,5 +1,11 @@
-"""Protocols -> tidy records. Each test row is encoded once per model; every mask of every
-protocol is then applied at the fusion (exact for late fusion and ensembles).
+"""Protocols -> tidy records. Each test row is encoded once per model and per set of inputs (the
+clean ones, and each ``fail:`` condition's broken ones); every mask of every protocol is then
+applied at the fusion (exact for late fusion and ensembles).
+
+Given an input gate (:class:`Conditions`), every condition is also scored with the inputs the
+gate ignores treated as missing (``<metric>:gated``), with the share of each modality's present
+rows it ignored (``ignored:<m>``: false alarms on clean inputs, detections under ``fail:``), and
+a ``fail:`` condition with its broken modality declared missing (``<metric>:declared``).
 
 Beside the metric records, :func:`evaluate_method` keeps each row's decision (for the bootstrap
 intervals of :mod:`mmrobust.evidence`) and, given a :class:`~mmrobust.calibration.Calibration`
@@ -20,6 +26,8 @@ from .errors import DataError, InputError
 from .evidence import uniform_presence
 from .methods.base import check_finite
 from .metrics import compute_metric, metric_names
+from .failures import InputRange, broken_inputs
+from .gate import InputGate
 from .protocols import ProtocolMask, get_protocol, sample_masks
 from .records import sweep_areas
 
@@ -33,10 +41,12 @@ def selection_masks(data: MultiModalDataset, modalities: Sequence[str]) -> list[
 COVERAGE = 0.9  # the coverage the reports' conformal sets target
 
 
-def _scored_proba(method, encoded: Any, data: MultiModalDataset, mask: ProtocolMask) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _scored_proba(method, encoded: Any, data: MultiModalDataset, mask: ProtocolMask,
+                  present: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Probabilities, targets and row indices of the rows the mask scores and the method can
-    score (it says which: a non-finite output on them is an error naming method, seed and condition)."""
-    present = {m: torch.from_numpy(mask.present[m]) for m in method.modalities}
+    score (it says which: a non-finite output on them is an error naming method, seed and condition).
+    ``present``: another presence for the mask's rows (the gate's, or a failure declared)."""
+    present = {m: torch.from_numpy((mask.present if present is None else present)[m]) for m in method.modalities}
     rows = torch.from_numpy(mask.scored) & method.scorable(present)
     proba = method.proba_from_encoded(encoded, present)[rows]
     check_finite(proba, method, f"{mask.protocol}" + (f" rate {mask.rate}" if mask.rate is not None else "")
@@ -81,12 +91,42 @@ class MethodEvaluation:
     reliability: list[dict] = field(default_factory=list)
 
 
+class Conditions:
+    """The test inputs each mask is scored on (broken under ``fail:``) and, with a gate, the
+    gate's scores of them: computed once per seed for every method."""
+
+    def __init__(self, data: MultiModalDataset, ranges: dict[str, InputRange] | None = None,
+                 gate: InputGate | None = None, seed: int = 0) -> None:
+        self.data, self.ranges, self.gate, self.seed = data, ranges or {}, gate, seed
+        self._key, self._inputs, self._scores = (), data.inputs, {}
+
+    def inputs(self, mask: ProtocolMask) -> dict:
+        """The inputs of ``mask`` (the last set is kept: ``fail:`` masks come one by one)."""
+        key = (mask.protocol,) if mask.failure else ()
+        if key != self._key:
+            self._key, self._inputs = key, broken_inputs(self.data.inputs, mask, self.ranges, self.seed)
+        return self._inputs
+
+    def scores(self, mask: ProtocolMask) -> dict[str, np.ndarray]:
+        """The gate's score of every observed input under ``mask``'s inputs (NaN where absent),
+        kept for every set of inputs (the methods of a seed share them)."""
+        inputs = self.inputs(mask)
+        if self._key not in self._scores:
+            observed = {m: self.data.present[m].numpy() for m in self.gate.modalities}
+            self._scores[self._key] = self.gate.scores(inputs, observed)
+        return self._scores[self._key]
+
+
 def evaluate_method(method, data: MultiModalDataset, masks: Sequence[ProtocolMask], metrics: Sequence[str] | None = None,
-                    calibration: Calibration | None = None) -> MethodEvaluation:
+                    calibration: Calibration | None = None, conditions: Conditions | None = None) -> MethodEvaluation:
     metrics = list(metrics or metric_names(data.task, data.num_classes))
-    encoded = method.encode(data.inputs, data.present)
+    conditions = conditions or Conditions(data)
     out = MethodEvaluation()
+    key, encoded = None, None
     for mask in masks:
+        inputs = conditions.inputs(mask)
+        if inputs is not key:
+            key, encoded = inputs, method.encode(inputs, data.present)
         proba, target, rows = _scored_proba(method, encoded, data, mask)
         record = {"protocol": mask.protocol, "rate": mask.rate, "pattern": mask.pattern,
                   "n_scored": int(len(target)), "n_rows": int(len(mask.scored))}
@@ -99,8 +139,33 @@ def evaluate_method(method, data: MultiModalDataset, masks: Sequence[ProtocolMas
             values, bins = pattern_calibration(calibration, proba, target, mask.pattern)
             out.records += [{**record, "metric": metric, "value": value} for metric, value in values.items()]
             out.reliability += [{"pattern": mask.pattern, **b} for b in bins]
+        if conditions.gate is not None:
+            out.records += [{**record, **r} for r in gated_records(method, encoded, data, mask, conditions, metrics)]
     out.records += sweep_areas(out.records)
     return out
+
+
+def gated_records(method, encoded: Any, data: MultiModalDataset, mask: ProtocolMask, conditions: Conditions,
+                  metrics: Sequence[str]) -> list[dict]:
+    """Under ``mask``: the metrics with the gate (and, under ``fail:``, with the failure declared),
+    and the share of each modality's present, scored rows the gate ignored."""
+    scores = conditions.scores(mask)
+    mods = [m for m in method.modalities if m in scores]
+    ignored = conditions.gate.ignored({m: np.where(mask.present[m], scores[m], np.nan) for m in mods})
+    gated = {m: mask.present[m] & ~ignored[m] if m in ignored else mask.present[m] for m in method.modalities}
+    variants = {"gated": gated}
+    if mask.failure is not None and mask.failure[0] in method.modalities:
+        variants["declared"] = {**mask.present, mask.failure[0]: np.zeros_like(mask.present[mask.failure[0]])}
+    records = []
+    for name, present in variants.items():
+        proba, target, _ = _scored_proba(method, encoded, data, mask, present)
+        records += [{"metric": f"{metric}:{name}", "value": compute_metric(metric, target, proba) if len(target) else None,
+                     "n_scored": int(len(target))} for metric in metrics]
+    for m in mods:
+        rows = mask.scored & mask.present[m]
+        records.append({"metric": f"ignored:{m}", "value": float(ignored[m][rows].mean()) if rows.any() else None,
+                        "n_scored": int(rows.sum())})
+    return records
 
 
 def decisions(proba: np.ndarray, task: str) -> np.ndarray:

@@ -24,13 +24,15 @@ from .checkpoint import load_method, save_method
 from .encoders import EncoderLike
 from .errors import ConfigError
 from .calibration import check_mode
-from .evaluation import evaluate_method, fit_calibration
+from .evaluation import Conditions, evaluate_method, fit_calibration
+from .failures import input_ranges
+from .gate import DEFAULT_DETECTOR, InputGate, check_detector
 from .evidence import bootstrap_evidence
 from .files import file_name, write_json, write_jsonl
 from .masking import sample_training_missing
 from .methods import METHOD_GROUPS, METHODS, Method, create_method, train_stage1
 from .methods.unimodal import Stage1, UnimodalMethod
-from .protocols import ProtocolMask, parse_protocol, sample_all_masks, save_masks
+from .protocols import FAILURE_KINDS, ProtocolMask, parse_protocol, sample_all_masks, save_masks
 from .provenance import measure
 from .records import main_metric, reference_modality, reference_name, summarize
 from .runtime import cpu_threads, resolve_device
@@ -159,6 +161,9 @@ class Experiment:
     dataset: str = "custom"
     calibration: str = "per-pattern"
     groups: Sequence | None = None
+    gate: bool = True
+    gate_detector: str = DEFAULT_DETECTOR
+    raw_modalities: Sequence[str] | None = None  # whose inputs are raw (not extracted features); None: every array one
 
     def __post_init__(self) -> None:
         check_compatible(self.encoders, self.train, self.val, self.test)
@@ -167,9 +172,16 @@ class Experiment:
         if self.groups is not None and len(self.groups) != len(self.test):
             raise ConfigError(f"groups: {len(self.groups)} ids for {len(self.test)} test rows")
         self.names = expand_methods(self.methods, self.modalities)
-        self.protocols = list(self.protocols) if self.protocols is not None else default_protocols(self.test, self.modalities)
+        check_detector(self.gate_detector)
+        self.ranges = {m: r for m, r in input_ranges(self.train).items()
+                       if m in self.modalities and (self.raw_modalities is None or m in self.raw_modalities)}
+        self.protocols = (list(self.protocols) if self.protocols is not None
+                          else default_protocols(self.test, self.modalities, failing=sorted(self.ranges)))
         for protocol in self.protocols:  # a bad protocol is refused before anything trains
-            parse_protocol(protocol, self.modalities)
+            kind, arg, _ = parse_protocol(protocol, self.modalities)
+            if kind == "fail" and arg not in self.ranges:
+                raise ConfigError(f"protocol {protocol!r}: {arg} holds features from an extractor or tokens, not raw "
+                                  "array inputs; a silent failure breaks raw inputs")
         if self.seeds:  # and so is a bad method option (options do not depend on the seed)
             self.create_methods(self.seeds[0])
 
@@ -233,11 +245,13 @@ class Experiment:
             masks = sample_all_masks(self.protocols, {m: self.test.present[m] for m in self.modalities}, seed)
             store.masks(seed, masks, self.protocols)
             store.log(f"[seed {seed}] evaluating {len(fitted[seed])} methods under {len(masks)} masks on {len(self.test)} test rows")
-            val = self.seed_data(seed)[1]
+            train, val = self.seed_data(seed)
+            gate = self.fit_gate(fitted[seed], train, val, store)
+            conditions = Conditions(self.test, self.ranges, gate, seed)
             for name, method in fitted[seed].items():
                 with measure(stages, f"seed{seed}/evaluate/{name}", method.device):
                     calibration = fit_calibration(method, val, self.calibration)
-                    evaluation = evaluate_method(method, self.test, masks, calibration=calibration)
+                    evaluation = evaluate_method(method, self.test, masks, calibration=calibration, conditions=conditions)
                 tags = {"dataset": self.dataset, "method": name, "seed": seed}
                 results.records += [{**tags, **r} for r in evaluation.records]
                 results.reliability += [{**tags, **r} for r in evaluation.reliability]
@@ -248,6 +262,17 @@ class Experiment:
                                               self.modalities, dataset=self.dataset, groups=groups, sources=self.test.sources)
         store.evidence(results.evidence, results.reliability)
         return results
+
+    def fit_gate(self, methods: Mapping[str, Method], train: MultiModalDataset, val: MultiModalDataset,
+                 store: Store | None = None) -> InputGate | None:
+        """The input gate of one seed, from its uni-modal models (``None`` when off or when the run
+        has no uni-modal model of every modality)."""
+        references = {m: methods.get(reference_name(m)) for m in self.modalities}
+        if not self.gate or any(r is None for r in references.values()):
+            if self.gate and store is not None:
+                store.log("no input gate: it needs the uni-modal model of every modality (method `unimodal`)")
+            return None
+        return InputGate.fit({m: r.model_ for m, r in references.items()}, train, val, detector=self.gate_detector)
 
     def run(self, store: Store | None = None) -> ExperimentResults:
         """Fit, then evaluate: the whole experiment."""
@@ -329,11 +354,14 @@ def expand_methods(methods: Sequence[str], modalities: Sequence[str]) -> list[st
     return list(dict.fromkeys(names))
 
 
-def default_protocols(data: MultiModalDataset, modalities: Sequence[str]) -> list[str]:
-    """``observed`` (when the data has gaps), ``full``, each ``miss:<m>``, each ``sweep:<m>``, ``subsets``."""
+def default_protocols(data: MultiModalDataset, modalities: Sequence[str], failing: Sequence[str] = ()) -> list[str]:
+    """``observed`` (when the data has gaps), ``full``, each ``miss:<m>``, each ``sweep:<m>``,
+    ``subsets``, and each failure of each modality in ``failing`` (those with raw inputs)."""
     gaps = any(not bool(data.present[m].all()) for m in modalities)
     mods = sorted(modalities)
-    return (["observed"] if gaps else []) + ["full", *[f"miss:{m}" for m in mods], *[f"sweep:{m}" for m in mods], "subsets"]
+    failures = [f"fail:{m}@{kind}" for m in sorted(failing) for kind in FAILURE_KINDS]
+    return ((["observed"] if gaps else []) + ["full", *[f"miss:{m}" for m in mods], *[f"sweep:{m}" for m in mods], "subsets"]
+            + failures)
 
 
 def check_compatible(encoders, *splits: MultiModalDataset) -> None:

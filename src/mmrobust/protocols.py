@@ -43,6 +43,8 @@ class ProtocolMask:
     rate: float | None = None
     pattern: str | None = None
     meta: dict = field(default_factory=dict)
+    failure: tuple[str, str] | None = None  # (modality, kind): that modality's input is replaced, still "present"
+    source: np.ndarray | None = None  # ``stale``: the row whose input each row gets instead of its own
 
     @property
     def n_scored(self) -> int:
@@ -77,6 +79,10 @@ class Protocol:
         if self.default_rate is None and rate is not None:
             raise ProtocolError(f"{self.kind}:<modality> takes no rate, got {spec!r}")
         return arg or None, (self.default_rate if rate is None else rate) if self.default_rate is not None else None
+
+    def read_suffix(self, spec: str, text: str) -> float:
+        """What follows ``@`` in ``spec``: a rate by default."""
+        return _parse_rate(spec, text)
 
     def sample(self, spec: str, arg: str | None, rate: float | None, observed: dict[str, np.ndarray],
                seed: int) -> list[ProtocolMask]:
@@ -173,7 +179,55 @@ class Subsets(Protocol):
         return None
 
 
-for _protocol in (Observed, Full, Miss, Map, Sweep, Subsets):
+FAILURE_KINDS = ("blank", "constant", "noise", "stale")
+
+
+class Fail(Protocol):
+    kind, syntax, order, argument = "fail", "fail:<m>@<kind>", 6, "modality"
+    description = ("{m} present but broken on every test row where it is observed (a silent failure; the model is not "
+                   "told): `blank` (zeros: a black image, a silent clip), `constant` (the training inputs' maximum: a "
+                   "white frame), `noise` (uniform between the training inputs' minimum and maximum) or `stale` "
+                   "(another test row's input: a frozen feed)")
+
+    def read_suffix(self, spec, text):
+        if text not in FAILURE_KINDS:
+            raise ProtocolError(f"{spec!r}: the failure after '@' must be one of {', '.join(FAILURE_KINDS)}, got {text!r}")
+        return None
+
+    def parse(self, spec, arg, rate, modalities):
+        if "@" not in spec:
+            raise ProtocolError(f"{spec!r}: say how {arg!r} fails: fail:{arg}@<kind>, kind one of {', '.join(FAILURE_KINDS)}")
+        return super().parse(spec, arg, rate, modalities)
+
+    def sample(self, spec, arg, rate, observed, seed):
+        failure = spec.partition("@")[2]
+        broken = observed[arg]
+        mask = _mask(spec, observed, scored=broken)
+        mask.failure = (arg, failure)
+        if failure == "stale":
+            mask.source = stale_sources(broken, derive_seed(seed, "fail", arg))
+        return [mask]
+
+    def examples(self, modalities):
+        return [f"fail:{m}@{k}" for m in sorted(modalities) for k in FAILURE_KINDS]
+
+    def column(self, spec, rate):
+        return None  # the report's Silent failures table
+
+
+def stale_sources(rows: np.ndarray, seed: int) -> np.ndarray:
+    """For each of ``rows`` another of them (a seeded cycle through a random order: no row keeps its
+    own); every other row its own index."""
+    source = np.arange(len(rows))
+    which = np.flatnonzero(rows)
+    if len(which) < 2:
+        raise ProtocolError("a stale feed needs at least two rows with the modality")
+    order = which[np.random.default_rng(seed).permutation(len(which))]
+    source[order] = np.roll(order, -1)
+    return source
+
+
+for _protocol in (Observed, Full, Miss, Map, Sweep, Subsets, Fail):
     PROTOCOLS.register(_protocol.kind, _protocol, doc=_protocol.description.format(m="<m>"))
 
 
@@ -193,7 +247,7 @@ def parse_protocol(spec: str, modalities: Sequence[str]) -> tuple[str, str | Non
     protocol = get_protocol(spec)
     head, _, rate_text = spec.partition("@")
     arg = head.partition(":")[2]
-    rate = _parse_rate(spec, rate_text) if rate_text else None
+    rate = protocol.read_suffix(spec, rate_text) if rate_text else None
     arg, rate = protocol.parse(spec, arg, rate, modalities)
     return protocol.kind, arg, rate
 
@@ -293,12 +347,15 @@ def masks_hash(masks: Sequence[ProtocolMask]) -> str:
             h.update(m.encode())
             h.update(np.packbits(mask.present[m]).tobytes())
         h.update(np.packbits(mask.scored).tobytes())
+        if mask.source is not None:
+            h.update(mask.source.astype("<i8").tobytes())
     return h.hexdigest()
 
 
 def _describe(mask: ProtocolMask) -> dict:
     return {"protocol": mask.protocol, "rate": mask.rate, "pattern": mask.pattern,
-            "modalities": sorted(mask.present), "rows": int(len(mask.scored))}
+            "modalities": sorted(mask.present), "rows": int(len(mask.scored)),
+            **({"failure": list(mask.failure)} if mask.failure else {})}
 
 
 def save_masks(path: str | Path, masks: Sequence[ProtocolMask], meta: dict | None = None) -> str:
@@ -310,6 +367,8 @@ def save_masks(path: str | Path, masks: Sequence[ProtocolMask], meta: dict | Non
         arrays[f"{i}/scored"] = mask.scored
         for m, p in mask.present.items():
             arrays[f"{i}/present/{m}"] = p
+        if mask.source is not None:
+            arrays[f"{i}/source"] = mask.source
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
@@ -324,6 +383,8 @@ def load_masks(path: str | Path) -> list[ProtocolMask]:
             ProtocolMask(
                 d["protocol"], {m: data[f"{i}/present/{m}"] for m in d["modalities"]}, data[f"{i}/scored"],
                 rate=d["rate"], pattern=d["pattern"], meta=header["meta"],
+                failure=tuple(d["failure"]) if d.get("failure") else None,
+                source=data[f"{i}/source"] if f"{i}/source" in data else None,
             )
             for i, d in enumerate(header["masks"])
         ]

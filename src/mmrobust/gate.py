@@ -1,0 +1,202 @@
+"""The input gate: a modality that is present but implausible (a black frame, a silent clip,
+noise) is treated as missing, so routing answers from what still works.
+
+Per modality, the gate keeps that modality's Stage-1 model (encoder and head), statistics of its
+training rows and a threshold: the score that at most ``false_alarms`` (1%) of the clean
+validation rows of that modality exceed. A present input scoring above it is ignored. Detectors
+(``mahalanobis`` is the default, chosen by measurement: benchmarks/failures/RESULTS.md):
+
+- ``mahalanobis`` (Lee et al., NeurIPS 2018): the squared Mahalanobis distance of the encoder's
+  feature to the nearest class mean, with one covariance shared by the classes (multi-label: one
+  mean for all rows),
+- ``energy`` (Liu et al., NeurIPS 2020): ``-logsumexp`` of the uni-modal logits,
+- ``knn`` (Sun et al., ICML 2022): the distance of the L2-normalised feature to its
+  :data:`KNN_K`-th nearest training feature.
+
+A row is never left with nothing: where every present modality would be ignored, the least
+implausible one (the smallest excess over its threshold, in units of the clean validation
+scores' spread) is kept. Nothing here reads a test row.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .batch import MultiModalDataset, iter_chunks, take_rows
+from .errors import ConfigError, DataError, ModelFileError
+
+DETECTORS = ("mahalanobis", "energy", "knn")
+DEFAULT_DETECTOR = "mahalanobis"
+FALSE_ALARMS = 0.01
+FIT_ROWS = 5000  # training rows (at most, evenly spaced) the statistics come from
+KNN_K = 10
+SHRINKAGE = 1e-3  # of the mean variance, added to the shared covariance's diagonal
+
+
+@dataclass
+class ModalityGate:
+    """One modality's detector: its Stage-1 model, training statistics and threshold."""
+
+    model: nn.Module  # a uni-modal classifier: ``encoder`` then ``head``
+    statistics: dict[str, Tensor]
+    threshold: float
+    spread: float  # threshold minus the median clean validation score (> 0)
+
+
+class InputGate:
+    """Per modality: is this present input plausible? (see the module's docstring)"""
+
+    def __init__(self, gates: Mapping[str, ModalityGate], detector: str = DEFAULT_DETECTOR,
+                 false_alarms: float = FALSE_ALARMS, batch_size: int = 256) -> None:
+        check_detector(detector)
+        self.gates, self.detector, self.false_alarms, self.batch_size = dict(gates), detector, false_alarms, batch_size
+
+    @property
+    def modalities(self) -> list[str]:
+        return sorted(self.gates)
+
+    @classmethod
+    def fit(cls, models: Mapping[str, nn.Module], train: MultiModalDataset, val: MultiModalDataset, *,
+            detector: str = DEFAULT_DETECTOR, false_alarms: float = FALSE_ALARMS, batch_size: int = 256) -> "InputGate":
+        """Statistics from ``train``, each threshold from the clean ``val`` rows of its modality."""
+        check_detector(detector)
+        if not 0.0 < false_alarms < 1.0:
+            raise ConfigError(f"gate false_alarms {false_alarms!r}: expected a share strictly between 0 and 1 (e.g. 0.01)")
+        gate = cls({}, detector, false_alarms, batch_size)
+        for m, model in sorted(models.items()):
+            model = copy.deepcopy(model).eval()
+            rows = _spaced(np.flatnonzero(train.present[m].numpy()), FIT_ROWS)
+            features, logits = gate._outputs(model, train.inputs[m], rows)
+            statistics = fit_statistics(detector, features, train.target[torch.as_tensor(rows)], train.task)
+            clean = np.flatnonzero(val.present[m].numpy())
+            if not len(clean):
+                raise DataError(f"the input gate needs validation rows with {m} present; there are none")
+            scores = score(detector, statistics, *gate._outputs(model, val.inputs[m], clean))
+            threshold = float(np.quantile(scores, 1.0 - false_alarms, method="higher"))
+            spread = max(threshold - float(np.median(scores)), 1e-12)
+            gate.gates[m] = ModalityGate(model, statistics, threshold, spread)
+        return gate
+
+    # --- scoring ---------------------------------------------------------------------------
+    def scores(self, inputs: Mapping[str, Any], present: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Each gated modality's score on its present rows (NaN where it is absent)."""
+        out = {}
+        for m, gate in self.gates.items():
+            rows = np.flatnonzero(np.asarray(present[m]))
+            values = np.full(len(np.asarray(present[m])), np.nan)
+            if len(rows):
+                values[rows] = score(self.detector, gate.statistics, *self._outputs(gate.model, inputs[m], rows))
+            out[m] = values
+        return out
+
+    def ignored(self, scores: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Per modality, the rows whose input is ignored (above the threshold), never every
+        modality of a row (the least implausible stays)."""
+        excess = {m: (s - self.gates[m].threshold) / self.gates[m].spread for m, s in scores.items()}
+        flagged = {m: np.nan_to_num(e, nan=-np.inf) > 0 for m, e in excess.items()}
+        present = {m: ~np.isnan(s) for m, s in scores.items()}
+        mods = sorted(scores)
+        emptied = np.logical_and.reduce([flagged[m] | ~present[m] for m in mods]) & np.logical_or.reduce(
+            [present[m] for m in mods])
+        if emptied.any():
+            stacked = np.stack([np.where(present[m], excess[m], np.inf) for m in mods])
+            keep = np.argmin(stacked, axis=0)
+            for i, m in enumerate(mods):
+                flagged[m] = flagged[m] & ~(emptied & (keep == i))
+        return flagged
+
+    def reason(self, m: str, value: float) -> str:
+        return f"implausible input: {self.detector} score {value:.1f} > threshold {self.gates[m].threshold:.1f}"
+
+    def _outputs(self, model: nn.Module, x: Any, rows: np.ndarray) -> tuple[Tensor, Tensor]:
+        """Features and logits of ``model`` on ``rows`` of ``x`` (on the model's device)."""
+        device = next(model.parameters()).device
+        taken = {"x": take_rows(x, torch.as_tensor(rows, dtype=torch.long))}
+        features, logits = [], []
+        with torch.no_grad():
+            for chunk, _, _ in iter_chunks(taken, {"x": torch.ones(len(rows), dtype=torch.bool)}, self.batch_size, device):
+                f = model.encoder(chunk["x"])
+                features.append(f.float().cpu())
+                logits.append(model.head(f).float().cpu())
+        return torch.cat(features), torch.cat(logits)
+
+    # --- saving ---------------------------------------------------------------------------------
+    def state_tensors(self) -> dict[str, Tensor]:
+        out = {}
+        for m, gate in self.gates.items():
+            out.update({f"{m}.model.{k}": v for k, v in gate.model.state_dict().items()})
+            out.update({f"{m}.statistics.{k}": v for k, v in gate.statistics.items()})
+        return out
+
+    def to_dict(self) -> dict:
+        return {"detector": self.detector, "false_alarms": self.false_alarms,
+                "modalities": {m: {"threshold": g.threshold, "spread": g.spread} for m, g in self.gates.items()}}
+
+    @classmethod
+    def restore(cls, meta: Mapping[str, Any], tensors: Mapping[str, Tensor], models: Mapping[str, nn.Module],
+                where: str) -> "InputGate":
+        """From :meth:`to_dict` and :meth:`state_tensors`; ``models``: unfitted architectures to load into."""
+        try:
+            detector, false_alarms = meta["detector"], float(meta["false_alarms"])
+            gates = {}
+            for m, entry in meta["modalities"].items():
+                threshold, spread = float(entry["threshold"]), float(entry["spread"])
+                if not (np.isfinite(threshold) and np.isfinite(spread) and spread > 0):
+                    raise ValueError(f"{m}: threshold and spread must be finite, spread positive")
+                model = models[m]
+                prefix = f"{m}.model."
+                model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+                prefix = f"{m}.statistics."
+                statistics = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+                gates[m] = ModalityGate(model.eval(), statistics, threshold, spread)
+            return cls(gates, detector, false_alarms)
+        except (KeyError, TypeError, ValueError, RuntimeError, ConfigError) as err:
+            raise ModelFileError(f"{where}: not a valid input gate ({type(err).__name__}: {err})") from None
+
+
+def check_detector(detector: str) -> str:
+    if detector not in DETECTORS:
+        raise ConfigError(f"gate detector {detector!r}: expected one of {', '.join(DETECTORS)}")
+    return detector
+
+
+def fit_statistics(detector: str, features: Tensor, target: Tensor, task: str) -> dict[str, Tensor]:
+    """What ``detector`` keeps of the training features (float64 for the covariance)."""
+    if detector == "energy":
+        return {}
+    f = features.double()
+    if detector == "knn":
+        return {"bank": nn.functional.normalize(f, dim=1).float()}
+    labels = target.long() if task == "multiclass" else torch.zeros(len(f), dtype=torch.long)
+    classes = torch.unique(labels)
+    means = torch.stack([f[labels == c].mean(0) for c in classes])
+    centred = f - means[torch.searchsorted(classes, labels)]
+    covariance = centred.T @ centred / max(len(f) - 1, 1)
+    covariance += SHRINKAGE * covariance.diagonal().mean().clamp(min=1e-12) * torch.eye(f.shape[1], dtype=f.dtype)
+    return {"means": means, "precision": torch.linalg.inv(covariance)}
+
+
+def score(detector: str, statistics: Mapping[str, Tensor], features: Tensor, logits: Tensor) -> np.ndarray:
+    """Higher: less like the training inputs."""
+    if detector == "energy":
+        return (-torch.logsumexp(logits.double(), dim=1)).numpy()
+    if detector == "knn":
+        bank = statistics["bank"]
+        distances = torch.cdist(nn.functional.normalize(features.float(), dim=1), bank)
+        k = min(KNN_K, bank.shape[0])
+        return distances.topk(k, dim=1, largest=False).values[:, -1].double().numpy()
+    f = features.double()
+    distances = [((f - mu) @ statistics["precision"] * (f - mu)).sum(1) for mu in statistics["means"]]
+    return torch.stack(distances).min(0).values.numpy()
+
+
+def _spaced(rows: np.ndarray, limit: int) -> np.ndarray:
+    """At most ``limit`` of ``rows``, evenly spaced (deterministic)."""
+    if len(rows) <= limit:
+        return rows
+    return rows[np.linspace(0, len(rows) - 1, limit).astype(int)]
