@@ -79,8 +79,8 @@ RULES = [
 
 
 def reason(lines: list[str]) -> tuple[str, str]:
-    old = " ".join(line[2:] for line in lines if line.startswith("- "))
-    new = " ".join(line[2:] for line in lines if line.startswith("+ "))
+    old = " ".join(line[1:].strip() for line in lines if line.startswith("-"))
+    new = " ".join(line[1:].strip() for line in lines if line.startswith("+"))
     for name, test, why in RULES:
         if test(old, new):
             return name, why

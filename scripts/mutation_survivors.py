@@ -31,7 +31,8 @@ def module_of(name: str) -> str:
 def diff(name: str, path: object) -> list[str]:
     from mutmut.mutation.diff_apply import get_diff_for_mutant
 
-    return [line for line in get_diff_for_mutant(name, path=path).splitlines() if line[:2] in ("- ", "+ ")]
+    return [line for line in get_diff_for_mutant(name, path=path).splitlines()
+            if line[:1] in ("-", "+") and line[:3] not in ("---", "+++")]
 
 
 def main(argv: list[str]) -> int:

@@ -990,7 +990,8 @@ def test_predictions_carry_every_field_with_sets_and_read_files_relative_to_base
     assert by_file.used == ["a"], "a blank text cell is a missing modality"
     assert by_file.probabilities == by_value.probabilities and by_file.answered_by == model.answered_by("a")
     assert by_file.to_dict() == {"label": by_value.label, "probabilities": by_value.probabilities, "used": ["a"],
-                                 "label_set": list("wxyz"), "unsure": False, "answered_by": model.answered_by("a")}
+                                 "label_set": list("wxyz"), "unsure": False, "answered_by": model.answered_by("a"),
+                                 "ignored": {}}
     with pytest.raises(mm.errors.InputError, match=r"a: expected an input of shape \[6\], got \[2, 3\]"):
         predictor.predict({"a": np.zeros((2, 3))})
 
@@ -1013,7 +1014,7 @@ def test_protocol_refusals_name_the_cause_and_subsets_score_rows_that_have_the_p
         get_protocol(3)
     with pytest.raises(mm.errors.ProtocolError, match="protocol 'full' takes no argument, got 'full@0.5'"):
         sample_masks("full@0.5", {"a": np.ones(3, bool)}, 0)
-    with pytest.raises(mm.errors.ProtocolError, match=r"expected one of: full, map:<m>@<eta> \| map:both@<eta>, miss:<m>"):
+    with pytest.raises(mm.errors.ProtocolError, match=r"expected one of: fail:<m>@<kind>, full, map:<m>@<eta> \| map:both@<eta>, miss:<m>"):
         get_protocol("gone")
     for bad in (np.ones((2, 2), bool), np.ones(3, int)):
         with pytest.raises(mm.errors.ProtocolError, match="a presence mask must be a 1-D bool array"):
@@ -1040,3 +1041,47 @@ def test_a_protocols_description_names_a_modality_whose_name_holds_a_colon():
     from mmrobust.protocols import get_protocol
 
     assert "`cam:left`" in get_protocol("miss:cam:left").describe("miss:cam:left")
+
+
+def test_ume_mma_alone_trains_one_stage1_for_both_parts_with_its_metric(monkeypatch):
+    from mmrobust.methods import ume_mma, unimodal
+
+    calls, trained = [], []
+    real_stage1, real_fit = ume_mma.train_stage1, unimodal.UnimodalMethod.fit
+
+    def counting_stage1(*args, **kwargs):
+        calls.append(kwargs["metric"])
+        return real_stage1(*args, **kwargs)
+
+    def counting_fit(self, train, val=None, *, stage1=None, **kwargs):
+        trained.append(stage1 is None)
+        return real_fit(self, train, val, stage1=stage1, **kwargs)
+
+    monkeypatch.setattr(ume_mma, "train_stage1", counting_stage1)
+    monkeypatch.setattr(unimodal.UnimodalMethod, "fit", counting_fit)
+    data = mm.make_synthetic({"train": 80, "val": 40, "test": 10}, {"a": 6, "b": 6}, task="multilabel", seed=6)
+    mm.create_method("ume-mma", encoders=ENCODERS, num_classes=4, task="multilabel", seed=0, train_config=CONFIG,
+                     metric="f1_micro").fit(data["train"], data["val"])
+    assert calls == ["f1_micro"] and trained.count(True) == 2, "each modality trained once, shared by UME and MMA"
+
+
+def test_ume_mma_restores_its_parts_with_their_own_parameters(tmp_path):
+    from mmrobust.checkpoint import load_method, save_method
+
+    data = mm.make_synthetic({"train": 80, "val": 60, "test": 10}, {"a": 6, "b": 6}, seed=8)
+    stage1 = mm.train_stage1(ENCODERS, data["train"], data["val"], num_classes=4, seed=0, train_config=CONFIG)
+    parts = {"ume-weighted": create("ume-weighted").fit(data["train"], data["val"], stage1=stage1),
+             "mma": create("mma", p_drop=0.3).fit(data["train"], data["val"], stage1=stage1)}
+    model = create("ume-mma").fit(data["train"], data["val"], stage1=stage1, fitted=parts)
+    save_method(model, tmp_path / "m.safetensors")
+    restored = load_method(create("ume-mma"), tmp_path / "m.safetensors")
+    assert restored.mma_.get_params()["p_drop"] == 0.3
+
+
+def test_a_relative_path_is_read_from_the_working_folder_by_default(routed, tmp_path, monkeypatch):
+    data, _, _, model = routed
+    np.save(tmp_path / "a0.npy", np.asarray(data["test"].inputs["a"][0]))
+    monkeypatch.chdir(tmp_path)
+    predictor = Predictor(model, {"a": {"kind": "array", "shape": [6]}}, list("wxyz"))
+    expected = predictor.predict({"a": np.asarray(data["test"].inputs["a"][0])}).probabilities
+    assert predictor.predict({"a": "a0.npy"}).probabilities == expected

@@ -28,7 +28,7 @@ def test_round_trip_gives_identical_predictions_for_every_pattern(paper_run_dir,
     again = Predictor.load(predictor.save_pretrained(tmp_path / "copy"))
     for present in ({"image": True, "audio": True}, {"image": True, "audio": False}, {"image": False, "audio": True}):
         rows = [{m: test[m][i] if present[m] else None for m in test} for i in range(40)]
-        first, second = predictor.predict(rows), again.predict(rows)
+        first, second = predictor.predict(rows, gate=False), again.predict(rows, gate=False)  # the gate: test_gate.py
         assert [p.probabilities for p in first] == [p.probabilities for p in second]
         assert all(p.used == [m for m in ("audio", "image") if present[m]] for p in first)
         pattern = "+".join(m for m in ("audio", "image") if present[m])
@@ -56,7 +56,9 @@ def test_predict_from_files_in_a_fresh_process_with_either_modality_absent(paper
         assert done.returncode == 0, done.stderr[-2000:]
         result = json.loads(done.stdout)
         assert result["label"] in [str(d) for d in range(10)] and abs(sum(result["probabilities"].values()) - 1) < 1e-5
-        assert result["used"] == sorted(item.split("=")[0] for item in inputs)
+        # a pure tone is no spoken digit: the input gate may ignore it, and then says so
+        assert sorted(result["used"] + list(result["ignored"])) == sorted(item.split("=")[0] for item in inputs)
+        assert result["used"], "a row is never left with nothing"
     # the input spec carries the training images' PCA: the stored images lie on its subspace
     predictor = Predictor.load(paper_run_dir / "model")
     stored = arrays["test"]["image"][:5]
@@ -87,7 +89,7 @@ def test_predict_a_manifest_to_csv(paper_run_dir, tmp_path):
     assert main(["predict", str(paper_run_dir / "model"), "--manifest", str(tmp_path / "rows.csv"),
                  "--out", str(tmp_path / "preds.csv")]) == 0
     lines = (tmp_path / "preds.csv").read_text().splitlines()
-    assert lines[0].startswith("id,label,used,answered_by,0,1,") and [line.split(",")[2] for line in lines[1:]] == ["audio+image", "audio", "image"]
+    assert lines[0].startswith("id,label,used,answered_by,ignored,0,1,") and [line.split(",")[2] for line in lines[1:]] == ["audio+image", "audio", "image"]
 
 
 def test_bad_inputs_are_named(paper_run_dir, tmp_path):

@@ -96,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="also give the conformal label set that holds the true label with this probability (e.g. 0.9), "
                         "calibrated for the presence pattern of each input")
     p.add_argument("--abstain", action="store_true", help="with --coverage: answer unsure when the set is not a single label")
+    p.add_argument("--gate", choices=["on", "off"], default="on",
+                   help="the model's input gate: treat an implausible input as missing (on, the default) or not")
     p.add_argument("--trust-code", action="store_true",
                    help="load a model whose encoder is named by import path (a user's own: runs that code)")
     p.add_argument("--on-bad-input", choices=BAD_INPUT_POLICIES, default="error",
@@ -212,7 +214,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.out is None or args.input:
             raise ConfigError("--manifest needs --out FILE (and no --input)")
         path = predictor.predict_manifest(args.manifest, args.out, coverage=args.coverage, abstain=args.abstain,
-                                          on_bad_input=args.on_bad_input)
+                                          on_bad_input=args.on_bad_input, gate=args.gate == "on")
         print(f"predictions: {path}")
         return 0
     sample = {}
@@ -223,7 +225,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         sample[modality.strip()] = value or None
     if not sample:
         raise ConfigError(f"give at least one --input (this model takes {', '.join(predictor.modalities)})")
-    print(json.dumps(predictor.predict(sample, coverage=args.coverage, abstain=args.abstain).to_dict(), indent=2))
+    prediction = predictor.predict(sample, coverage=args.coverage, abstain=args.abstain, gate=args.gate == "on")
+    print(json.dumps(prediction.to_dict(), indent=2))
     return 0
 
 

@@ -29,6 +29,8 @@ BAD_INPUT_POLICIES = ("error", "missing")  # stop, naming the input | treat the 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "cosine", "step")
 PRECISIONS = ("fp32", "bf16")
+GATE_MODES = ("on", "off")
+GATE_DETECTORS = ("mahalanobis", "energy", "knn")  # mmrobust.gate
 
 
 @dataclass
@@ -100,9 +102,15 @@ class RunConfig:
     method_options: dict[str, dict] = field(default_factory=dict)  # method -> keyword arguments
     train_missing: dict[str, float] = field(default_factory=dict)  # modality (or 'both', MAP) -> share of training rows without it
     calibration: str = "per-pattern"  # temperature scaling fitted on validation: per-pattern | global | none
+    gate: str = "on"  # on: an implausible present input is treated as missing (mmrobust.gate) | off
+    gate_detector: str = "mahalanobis"  # mahalanobis | energy | knn
 
     def __post_init__(self) -> None:
         check_mode(self.calibration)
+        if self.gate not in GATE_MODES:
+            raise ConfigError(f"gate must be one of {GATE_MODES}, got {self.gate!r}")
+        if self.gate_detector not in GATE_DETECTORS:
+            raise ConfigError(f"gate_detector must be one of {GATE_DETECTORS}, got {self.gate_detector!r}")
         if not self.seeds:
             raise ConfigError("seeds: give at least one training seed (e.g. seeds=[0])")
 

@@ -28,9 +28,9 @@ import torch
 from torch import Tensor, nn
 
 from .batch import MultiModalDataset, iter_chunks, take_rows
+from .config import GATE_DETECTORS as DETECTORS
 from .errors import ConfigError, DataError, ModelFileError
 
-DETECTORS = ("mahalanobis", "energy", "knn")
 DEFAULT_DETECTOR = "mahalanobis"
 FALSE_ALARMS = 0.01
 FIT_ROWS = 5000  # training rows (at most, evenly spaced) the statistics come from

@@ -139,7 +139,9 @@ def experiment_for(config: RunConfig, splits: Splits) -> Experiment:
     return Experiment(methods=config.methods, encoders=resolve_encoders(config, splits), train=splits.train,
                       val=splits.val, test=splits.test, protocols=config.protocols, seeds=config.seeds,
                       train_config=config.train, method_options=config.method_options,
-                      train_missing=config.train_missing, dataset=config.data.name, calibration=config.calibration)
+                      train_missing=config.train_missing, dataset=config.data.name, calibration=config.calibration,
+                      gate=config.gate == "on", gate_detector=config.gate_detector,
+                      raw_modalities=[m for m in splits.train.modalities if splits.inputs.get(m, {}).get("kind") != "extractor"])
 
 
 class RunFolderStore(FolderStore):
@@ -297,8 +299,10 @@ def write_model(run_dir: Path, fitted_by_seed: Mapping[int, Mapping[str, Method]
     labels = train.label_names or [str(i) for i in range(train.num_classes)]
     val = with_training_missing(splits.val, config.train_missing, seed, "val")  # the rows this seed's model saw
     calibration = fit_calibration(method, val, config.calibration)
-    card = model_card(run_dir, config, seed, method, inputs)
-    predictor = Predictor(method, inputs, labels, card=card, calibration=calibration)
+    gate = experiment_for(config, splits).fit_gate(fitted_by_seed[seed], with_training_missing(train, config.train_missing, seed, "train"), val) \
+        if config.gate == "on" else None
+    card = model_card(run_dir, config, seed, method, inputs, gate)
+    predictor = Predictor(method, inputs, labels, card=card, calibration=calibration, gate=gate)
     folder = predictor.save_pretrained(run_dir / "model")
     log(f"model: {folder} (seed {seed}; per presence pattern it uses {choice_text(method.fit_summary())})")
     return folder
@@ -308,7 +312,8 @@ RULE = ("the paper's UME-or-MMA choice unless a uni-modal model of a present mod
         "beats it by more than a validation standard error, then the simplest within one of the best")
 
 
-def model_card(run_dir: Path, config: RunConfig, seed: int, method: Method, inputs: Mapping[str, dict]) -> str:
+def model_card(run_dir: Path, config: RunConfig, seed: int, method: Method, inputs: Mapping[str, dict],
+               gate=None) -> str:
     """What the model is, what it does to each input, and how the run evaluated it: the main
     table, rendered from the run's records."""
     evidence = read_jsonl(run_dir / "evidence.jsonl") if (run_dir / "evidence.jsonl").is_file() else []
@@ -327,6 +332,11 @@ def model_card(run_dir: Path, config: RunConfig, seed: int, method: Method, inpu
         "`--coverage 0.9` (`coverage=0.9`) adds a conformal label set whose coverage holds within each presence "
         "pattern; `--abstain` answers *unsure* when that set is not a single label. The report's per-pattern "
         "tables show how well each holds on the test split.", "",
+        *([f"Input gate ({gate.detector}; `gate.safetensors`): an input less plausible than "
+           f"{100 * (1 - gate.false_alarms):g}% of the clean validation inputs of its modality is treated as missing "
+           "(the prediction's `ignored` says which and why; `--gate off` turns it off). Thresholds: "
+           + ", ".join(f"{m} {g.threshold:.1f}" for m, g in sorted(gate.gates.items()))
+           + ". The report's Silent failures table shows what it catches.", ""] if gate is not None else []),
         f"Evaluation of the run (test split, mean ± std over seeds {config.seeds}, 95% bootstrap interval in "
         "brackets; accuracy or F1 in %):", "",
         *table, "", "The full report, with the protocols: `../report.md`.", ""])

@@ -4,6 +4,9 @@
     model/weights.safetensors  the fitted method (UME members and the MMA model, with its choice)
     model/calibration.json   temperatures per presence pattern and the validation rows' conformal
                              scores (multi-class models; see mmrobust.calibration)
+    model/gate.safetensors   the input gate (optional): per modality its uni-modal model, training
+                             statistics and threshold (config.json: detector, thresholds); an
+                             implausible input is ignored and the prediction says so
     model/model_card.md      what it is, how it was evaluated, how to use it
 
 Loading needs the library, never the training data; pre-trained extractors are referenced by
@@ -26,12 +29,16 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .batch import scatter_rows
 from .calibration import Calibration
 from .checkpoint import load_method, save_method
-from .encoders import EncoderSpec, check_trusted, import_paths
+from .encoders import EncoderSpec, build_encoder, check_trusted, import_paths
+from .gate import InputGate
+from .models import UnimodalClassifier
 from .errors import ConfigError, InputError, ModelFileError
 from .files import atomic_path, write_json, write_text
 from .inputs import default_spec, prepare
@@ -51,6 +58,7 @@ class Prediction:
     label_set: list[str] | None = None  # with a coverage: the conformal prediction set
     unsure: bool = False  # with abstain: the set is not a single label
     answered_by: str | None = None  # what answered that pattern: UME-MMA's choice (``unimodal:text``, ``mma`` ...)
+    ignored: dict[str, str] = dataclasses.field(default_factory=dict)  # modality -> why the input gate ignored it
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -60,12 +68,13 @@ class Predictor:
     """A fitted method with what it needs to read raw inputs: input specs and label names."""
 
     def __init__(self, method: Method, inputs: Mapping[str, dict], label_names: Sequence[str], *,
-                 card: str | None = None, calibration: Calibration | None = None) -> None:
+                 card: str | None = None, calibration: Calibration | None = None, gate: InputGate | None = None) -> None:
         self.method, self.label_names = method, list(label_names)
         self.inputs = dict(inputs)
         self.modalities = list(method.modalities)
         self.card = card
         self.calibration = calibration
+        self.gate = gate
 
     # pragma: no mutate start (files and manifests: the hardening tests' ground, not the mutation campaign's)
     # --- files ---------------------------------------------------------------------------
@@ -79,6 +88,7 @@ class Predictor:
                   "train": dataclasses.asdict(method.train_config),
                   "calibration": self.calibration.mode if self.calibration else None,
                   "needs_trust_code": bool(import_paths(method.encoders)),
+                  "gate": self.gate.to_dict() if self.gate is not None else None,
                   "routing": {pattern_name(subset): method.answered_by(pattern_name(subset))  # what answers each pattern
                               for subset in nonempty_subsets(method.modalities)}}
         tmp = folder.with_name(f".{folder.name}.tmp")  # complete or absent: written aside, then renamed
@@ -87,6 +97,9 @@ class Predictor:
         write_json(tmp / "config.json", config)
         if self.calibration is not None:
             write_json(tmp / "calibration.json", self.calibration.to_dict())
+        if self.gate is not None:
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.gate.state_tensors().items()},
+                      str(tmp / "gate.safetensors"))
         write_text(tmp / "model_card.md", self.card or _card(config))
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
@@ -118,25 +131,28 @@ class Predictor:
                                seed=config["seed"], train_config=train, **config["params"])
         method = load_method(method, folder / "weights.safetensors")
         card = (folder / "model_card.md").read_text(encoding="utf-8") if (folder / "model_card.md").is_file() else None
-        return cls(method, config["inputs"], config["label_names"], card=card, calibration=_read_calibration(folder, config))
+        return cls(method, config["inputs"], config["label_names"], card=card, calibration=_read_calibration(folder, config),
+                   gate=_read_gate(folder, config, encoders, method.device))
 
     from_pretrained = load
 
     # pragma: no mutate end
     # --- predictions -------------------------------------------------------------------------
     def predict(self, sample: Mapping[str, Any] | Sequence[Mapping[str, Any]], base: str | Path = ".", *,
-                coverage: float | None = None, abstain: bool = False) -> Any:
+                coverage: float | None = None, abstain: bool = False, gate: bool = True) -> Any:
         """One sample (a dict modality -> array, path or text; ``None`` or absent = missing) or a
         list of them; paths relative to ``base``. With ``coverage`` (e.g. 0.9) each prediction
         carries its conformal label set, calibrated for its presence pattern; with ``abstain``
-        the label is ``None`` (``unsure``) when that set is not a single label."""
+        the label is ``None`` (``unsure``) when that set is not a single label. With the model's
+        input gate (``gate=False`` turns it off) an implausible input is treated as missing:
+        ``ignored`` says which and why, ``used`` lists what answered."""
         one = isinstance(sample, Mapping)
         rows = [sample] if one else list(sample)
-        predictions = self._predict_rows(rows, Path(base), coverage, abstain)
+        predictions = self._predict_rows(rows, Path(base), coverage, abstain, gate=gate)
         return predictions[0] if one else predictions
 
-    def _predict_rows(self, rows: Sequence[Mapping[str, Any]], base: Path, coverage: float | None = None,
-                      abstain: bool = False, names: Sequence[str] | None = None) -> list[Prediction]:
+    def _predict_rows(self, rows: Sequence[Mapping[str, Any]], base: Path, coverage: float | None, abstain: bool,
+                      names: Sequence[str] | None = None, *, gate: bool) -> list[Prediction]:
         names = names or [f"sample {i}" for i in range(len(rows))]
         if abstain and coverage is None:
             raise ConfigError("abstain needs a coverage (e.g. coverage=0.9): the model abstains when its set is not one label")
@@ -150,16 +166,25 @@ class Predictor:
         empty = [i for i in range(len(rows)) if not any(present[m][i] for m in self.modalities)]
         if empty:
             raise InputError(f"{names[empty[0]]}: no modality given; this model takes any of {', '.join(self.modalities)}")
+        inputs = {m: self._column(m, rows, present[m], base) for m in self.modalities}
+        ignored = self._gate(inputs, present) if gate and self.gate is not None else [{} for _ in rows]
+        present = {m: p & np.array([m not in why for why in ignored]) for m, p in present.items()}
         used = [[m for m in self.modalities if present[m][i]] for i in range(len(rows))]
         patterns = [pattern_name(u) for u in used]
         if coverage is not None:
             self.calibration.check_rows(patterns, coverage)
-        inputs = {m: self._column(m, rows, present[m], base) for m in self.modalities}
         raw = self.method.predict_proba(inputs, {m: torch.from_numpy(p) for m, p in present.items()})
         proba = self.calibration.calibrate(raw, patterns) if self.calibration is not None else raw
         sets = self.calibration.prediction_sets(raw, patterns, coverage) if coverage is not None else [None] * len(rows)
-        return [self._prediction(p, u, s, abstain, self.method.answered_by(pattern))
-                for p, u, s, pattern in zip(proba, used, sets, patterns)]
+        return [self._prediction(p, u, s, abstain, self.method.answered_by(pattern), why)
+                for p, u, s, pattern, why in zip(proba, used, sets, patterns, ignored)]
+
+    def _gate(self, inputs: Mapping[str, Any], present: Mapping[str, np.ndarray]) -> list[dict[str, str]]:
+        """Per row: the modalities the input gate ignores, each with its reason."""
+        scores = self.gate.scores(inputs, {m: present[m] for m in self.gate.modalities})
+        flagged = self.gate.ignored(scores)
+        return [{m: self.gate.reason(m, scores[m][i]) for m in self.gate.modalities if flagged[m][i]}
+                for i in range(len(next(iter(present.values()))))]
 
     def _column(self, m: str, rows, present: np.ndarray, base: Path):
         if not present.any():
@@ -170,24 +195,26 @@ class Predictor:
         return scatter_rows(batch, np.flatnonzero(present), len(rows))
 
     def _prediction(self, proba: np.ndarray, used: list[str], label_set: np.ndarray | None, abstain: bool,
-                    answered_by: str) -> Prediction:
+                    answered_by: str, ignored: dict[str, str] | None = None) -> Prediction:
         probabilities = {name: float(p) for name, p in zip(self.label_names, proba)}
         if self.method.task == "multilabel":
             label = [name for name, p in probabilities.items() if p >= 0.5]
         else:
             label = self.label_names[int(np.argmax(proba))]
         if label_set is None:
-            return Prediction(label, probabilities, used, answered_by=answered_by)
+            return Prediction(label, probabilities, used, answered_by=answered_by, ignored=dict(ignored or {}))
         names = [n for n, keep in zip(self.label_names, label_set) if keep]
         unsure = abstain and len(names) != 1
         return Prediction(None if unsure else label, probabilities, used, label_set=names, unsure=unsure,
-                          answered_by=answered_by)
+                          answered_by=answered_by, ignored=dict(ignored or {}))
 
     # pragma: no mutate start (manifests and bad cells: the hardening tests' ground, not the mutation campaign's)
     def predict_manifest(self, manifest: str | Path, out: str | Path, batch_size: int = 64, progress: bool | None = None,
-                         *, coverage: float | None = None, abstain: bool = False, on_bad_input: str = "error") -> Path:
+                         *, coverage: float | None = None, abstain: bool = False, on_bad_input: str = "error",
+                         gate: bool = True) -> Path:
         """Predictions for every row of a CSV / JSONL manifest (columns named as the modalities),
-        written to ``out`` (CSV: id, label, used, answered_by, one probability column per label; with a
+        written to ``out`` (CSV: id, label, used, answered_by, ignored (``modality: reason``, ``; ``-joined),
+        one probability column per label; with a
         ``coverage``, also the label set (``|``-joined) and ``unsure``; an unsure label is empty).
 
         A bad cell (unreadable file, wrong shape, ...) is an error naming the manifest row and id;
@@ -213,35 +240,36 @@ class Predictor:
                           disable=True if progress is False else None):
             batch = slice(start, start + batch_size)
             try:
-                predictions += self._predict_rows(samples[batch], manifest.parent, coverage, abstain)
+                predictions += self._predict_rows(samples[batch], manifest.parent, coverage, abstain, gate=gate)
             except InputError:  # find the row (and the cell) at fault
-                predictions += [self._predict_row(sample, place, manifest.parent, coverage, abstain, on_bad_input)
+                predictions += [self._predict_row(sample, place, manifest.parent, coverage, abstain, on_bad_input, gate=gate)
                                 for sample, place in zip(samples[batch], where[batch])]
         sets = ["set", "unsure"] if coverage is not None else []
-        lines = [["id", "label", *sets, "used", "answered_by", *self.label_names]]
+        lines = [["id", "label", *sets, "used", "answered_by", "ignored", *self.label_names]]
         for sample_id, p in zip(ids, predictions):
             if p is None:  # nothing usable in this row (policy missing)
-                lines.append([sample_id, "", *[""] * len(sets), "", "", *[""] * len(self.label_names)])
+                lines.append([sample_id, "", *[""] * len(sets), "", "", "", *[""] * len(self.label_names)])
                 continue
             label = "|".join(p.label) if isinstance(p.label, list) else (p.label or "")
             extra = ["|".join(p.label_set), int(p.unsure)] if coverage is not None else []
             lines.append([sample_id, label, *extra, "+".join(p.used), p.answered_by,
+                          "; ".join(f"{m}: {why}" for m, why in sorted(p.ignored.items())),
                           *(f"{p.probabilities[n]:.6f}" for n in self.label_names)])
         with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
             csv.writer(f).writerows(lines)
         return out
 
     def _predict_row(self, sample: Mapping[str, Any], where: str, base: Path, coverage: float | None, abstain: bool,
-                     on_bad_input: str) -> Prediction | None:
+                     on_bad_input: str, *, gate: bool) -> Prediction | None:
         """One manifest row; a bad cell is an error naming the row, or (``missing``) is dropped."""
         try:
-            return self._predict_rows([sample], base, coverage, abstain, names=[where])[0]
+            return self._predict_rows([sample], base, coverage, abstain, names=[where], gate=gate)[0]
         except InputError as err:
             if on_bad_input == "error":
                 message = str(err) if str(err).startswith(where) else f"{where}: {err}"
                 raise InputError(message + " (or use --on-bad-input missing)") from None
         usable = {m: v for m, v in sample.items() if _given(v) and self._readable(m, v, base)}
-        return self._predict_rows([usable], base, coverage, abstain)[0] if usable else None
+        return self._predict_rows([usable], base, coverage, abstain, gate=gate)[0] if usable else None
 
     def _readable(self, modality: str, value: Any, base: Path) -> bool:
         try:
@@ -263,6 +291,28 @@ def _read_calibration(folder: Path, config: dict) -> Calibration | None:
         return Calibration.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except (KeyError, TypeError, ValueError) as err:
         raise ModelFileError(f"{path}: not a calibration file ({err})") from err
+
+
+def _read_gate(folder: Path, config: dict, encoders: Mapping[str, EncoderSpec], device) -> InputGate | None:
+    """The input gate saved with the model, its uni-modal models rebuilt from the encoder specs."""
+    if not config.get("gate"):
+        return None
+    path = folder / "gate.safetensors"
+    if not path.is_file():
+        raise ModelFileError(f"{path}: missing (config.json describes an input gate)")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise ModelFileError(f"{path}: not a readable safetensors file ({err})") from None
+    modalities = config["gate"].get("modalities", {}) if isinstance(config["gate"], dict) else {}
+    unknown = sorted(set(modalities) - set(encoders))
+    if unknown:
+        raise ModelFileError(f"{folder / 'config.json'}: the gate names modalities without an encoder: {unknown}")
+    models = {m: UnimodalClassifier(build_encoder(encoders[m], m), config["num_classes"]) for m in modalities}
+    gate = InputGate.restore(config["gate"], tensors, models, str(path))
+    for g in gate.gates.values():
+        g.model.to(device)
+    return gate
 
 
 def _spec_dict(spec) -> dict:

@@ -290,7 +290,7 @@ def _parse_rate(spec: str, text: str) -> float:
     return rate
 
 
-def _check_modality(spec: str, name: str, modalities: Sequence[str], allow_both: bool = False) -> None:
+def _check_modality(spec: str, name: str, modalities: Sequence[str], *, allow_both: bool) -> None:
     if name not in modalities and not (allow_both and name == "both"):
         raise ProtocolError(f"{spec!r}: unknown modality {name!r}; the data has {list(modalities)}")
 

@@ -223,6 +223,34 @@ def coverage_table(summary: Sequence[dict], methods: Sequence[str], coverage: fl
     return lines
 
 
+def failure_table(summary: Sequence[dict], methods: Sequence[str], metric: str) -> list[str]:
+    """Per ``fail:`` condition and multi-modal method: the metric without and with the input gate,
+    with the broken modality declared missing, the best uni-modal model of what still works, and
+    the gate's detections (broken inputs ignored) and false alarms (clean ``full`` inputs ignored)."""
+    cells = {(s["method"], s["protocol"], s["metric"]): s for s in summary if s["pattern"] is None and s["rate"] is None}
+    failures = list(dict.fromkeys(s["protocol"] for s in summary if s["protocol"].startswith("fail:")))
+
+    def value(method, protocol, name, scale=100, digits=1):
+        return _mean({name: cells[(method, protocol, name)]} if (method, protocol, name) in cells else {}, name, scale, digits)
+
+    lines = ["| condition | method | ungated | gated | declared missing | uni-modal of the rest | detected % | "
+             "false alarms % |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for protocol in failures:
+        broken = protocol.split(":", 1)[1].rsplit("@", 1)[0]
+        rest = [(cells[(m, protocol, metric)]["mean"], m) for m in methods
+                if reference_modality(m) not in (None, broken) and (m, protocol, metric) in cells
+                and cells[(m, protocol, metric)]["mean"] is not None]
+        best = f"{100 * max(rest)[0]:.1f} ({method_label(max(rest)[1])})" if rest else "n/a"
+        for method in methods:
+            if reference_modality(method) or (method, protocol, metric) not in cells:
+                continue
+            lines.append(f"| `{protocol}` | {method_label(method)} | {value(method, protocol, metric)} | "
+                         f"{value(method, protocol, metric + ':gated')} | {value(method, protocol, metric + ':declared')} | "
+                         f"{best} | {value(method, protocol, 'ignored:' + broken)} | "
+                         f"{value(method, 'full', 'ignored:' + broken, 100, 2)} |")
+    return lines
+
+
 def robustness_ranking(records: Sequence[dict]) -> list[str]:
     """Methods ranked by the mean of ``full`` and each ``miss:<m>`` (the selection criterion of the
     fused models, here on the records' split), mean ± sample std over seeds; a method with any of

@@ -11,7 +11,7 @@ import yaml
 
 from .files import atomic_path, write_text
 from .protocols import get_protocol
-from .records import (calibration_table, candidate_order, coverage_table, evidence_intervals, evidence_table, main_columns,
+from .records import (calibration_table, candidate_order, coverage_table, evidence_intervals, evidence_table, failure_table, main_columns,
                       main_metric, method_order, pattern_columns, pct, read_jsonl, reference_modality, summarize,
                       table_lines)
 
@@ -62,6 +62,7 @@ def render_markdown(summary, fits, provenance, config, metric, methods, has_figu
                 f"Test {name} in % with only the listed modalities present."]
         out += [""] + table_lines(summary, methods, patterns) + [""]
     out += _evidence_section(evidence, methods, name) + _calibration_section(summary, methods, has_reliability)
+    out += _failure_section(summary, methods, metric, name)
     out += _routing_section(fits)
     if has_figure:
         out += ["## Robustness to a missing modality", "",
@@ -121,6 +122,22 @@ def _calibration_section(summary: Sequence[dict], methods: Sequence[str], has_re
                   "size, the share of rows answered with a single label and the accuracy on those (abstaining "
                   "otherwise). n/a: the pattern has too few validation rows for the coverage.", "",
                   *coverage_table(summary, methods), ""]
+
+
+def _failure_section(summary: Sequence[dict], methods: Sequence[str], metric: str, name: str) -> list[str]:
+    if not any(s["protocol"].startswith("fail:") for s in summary):
+        return []
+    gated = any(s["metric"].endswith(":gated") for s in summary)
+    return ["## Silent failures", "",
+            f"Test {name} in % when a modality is present but broken (`fail:<m>@<kind>`: its raw input replaced on "
+            "every test row; the model is not told). *gated*: the input gate treats an implausible input as missing "
+            "(per modality: the uni-modal encoder's features, thresholded at 1% false alarms on clean validation rows); "
+            "*declared missing*: the same model told the modality is absent; *detected*: the share of broken inputs "
+            "the gate ignored; *false alarms*: the share of clean test inputs it ignored (`full`). "
+            + ("" if gated else "**The gate was off in this run** (`gate: off`, or no uni-modal model of every "
+               "modality): the gated columns are n/a. ")
+            + "A `stale` input (another row's) is in-distribution by construction: a gate on plausibility cannot see it.",
+            "", *failure_table(summary, methods, metric), ""]
 
 
 def _warnings_section(notes: Sequence[str] | None) -> list[str]:

@@ -1,0 +1,90 @@
+"""results/<dataset>/<detector>.jsonl -> RESULTS.md (no torch needed)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+DETECTORS = ("mahalanobis", "energy", "knn")
+KINDS = ("blank", "constant", "noise", "stale")
+METRIC = "accuracy"
+METHOD = "ume-mma"
+
+
+def render_results(here: Path) -> None:
+    lines = ["# Silent failures: a modality present but broken, with and without the input gate", "",
+             "Written by `python benchmarks/failures/run.py` (see its docstring for the commands). `fail:<m>@<kind>` "
+             "replaces modality m's raw input on every test row (`blank`: zeros; `constant`: the training inputs' "
+             "maximum; `noise`: uniform between their minimum and maximum; `stale`: another test row's input). "
+             f"{METHOD}, accuracy in %, mean over the seeds. *declared*: the same model told the modality is missing; "
+             "*uni-modal*: the uni-modal model of the other modality; *detected*: share of the broken inputs the gate "
+             "ignored; *false alarms*: share of clean test inputs of that modality it ignored (`full`).", ""]
+    for folder in sorted(p for p in (here / "results").iterdir() if p.is_dir()):
+        run = json.loads((folder / "run.json").read_text())
+        lines += [f"## {folder.name}", "", f"{run['setting']}; seeds {run['seeds']}; commit `{run['commit'][:10]}`; "
+                  f"{run['machine']}; training {run['train_seconds']:.0f} s. `{run['command']}`", ""]
+        lines += comparison(folder)
+        for detector in DETECTORS:
+            path = folder / f"{detector}.jsonl"
+            if path.is_file():
+                lines += detector_table(detector, [json.loads(x) for x in path.read_text().splitlines() if x.strip()])
+    (here / "RESULTS.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def mean(records, method, protocol, metric, pattern=None):
+    values = [r["value"] for r in records if r["method"] == method and r["protocol"] == protocol
+              and r["metric"] == metric and r.get("pattern") == pattern and r["value"] is not None]
+    return float(np.mean(values)) if values else None
+
+
+def pct(v):
+    return "n/a" if v is None else f"{100 * v:.1f}"
+
+
+def modalities(records):
+    return sorted({r["protocol"].split(":")[1].split("@")[0] for r in records if r["protocol"].startswith("fail:")})
+
+
+def comparison(folder: Path) -> list[str]:
+    """Per detector: the gate's distance to `declared` over blank / constant / noise, and its false alarms."""
+    rows = ["| detector | mean gap to declared (blank, constant, noise) | worst gap | stale: gated − ungated | "
+            "clean: gated − ungated, worst pattern | false alarms (max over modalities) |", "|---|---:|---:|---:|---:|---:|"]
+    for detector in DETECTORS:
+        path = folder / f"{detector}.jsonl"
+        if not path.is_file():
+            continue
+        records = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+        gaps, stale = [], []
+        for m in modalities(records):
+            for kind in ("blank", "constant", "noise"):
+                p = f"fail:{m}@{kind}"
+                gaps.append(mean(records, METHOD, p, f"{METRIC}:declared") - mean(records, METHOD, p, f"{METRIC}:gated"))
+            p = f"fail:{m}@stale"
+            stale.append(mean(records, METHOD, p, f"{METRIC}:gated") - mean(records, METHOD, p, METRIC))
+        clean = [mean(records, METHOD, "full", f"{METRIC}:gated") - mean(records, METHOD, "full", METRIC)]
+        patterns = sorted({r["pattern"] for r in records if r["protocol"] == "subsets" and r["pattern"]})
+        clean += [mean(records, METHOD, "subsets", f"{METRIC}:gated", p) - mean(records, METHOD, "subsets", METRIC, p)
+                  for p in patterns]
+        alarms = max(mean(records, METHOD, "full", f"ignored:{m}") for m in modalities(records))
+        rows.append(f"| {detector} | {100 * np.mean(gaps):.1f} | {100 * max(gaps):.1f} | "
+                    f"{', '.join(f'{100 * s:+.1f}' for s in stale)} | {100 * min(clean):+.1f} | {100 * alarms:.2f}% |")
+    return ["Detectors compared (points; a gap > 0: the gated model is below the model told the modality is missing):",
+            "", *rows, ""]
+
+
+def detector_table(detector: str, records: list[dict]) -> list[str]:
+    mods = modalities(records)
+    lines = [f"### {detector}", "", "| condition | ungated | gated | declared | uni-modal | detected | false alarms |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for m in mods:
+        other = [o for o in mods if o != m]
+        for kind in KINDS:
+            p = f"fail:{m}@{kind}"
+            unimodal = mean(records, f"unimodal:{other[0]}", p, METRIC) if len(other) == 1 else None
+            lines.append(f"| `{p}` | {pct(mean(records, METHOD, p, METRIC))} | {pct(mean(records, METHOD, p, f'{METRIC}:gated'))} | "
+                         f"{pct(mean(records, METHOD, p, f'{METRIC}:declared'))} | {pct(unimodal)} | "
+                         f"{pct(mean(records, METHOD, p, f'ignored:{m}'))} | {pct(mean(records, METHOD, 'full', f'ignored:{m}'))} |")
+    lines.append(f"| `full` (clean) | {pct(mean(records, METHOD, 'full', METRIC))} | "
+                 f"{pct(mean(records, METHOD, 'full', f'{METRIC}:gated'))} | | | | |")
+    return lines + [""]
