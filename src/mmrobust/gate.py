@@ -84,9 +84,11 @@ class InputGate:
 
     # --- scoring ---------------------------------------------------------------------------
     def scores(self, inputs: Mapping[str, Any], present: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Each gated modality's score on its present rows (NaN where it is absent)."""
+        """Each gated modality of ``present``: its score on its present rows (NaN where it is absent)."""
         out = {}
         for m, gate in self.gates.items():
+            if m not in present:
+                continue
             rows = np.flatnonzero(np.asarray(present[m]))
             values = np.full(len(np.asarray(present[m])), np.nan)
             if len(rows):

@@ -1,0 +1,220 @@
+"""Silent failures: the fail:<m>@<kind> protocols and the input gate, each against a hand
+computation or a second implementation."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+import mmrobust as mm
+from mmrobust.evaluation import Conditions, evaluate_method
+from mmrobust.experiment import Experiment
+from mmrobust.failures import InputRange, broken_inputs, input_ranges
+from mmrobust.gate import KNN_K, InputGate, fit_statistics, score
+from mmrobust.predictor import Predictor
+from mmrobust.protocols import PROTOCOLS, load_masks, masks_hash, sample_masks, save_masks
+from mmrobust.runtime import derive_seed
+
+CONFIG = mm.TrainConfig(epochs=3, batch_size=32, lr=3e-3, device="cpu", progress=False)
+ENCODERS = {"a": mm.EncoderSpec("mlp-tiny", in_dim=6), "b": mm.EncoderSpec("mlp-tiny", in_dim=6)}
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """Stage 1 and UME-MMA on data where both modalities carry the label, and the gate of that Stage 1."""
+    data = mm.make_synthetic({"train": 400, "val": 600, "test": 300}, {"a": 6, "b": 6}, noise={"a": 1.0, "b": 1.0}, seed=4)
+    stage1 = mm.train_stage1(ENCODERS, data["train"], data["val"], num_classes=4, seed=0, train_config=CONFIG)
+    model = mm.create_method("ume-mma", encoders=ENCODERS, num_classes=4, seed=0, train_config=CONFIG).fit(
+        data["train"], data["val"], stage1=stage1)
+    gate = InputGate.fit(stage1.models, data["train"], data["val"])
+    return data, stage1, model, gate
+
+
+def observed(n: int, a_missing=()) -> dict[str, np.ndarray]:
+    a = np.ones(n, bool)
+    a[list(a_missing)] = False
+    return {"a": a, "b": np.ones(n, bool)}
+
+
+# --- the protocols -----------------------------------------------------------------------------
+
+
+def test_failure_protocols_are_listed_checked_seeded_and_hashed(tmp_path):
+    assert "fail" in PROTOCOLS.names()
+    assert PROTOCOLS.create("fail").examples(["a", "b"])[:4] == ["fail:a@blank", "fail:a@constant", "fail:a@noise", "fail:a@stale"]
+    for bad, message in (("fail:a", "say how 'a' fails"), ("fail:a@black", "must be one of blank, constant, noise, stale"),
+                         ("fail:c@blank", "unknown modality 'c'")):
+        with pytest.raises(mm.errors.ProtocolError, match=message):
+            sample_masks(bad, observed(5), 0)
+    (mask,) = sample_masks("fail:a@stale", observed(8, a_missing=[2]), 3)
+    assert mask.failure == ("a", "stale") and mask.present["a"].tolist() == observed(8, [2])["a"].tolist()
+    assert mask.scored.tolist() == observed(8, [2])["a"].tolist(), "only rows where a is observed can break"
+    # the stale source, by hand: the broken rows in a random order drawn from the seed, each given the next one's input
+    rows = np.flatnonzero(mask.scored)
+    order = rows[np.random.default_rng(derive_seed(3, "fail", "a")).permutation(len(rows))]
+    expected = np.arange(8)
+    for here, there in zip(order, np.roll(order, -1)):
+        expected[here] = there
+    assert mask.source.tolist() == expected.tolist() and all(mask.source[r] != r for r in rows)
+    again, other = sample_masks("fail:a@stale", observed(8, [2]), 3)[0], sample_masks("fail:a@stale", observed(8, [2]), 4)[0]
+    assert masks_hash([again]) == masks_hash([mask]) != masks_hash([other])
+    save_masks(tmp_path / "m.npz", [mask])
+    (loaded,) = load_masks(tmp_path / "m.npz")
+    assert loaded.failure == ("a", "stale") and loaded.source.tolist() == mask.source.tolist()
+
+
+def test_broken_inputs_by_kind_leave_labels_and_the_other_modality_alone():
+    rng = np.random.default_rng(0)
+    train = mm.MultiModalDataset({"a": torch.tensor(rng.uniform(-2, 3, (50, 4)), dtype=torch.float32),
+                                  "b": torch.zeros(50, 2)}, torch.arange(50) % 2)
+    ranges = input_ranges(train)
+    low, high = float(train.inputs["a"].min()), float(train.inputs["a"].max())
+    assert (ranges["a"].low, ranges["a"].high) == (low, high)
+    test = {"a": torch.tensor(rng.normal(size=(6, 4)), dtype=torch.float32), "b": torch.ones(6, 2)}
+    for kind in ("blank", "constant", "noise", "stale"):
+        (mask,) = sample_masks(f"fail:a@{kind}", observed(6, a_missing=[5]), 1)
+        out = broken_inputs(test, mask, ranges, seed=1)
+        assert out["b"] is test["b"] and torch.equal(out["a"][5], test["a"][5]), "b and the row without a untouched"
+        broken = out["a"][:5].numpy()
+        if kind == "blank":
+            assert (broken == 0).all()
+        elif kind == "constant":
+            assert (broken == np.float32(high)).all()
+        elif kind == "noise":
+            assert broken.min() >= low and broken.max() <= high and len(np.unique(broken)) == broken.size
+            assert np.array_equal(broken, broken_inputs(test, mask, ranges, seed=1)["a"][:5].numpy()), "seeded"
+        else:
+            assert np.array_equal(broken, test["a"].numpy()[mask.source[:5]])
+    assert torch.equal(test["a"], torch.as_tensor(test["a"])), "the caller's inputs are not modified"
+
+
+# --- the detectors, by hand ---------------------------------------------------------------------
+
+
+def test_the_three_scores_by_hand():
+    rng = np.random.default_rng(1)
+    features = torch.tensor(rng.normal(size=(40, 3)) + np.repeat([[0, 0, 0], [4, 0, 0]], 20, axis=0))
+    target = torch.tensor([0] * 20 + [1] * 20)
+    query = torch.tensor([[0.5, 1.0, -1.0], [9.0, 0.0, 0.0]], dtype=torch.float64)
+    logits = torch.tensor([[1.0, 2.0], [0.0, -3.0]])
+    # Mahalanobis: class means, one covariance pooled over classes (shrunk by 1e-3 of its mean variance)
+    x = features.numpy()
+    means = np.stack([x[:20].mean(0), x[20:].mean(0)])
+    centred = np.concatenate([x[:20] - means[0], x[20:] - means[1]])
+    covariance = centred.T @ centred / 39
+    covariance += 1e-3 * np.trace(covariance) / 3 * np.eye(3)
+    inverse = np.linalg.inv(covariance)
+    expected = [min((q - mu) @ inverse @ (q - mu) for mu in means) for q in query.numpy()]
+    stats = fit_statistics("mahalanobis", features, target, "multiclass")
+    assert np.allclose(score("mahalanobis", stats, query, logits), expected, rtol=1e-6)
+    # energy: -log sum exp
+    assert np.allclose(score("energy", {}, query, logits), [-np.log(np.exp(1) + np.exp(2)), -np.log(1 + np.exp(-3))])
+    # kNN: the KNN_K-th smallest distance between unit vectors
+    bank = x / np.linalg.norm(x, axis=1, keepdims=True)
+    q = query.numpy() / np.linalg.norm(query.numpy(), axis=1, keepdims=True)
+    kth = [np.sort(np.linalg.norm(bank - row, axis=1))[KNN_K - 1] for row in q]
+    assert np.allclose(score("knn", fit_statistics("knn", features, target, "multiclass"), query, logits), kth, atol=1e-6)
+
+
+def test_thresholds_allow_at_most_the_chosen_share_of_clean_validation_rows_and_about_that_share_on_test(fitted):
+    data, stage1, _, gate = fitted
+    for m in "ab":
+        val = gate.scores(data["val"].inputs, {m: np.ones(len(data["val"]), bool)})[m]
+        assert (val > gate.gates[m].threshold).sum() <= int(0.01 * len(val)), "at most 1% of validation rows"
+        assert (val >= gate.gates[m].threshold).sum() >= 1, "the threshold is a validation score (the 99% quantile)"
+    fresh = mm.make_synthetic({"train": 10, "val": 10, "test": 3000}, {"a": 6, "b": 6}, noise={"a": 1.0, "b": 1.0}, seed=4)["test"]
+    scores = gate.scores(fresh.inputs, {m: np.ones(len(fresh), bool) for m in "ab"})
+    for m in "ab":
+        assert 0.002 <= (scores[m] > gate.gates[m].threshold).mean() <= 0.03
+
+
+def test_the_gate_reads_no_test_row(fitted, monkeypatch):
+    data, _, _, _ = fitted
+    thresholds = []
+    real = InputGate.fit
+
+    def recording(models, train, val, **kwargs):
+        gate = real(models, train, val, **kwargs)
+        thresholds.append({m: g.threshold for m, g in gate.gates.items()})
+        return gate
+
+    monkeypatch.setattr(InputGate, "fit", staticmethod(recording))
+    test = data["test"]
+    for inputs in (test.inputs, {m: x[torch.randperm(len(test))] * 3 for m, x in test.inputs.items()}):
+        scrambled = mm.MultiModalDataset(inputs, test.target)
+        experiment = Experiment(methods=["unimodal", "ume"], encoders=ENCODERS, train=data["train"], val=data["val"],
+                                test=scrambled, protocols=["full"], train_config=CONFIG)
+        experiment.evaluate(experiment.fit())
+    assert len(thresholds) == 2 and thresholds[0] == thresholds[1]
+
+
+# --- routing around a broken input ------------------------------------------------------------------
+
+
+def test_a_broken_input_is_ignored_and_the_row_answered_from_the_rest(fitted):
+    data, _, model, gate = fitted
+    test = data["test"]
+    ranges = {**input_ranges(data["train"]), "a": InputRange(-50.0, 50.0)}  # a stuck sensor far outside the training range
+    masks = sample_masks("fail:a@constant", {m: test.present[m] for m in "ab"}, 0) + sample_masks("full", {m: test.present[m] for m in "ab"}, 0)
+    records = {(r["protocol"], r["metric"]): r["value"]
+               for r in evaluate_method(model, test, masks, ["accuracy"], conditions=Conditions(test, ranges, gate, 0)).records}
+    assert records[("fail:a@constant", "ignored:a")] == 1.0 and records[("fail:a@constant", "ignored:b")] <= 0.02
+    # by hand: b alone, as the model answers it
+    alone = model.predict_proba({"b": test.inputs["b"]}, {"a": torch.zeros(len(test), dtype=torch.bool),
+                                                          "b": torch.ones(len(test), dtype=torch.bool)})
+    b_alone = float((alone.argmax(1) == test.target.numpy()).mean())
+    assert records[("fail:a@constant", "accuracy:declared")] == pytest.approx(b_alone)
+    flagged_b = records[("fail:a@constant", "ignored:b")] * len(test)
+    assert abs(records[("fail:a@constant", "accuracy:gated")] - b_alone) <= flagged_b / len(test) + 1e-9
+    assert records[("full", "accuracy:gated")] == pytest.approx(records[("full", "accuracy")], abs=0.02)
+
+
+def test_a_row_never_loses_every_modality_the_least_implausible_stays():
+    gate = InputGate({m: type("G", (), {"threshold": t, "spread": s})() for m, t, s in (("a", 10.0, 2.0), ("b", 1.0, 1.0))})
+    scores = {"a": np.array([13.0, 20.0, 5.0, np.nan]), "b": np.array([3.5, 1.5, 0.0, 9.0])}
+    # excess over the threshold in spreads: a 1.5, 5, -2.5, absent; b 2.5, 0.5, -1, 8
+    ignored = gate.ignored(scores)
+    assert ignored["a"].tolist() == [False, True, False, False]
+    assert ignored["b"].tolist() == [True, False, False, False], "row 3: b is all there is"
+
+
+# --- the saved model and predict ------------------------------------------------------------------
+
+
+def test_the_saved_gate_round_trips_and_says_what_it_ignored(fitted, tmp_path):
+    data, _, model, gate = fitted
+    test = data["test"]
+    spec = {m: {"kind": "array", "shape": [6]} for m in "ab"}
+    folder = Predictor(model, spec, list("wxyz"), gate=gate).save_pretrained(tmp_path / "model")
+    loaded = Predictor.load(folder)
+    assert {m: g.threshold for m, g in loaded.gate.gates.items()} == {m: g.threshold for m, g in gate.gates.items()}
+    rows = [{m: np.asarray(test.inputs[m][i]) for m in "ab"} for i in range(40)]
+    rows.append({"a": np.full(6, 50.0, dtype=np.float32), "b": np.asarray(test.inputs["b"][0])})
+    gated, ungated = loaded.predict(rows), loaded.predict(rows, gate=False)
+    for g, u in zip(gated[:40], ungated[:40]):  # clean rows: nothing changes unless an input is ignored
+        assert g.ignored or (np.allclose(list(g.probabilities.values()), list(u.probabilities.values()), atol=1e-6)
+                             and g.used == ["a", "b"])
+    broken = gated[-1]
+    assert list(broken.ignored) == ["a"] and "threshold" in broken.ignored["a"] and broken.used == ["b"]
+    assert broken.answered_by == model.answered_by("b")
+    alone = loaded.predict({"b": np.asarray(test.inputs["b"][0])}).probabilities
+    assert np.allclose(list(broken.probabilities.values()), list(alone.values()), atol=1e-6)
+    np.save(tmp_path / "bad.npy", np.full(6, 50.0, dtype=np.float32))
+    np.save(tmp_path / "b.npy", np.asarray(test.inputs["b"][0]))
+    (tmp_path / "rows.csv").write_text("id,a,b\nr1,bad.npy,b.npy\n")
+    loaded.predict_manifest(tmp_path / "rows.csv", tmp_path / "out.csv")
+    (row,) = list(csv.DictReader(open(tmp_path / "out.csv")))
+    assert row["used"] == "b" and row["ignored"].startswith("a: implausible input: mahalanobis score")
+
+
+def test_gate_settings_are_checked():
+    with pytest.raises(mm.errors.ConfigError, match="gate must be one of"):
+        mm.config.load_config("tiny", ["gate=maybe"])
+    with pytest.raises(mm.errors.ConfigError, match="gate_detector must be one of"):
+        mm.config.load_config("tiny", ["gate_detector=odin"])
+    data = mm.make_synthetic({"train": 20, "val": 20, "test": 20}, {"a": 6, "b": 6}, seed=1)
+    with pytest.raises(mm.errors.ConfigError, match="holds features from an extractor"):
+        Experiment(methods=["ume"], encoders=ENCODERS, train=data["train"], val=data["val"], test=data["test"],
+                   protocols=["fail:a@blank"], raw_modalities=["b"])
