@@ -206,7 +206,7 @@ def test_the_saved_gate_round_trips_and_says_what_it_ignored(fitted, tmp_path):
     (tmp_path / "rows.csv").write_text("id,a,b\nr1,bad.npy,b.npy\n")
     loaded.predict_manifest(tmp_path / "rows.csv", tmp_path / "out.csv")
     (row,) = list(csv.DictReader(open(tmp_path / "out.csv")))
-    assert row["used"] == "b" and row["ignored"].startswith("a: implausible input: mahalanobis score")
+    assert row["used"] == "b" and row["ignored"].startswith("a: implausible input: score ")
 
 
 def test_gate_settings_are_checked():
@@ -218,3 +218,30 @@ def test_gate_settings_are_checked():
     with pytest.raises(mm.errors.ConfigError, match="holds features from an extractor"):
         Experiment(methods=["ume"], encoders=ENCODERS, train=data["train"], val=data["val"], test=data["test"],
                    protocols=["fail:a@blank"], raw_modalities=["b"])
+
+
+def test_the_score_is_the_larger_part_each_in_units_of_its_clean_spread():
+    from mmrobust.gate import combined, input_summary
+
+    x = torch.tensor([[[1.0, 3.0], [1.0, 3.0]], [[2.0, 2.0], [2.0, 2.0]]])
+    assert torch.allclose(input_summary(x), torch.tensor([[2.0, 1.0], [2.0, 0.0]], dtype=torch.float64))
+    statistics = {"feature_median": torch.tensor(1.0), "feature_quantile": torch.tensor(3.0),
+                  "input_median": torch.tensor(-2.0), "input_quantile": torch.tensor(2.0)}
+    parts = {"feature": np.array([5.0, 1.0]), "input": np.array([0.0, 14.0])}
+    # (5 - 1) / 2 = 2 against (0 + 2) / 4 = 0.5; (1 - 1) / 2 = 0 against (14 + 2) / 4 = 4
+    assert combined(parts, statistics).tolist() == [2.0, 4.0]
+
+
+def test_a_constant_input_is_ignored_for_its_missing_spread():
+    rng = np.random.default_rng(2)
+
+    def split(n):
+        target = rng.integers(0, 2, n)
+        return mm.MultiModalDataset({"a": (rng.normal(size=(n, 100)) + target[:, None]).astype(np.float32)}, target)
+
+    train, val = split(300), split(300)
+    stage1 = mm.train_stage1({"a": mm.EncoderSpec("mlp-tiny", in_dim=100)}, train, val, num_classes=2, seed=0,
+                             train_config=CONFIG)
+    gate = InputGate.fit(stage1.models, train, val)
+    constant = np.full((1, 100), float(np.median(train.inputs["a"])), dtype=np.float32)  # typical values, no spread
+    assert gate.scores({"a": constant}, {"a": np.array([True])})["a"][0] > gate.gates["a"].threshold

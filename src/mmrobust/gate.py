@@ -3,8 +3,14 @@ noise) is treated as missing, so routing answers from what still works.
 
 Per modality, the gate keeps that modality's Stage-1 model (encoder and head), statistics of its
 training rows and a threshold: the score that at most ``false_alarms`` (1%) of the clean
-validation rows of that modality exceed. A present input scoring above it is ignored. Detectors
-(``mahalanobis`` is the default, chosen by measurement: benchmarks/failures/RESULTS.md):
+validation rows of that modality exceed. A present input scoring above it is ignored. The score
+has two parts, each in units of its own spread on the clean validation rows ((score − median) /
+(quantile − median)), and is the larger of the two:
+
+- the **input** part (array inputs): the squared Mahalanobis distance of the input's mean and
+  standard deviation to the training inputs' (a black frame or a silent clip has no spread: the
+  encoder may map it close to a class, benchmarks/failures/RESULTS.md),
+- the **feature** part, by the detector (``mahalanobis`` is the default, chosen by measurement):
 
 - ``mahalanobis`` (Lee et al., NeurIPS 2018): the squared Mahalanobis distance of the encoder's
   feature to the nearest class mean, with one covariance shared by the classes (multi-label: one
@@ -71,13 +77,19 @@ class InputGate:
         for m, model in sorted(models.items()):
             model = copy.deepcopy(model).eval()
             rows = _spaced(np.flatnonzero(train.present[m].numpy()), FIT_ROWS)
-            features, logits = gate._outputs(model, train.inputs[m], rows)
+            features, logits, summary = gate._outputs(model, train.inputs[m], rows)
             statistics = fit_statistics(detector, features, train.target[torch.as_tensor(rows)], train.task)
+            if summary is not None:
+                statistics.update({f"input_{k}": v for k, v in _gaussian(summary).items()})
             clean = np.flatnonzero(val.present[m].numpy())
             if not len(clean):
                 raise DataError(f"the input gate needs validation rows with {m} present; there are none")
-            scores = score(detector, statistics, *gate._outputs(model, val.inputs[m], clean))
-            threshold = float(np.quantile(scores, 1.0 - false_alarms, method="higher"))
+            parts = _parts(detector, statistics, *gate._outputs(model, val.inputs[m], clean))
+            for name, values in parts.items():  # each part in units of its clean validation spread
+                statistics[f"{name}_median"] = torch.tensor(float(np.median(values)), dtype=torch.float64)
+                statistics[f"{name}_quantile"] = torch.tensor(_quantile(values, false_alarms), dtype=torch.float64)
+            scores = combined(parts, statistics)
+            threshold = _quantile(scores, false_alarms)
             spread = max(threshold - float(np.median(scores)), 1e-12)
             gate.gates[m] = ModalityGate(model, statistics, threshold, spread)
         return gate
@@ -92,7 +104,8 @@ class InputGate:
             rows = np.flatnonzero(np.asarray(present[m]))
             values = np.full(len(np.asarray(present[m])), np.nan)
             if len(rows):
-                values[rows] = score(self.detector, gate.statistics, *self._outputs(gate.model, inputs[m], rows))
+                parts = _parts(self.detector, gate.statistics, *self._outputs(gate.model, inputs[m], rows))
+                values[rows] = combined(parts, gate.statistics)
             out[m] = values
         return out
 
@@ -113,19 +126,22 @@ class InputGate:
         return flagged
 
     def reason(self, m: str, value: float) -> str:
-        return f"implausible input: {self.detector} score {value:.1f} > threshold {self.gates[m].threshold:.1f}"
+        return f"implausible input: score {value:.1f} > threshold {self.gates[m].threshold:.1f}"
 
-    def _outputs(self, model: nn.Module, x: Any, rows: np.ndarray) -> tuple[Tensor, Tensor]:
-        """Features and logits of ``model`` on ``rows`` of ``x`` (on the model's device)."""
+    def _outputs(self, model: nn.Module, x: Any, rows: np.ndarray) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Features and logits of ``model`` on ``rows`` of ``x`` (on the model's device), and each
+        row's input summary (``None`` for inputs that are not arrays, such as tokens)."""
         device = next(model.parameters()).device
         taken = {"x": take_rows(x, torch.as_tensor(rows, dtype=torch.long))}
-        features, logits = [], []
+        features, logits, summaries = [], [], []
         with torch.no_grad():
             for chunk, _, _ in iter_chunks(taken, {"x": torch.ones(len(rows), dtype=torch.bool)}, self.batch_size, device):
                 f = model.encoder(chunk["x"])
                 features.append(f.float().cpu())
                 logits.append(model.head(f).float().cpu())
-        return torch.cat(features), torch.cat(logits)
+                if isinstance(chunk["x"], Tensor):
+                    summaries.append(input_summary(chunk["x"]).cpu())
+        return torch.cat(features), torch.cat(logits), torch.cat(summaries) if summaries else None
 
     # --- saving ---------------------------------------------------------------------------------
     def state_tensors(self) -> dict[str, Tensor]:
@@ -181,6 +197,46 @@ def fit_statistics(detector: str, features: Tensor, target: Tensor, task: str) -
     covariance = centred.T @ centred / max(len(f) - 1, 1)
     covariance += SHRINKAGE * covariance.diagonal().mean().clamp(min=1e-12) * torch.eye(f.shape[1], dtype=f.dtype)
     return {"means": means, "precision": torch.linalg.inv(covariance)}
+
+
+def input_summary(x: Tensor) -> Tensor:
+    """Per row: the mean and the standard deviation of its raw input values."""
+    flat = x.reshape(len(x), -1).double()
+    return torch.stack([flat.mean(1), flat.std(1, correction=0)], 1)
+
+
+def _gaussian(values: Tensor) -> dict[str, Tensor]:
+    """Mean and (shrunk) inverse covariance of ``values``' rows."""
+    v = values.double()
+    centred = v - v.mean(0)
+    covariance = centred.T @ centred / max(len(v) - 1, 1)
+    covariance += SHRINKAGE * covariance.diagonal().mean().clamp(min=1e-12) * torch.eye(v.shape[1], dtype=v.dtype)
+    return {"mean": v.mean(0), "precision": torch.linalg.inv(covariance)}
+
+
+def _parts(detector: str, statistics: Mapping[str, Tensor], features: Tensor, logits: Tensor,
+           summary: Tensor | None) -> dict[str, np.ndarray]:
+    """The feature score of ``detector`` and, for array inputs, the squared Mahalanobis distance of
+    the input's summary (mean, standard deviation) to the training inputs' (a blank or constant
+    input has no spread)."""
+    parts = {"feature": score(detector, statistics, features, logits)}
+    if summary is not None and "input_mean" in statistics:
+        d = summary.double() - statistics["input_mean"]
+        parts["input"] = ((d @ statistics["input_precision"]) * d).sum(1).numpy()
+    return parts
+
+
+def combined(parts: Mapping[str, np.ndarray], statistics: Mapping[str, Tensor]) -> np.ndarray:
+    """The largest part, each as (score - clean median) / (clean quantile - clean median)."""
+    scaled = [(values - float(statistics[f"{name}_median"]))
+              / max(float(statistics[f"{name}_quantile"]) - float(statistics[f"{name}_median"]), 1e-12)
+              for name, values in parts.items()]
+    return np.max(np.stack(scaled), axis=0)
+
+
+def _quantile(values: np.ndarray, false_alarms: float) -> float:
+    """The clean score that at most ``false_alarms`` of ``values`` exceed."""
+    return float(np.quantile(values, 1.0 - false_alarms, method="higher"))
 
 
 def score(detector: str, statistics: Mapping[str, Tensor], features: Tensor, logits: Tensor) -> np.ndarray:
