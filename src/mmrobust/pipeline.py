@@ -141,7 +141,8 @@ def experiment_for(config: RunConfig, splits: Splits) -> Experiment:
                       train_config=config.train, method_options=config.method_options,
                       train_missing=config.train_missing, dataset=config.data.name, calibration=config.calibration,
                       gate=config.gate == "on", gate_detector=config.gate_detector,
-                      raw_modalities=[m for m in splits.train.modalities if splits.inputs.get(m, {}).get("kind") != "extractor"])
+                      extractors={m: spec for m, spec in splits.inputs.items()
+                                  if spec.get("kind") == "extractor" and not spec.get("finetune")})
 
 
 class RunFolderStore(FolderStore):
