@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src" / "mmrobust"
 GUARANTEES = "tests/test_guarantees.py"
+GATE = "tests/test_gate.py"
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,26 @@ CASES = (
           ("tests/test_baselines.py::test_entropy_weights_are_per_row_not_per_batch",)),
     Break("missing-token-zeros", "fusion.py", 'requires_grad=missing == "learned"', "requires_grad=False",
           ("tests/test_baselines.py::test_missing_token_learns_the_vector_absent_slots_get",)),
+    # issue 25: silent failures and the input gate
+    Break("gate-thresholds-on-test", "experiment.py", "gate = self.fit_gate(fitted[seed], train, val, store)",
+          "gate = self.fit_gate(fitted[seed], train, self.test, store)", (f"{GATE}::test_the_gate_reads_no_test_row",)),
+    Break("gate-quantile", "gate.py", "np.quantile(values, 1.0 - false_alarms", "np.quantile(values, 0.9",
+          (f"{GATE}::test_thresholds_allow_at_most_the_chosen_share_of_clean_validation_rows_and_about_that_share_on_test",)),
+    Break("gate-empties-rows", "gate.py", "        if emptied.any():", "        if False:",
+          (f"{GATE}::test_a_row_never_loses_every_modality_the_least_implausible_stays",)),
+    Break("gate-without-input-part", "gate.py", 'if summary is not None and "input_mean" in statistics:', "if False:",
+          (f"{GATE}::test_a_constant_input_is_ignored_for_its_missing_spread",)),
+    Break("blank-leaves-input", "failures.py", "        return np.zeros(shape, dtype=np.float32)",
+          "        return np.asarray(x[rows], dtype=np.float32)",
+          (f"{GATE}::test_broken_inputs_by_kind_leave_labels_and_the_other_modality_alone",)),
+    Break("stale-own-row", "protocols.py", "source[order] = np.roll(order, -1)", "source[order] = order",
+          (f"{GATE}::test_failure_protocols_are_listed_checked_seeded_and_hashed",)),
+    Break("predictor-without-gate", "predictor.py", "if gate and self.gate is not None else", "if False else",
+          (f"{GATE}::test_the_saved_gate_round_trips_and_says_what_it_ignored",)),
+    Break("declared-is-gated", "evaluation.py", 'variants["declared"] = {**mask.present, mask.failure[0]: np.zeros_like(mask.present[mask.failure[0]])}',
+          'variants["declared"] = gated', (f"{GATE}::test_a_broken_input_is_ignored_and_the_row_answered_from_the_rest",)),
+    Break("extracted-failure-zeros", "failures.py", "out = frozen_features(spec[\"extractor\"], extractor.preprocess(items)).numpy()",
+          "out = np.zeros_like(features[:len(items)])", (f"{GATE}::test_an_extracted_modality_breaks_before_its_extractor",)),
 )
 
 

@@ -157,7 +157,7 @@ def test_a_broken_input_is_ignored_and_the_row_answered_from_the_rest(fitted):
     data, _, model, gate = fitted
     test = data["test"]
     ranges = {**input_ranges(data["train"]), "a": InputRange(-50.0, 50.0)}  # a stuck sensor far outside the training range
-    masks = sample_masks("fail:a@constant", {m: test.present[m] for m in "ab"}, 0) + sample_masks("full", {m: test.present[m] for m in "ab"}, 0)
+    masks = [mask for p in ("fail:a@constant", "full", "fail:a@stale") for mask in sample_masks(p, {m: test.present[m] for m in "ab"}, 0)]
     records = {(r["protocol"], r["metric"]): r["value"]
                for r in evaluate_method(model, test, masks, ["accuracy"], conditions=Conditions(test, ranges, gate, 0)).records}
     assert records[("fail:a@constant", "ignored:a")] == 1.0 and records[("fail:a@constant", "ignored:b")] <= 0.02
@@ -166,6 +166,7 @@ def test_a_broken_input_is_ignored_and_the_row_answered_from_the_rest(fitted):
                                                           "b": torch.ones(len(test), dtype=torch.bool)})
     b_alone = float((alone.argmax(1) == test.target.numpy()).mean())
     assert records[("fail:a@constant", "accuracy:declared")] == pytest.approx(b_alone)
+    assert records[("fail:a@stale", "accuracy:declared")] == pytest.approx(b_alone), "declared, whatever the gate saw"
     flagged_b = records[("fail:a@constant", "ignored:b")] * len(test)
     assert abs(records[("fail:a@constant", "accuracy:gated")] - b_alone) <= flagged_b / len(test) + 1e-9
     assert records[("full", "accuracy:gated")] == pytest.approx(records[("full", "accuracy")], abs=0.02)

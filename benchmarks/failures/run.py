@@ -9,6 +9,7 @@ validation rows; nothing else changes). Records per detector under ``results/<da
 
     OMP_NUM_THREADS=2 python benchmarks/failures/run.py --data digits
     OMP_NUM_THREADS=2 python benchmarks/failures/run.py --data avmnist --root data/avmnist   # cpu-10k
+    HF_HUB_OFFLINE=1 python benchmarks/failures/run.py --data emoji --root data/emoji        # benchmarks/emoji/build.py
     python benchmarks/failures/run.py --render-only
 """
 from __future__ import annotations
@@ -39,8 +40,9 @@ def main(argv=None) -> int:
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", choices=["digits", "avmnist"], default="digits")
-    p.add_argument("--root", default=None, help="avmnist: a folder prepared by `mmrobust prepare avmnist`")
+    p.add_argument("--data", choices=["digits", "avmnist", "emoji"], default="digits")
+    p.add_argument("--root", default=None, help="avmnist: a folder prepared by `mmrobust prepare avmnist`; "
+                                                "emoji: the folder benchmarks/emoji/build.py wrote")
     p.add_argument("--render-only", action="store_true", help="re-render RESULTS.md from the saved records")
     return p.parse_args(argv)
 
@@ -60,12 +62,16 @@ def measure(args) -> None:
     from mmrobust.provenance import git_commit
 
     commit = git_commit()
-    train, val, test, encoders, config, setting = evidence_run.load(args)
+    extractors = {}
+    if args.data == "emoji":
+        train, val, test, encoders, config, setting, extractors = load_emoji(args.root)
+    else:
+        train, val, test, encoders, config, setting = evidence_run.load(args)
     modalities = sorted(encoders)
     protocols = ["full", *[f"miss:{m}" for m in modalities], "subsets",
                  *[f"fail:{m}@{k}" for m in modalities for k in ("blank", "constant", "noise", "stale")]]
     experiment = Experiment(methods=METHODS, encoders=encoders, train=train, val=val, test=test, protocols=protocols,
-                            seeds=list(SEEDS), train_config=config, dataset=args.data)
+                            seeds=list(SEEDS), train_config=config, dataset=args.data, extractors=extractors)
     started = time.perf_counter()
     fitted = experiment.fit()
     trained = time.perf_counter() - started
@@ -82,6 +88,23 @@ def measure(args) -> None:
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s), "
                    f"torch {torch.__version__}, CPU",
     }, indent=1) + "\n")
+
+
+def load_emoji(root):
+    """The emoji manifest as benchmarks/emoji/run.py runs it (frozen MobileNetV2 and MiniLM features)."""
+    from mmrobust import pipeline
+    from mmrobust.config import load_config
+
+    if not root:
+        raise SystemExit("--root: the folder benchmarks/emoji/build.py wrote is needed for --data emoji")
+    config = load_config("manifest", [f"data.options.path={Path(root) / 'emoji.csv'}", "data.options.label=subgroup",
+                                      "data.options.columns=[image, text]", "data.options.group_column=family",
+                                      f"data.options.cache_dir={Path(root) / 'cache'}"])
+    splits = pipeline.load_data(config)
+    extractors = {m: spec for m, spec in splits.inputs.items() if spec.get("kind") == "extractor"}
+    return (splits.train, splits.val, splits.test, pipeline.resolve_encoders(config, splits), config.train,
+            "the emoji set (image + CLDR name, 99 subgroups; frozen MobileNetV2 and MiniLM features), the manifest "
+            "preset's settings", extractors)
 
 
 if __name__ == "__main__":
