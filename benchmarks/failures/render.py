@@ -24,12 +24,17 @@ def render_results(here: Path) -> None:
         run = json.loads((folder / "run.json").read_text())
         lines += [f"## {folder.name}", "", f"{run['setting']}; seeds {run['seeds']}; commit `{run['commit'][:10]}`; "
                   f"{run['machine']}; training {run['train_seconds']:.0f} s. `{run['command']}`", ""]
+        if run.get("variant"):
+            lines += [f"Gate: {run['variant']}.", ""]
         lines += comparison(folder)
-        for detector in DETECTORS:
-            path = folder / f"{detector}.jsonl"
-            if path.is_file():
-                lines += detector_table(detector, [json.loads(x) for x in path.read_text().splitlines() if x.strip()])
+        for path in evaluations(folder):
+            lines += detector_table(path.stem, [json.loads(x) for x in path.read_text().splitlines() if x.strip()])
     (here / "RESULTS.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def evaluations(folder: Path) -> list[Path]:
+    """One records file per gate setting: ``<detector>.jsonl`` or ``<detector>@<false alarms>.jsonl``."""
+    return sorted(folder.glob("*.jsonl"), key=lambda p: (DETECTORS.index(p.stem.split("@")[0]), p.stem))
 
 
 def mean(records, method, protocol, metric, pattern=None):
@@ -48,12 +53,10 @@ def modalities(records):
 
 def comparison(folder: Path) -> list[str]:
     """Per detector: the gate's distance to `declared` over blank / constant / noise, and its false alarms."""
-    rows = ["| detector | mean gap to declared (blank, constant, noise) | worst gap | stale: gated − ungated | "
+    rows = ["| gate (detector @ false alarms on validation) | mean gap to declared (blank, constant, noise) | worst gap | stale: gated − ungated | "
             "clean: gated − ungated, worst pattern | false alarms (max over modalities) |", "|---|---:|---:|---:|---:|---:|"]
-    for detector in DETECTORS:
-        path = folder / f"{detector}.jsonl"
-        if not path.is_file():
-            continue
+    for path in evaluations(folder):
+        detector = path.stem
         records = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
         gaps, stale = [], []
         for m in modalities(records):

@@ -43,6 +43,9 @@ def parse_args(argv):
     p.add_argument("--data", choices=["digits", "avmnist", "emoji"], default="digits")
     p.add_argument("--root", default=None, help="avmnist: a folder prepared by `mmrobust prepare avmnist`; "
                                                 "emoji: the folder benchmarks/emoji/build.py wrote")
+    p.add_argument("--detectors", nargs="+", default=None, help="the gate's feature detectors to evaluate (default: all)")
+    p.add_argument("--false-alarms", type=float, nargs="+", default=[0.01],
+                   help="shares of clean validation inputs the gate may ignore (one evaluation each)")
     p.add_argument("--render-only", action="store_true", help="re-render RESULTS.md from the saved records")
     return p.parse_args(argv)
 
@@ -76,12 +79,14 @@ def measure(args) -> None:
     fitted = experiment.fit()
     trained = time.perf_counter() - started
     out = HERE / "results" / args.data
-    for detector in DETECTORS:
-        experiment.gate_detector = detector
-        began = time.perf_counter()
-        records = experiment.evaluate(fitted).records
-        write_jsonl(out / f"{detector}.jsonl", records)
-        print(f"{args.data} {detector}: evaluated in {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
+    for detector in args.detectors or DETECTORS:
+        for share in args.false_alarms:
+            experiment.gate_detector, experiment.gate_false_alarms = detector, share
+            began = time.perf_counter()
+            records = experiment.evaluate(fitted).records
+            write_jsonl(out / f"{detector}@{share:g}.jsonl", records)
+            print(f"{args.data} {detector} at {share:g}: evaluated in {time.perf_counter() - began:.0f} s",
+                  file=sys.stderr, flush=True)
     write_text(out / "run.json", json.dumps({
         "setting": setting, "methods": METHODS, "seeds": list(SEEDS), "train_seconds": round(trained, 1),
         "commit": commit, "command": "python benchmarks/failures/run.py " + " ".join(map(shlex.quote, sys.argv[1:])),

@@ -26,7 +26,7 @@ from .errors import ConfigError
 from .calibration import check_mode
 from .evaluation import Conditions, evaluate_method, fit_calibration
 from .failures import input_ranges
-from .gate import DEFAULT_DETECTOR, InputGate, check_detector
+from .gate import DEFAULT_DETECTOR, FALSE_ALARMS, InputGate, check_detector
 from .evidence import bootstrap_evidence
 from .files import file_name, write_json, write_jsonl
 from .masking import sample_training_missing
@@ -163,6 +163,7 @@ class Experiment:
     groups: Sequence | None = None
     gate: bool = True
     gate_detector: str = DEFAULT_DETECTOR
+    gate_false_alarms: float = FALSE_ALARMS
     extractors: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # modality -> its extractor's input spec
 
     def __post_init__(self) -> None:
@@ -272,7 +273,8 @@ class Experiment:
             if self.gate and store is not None:
                 store.log("no input gate: it needs the uni-modal model of every modality (method `unimodal`)")
             return None
-        return InputGate.fit({m: r.model_ for m, r in references.items()}, train, val, detector=self.gate_detector)
+        return InputGate.fit({m: r.model_ for m, r in references.items()}, train, val, detector=self.gate_detector,
+                             false_alarms=self.gate_false_alarms)
 
     def run(self, store: Store | None = None) -> ExperimentResults:
         """Fit, then evaluate: the whole experiment."""

@@ -2,7 +2,7 @@
 noise) is treated as missing, so routing answers from what still works.
 
 Per modality, the gate keeps that modality's Stage-1 model (encoder and head), statistics of its
-training rows and a threshold: the score that at most ``false_alarms`` (1%) of the clean
+training rows and a threshold: the score that at most ``false_alarms`` (0.5%) of the clean
 validation rows of that modality exceed. A present input scoring above it is ignored. The score
 has two parts, each in units of its own spread on the clean validation rows ((score − median) /
 (quantile − median)), and is the larger of the two:
@@ -34,11 +34,10 @@ import torch
 from torch import Tensor, nn
 
 from .batch import MultiModalDataset, iter_chunks, take_rows
-from .config import GATE_DETECTORS as DETECTORS
+from .config import GATE_DETECTORS as DETECTORS, GATE_FALSE_ALARMS as FALSE_ALARMS
 from .errors import ConfigError, DataError, ModelFileError
 
 DEFAULT_DETECTOR = "mahalanobis"
-FALSE_ALARMS = 0.01
 FIT_ROWS = 5000  # training rows (at most, evenly spaced) the statistics come from
 KNN_K = 10
 SHRINKAGE = 1e-3  # of the mean variance, added to the shared covariance's diagonal

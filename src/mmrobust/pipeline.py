@@ -140,7 +140,7 @@ def experiment_for(config: RunConfig, splits: Splits) -> Experiment:
                       val=splits.val, test=splits.test, protocols=config.protocols, seeds=config.seeds,
                       train_config=config.train, method_options=config.method_options,
                       train_missing=config.train_missing, dataset=config.data.name, calibration=config.calibration,
-                      gate=config.gate == "on", gate_detector=config.gate_detector,
+                      gate=config.gate == "on", gate_detector=config.gate_detector, gate_false_alarms=config.gate_false_alarms,
                       extractors={m: spec for m, spec in splits.inputs.items()
                                   if spec.get("kind") == "extractor" and not spec.get("finetune")})
 
