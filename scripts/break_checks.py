@@ -115,6 +115,8 @@ CASES = (
           'variants["declared"] = gated', (f"{GATE}::test_a_broken_input_is_ignored_and_the_row_answered_from_the_rest",)),
     Break("extracted-failure-zeros", "failures.py", "out = frozen_features(spec[\"extractor\"], extractor.preprocess(items)).numpy()",
           "out = np.zeros_like(features[:len(items)])", (f"{GATE}::test_an_extracted_modality_breaks_before_its_extractor",)),
+    Break("reencode-keeps-clean-branch", "methods/fused.py", "return {**encoded, modality: self.encode(inputs, alone)[modality]}",
+          "return encoded", (f"{GATE}::test_encoding_one_broken_modality_again_equals_encoding_everything_again",)),
 )
 
 

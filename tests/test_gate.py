@@ -270,3 +270,25 @@ def test_an_extracted_modality_breaks_before_its_extractor(name, modality, modul
     assert broken.shape == (2, expected.shape[1]) and np.allclose(broken, expected[0], atol=1e-5)
     noisy = extracted_failure(spec, features, np.array([0, 2]), "noise", None, 0)
     assert not np.allclose(noisy[0], noisy[1]) and np.allclose(noisy, extracted_failure(spec, features, np.array([0, 2]), "noise", None, 0))
+
+
+@pytest.mark.parametrize("name", ["ume-mma", "mma", "proxy", "late-fusion-concat", "unimodal"])
+def test_encoding_one_broken_modality_again_equals_encoding_everything_again(fitted, name):
+    data, stage1, model, _ = fitted
+    test = data["test"]
+    if name == "ume-mma":
+        method = model
+    elif name == "unimodal":
+        method = stage1.methods["a"]
+    else:
+        method = mm.create_method(name, encoders=ENCODERS, num_classes=4, seed=0, train_config=CONFIG).fit(
+            data["train"], data["val"], stage1=stage1)
+    present = {m: torch.ones(len(test), dtype=torch.bool) for m in "ab"}
+    broken = {**test.inputs, "a": np.full_like(np.asarray(test.inputs["a"]), 3.0)}
+    again = method.encode(broken, present)
+    replaced = method.encode_replacing(method.encode(test.inputs, present), "a", broken, present)
+    for pattern in ({"a": True, "b": True}, {"a": True, "b": False}, {"a": False, "b": True}):
+        mask = {m: torch.full((len(test),), pattern[m]) for m in "ab"}
+        if not bool(method.scorable(mask).any()):
+            continue
+        assert torch.allclose(method.proba_from_encoded(replaced, mask), method.proba_from_encoded(again, mask), atol=1e-6)

@@ -104,7 +104,9 @@ class Conditions:
         """The inputs of ``mask`` (the last set is kept: ``fail:`` masks come one by one)."""
         key = (mask.protocol,) if mask.failure else ()
         if key != self._key:
-            self._key, self._inputs = key, broken_inputs(self.data.inputs, mask, self.ranges, self.seed, self.extractors)
+            self._key = key
+            self._inputs = (broken_inputs(self.data.inputs, mask, self.ranges, self.seed, self.extractors)
+                            if mask.failure else self.data.inputs)
         return self._inputs
 
     def scores(self, mask: ProtocolMask) -> dict[str, np.ndarray]:
@@ -122,11 +124,13 @@ def evaluate_method(method, data: MultiModalDataset, masks: Sequence[ProtocolMas
     metrics = list(metrics or metric_names(data.task, data.num_classes))
     conditions = conditions or Conditions(data)
     out = MethodEvaluation()
-    key, encoded = None, None
+    clean = method.encode(data.inputs, data.present)
+    key, encoded = data.inputs, clean
     for mask in masks:
         inputs = conditions.inputs(mask)
-        if inputs is not key:
-            key, encoded = inputs, method.encode(inputs, data.present)
+        if inputs is not key:  # a fail: mask's inputs: only the broken modality is encoded again
+            key, encoded = inputs, (method.encode_replacing(clean, mask.failure[0], inputs, data.present)
+                                    if mask.failure else method.encode(inputs, data.present))
         proba, target, rows = _scored_proba(method, encoded, data, mask)
         record = {"protocol": mask.protocol, "rate": mask.rate, "pattern": mask.pattern,
                   "n_scored": int(len(target)), "n_rows": int(len(mask.scored))}

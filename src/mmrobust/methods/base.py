@@ -87,6 +87,11 @@ class Method:
         """Per-row outputs of every encoder on its present rows (computed once per row)."""
         raise NotImplementedError
 
+    def encode_replacing(self, encoded: Any, modality: str, inputs: Mapping[str, Any], present: Mapping[str, Tensor]) -> Any:
+        """``encoded`` (of ``present``) with ``modality`` encoded again from ``inputs``, the other
+        modalities' outputs reused (a broken input of one modality); by default all again."""
+        return self.encode(inputs, present)
+
     def proba_from_encoded(self, encoded: Any, present: Mapping[str, Tensor]) -> Tensor:
         """Probabilities ``N x C`` for a presence mask (a subset of the encoded one).
 

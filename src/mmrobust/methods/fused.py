@@ -208,6 +208,12 @@ class FusedMethod(Method):
         ]
         return {m: torch.cat([c[m] for c in chunks]) for m in self.modalities}
 
+    def encode_replacing(self, encoded, modality, inputs, present):  # each branch encodes its own modality alone
+        if modality not in self.modalities:
+            return encoded
+        alone = {m: present[m] if m == modality else torch.zeros_like(present[m]) for m in self.modalities}
+        return {**encoded, modality: self.encode(inputs, alone)[modality]}
+
     @torch.no_grad()
     def proba_from_encoded(self, encoded: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> Tensor:
         device, size = self.device, self.train_config.eval_batch_size * 16

@@ -143,6 +143,9 @@ class UmeMma(Method):
     def encode(self, inputs: Mapping[str, Any], present: Mapping[str, Tensor]) -> dict[str, Any]:
         return {role: getattr(self, f"{role}_").encode(inputs, present) for role in ROLES}
 
+    def encode_replacing(self, encoded, modality, inputs, present):
+        return {role: getattr(self, f"{role}_").encode_replacing(encoded[role], modality, inputs, present) for role in ROLES}
+
     def proba_from_encoded(self, encoded: Mapping[str, Any], present: Mapping[str, Tensor]) -> Tensor:
         """Each row answered by the candidate its presence pattern is routed to."""
         out = None

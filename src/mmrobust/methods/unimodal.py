@@ -85,6 +85,9 @@ class UnimodalMethod(Method):
         logits = torch.cat(chunks)
         return torch.where(present[m][:, None], logits, torch.zeros_like(logits))
 
+    def encode_replacing(self, encoded, modality, inputs, present):
+        return self.encode(inputs, present) if modality == self.modality else encoded
+
     def proba_from_encoded(self, encoded: Tensor, present: Mapping[str, Tensor]) -> Tensor:
         return proba_from_logits(encoded, self.task)
 
