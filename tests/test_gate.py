@@ -222,10 +222,13 @@ def test_gate_settings_are_checked():
 
 
 def test_the_score_is_the_larger_part_each_in_units_of_its_clean_spread():
-    from mmrobust.gate import combined, input_summary
+    from mmrobust.gate import combined, flatten_input, input_summary
 
-    x = torch.tensor([[[1.0, 3.0], [1.0, 3.0]], [[2.0, 2.0], [2.0, 2.0]]])
-    assert torch.allclose(input_summary(x), torch.tensor([[2.0, 1.0], [2.0, 0.0]], dtype=torch.float64))
+    flat = flatten_input(torch.tensor([[[1.0, 3.0], [1.0, 3.0]], [[2.0, 2.0], [2.0, 2.0]]]))
+    basis = {"input_centre": torch.tensor([1.0, 2.0, 1.0, 2.0], dtype=torch.float64),
+             "input_basis": torch.tensor([[0.5], [0.5], [0.5], [0.5]], dtype=torch.float64)}
+    # mean, spread, and the coordinate on (1, 1, 1, 1) / 2 of the row minus the centre: (0 + 1 + 0 + 1) / 2, (1 + 0 + 1 + 0) / 2
+    assert torch.allclose(input_summary(flat, basis), torch.tensor([[2.0, 1.0, 1.0], [2.0, 0.0, 1.0]], dtype=torch.float64))
     statistics = {"feature_median": torch.tensor(1.0), "feature_quantile": torch.tensor(3.0),
                   "input_median": torch.tensor(-2.0), "input_quantile": torch.tensor(2.0)}
     parts = {"feature": np.array([5.0, 1.0]), "input": np.array([0.0, 14.0])}
@@ -292,3 +295,32 @@ def test_encoding_one_broken_modality_again_equals_encoding_everything_again(fit
         if not bool(method.scorable(mask).any()):
             continue
         assert torch.allclose(method.proba_from_encoded(replaced, mask), method.proba_from_encoded(again, mask), atol=1e-6)
+
+
+def test_a_broken_picture_or_clip_goes_through_the_inputs_own_preprocessing(tmp_path):
+    """A black picture and a silent clip as the digits read them (the PCA projection, the audio
+    front-end), against the predictor's reading of those very files."""
+    import wave
+
+    from PIL import Image
+
+    from mmrobust import pipeline
+    from mmrobust.audio import get_preset
+    from mmrobust.config import load_config
+    from mmrobust.failures import raw_failure
+    from mmrobust.inputs import prepare
+
+    specs = pipeline.load_data(load_config("tiny")).inputs
+    Image.new("L", (28, 28), 0).save(tmp_path / "black.png")
+    Image.new("L", (28, 28), 255).save(tmp_path / "white.png")
+    frontend = get_preset(specs["audio"]["frontend"]) if isinstance(specs["audio"]["frontend"], str) else specs["audio"]["frontend"]
+    with wave.open(str(tmp_path / "silent.wav"), "wb") as f:
+        f.setnchannels(1), f.setsampwidth(2), f.setframerate(frontend.sample_rate)
+        f.writeframes(np.zeros(int(frontend.duration * frontend.sample_rate), dtype=np.int16).tobytes())
+    rng = np.random.default_rng(0)
+    for modality, kind, file in (("image", "blank", "black.png"), ("image", "constant", "white.png"),
+                                 ("audio", "blank", "silent.wav")):
+        expected = prepare(modality, specs[modality], [file], tmp_path).numpy()
+        assert np.allclose(raw_failure(specs[modality], kind, 2, rng), np.repeat(expected, 2, axis=0), atol=1e-5)
+    noise = raw_failure(specs["image"], "noise", 2, rng)
+    assert noise.shape == (2, *specs["image"]["shape"]) and not np.allclose(noise[0], noise[1])

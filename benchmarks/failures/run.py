@@ -65,16 +65,21 @@ def measure(args) -> None:
     from mmrobust.provenance import git_commit
 
     commit = git_commit()
-    extractors = {}
+    specs = {}
     if args.data == "emoji":
-        train, val, test, encoders, config, setting, extractors = load_emoji(args.root)
+        train, val, test, encoders, config, setting, specs = load_emoji(args.root)
     else:
         train, val, test, encoders, config, setting = evidence_run.load(args)
+        if args.data == "digits":  # the pictures and recordings the digits are read from
+            from mmrobust import pipeline
+            from mmrobust.config import load_config
+
+            specs = pipeline.load_data(load_config("digits")).inputs
     modalities = sorted(encoders)
     protocols = ["full", *[f"miss:{m}" for m in modalities], "subsets",
                  *[f"fail:{m}@{k}" for m in modalities for k in ("blank", "constant", "noise", "stale")]]
     experiment = Experiment(methods=METHODS, encoders=encoders, train=train, val=val, test=test, protocols=protocols,
-                            seeds=list(SEEDS), train_config=config, dataset=args.data, extractors=extractors)
+                            seeds=list(SEEDS), train_config=config, dataset=args.data, input_specs=specs)
     started = time.perf_counter()
     fitted = experiment.fit()
     trained = time.perf_counter() - started
@@ -106,10 +111,9 @@ def load_emoji(root):
                                       "data.options.columns=[image, text]", "data.options.group_column=family",
                                       f"data.options.cache_dir={Path(root) / 'cache'}"])
     splits = pipeline.load_data(config)
-    extractors = {m: spec for m, spec in splits.inputs.items() if spec.get("kind") == "extractor"}
     return (splits.train, splits.val, splits.test, pipeline.resolve_encoders(config, splits), config.train,
             "the emoji set (image + CLDR name, 99 subgroups; frozen MobileNetV2 and MiniLM features), the manifest "
-            "preset's settings", extractors)
+            "preset's settings", splits.inputs)
 
 
 if __name__ == "__main__":

@@ -96,8 +96,8 @@ class Conditions:
     gate's scores of them: computed once per seed for every method."""
 
     def __init__(self, data: MultiModalDataset, ranges: dict[str, InputRange] | None = None,
-                 gate: InputGate | None = None, seed: int = 0, extractors: dict[str, dict] | None = None) -> None:
-        self.data, self.ranges, self.gate, self.seed, self.extractors = data, ranges or {}, gate, seed, extractors or {}
+                 gate: InputGate | None = None, seed: int = 0, specs: dict[str, dict] | None = None) -> None:
+        self.data, self.ranges, self.gate, self.seed, self.specs = data, ranges or {}, gate, seed, specs or {}
         self._key, self._inputs, self._scores = (), data.inputs, {}
 
     def inputs(self, mask: ProtocolMask) -> dict:
@@ -105,7 +105,7 @@ class Conditions:
         key = (mask.protocol,) if mask.failure else ()
         if key != self._key:
             self._key = key
-            self._inputs = (broken_inputs(self.data.inputs, mask, self.ranges, self.seed, self.extractors)
+            self._inputs = (broken_inputs(self.data.inputs, mask, self.ranges, self.seed, self.specs)
                             if mask.failure else self.data.inputs)
         return self._inputs
 

@@ -25,7 +25,7 @@ from .encoders import EncoderLike
 from .errors import ConfigError
 from .calibration import check_mode
 from .evaluation import Conditions, evaluate_method, fit_calibration
-from .failures import input_ranges
+from .failures import input_ranges, raw_kind
 from .gate import DEFAULT_DETECTOR, FALSE_ALARMS, InputGate, check_detector
 from .evidence import bootstrap_evidence
 from .files import file_name, write_json, write_jsonl
@@ -164,7 +164,7 @@ class Experiment:
     gate: bool = True
     gate_detector: str = DEFAULT_DETECTOR
     gate_false_alarms: float = FALSE_ALARMS
-    extractors: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # modality -> its extractor's input spec
+    input_specs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # modality -> how its raw input is read
 
     def __post_init__(self) -> None:
         check_compatible(self.encoders, self.train, self.val, self.test)
@@ -174,8 +174,8 @@ class Experiment:
             raise ConfigError(f"groups: {len(self.groups)} ids for {len(self.test)} test rows")
         self.names = expand_methods(self.methods, self.modalities)
         check_detector(self.gate_detector)
-        self.ranges = {m: r for m, r in input_ranges(self.train).items() if m in self.modalities and m not in self.extractors}
-        breakable = sorted({*self.ranges, *(m for m in self.extractors if m in self.modalities)})
+        self.ranges = {m: r for m, r in input_ranges(self.train).items() if m in self.modalities}
+        breakable = sorted({*self.ranges, *(m for m in self.modalities if raw_kind(self.input_specs.get(m, {})))})
         self.protocols = (list(self.protocols) if self.protocols is not None
                           else default_protocols(self.test, self.modalities, failing=breakable))
         for protocol in self.protocols:  # a bad protocol is refused before anything trains
@@ -248,7 +248,7 @@ class Experiment:
             store.log(f"[seed {seed}] evaluating {len(fitted[seed])} methods under {len(masks)} masks on {len(self.test)} test rows")
             train, val = self.seed_data(seed)
             gate = self.fit_gate(fitted[seed], train, val, store)
-            conditions = Conditions(self.test, self.ranges, gate, seed, self.extractors)
+            conditions = Conditions(self.test, self.ranges, gate, seed, self.input_specs)
             for name, method in fitted[seed].items():
                 with measure(stages, f"seed{seed}/evaluate/{name}", method.device):
                     calibration = fit_calibration(method, val, self.calibration)

@@ -10,6 +10,11 @@ scale of the training inputs (:class:`InputRange`):
 - ``noise``: uniform between the training inputs' minimum and maximum, seeded per row set,
 - ``stale``: another row's input (:func:`mmrobust.protocols.stale_sources`).
 
+Where the data says how a modality's raw input becomes the model's input (an input spec: a
+picture, a WAV, :mod:`mmrobust.inputs`), the broken *raw* input goes through that same way
+(:func:`raw_failure`): a black, white or pixel-noise picture (projected on the training images'
+PCA where the digits do), a silent, DC or white-noise clip through the audio front-end.
+
 A modality read through a pre-trained extractor (a manifest column) holds features in the
 dataset; its broken raw input goes through the extractor instead (:func:`extracted_failure`): a
 black or white picture, a silent or DC clip, the fixed placeholder text ``"N/A"`` (``blank``)
@@ -55,15 +60,16 @@ def input_ranges(train: MultiModalDataset) -> dict[str, InputRange]:
 
 
 def broken_inputs(inputs: Mapping[str, Any], mask: ProtocolMask, ranges: Mapping[str, InputRange],
-                  seed: int, extractors: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+                  seed: int, specs: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """``inputs`` with the failed modality of ``mask`` replaced on its scored rows (a copy; the
-    other modalities are the same objects). ``extractors``: the input spec of each modality read
-    through a pre-trained extractor."""
+    other modalities are the same objects). ``specs``: how each modality's raw input (a file)
+    becomes the model's input (:mod:`mmrobust.inputs`): a picture, a WAV or a pre-trained
+    extractor's features break as that raw input; an array without a spec breaks in its range."""
     if mask.failure is None:
         return dict(inputs)
     m, kind = mask.failure
-    extractors = extractors or {}
-    if m not in ranges and m not in extractors:
+    spec = (specs or {}).get(m, {})
+    if m not in ranges and not raw_kind(spec):
         raise ConfigError(f"{mask.protocol}: {m} is neither an array input nor read through an extractor "
                           "(tokens?); a silent failure replaces raw inputs")
     x = inputs[m]
@@ -71,11 +77,37 @@ def broken_inputs(inputs: Mapping[str, Any], mask: ProtocolMask, ranges: Mapping
     rows = np.flatnonzero(mask.scored)
     out = np.array(original, dtype=np.float32, copy=True)
     seed = derive_seed(seed, "fail", m, kind)
-    if m in extractors:
-        out[rows] = extracted_failure(extractors[m], original, rows, kind, mask.source, seed)
+    if raw_kind(spec) == "extractor":
+        out[rows] = extracted_failure(spec, original, rows, kind, mask.source, seed)
+    elif raw_kind(spec) and kind != "stale":
+        out[rows] = raw_failure(spec, kind, len(rows), np.random.default_rng(seed))
     else:
         out[rows] = failed_rows(original, rows, kind, ranges[m], mask.source, seed)
     return {**inputs, m: torch.from_numpy(out) if isinstance(x, torch.Tensor) else out}
+
+
+def raw_kind(spec: Mapping[str, Any]) -> str | None:
+    """``image``, ``wav`` or ``extractor`` where a modality has a raw input to break, else None."""
+    kind = spec.get("kind")
+    return kind if kind in ("image", "wav") or (kind == "extractor" and not spec.get("finetune")) else None
+
+
+def raw_failure(spec: Mapping[str, Any], kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` model inputs from broken pictures (black, white, uniform pixel noise) or clips (silent,
+    DC, white noise), through the spec's own preprocessing (the PCA projection, the audio front-end)."""
+    from .audio import get_preset
+    from .inputs import image_input, wav_input
+
+    if spec["kind"] == "image":
+        shape = tuple(spec["shape"])
+        pictures = ([rng.uniform(0, 1, shape) for _ in range(n)] if kind == "noise"
+                    else [np.full(shape, 0.0 if kind == "blank" else 1.0)] * n)
+        return np.stack([image_input(p.astype(np.float32), spec) for p in pictures])
+    frontend = get_preset(spec["frontend"]) if isinstance(spec["frontend"], str) else spec["frontend"]
+    length = int(round(frontend.duration * frontend.sample_rate))
+    clips = ([rng.uniform(-0.5, 0.5, length) for _ in range(n)] if kind == "noise"
+             else [np.full(length, 0.0 if kind == "blank" else 0.5)] * n)
+    return np.stack([wav_input(c.astype(np.float32), frontend.sample_rate, spec) for c in clips])
 
 
 def extracted_failure(spec: Mapping[str, Any], features: np.ndarray, rows: np.ndarray, kind: str,

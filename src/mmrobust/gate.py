@@ -7,9 +7,11 @@ validation rows of that modality exceed. A present input scoring above it is ign
 has two parts, each in units of its own spread on the clean validation rows ((score − median) /
 (quantile − median)), and is the larger of the two:
 
-- the **input** part (array inputs): the squared Mahalanobis distance of the input's mean and
-  standard deviation to the training inputs' (a black frame or a silent clip has no spread: the
-  encoder may map it close to a class, benchmarks/failures/RESULTS.md),
+- the **input** part (array inputs): the squared Mahalanobis distance of the input's mean,
+  standard deviation and coordinates on the training inputs' top principal directions to the
+  training inputs' (a black frame or a silent clip has no spread, and the encoder may map it close
+  to a class; noise spreads over directions the training inputs leave flat;
+  benchmarks/failures/RESULTS.md),
 - the **feature** part, by the detector (``mahalanobis`` is the default, chosen by measurement):
 
 - ``mahalanobis`` (Lee et al., NeurIPS 2018): the squared Mahalanobis distance of the encoder's
@@ -41,6 +43,8 @@ DEFAULT_DETECTOR = "mahalanobis"
 FIT_ROWS = 5000  # training rows (at most, evenly spaced) the statistics come from
 KNN_K = 10
 SHRINKAGE = 1e-3  # of the mean variance, added to the shared covariance's diagonal
+INPUT_DIMS = 4096  # input values the input part reads per row (evenly spaced beyond that)
+INPUT_COMPONENTS = 32  # principal directions of the training inputs in the input part
 
 
 @dataclass
@@ -76,10 +80,11 @@ class InputGate:
         for m, model in sorted(models.items()):
             model = copy.deepcopy(model).eval()
             rows = _spaced(np.flatnonzero(train.present[m].numpy()), FIT_ROWS)
-            features, logits, summary = gate._outputs(model, train.inputs[m], rows)
+            features, logits, flat = gate._outputs(model, train.inputs[m], rows)
             statistics = fit_statistics(detector, features, train.target[torch.as_tensor(rows)], train.task)
-            if summary is not None:
-                statistics.update({f"input_{k}": v for k, v in _gaussian(summary).items()})
+            if flat is not None:
+                statistics.update(fit_input_basis(flat))
+                statistics.update({f"input_{k}": v for k, v in _gaussian(input_summary(flat, statistics)).items()})
             clean = np.flatnonzero(val.present[m].numpy())
             if not len(clean):
                 raise DataError(f"the input gate needs validation rows with {m} present; there are none")
@@ -129,7 +134,8 @@ class InputGate:
 
     def _outputs(self, model: nn.Module, x: Any, rows: np.ndarray) -> tuple[Tensor, Tensor, Tensor | None]:
         """Features and logits of ``model`` on ``rows`` of ``x`` (on the model's device), and each
-        row's input summary (``None`` for inputs that are not arrays, such as tokens)."""
+        row's input flattened (at most :data:`INPUT_DIMS` evenly spaced values; ``None`` for inputs
+        that are not arrays, such as tokens)."""
         device = next(model.parameters()).device
         taken = {"x": take_rows(x, torch.as_tensor(rows, dtype=torch.long))}
         features, logits, summaries = [], [], []
@@ -139,7 +145,7 @@ class InputGate:
                 features.append(f.float().cpu())
                 logits.append(model.head(f).float().cpu())
                 if isinstance(chunk["x"], Tensor):
-                    summaries.append(input_summary(chunk["x"]).cpu())
+                    summaries.append(flatten_input(chunk["x"]).cpu())
         return torch.cat(features), torch.cat(logits), torch.cat(summaries) if summaries else None
 
     # --- saving ---------------------------------------------------------------------------------
@@ -198,10 +204,29 @@ def fit_statistics(detector: str, features: Tensor, target: Tensor, task: str) -
     return {"means": means, "precision": torch.linalg.inv(covariance)}
 
 
-def input_summary(x: Tensor) -> Tensor:
-    """Per row: the mean and the standard deviation of its raw input values."""
-    flat = x.reshape(len(x), -1).double()
-    return torch.stack([flat.mean(1), flat.std(1, correction=0)], 1)
+def flatten_input(x: Tensor) -> Tensor:
+    """Each row's values, flat (at most :data:`INPUT_DIMS` of them, evenly spaced), float32."""
+    flat = x.reshape(len(x), -1)
+    if flat.shape[1] > INPUT_DIMS:
+        flat = flat[:, torch.linspace(0, flat.shape[1] - 1, INPUT_DIMS, device=flat.device).long()]
+    return flat.float()
+
+
+def fit_input_basis(flat: Tensor) -> dict[str, Tensor]:
+    """The training inputs' centre and their top :data:`INPUT_COMPONENTS` principal directions."""
+    x = flat.double()
+    centre = x.mean(0)
+    q = min(INPUT_COMPONENTS, x.shape[1], max(len(x) - 1, 1))
+    _, _, v = torch.linalg.svd(x - centre, full_matrices=False)
+    return {"input_centre": centre, "input_basis": v[:q].T.contiguous()}
+
+
+def input_summary(flat: Tensor, statistics: Mapping[str, Tensor]) -> Tensor:
+    """Per row: the mean and the standard deviation of its input values, and its coordinates on
+    the training inputs' principal directions (noise spreads over directions digits leave flat)."""
+    x = flat.double()
+    coordinates = (x - statistics["input_centre"]) @ statistics["input_basis"]
+    return torch.cat([x.mean(1, keepdim=True), x.std(1, correction=0, keepdim=True), coordinates], 1)
 
 
 def _gaussian(values: Tensor) -> dict[str, Tensor]:
@@ -214,13 +239,13 @@ def _gaussian(values: Tensor) -> dict[str, Tensor]:
 
 
 def _parts(detector: str, statistics: Mapping[str, Tensor], features: Tensor, logits: Tensor,
-           summary: Tensor | None) -> dict[str, np.ndarray]:
+           flat: Tensor | None) -> dict[str, np.ndarray]:
     """The feature score of ``detector`` and, for array inputs, the squared Mahalanobis distance of
-    the input's summary (mean, standard deviation) to the training inputs' (a blank or constant
-    input has no spread)."""
+    the input's summary (:func:`input_summary`) to the training inputs' (a blank or constant input
+    has no spread; a noise image spreads over every principal direction)."""
     parts = {"feature": score(detector, statistics, features, logits)}
-    if summary is not None and "input_mean" in statistics:
-        d = summary.double() - statistics["input_mean"]
+    if flat is not None and "input_mean" in statistics:
+        d = input_summary(flat, statistics) - statistics["input_mean"]
         parts["input"] = ((d @ statistics["input_precision"]) * d).sum(1).numpy()
     return parts
 

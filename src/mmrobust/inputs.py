@@ -102,6 +102,12 @@ def _image(modality: str, spec: Mapping[str, Any], path: Path) -> np.ndarray:
     except ExtractorError as err:
         raise InputError(f"{modality}: {err}") from None
     pixels = pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
+    return image_input(pixels, spec)
+
+
+def image_input(pixels: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
+    """Pixels ``C x H x W`` in [0, 1] as the model's input (projected on the training images' PCA
+    when the spec carries one)."""
     return pca_project(pixels, spec["pca"]) if spec.get("pca") else pixels.astype(np.float32)
 
 
@@ -113,12 +119,19 @@ def pca_project(pixels: np.ndarray, pca: Mapping[str, Any]) -> np.ndarray:
 
 
 def _wav(modality: str, spec: Mapping[str, Any], path: Path) -> np.ndarray:
-    from .audio import read_wav, spectrogram
+    from .audio import read_wav
 
     try:
         wave, rate = read_wav(path)
     except ValueError as err:
         raise InputError(f"{modality}: {path}: not a readable WAV ({err})") from None
+    return wav_input(wave, rate, spec)
+
+
+def wav_input(wave: np.ndarray, rate: int, spec: Mapping[str, Any]) -> np.ndarray:
+    """A waveform as the model's input: the spec's audio front-end, scaled to its range."""
+    from .audio import spectrogram
+
     spec_ = spectrogram(wave, rate, spec["frontend"])
     if spec.get("range"):
         lo, hi = spec["range"]

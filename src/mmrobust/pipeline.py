@@ -141,8 +141,7 @@ def experiment_for(config: RunConfig, splits: Splits) -> Experiment:
                       train_config=config.train, method_options=config.method_options,
                       train_missing=config.train_missing, dataset=config.data.name, calibration=config.calibration,
                       gate=config.gate == "on", gate_detector=config.gate_detector, gate_false_alarms=config.gate_false_alarms,
-                      extractors={m: spec for m, spec in splits.inputs.items()
-                                  if spec.get("kind") == "extractor" and not spec.get("finetune")})
+                      input_specs=splits.inputs)
 
 
 class RunFolderStore(FolderStore):
