@@ -63,6 +63,8 @@ def test_failure_protocols_are_listed_checked_seeded_and_hashed(tmp_path):
     save_masks(tmp_path / "m.npz", [mask])
     (loaded,) = load_masks(tmp_path / "m.npz")
     assert loaded.failure == ("a", "stale") and loaded.source.tolist() == mask.source.tolist()
+    (lone,) = sample_masks("fail:a@stale", observed(3, a_missing=[0, 1]), 0)
+    assert not lone.scored.any(), "one row with a: no other row's input to take, nothing scored"
 
 
 def test_broken_inputs_by_kind_leave_labels_and_the_other_modality_alone():

@@ -34,7 +34,7 @@ def test_library_and_cli_give_identical_records(tmp_path):
     results = mm.run_experiment(methods=config.methods, encoders=pipeline.resolve_encoders(config, splits),
                                 train=splits.train, val=splits.val, test=splits.test, protocols=config.protocols,
                                 seeds=config.seeds, train_config=config.train, method_options=config.method_options,
-                                train_missing=config.train_missing, dataset=config.data.name)
+                                train_missing=config.train_missing, dataset=config.data.name, input_specs=splits.inputs)
     assert canonical(results.records) == read_jsonl(tmp_path / "cli" / "results.jsonl")
     assert canonical(results.fits) == json.loads((tmp_path / "cli" / "fits.json").read_text())
 

@@ -204,8 +204,9 @@ class Fail(Protocol):
         broken = observed[arg]
         mask = _mask(spec, observed, scored=broken)
         mask.failure = (arg, failure)
-        if failure == "stale":
+        if failure == "stale":  # with one row of the modality there is no other row to take: nothing scored
             mask.source = stale_sources(broken, derive_seed(seed, "fail", arg))
+            mask.scored = mask.scored & (mask.source != np.arange(len(broken)))
         return [mask]
 
     def examples(self, modalities):
@@ -217,11 +218,11 @@ class Fail(Protocol):
 
 def stale_sources(rows: np.ndarray, seed: int) -> np.ndarray:
     """For each of ``rows`` another of them (a seeded cycle through a random order: no row keeps its
-    own); every other row its own index."""
+    own); every other row its own index (and a lone row, which has no other to take)."""
     source = np.arange(len(rows))
     which = np.flatnonzero(rows)
     if len(which) < 2:
-        raise ProtocolError("a stale feed needs at least two rows with the modality")
+        return source
     order = which[np.random.default_rng(seed).permutation(len(which))]
     source[order] = np.roll(order, -1)
     return source
