@@ -4,16 +4,14 @@ noise) is treated as missing, so routing answers from what still works.
 Per modality, the gate keeps that modality's Stage-1 model (encoder and head), statistics of its
 training rows and a threshold: the score that at most ``false_alarms`` (0.5%) of the clean
 validation rows of that modality exceed. A present input scoring above it is ignored. The score
-has up to three parts, each in units of its own spread on the clean validation rows ((score −
-median) / (quantile − median)), and is the largest of them:
+has two parts, each in units of its own spread on the clean validation rows ((score − median) /
+(quantile − median)), and is the larger of the two:
 
 - the **input** part (array inputs): the squared Mahalanobis distance of the input's mean,
   standard deviation and coordinates on the training inputs' top principal directions to the
   training inputs' (a black frame or a silent clip has no spread, and the encoder may map it close
   to a class; noise spreads over directions the training inputs leave flat;
   benchmarks/failures/RESULTS.md),
-- the **energy** part: ``-logsumexp`` of the uni-modal logits (a white-noise clip leaves the head
-  unsure although its features look ordinary),
 - the **feature** part, by the detector (``mahalanobis`` is the default, chosen by measurement):
 
 - ``mahalanobis`` (Lee et al., NeurIPS 2018): the squared Mahalanobis distance of the encoder's
@@ -242,12 +240,10 @@ def _gaussian(values: Tensor) -> dict[str, Tensor]:
 
 def _parts(detector: str, statistics: Mapping[str, Tensor], features: Tensor, logits: Tensor,
            flat: Tensor | None) -> dict[str, np.ndarray]:
-    """The feature score of ``detector``, the energy of the logits, and, for array inputs, the squared Mahalanobis distance of
+    """The feature score of ``detector`` and, for array inputs, the squared Mahalanobis distance of
     the input's summary (:func:`input_summary`) to the training inputs' (a blank or constant input
     has no spread; a noise image spreads over every principal direction)."""
     parts = {"feature": score(detector, statistics, features, logits)}
-    if detector != "energy":  # a broken input the encoder maps near a class can still leave the head unsure
-        parts["energy"] = score("energy", statistics, features, logits)
     if flat is not None and "input_mean" in statistics:
         d = input_summary(flat, statistics) - statistics["input_mean"]
         parts["input"] = ((d @ statistics["input_precision"]) * d).sum(1).numpy()
