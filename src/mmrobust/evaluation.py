@@ -2,7 +2,7 @@
 clean ones, and each ``fail:`` condition's broken ones); every mask of every protocol is then
 applied at the fusion (exact for late fusion and ensembles).
 
-Given an input gate (:class:`Conditions`), every condition is also scored with the inputs the
+Given an input gate (:class:`Conditions`), every condition but the sweeps' is also scored with the inputs the
 gate ignores treated as missing (``<metric>:gated``), with the share of each modality's present
 rows it ignored (``ignored:<m>``: false alarms on clean inputs, detections under ``fail:``), and
 a ``fail:`` condition with its broken modality declared missing (``<metric>:declared``).
@@ -143,7 +143,7 @@ def evaluate_method(method, data: MultiModalDataset, masks: Sequence[ProtocolMas
             values, bins = pattern_calibration(calibration, proba, target, mask.pattern)
             out.records += [{**record, "metric": metric, "value": value} for metric, value in values.items()]
             out.reliability += [{"pattern": mask.pattern, **b} for b in bins]
-        if conditions.gate is not None:
+        if conditions.gate is not None and get_protocol(mask.protocol).kind != "sweep":  # a sweep's many rates: not gated
             out.records += [{**record, **r} for r in gated_records(method, encoded, data, mask, conditions, metrics)]
     out.records += sweep_areas(out.records)
     return out
