@@ -105,7 +105,7 @@ CASES = (
     Break("gate-without-input-part", "gate.py", 'if flat is not None and "input_mean" in statistics:', "if False:",
           (f"{GATE}::test_a_constant_input_is_ignored_for_its_missing_spread",)),
     Break("blank-leaves-input", "failures.py", "        return np.zeros(shape, dtype=np.float32)",
-          "        return np.asarray(x[rows], dtype=np.float32)",
+          "        return np.full(shape, 0.5, dtype=np.float32)",
           (f"{GATE}::test_broken_inputs_by_kind_leave_labels_and_the_other_modality_alone",)),
     Break("stale-own-row", "protocols.py", "source[order] = np.roll(order, -1)", "source[order] = order",
           (f"{GATE}::test_failure_protocols_are_listed_checked_seeded_and_hashed",)),
@@ -114,7 +114,7 @@ CASES = (
     Break("declared-is-gated", "evaluation.py", 'variants["declared"] = {**mask.present, mask.failure[0]: np.zeros_like(mask.present[mask.failure[0]])}',
           'variants["declared"] = gated', (f"{GATE}::test_a_broken_input_is_ignored_and_the_row_answered_from_the_rest",)),
     Break("extracted-failure-zeros", "failures.py", "out = frozen_features(spec[\"extractor\"], extractor.preprocess(items)).numpy()",
-          "out = np.zeros_like(features[:len(items)])", (f"{GATE}::test_an_extracted_modality_breaks_before_its_extractor",)),
+          "out = 0 * frozen_features(spec[\"extractor\"], extractor.preprocess(items)).numpy()", (f"{GATE}::test_an_extracted_modality_breaks_before_its_extractor",)),
     Break("reencode-keeps-clean-branch", "methods/fused.py", "return {**encoded, modality: self.encode(inputs, alone)[modality]}",
           "return encoded", (f"{GATE}::test_encoding_one_broken_modality_again_equals_encoding_everything_again",)),
 )

@@ -270,11 +270,10 @@ def test_an_extracted_modality_breaks_before_its_extractor(name, modality, modul
         expected = prepare(modality, spec, ["black.png"], tmp_path).numpy()
     else:
         expected = prepare(modality, spec, ["N/A"]).numpy()
-    features = np.zeros((4, expected.shape[1]), dtype=np.float32)
-    broken = extracted_failure(spec, features, np.array([0, 2]), "blank", None, 0)
+    broken = extracted_failure(spec, "blank", 2, 0)
     assert broken.shape == (2, expected.shape[1]) and np.allclose(broken, expected[0], atol=1e-5)
-    noisy = extracted_failure(spec, features, np.array([0, 2]), "noise", None, 0)
-    assert not np.allclose(noisy[0], noisy[1]) and np.allclose(noisy, extracted_failure(spec, features, np.array([0, 2]), "noise", None, 0))
+    noisy = extracted_failure(spec, "noise", 2, 0)
+    assert not np.allclose(noisy[0], noisy[1]) and np.allclose(noisy, extracted_failure(spec, "noise", 2, 0))
 
 
 @pytest.mark.parametrize("name", ["ume-mma", "mma", "proxy", "late-fusion-concat", "unimodal"])

@@ -112,11 +112,15 @@ class Conditions:
     def scores(self, mask: ProtocolMask) -> dict[str, np.ndarray]:
         """The gate's score of every observed input under ``mask``'s inputs (NaN where absent),
         kept for every set of inputs (the methods of a seed share them)."""
+        if () not in self._scores:
+            self._scores[()] = self.gate.scores(self.data.inputs, self._observed(self.gate.modalities))
         inputs = self.inputs(mask)
-        if self._key not in self._scores:
-            observed = {m: self.data.present[m].numpy() for m in self.gate.modalities}
-            self._scores[self._key] = self.gate.scores(inputs, observed)
+        if self._key not in self._scores:  # under fail:, only the broken modality is scored again
+            self._scores[self._key] = {**self._scores[()], **self.gate.scores(inputs, self._observed([mask.failure[0]]))}
         return self._scores[self._key]
+
+    def _observed(self, modalities) -> dict[str, np.ndarray]:
+        return {m: self.data.present[m].numpy() for m in modalities if m in self.data.present}
 
 
 def evaluate_method(method, data: MultiModalDataset, masks: Sequence[ProtocolMask], metrics: Sequence[str] | None = None,

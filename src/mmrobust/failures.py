@@ -77,12 +77,14 @@ def broken_inputs(inputs: Mapping[str, Any], mask: ProtocolMask, ranges: Mapping
     rows = np.flatnonzero(mask.scored)
     out = np.array(original, dtype=np.float32, copy=True)
     seed = derive_seed(seed, "fail", m, kind)
-    if raw_kind(spec) == "extractor":
-        out[rows] = extracted_failure(spec, original, rows, kind, mask.source, seed)
-    elif raw_kind(spec) and kind != "stale":
+    if kind == "stale":  # another row's input, whatever the format: what that row's raw input gives
+        out[rows] = original[mask.source[rows]]
+    elif raw_kind(spec) == "extractor":
+        out[rows] = extracted_failure(spec, kind, len(rows), seed)
+    elif raw_kind(spec):
         out[rows] = raw_failure(spec, kind, len(rows), np.random.default_rng(seed))
     else:
-        out[rows] = failed_rows(original, rows, kind, ranges[m], mask.source, seed)
+        out[rows] = failed_rows(original.shape[1:], len(rows), kind, ranges[m], seed)
     return {**inputs, m: torch.from_numpy(out) if isinstance(x, torch.Tensor) else out}
 
 
@@ -110,19 +112,16 @@ def raw_failure(spec: Mapping[str, Any], kind: str, n: int, rng: np.random.Gener
     return np.stack([wav_input(c.astype(np.float32), frontend.sample_rate, spec) for c in clips])
 
 
-def extracted_failure(spec: Mapping[str, Any], features: np.ndarray, rows: np.ndarray, kind: str,
-                      source: np.ndarray | None, seed: int) -> np.ndarray:
-    """The extractor's features of broken raw inputs for ``rows`` (one input for ``blank`` and
+def extracted_failure(spec: Mapping[str, Any], kind: str, n: int, seed: int) -> np.ndarray:
+    """The extractor's features of ``n`` broken raw inputs (one input repeated for ``blank`` and
     ``constant``, one per row for ``noise``)."""
     from .inputs import frozen_features
     from .pretrained import get_extractor
 
-    if kind == "stale":
-        return features[source[rows]]
     extractor = get_extractor(spec["extractor"])
-    items = broken_raw(extractor, kind, len(rows) if kind == "noise" else 1, np.random.default_rng(seed))
+    items = broken_raw(extractor, kind, n if kind == "noise" else 1, np.random.default_rng(seed))
     out = frozen_features(spec["extractor"], extractor.preprocess(items)).numpy()
-    return out if kind == "noise" else np.repeat(out, len(rows), axis=0)
+    return out if kind == "noise" else np.repeat(out, n, axis=0)
 
 
 def broken_raw(extractor: Any, kind: str, n: int, rng: np.random.Generator) -> list:
@@ -144,16 +143,13 @@ def broken_raw(extractor: Any, kind: str, n: int, rng: np.random.Generator) -> l
     return ["N/A" if kind == "blank" else " ".join(["the"] * 8)] * n
 
 
-def failed_rows(x: np.ndarray, rows: np.ndarray, kind: str, scale: InputRange, source: np.ndarray | None,
-                seed: int) -> np.ndarray:
-    """What ``rows`` of ``x`` become under a failure of ``kind``."""
-    shape = (len(rows), *x.shape[1:])
+def failed_rows(shape: tuple[int, ...], n: int, kind: str, scale: InputRange, seed: int) -> np.ndarray:
+    """``n`` rows of an array input of row ``shape`` under a ``blank``, ``constant`` or ``noise`` failure."""
+    shape = (n, *shape)
     if kind == "blank":
         return np.zeros(shape, dtype=np.float32)
     if kind == "constant":
         return np.full(shape, scale.high if scale.high != 0 else 1.0, dtype=np.float32)
     if kind == "noise":
         return np.random.default_rng(seed).uniform(scale.low, scale.high, size=shape).astype(np.float32)
-    if kind == "stale":
-        return np.asarray(x[source[rows]], dtype=np.float32)
     raise ConfigError(f"unknown failure {kind!r}")

@@ -14,12 +14,12 @@ has two parts, each in units of its own spread on the clean validation rows ((sc
   benchmarks/failures/RESULTS.md),
 - the **feature** part, by the detector (``mahalanobis`` is the default, chosen by measurement):
 
-- ``mahalanobis`` (Lee et al., NeurIPS 2018): the squared Mahalanobis distance of the encoder's
-  feature to the nearest class mean, with one covariance shared by the classes (multi-label: one
-  mean for all rows),
-- ``energy`` (Liu et al., NeurIPS 2020): ``-logsumexp`` of the uni-modal logits,
-- ``knn`` (Sun et al., ICML 2022): the distance of the L2-normalised feature to its
-  :data:`KNN_K`-th nearest training feature.
+  - ``mahalanobis`` (Lee et al., NeurIPS 2018): the squared Mahalanobis distance of the encoder's
+    feature to the nearest class mean, with one covariance shared by the classes (multi-label: one
+    mean for all rows),
+  - ``energy`` (Liu et al., NeurIPS 2020): ``-logsumexp`` of the uni-modal logits,
+  - ``knn`` (Sun et al., ICML 2022): the distance of the L2-normalised feature to its
+    :data:`KNN_K`-th nearest training feature.
 
 A row is never left with nothing: where every present modality would be ignored, the least
 implausible one (the smallest excess over its threshold, in units of the clean validation
@@ -198,10 +198,7 @@ def fit_statistics(detector: str, features: Tensor, target: Tensor, task: str) -
     labels = target.long() if task == "multiclass" else torch.zeros(len(f), dtype=torch.long)
     classes = torch.unique(labels)
     means = torch.stack([f[labels == c].mean(0) for c in classes])
-    centred = f - means[torch.searchsorted(classes, labels)]
-    covariance = centred.T @ centred / max(len(f) - 1, 1)
-    covariance += SHRINKAGE * covariance.diagonal().mean().clamp(min=1e-12) * torch.eye(f.shape[1], dtype=f.dtype)
-    return {"means": means, "precision": torch.linalg.inv(covariance)}
+    return {"means": means, "precision": _shrunk_precision(f - means[torch.searchsorted(classes, labels)])}
 
 
 def flatten_input(x: Tensor) -> Tensor:
@@ -232,10 +229,14 @@ def input_summary(flat: Tensor, statistics: Mapping[str, Tensor]) -> Tensor:
 def _gaussian(values: Tensor) -> dict[str, Tensor]:
     """Mean and (shrunk) inverse covariance of ``values``' rows."""
     v = values.double()
-    centred = v - v.mean(0)
-    covariance = centred.T @ centred / max(len(v) - 1, 1)
-    covariance += SHRINKAGE * covariance.diagonal().mean().clamp(min=1e-12) * torch.eye(v.shape[1], dtype=v.dtype)
-    return {"mean": v.mean(0), "precision": torch.linalg.inv(covariance)}
+    return {"mean": v.mean(0), "precision": _shrunk_precision(v - v.mean(0))}
+
+
+def _shrunk_precision(centred: Tensor) -> Tensor:
+    """The inverse of the rows' covariance, :data:`SHRINKAGE` of its mean variance added to the diagonal."""
+    covariance = centred.T @ centred / max(len(centred) - 1, 1)
+    covariance += SHRINKAGE * covariance.diagonal().mean().clamp(min=1e-12) * torch.eye(centred.shape[1], dtype=centred.dtype)
+    return torch.linalg.inv(covariance)
 
 
 def _parts(detector: str, statistics: Mapping[str, Tensor], features: Tensor, logits: Tensor,
