@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
 import sys
 import time
@@ -62,7 +61,7 @@ def measure(args) -> None:
     from mmrobust.experiment import Experiment
     from mmrobust.files import write_jsonl, write_text
     from mmrobust.gate import DETECTORS
-    from mmrobust.provenance import git_commit
+    from mmrobust.provenance import cpu_model, git_commit
 
     commit = git_commit()
     specs = {}
@@ -95,7 +94,7 @@ def measure(args) -> None:
     write_text(out / "run.json", json.dumps({
         "setting": setting, "methods": METHODS, "seeds": list(SEEDS), "train_seconds": round(trained, 1),
         "commit": commit, "command": "python benchmarks/failures/run.py " + " ".join(map(shlex.quote, sys.argv[1:])),
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s), "
+        "machine": f"{cpu_model()}, {torch.get_num_threads()} torch thread(s), "
                    f"torch {torch.__version__}, CPU",
     }, indent=1) + "\n")
 

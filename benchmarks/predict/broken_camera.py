@@ -10,7 +10,6 @@ white, uniform noise; 28 x 28 grey PNG files), with the input gate on and off. W
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import tempfile
 from collections import Counter
@@ -39,7 +38,7 @@ def main(argv=None) -> int:
     from PIL import Image
 
     from mmrobust import Predictor
-    from mmrobust.provenance import git_commit
+    from mmrobust.provenance import cpu_model, git_commit
 
     predictor = Predictor.load(args.run_dir / "model")
     recordings = held_out_recordings(args.fsdd, args.n)
@@ -66,7 +65,7 @@ def main(argv=None) -> int:
             lines.append(f"| {text} | {accuracy:.1f} | {ignored:.1f} | {answered} |")
     header = (f"\n## Broken camera, {args.n} held-out recordings (commit `{git_commit()[:10]}`)\n\n"
               f"`python benchmarks/predict/broken_camera.py {args.run_dir} --fsdd {args.fsdd} --n {args.n}`; "
-              f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s), CPU.\n\n")
+              f"{cpu_model()}, {torch.get_num_threads()} torch thread(s), CPU.\n\n")
     text = header + "\n".join(lines) + "\n"
     print(text)
     if args.record:
