@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 
 from mmrobust.cli import main
@@ -70,6 +71,11 @@ def test_threads_setting_reaches_training_and_provenance(tmp_path, capsys):
     assert main(["run", *SMALL, "--threads", "2", "--out", str(tmp_path / "run")]) == 0
     provenance = json.loads((tmp_path / "run" / "provenance.json").read_text())
     assert provenance["environment"]["torch_threads"] == 2 and torch.get_num_threads() == before
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():  # the CPU that made the records, as the kernel names it, and torch's instruction set
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        assert names and provenance["environment"]["cpu_model"].startswith(names[0])
+    assert provenance["environment"]["cpu_capability"] in {"DEFAULT", "NO AVX", "AVX2", "AVX512", "ZVECTOR", "SVE256"}
     assert provenance["stages"][0]["stage"].startswith("data: ")  # extraction counts in the time totals
     err = capsys.readouterr().err
     # a plain line per finished stage, with the run's progress (no bar control characters when not a terminal)
