@@ -88,6 +88,31 @@ def test_the_simplest_candidate_within_a_standard_error_wins():
     assert simplest_within(far, {"unimodal:a": 0.0, "ume": 0.02, "mma": 0.02}, incumbent="mma") == "unimodal:a"
 
 
+def _rule_as_written(scores, errors, incumbent):
+    """docs/concepts.md's rule, written again: complexity rank, best, reach, then the answer."""
+    def rank(c):
+        return (0, -scores[c], c) if c.startswith("unimodal:") else (1 if c == "ume" else 2, 0.0, c)
+    best = max(scores.values())
+    reach = sorted((c for c in scores if best - scores[c] <= errors[c]), key=rank)
+    if incumbent in reach:
+        return [c for c in reach if scores[c] >= scores[incumbent]][0]
+    return reach[0]
+
+
+def test_the_routing_rule_is_the_one_the_docs_state_on_random_cases():
+    rng = np.random.default_rng(7)
+    for _ in range(20000):
+        names = ["unimodal:a", "unimodal:b", "ume", "mma"][rng.integers(0, 2):]
+        scores = {c: float(v) for c, v in zip(names, np.round(rng.uniform(0.5, 0.6, len(names)), 2))}
+        top = max(scores.values())
+        errors = {c: 0.0 if scores[c] == top else float(rng.choice([0.0, 0.005, 0.01, 0.03])) for c in names}
+        incumbent = str(rng.choice(["ume", "mma"]))
+        assert simplest_within(scores, errors, incumbent) == _rule_as_written(scores, errors, incumbent)
+    # a simpler candidate that ties the incumbent but is itself out of reach does not take over
+    assert simplest_within({"unimodal:a": 0.55, "ume": 0.55, "mma": 0.56},
+                           {"unimodal:a": 0.0, "ume": 0.02, "mma": 0.0}, incumbent="ume") == "ume"
+
+
 def test_mma_with_the_weighted_fusion_starts_from_the_weighted_ensemble(tiny_encoders, noisy_b, tiny_config, stage1):
     ume = fit("ume-weighted", tiny_encoders, noisy_b, tiny_config, stage1)
     still = mm.create_method("mma", encoders=tiny_encoders, num_classes=4, seed=0, train_config=tiny_config,

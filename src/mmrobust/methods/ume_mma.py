@@ -9,11 +9,11 @@ role) and MMA, and they look only at validation rows.
 - ``selection="per-pattern"`` (``ume-mma``, the default): for each presence pattern, the
   candidates are the uni-modal model of each present modality, the ensemble (weighted UME by
   default) and MMA, from simplest to most complex. On the validation rows under that pattern,
-  the paper's choice stands while it is within one standard error of the best candidate (the
-  standard error of their paired difference, by bootstrap over the rows, or over groups of rows
-  that share a source of a present modality), unless a simpler candidate scores at least as
-  well; when it is further behind, the simplest candidate within a standard error of the best
-  takes over. So noise never moves the choice, a tie goes to the simpler candidate, and a
+  a candidate is *within reach* when its score is at most one standard error below the best
+  candidate's (the standard error of their paired difference, by bootstrap over the rows, or over
+  groups of rows that share a source of a present modality; each candidate has its own). The
+  paper's choice stands while it is within reach, unless a simpler candidate within reach scores
+  at least as well; when it is out of reach, the simplest candidate within reach takes over. So noise never moves the choice, a tie goes to the simpler candidate, and a
   uni-modal model that is clearly better than every fusion answers alone. A uni-modal candidate
   is the ensemble with only its modality present, which is exactly that modality's Stage-1
   model. A pattern no validation row can take gets the paper's choice.
@@ -208,11 +208,11 @@ def best_of(scores: Mapping[str, float]) -> str | None:
 
 
 def simplest_within(scores: Mapping[str, float], standard_errors: Mapping[str, float], incumbent: str | None = None) -> str:
-    """The one-standard-error rule: among the candidates whose score is within their standard
-    error of the best score, the simplest; with an ``incumbent`` (the paper's choice) among them,
-    the simplest that scores at least as well as it (so the incumbent gives way to a simpler
-    candidate only on a tie or better, and to any other only when it is itself more than a
-    standard error behind the best)."""
+    """The one-standard-error rule. A candidate is within reach when the best score minus its
+    score is at most its own standard error (that of its paired difference with the best). The
+    answer: with an ``incumbent`` (the paper's choice) within reach, the simplest candidate within
+    reach that scores at least as well as the incumbent (often the incumbent itself); otherwise
+    the simplest candidate within reach."""
     best = scores[best_of(scores)]
     within = [c for c in candidate_order(scores) if best - scores[c] <= standard_errors.get(c, 0.0)]
     if incumbent in within:
