@@ -47,13 +47,16 @@ def render_markdown(summary, fits, provenance, config, metric, methods, has_figu
     name = "accuracy" if metric == "accuracy" else "F1-macro"
     out = [f"# mmrobust report: {dataset}", "",
            f"Test {name} in %, mean ± sample std over seeds {seeds} (each seed retrains every method, Stage 1 "
-           f"included, and draws its own test masks, the same for every method). Test rows: {n_rows}. "
+           f"included, and draws its own test masks, the same for every method). Comparisons are paired: within a "
+           f"seed every method sees the same batch order and modality-dropout draws, and methods that share an "
+           f"architecture start from the same weights, so a per-seed difference is the methods'. Test rows: {n_rows}. "
            f"**Bold**: the best of each column. *n/a*: no row can be scored (a uni-modal model with its own "
            f"modality missing). The uni-modal rows are the *reference* for rows where only that modality is "
            f"present, not a ceiling.", "", _training_setting(config, summary), ""]
     if evidence:
         out += [f"In brackets: the 95% bootstrap interval ({_resampling(evidence)}; the same resamples for every method, "
-                f"seeds averaged inside each).", ""]
+                f"seeds averaged inside each). It covers the test rows drawn, not the training seeds: a retrained "
+                f"model varies by the seed spread (±) on top of it.", ""]
     out += table_lines(summary, methods, main_columns(summary, metric), intervals=evidence_intervals(evidence)) + [""]
     out += ["Protocols:", ""] + [f"- `{p}`: {get_protocol(p).describe(p)}" for p in dict.fromkeys(s["protocol"] for s in summary)] + [""]
     patterns = pattern_columns(summary, metric)
@@ -186,9 +189,9 @@ def _routing_section(fits: Sequence[dict]) -> list[str]:
            "Chosen on validation rows only. `ume-mma-paper`: the paper's rule, UME or MMA for every pattern, whichever "
            "has the better mean validation metric over `full` and each modality missing (a tie keeps UME). `ume-mma`: "
            "per pattern, among the uni-modal models of the present modalities, the ensemble and MMA (simplest first), "
-           "the paper's choice stands while it is within one standard error (paired bootstrap) of the best, unless a "
-           "simpler candidate scores at least as well; further behind, the simplest candidate within a standard error "
-           "of the best takes over.", "",
+           "a candidate is within reach when it is at most one standard error (of its paired bootstrap difference) "
+           "below the best; the paper's choice stands while it is within reach, unless a simpler candidate within "
+           "reach scores at least as well; out of reach, the simplest candidate within reach takes over.", "",
            "| method | seed | pattern | uses | validation % per candidate (± standard error of its gap to the best) |",
            "|---|---:|---|---|---|"]
     for f in routed:

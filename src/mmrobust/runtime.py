@@ -72,3 +72,10 @@ def derive_seed(seed: int, *names: object) -> int:
     """A 32-bit seed derived from ``seed`` and names, stable across processes and platforms."""
     text = "/".join([str(int(seed))] + [str(n) for n in names])
     return zlib.crc32(text.encode("utf-8"))
+
+
+def encoder_seed(seed: int, modality: str) -> int:
+    """The seed a modality's encoder is initialised from: the same for every method of a run
+    seed (the uni-modal model, every fused model trained from scratch), so a per-seed difference
+    between two methods is the methods', not their draws' (common random numbers)."""
+    return derive_seed(seed, "encoder", modality)

@@ -18,6 +18,12 @@ method                        init          missing augmentation
 Models initialised from Stage 1 are fine-tuned at ``finetune_lr_scale`` x the Stage-1
 learning rate for ``finetune_epoch_fraction`` of its epochs. Every fused model selects its
 checkpoint on the mean validation metric over ``full`` and each single modality missing.
+
+Comparisons are paired (common random numbers): every method of a run seed sees the same batch
+order and the same modality-dropout draws; a model trained from scratch starts from the same
+encoder weights as the uni-modal models (:func:`mmrobust.runtime.encoder_seed`) and from the same
+head weights as any other fused model of its architecture. So a per-seed difference between two
+methods is the methods', not their initial draws'.
 """
 from __future__ import annotations
 
@@ -36,7 +42,7 @@ from ..masking import sample_modality_dropout
 from ..protocols import sample_masks
 from ..models import LateFusionClassifier, proba_from_logits, task_loss
 from ..registry import FUSIONS
-from ..runtime import derive_seed, seeded
+from ..runtime import derive_seed, encoder_seed, seeded
 from ..config import TrainConfig
 from ..train import stage_checkpoints, train_module
 from .base import Method
@@ -97,7 +103,7 @@ class FusedMethod(Method):
         validate = (lambda: self.selection_score(val)) if val is not None else None
         log_path = Path(log_dir) / file_name(self.name, ".jsonl") if log_dir else None
         self.history_ = train_module(self.model_, self.training_step, train, config,
-                                     seed=derive_seed(self.seed, self.name, "train"),
+                                     seed=derive_seed(self.seed, "train"),  # one batch order per seed (paired)
                                      validate=validate, log_path=log_path, desc=self.name,
                                      checkpoint_dir=stage_checkpoints(checkpoint_dir, self.name))
         self.end_training()
@@ -162,9 +168,8 @@ class FusedMethod(Method):
         if stage1 is not None:
             return LateFusionClassifier.from_unimodal(
                 {m: stage1.models[m] for m in self.modalities}, self.num_classes, **self._model_options())
-        encoders = {m: build_encoder_seeded(self.encoders[m], m, derive_seed(self.seed, self.name, m))
-                    for m in self.modalities}
-        with seeded(derive_seed(self.seed, self.name, "heads")):
+        encoders = {m: build_encoder_seeded(self.encoders[m], m, encoder_seed(self.seed, m)) for m in self.modalities}
+        with seeded(derive_seed(self.seed, "heads")):
             return LateFusionClassifier(encoders, self.num_classes, **self._model_options())
 
     def build_architecture(self) -> LateFusionClassifier:

@@ -124,7 +124,7 @@ class UmeMma(Method):
         scores = {c: compute_metric(self.metric, target, p) for c, p in probas.items()}
         scores = {c: scores[c] for c in candidate_order(scores)}
         shared = {m: val.sources[m] for m in mask.pattern.split("+") if m in val.sources}
-        weights = resample_weights(len(val), RESAMPLES, derive_seed(self.seed, self.name, "routing"),
+        weights = resample_weights(len(val), RESAMPLES, derive_seed(self.seed, "routing"),
                                    source_groups(shared, len(val)))
         return scores, paired_standard_errors(self.metric, self.task, probas, target, weights[:, rows], best_of(scores))
 

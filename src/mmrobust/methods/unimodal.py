@@ -15,12 +15,12 @@ import torch
 from torch import Tensor
 
 from ..batch import Batch, MultiModalDataset, encode_present, iter_chunks
-from ..encoders import EncoderLike, build_encoder
+from ..encoders import EncoderLike, build_encoder, build_encoder_seeded
 from ..errors import ConfigError
 from ..files import file_name
 from ..records import REFERENCE, reference_name
 from ..models import UnimodalClassifier, proba_from_logits, task_loss
-from ..runtime import derive_seed, seeded
+from ..runtime import derive_seed, encoder_seed, seeded
 from ..train import stage_checkpoints, train_module
 from .base import Method
 
@@ -53,8 +53,9 @@ class UnimodalMethod(Method):
             return self
         m = self.modality
         seed = derive_seed(self.seed, self.name)
+        encoder = build_encoder_seeded(self.encoders[m], m, encoder_seed(self.seed, m))  # paired with the fused models'
         with seeded(seed):
-            self.model_ = self.build_architecture()
+            self.model_ = UnimodalClassifier(encoder, self.num_classes)
         rows = only_present(train, m)
         val_rows = only_present(val, m) if val is not None else None
         validate = (lambda: self.score(val_rows)) if val_rows is not None and len(val_rows) else None
