@@ -1,6 +1,7 @@
 """The defining property of each strong baseline, on hand-sized examples. (Every presence
 pattern, save/restore and non-finite refusal are in the registry-wide contract tests.)"""
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -151,3 +152,78 @@ def test_missing_token_learns_the_vector_absent_slots_get(tiny_encoders, synthet
         features = method.model_.encode(inputs, present)
         by_hand = fusion.linear(torch.cat([features["a"], fusion.fill["b"].expand(len(test), -1)], dim=1))
     assert torch.allclose(method.proba_from_encoded(method.encode(inputs, present), present), by_hand.softmax(-1), atol=1e-6)
+
+
+def test_ogm_ge_authors_modulated_update_is_the_coefficient_under_their_sgd_and_not_under_adam(tiny_encoders, synthetic,
+                                                                                             tiny_config):
+    """Issue 26: the coefficient must reach the weights. Under the authors' SGD (no noise, first
+    step: no momentum yet) the damped kernels move by -lr (k g + wd w) instead of -lr (g + wd w);
+    under Adam the first step is -lr g / |g| whatever the scale, so a constant coefficient is lost."""
+    from mmrobust.methods.ogm_ge import kernels
+    from mmrobust.train import make_optimizer
+
+    ogm = create("ogm-ge-authors", tiny_encoders, tiny_config, noise=False)
+    config = ogm.train_config
+    assert (config.optimizer, config.momentum, config.weight_decay, config.schedule, config.step_size) == ("sgd", 0.9, 1e-4, "step", 3)
+    batch = batch_of(synthetic["train"])
+
+    def step(coefficients, optimiser_config):
+        ogm.model_ = ogm.build_model(None)
+        ogm.start_training(None, optimiser_config)
+        out = ogm.training_step(batch, epoch=0)
+        ogm.coefficients_ = coefficients
+        out["loss"].backward()
+        before = [p.detach().clone() for p in kernels(ogm.model_.branches["a"].encoder)]
+        grads = [p.grad.clone() for p in kernels(ogm.model_.branches["a"].encoder)]
+        make_optimizer(ogm.model_, optimiser_config).step()
+        after = [p.detach().clone() for p in kernels(ogm.model_.branches["a"].encoder)]
+        ogm.end_training()
+        return before, grads, after
+
+    w, g, plain = step({}, config)
+    _, damped_g, damped = step({"a": 0.25}, config)
+    lr, wd = config.lr, config.weight_decay
+    for w_, g_, p_, gd_, d_ in zip(w, g, plain, damped_g, damped):
+        assert torch.allclose(gd_, 0.25 * g_, atol=1e-7)
+        assert torch.allclose(p_, w_ - lr * (g_ + wd * w_), atol=1e-7)
+        assert torch.allclose(d_, w_ - lr * (0.25 * g_ + wd * w_), atol=1e-7)
+    adam = replace(config, optimizer="adam", weight_decay=0.0)
+    w, g, plain = step({}, adam)
+    _, _, damped = step({"a": 0.25}, adam)
+    for w_, g_, p_, d_ in zip(w, g, plain, damped):  # wherever the gradient is well above Adam's epsilon
+        clear = g_.abs() > 1e-3
+        assert clear.any() and torch.allclose((p_ - w_)[clear], (d_ - w_)[clear], atol=1e-6)
+
+
+def test_ogm_ge_authors_scores_from_the_concat_slices_and_noises_every_encoder(tiny_encoders, synthetic, tiny_config):
+    ogm = create("ogm-ge-authors", tiny_encoders, tiny_config)
+    ogm.model_ = ogm.build_model(None)
+    features = {m: torch.randn(5, ogm.model_.fusion.linear.in_features // 2) for m in "ab"}
+    split = ogm.split_logits(features)
+    full = ogm.model_.fusion({m: f for m, f in features.items()}, {m: torch.ones(5, dtype=torch.bool) for m in "ab"})
+    assert torch.allclose(split["a"] + split["b"], full, atol=1e-5), "the two slices add up to the concat layer"
+    w, b = ogm.model_.fusion.linear.weight, ogm.model_.fusion.linear.bias
+    assert torch.allclose(split["b"], features["b"] @ w[:, w.shape[1] // 2:].T + b / 2, atol=1e-6)
+    ogm.start_training(None, ogm.train_config)
+    batch = batch_of(synthetic["train"])
+    out = ogm.training_step(batch, epoch=0)
+    ogm.coefficients_ = {"a": 0.5}
+    out["loss"].backward()
+    noisy = {m: [p.grad.clone() for p in kernels_of(ogm, m)] for m in "ab"}
+    ogm.model_.zero_grad()
+    ogm.modulating_ = False
+    out = ogm.training_step(batch, epoch=10)  # past the modulated epochs: plain gradients
+    out["loss"].backward()
+    clean = {m: [p.grad.clone() for p in kernels_of(ogm, m)] for m in "ab"}
+    assert all(not torch.allclose(x, y) for m in "ab" for x, y in zip(noisy[m], clean[m])), "noise on every encoder"
+    biases = [p for m in "ab" for p in ogm.model_.branches[m].encoder.parameters() if p.dim() == 1]
+    assert biases and all(id(p) not in {id(k) for m in "ab" for k in kernels_of(ogm, m)} for p in biases)
+    ogm.end_training()
+    with pytest.raises(mm.errors.ConfigError, match="fusion 'concat'"):
+        create("ogm-ge-authors", tiny_encoders, tiny_config, fusion="mean")
+
+
+def kernels_of(method, m):
+    from mmrobust.methods.ogm_ge import kernels
+
+    return kernels(method.model_.branches[m].encoder)

@@ -8,7 +8,7 @@ import torch
 import mmrobust as mm
 from mmrobust.methods import fused, unimodal
 
-SCRATCH = ["late-fusion", "late-fusion-dropout", "late-fusion-concat", "ogm-ge", "umt", "kd-unimodal"]
+SCRATCH = ["late-fusion", "late-fusion-dropout", "late-fusion-concat", "ogm-ge", "ogm-ge-authors", "umt", "kd-unimodal"]
 
 
 class Started(Exception):
@@ -62,6 +62,8 @@ def test_methods_of_a_seed_start_from_the_same_encoders_heads_and_batch_order(sy
     assert {"late-fusion", "late-fusion-dropout", "ogm-ge"} <= set(same_heads)
     for name in same_heads:
         assert all(torch.equal(starts[name][0][k], v) for k, v in starts["late-fusion"][0].items()), name
+    concat = starts["late-fusion-concat"][0]
+    assert all(torch.equal(starts["ogm-ge-authors"][0][k], v) for k, v in concat.items()), "one concat model, one draw"
     # another seed: other draws
     other, _ = _start("late-fusion", 2, synthetic, tiny_encoders, tiny_config, monkeypatch)
     assert not all(torch.equal(other[k], v) for k, v in starts["late-fusion"][0].items())

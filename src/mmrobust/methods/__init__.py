@@ -8,7 +8,7 @@ from ..registry import METHODS, PAPER_METHODS
 from .base import Method, complete_present
 from .distill import FullRowDistillation, UniModalTeacher, UnimodalDistillation
 from .fused import UME, FusedMethod
-from .ogm_ge import OGMGE
+from .ogm_ge import OGMGE, OGMGEAuthors
 from .proxy import ProxyMethod
 from .ume_mma import UmeMma
 from .unimodal import Stage1, UnimodalMethod, train_stage1
@@ -43,10 +43,12 @@ METHODS.register("umt", UniModalTeacher, doc="Uni-Modal Teacher: students from s
 METHODS.register("kd-unimodal", UnimodalDistillation, doc="student distilled from each present modality's Stage-1 logits (KDD 2020)")
 METHODS.register("kd-full", FullRowDistillation, doc="self-distillation: the full row teaches its dropped-out copy (SMIL), from Stage 1")
 METHODS.register("ogm-ge", OGMGE, doc="on-the-fly gradient modulation of the dominant modality, with noise (CVPR 2022)")
+METHODS.register("ogm-ge-authors", OGMGEAuthors,
+                 doc="OGM-GE as its authors' loop runs it: concat split-weight scores, conv kernels, noise on every encoder, SGD")
 METHODS.register("ume-entropy", partial(UME, fusion="entropy", name="ume-entropy"),
                  doc="Stage-1 ensemble weighted per row by confidence exp(H_max - H_m) (MLA's test-time fusion)")
 
-BASELINE_METHODS = ("missing-token", "proxy", "umt", "kd-unimodal", "kd-full", "ogm-ge", "ume-entropy")
+BASELINE_METHODS = ("missing-token", "proxy", "umt", "kd-unimodal", "kd-full", "ogm-ge", "ogm-ge-authors", "ume-entropy")
 METHOD_GROUPS = {"paper": PAPER_METHODS, "baselines": BASELINE_METHODS,
                  "comparison": PAPER_METHODS + BASELINE_METHODS + ("ume-mma-kd",)}
 

@@ -6,8 +6,16 @@ is s_m = Σ_i softmax(branch_m(x_i))[y_i] over the rows where every modality is 
 multi-label: the mean probability given to each label's true value). The dominant modality d
 (largest score) has ρ = s_d / mean_{k≠d} s_k; when ρ > 1 the gradients of its encoder are
 multiplied by 1 − tanh(α·ρ) and Gaussian noise N(0, std(g)) is added to each of its parameter
-gradients (GE); the other modalities are untouched. For two modalities this is the paper's
-rule; for K > 2 the others' mean score is the reference (our generalisation). Modulation runs
+gradients (GE); the other modalities are untouched. For K > 2 the others' mean score is the
+reference (our generalisation).
+
+This is the core rule on the project's mean fusion and optimiser, **not** the authors' loop; it
+differs from it in four ways: the scores come from per-modality heads (theirs: the slices of
+one concat layer), every parameter of the dominant encoder is damped (theirs: convolution
+kernels only, not BatchNorm), the noise goes to the dominant encoder only (theirs: to every
+encoder at every modulated step), and under Adam (the project's default) a constant gradient
+scale is normalised away, so the coefficient barely acts (theirs: SGD with momentum). The
+authors' variant is :class:`OGMGEAuthors` (``ogm-ge-authors``). Modulation runs
 during the first ``modulation_fraction`` of the epochs (the paper: 50 of 100), α = 0.1.
 Trained from scratch without modality dropout, like the paper; needs a fusion with
 per-modality heads (each branch's own logits give its score). Under torchrun each rank
@@ -16,6 +24,7 @@ computes the coefficient from its share of the batch.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from functools import partial
 from typing import Any, Mapping
 
@@ -51,10 +60,13 @@ class OGMGE(FusedMethod):
     def __init__(self, encoders: Mapping[str, EncoderLike], num_classes: int, *, alpha: float = 0.1,
                  modulation_fraction: float = 0.5, **kwargs: Any) -> None:
         super().__init__(encoders, num_classes, **kwargs)
+        self.check_fusion()
+        self.alpha, self.modulation_fraction = alpha, modulation_fraction
+
+    def check_fusion(self) -> None:
         if not FUSIONS.get(self.fusion).heads:
             raise ConfigError(f"ogm-ge scores each modality by its own logits: it needs a fusion with per-modality "
                               f"heads, not {self.fusion!r}")
-        self.alpha, self.modulation_fraction = alpha, modulation_fraction
 
     def start_training(self, stage1: Stage1 | None, config: TrainConfig) -> None:
         self.modulated_epochs_ = math.ceil(config.epochs * self.modulation_fraction)
@@ -98,3 +110,80 @@ class OGMGE(FusedMethod):
         scores = self.scores(branches, batch.target, present) if epoch < self.modulated_epochs_ else None
         self.coefficients_ = modulation_coefficients(scores, self.alpha) if scores else {}
         return {"loss": loss, "logits": logits, "rows": len(keep)}
+
+
+AUTHORS_OPTIMISER = dict(optimizer="sgd", momentum=0.9, weight_decay=1e-4, schedule="step", gamma=0.1)
+AUTHORS_STEP = 0.7  # the learning rate drops 10x after this share of the epochs (their 70 of 100)
+
+
+def kernels(encoder: torch.nn.Module) -> list[Tensor]:
+    """The parameters OGM-GE's authors modulate: convolution kernels (4-D); an encoder without
+    any (an MLP) has its weight matrices (2-D) modulated instead, never biases or norms."""
+    trainable = [p for p in encoder.parameters() if p.requires_grad]
+    convolutions = [p for p in trainable if p.dim() == 4]
+    return convolutions or [p for p in trainable if p.dim() == 2]
+
+
+class OGMGEAuthors(OGMGE):
+    """``ogm-ge-authors``: OGM-GE as its authors' training loop runs it (GeWu-Lab/OGM-GE_CVPR2022
+    ``main.py``, read to match its behaviour, no code taken), beside ``ogm-ge``:
+
+    - concat fusion; each modality's score uses its slice of the concat layer's weight and 1/K of
+      its bias (their ``out_a``, ``out_v``), not a per-modality head;
+    - the coefficient 1 − tanh(α·ρ) of the dominant modality scales its encoder's convolution
+      kernels' gradients only (not biases nor BatchNorm), and Gaussian noise N(0, std(g)) is
+      added to the kernels' gradients of **every** encoder at every modulated step
+      (``noise=False``: their ``OGM``, no noise);
+    - SGD with momentum 0.9, weight decay 1e-4, the learning rate divided by 10 after 70% of the
+      epochs (their 70 of 100) — under Adam a constant gradient scale is normalised away, so the
+      coefficient would barely act.
+    """
+
+    name = "ogm-ge-authors"
+
+    def __init__(self, encoders: Mapping[str, EncoderLike], num_classes: int, *, noise: bool = True,
+                 **kwargs: Any) -> None:
+        kwargs.setdefault("fusion", "concat")
+        super().__init__(encoders, num_classes, **kwargs)
+        self.noise = noise
+        config = self.train_config
+        self.train_config = replace(config, **AUTHORS_OPTIMISER, step_size=max(1, math.ceil(AUTHORS_STEP * config.epochs)))
+
+    def check_fusion(self) -> None:
+        if self.fusion != "concat":
+            raise ConfigError(f"ogm-ge-authors scores each modality by its slice of the concat layer: it needs "
+                              f"fusion 'concat', not {self.fusion!r}")
+
+    def start_training(self, stage1: Stage1 | None, config: TrainConfig) -> None:
+        self.modulated_epochs_ = math.ceil(config.epochs * self.modulation_fraction)
+        self.coefficients_, self.modulating_ = {}, False
+        self.hooks_ = [parameter.register_hook(partial(self._modulate, m))
+                       for m in self.modalities for parameter in kernels(self.model_.branches[m].encoder)]
+
+    def end_training(self) -> None:
+        super().end_training()
+        del self.modulating_
+
+    def _modulate(self, modality: str, grad: Tensor) -> Tensor:
+        if not self.modulating_:
+            return grad
+        grad = grad * self.coefficients_.get(modality, 1.0)
+        return grad + torch.randn_like(grad) * (grad.std() + 1e-8) if self.noise and grad.numel() > 1 else grad
+
+    def scores(self, branches: Mapping[str, Tensor], target: Tensor, present: Mapping[str, Tensor]) -> dict[str, float] | None:
+        """As :meth:`OGMGE.scores`, from each modality's slice of the concat layer (plus 1/K of its bias)."""
+        return super().scores(self.split_logits(branches), target, present)
+
+    def split_logits(self, features: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        linear = self.model_.fusion.linear
+        out, start = {}, 0
+        for m in self.model_.fusion.modalities:
+            width = features[m].shape[1]
+            out[m] = features[m] @ linear.weight[:, start:start + width].T + linear.bias / len(self.modalities)
+            start += width
+        return out
+
+    def training_step(self, batch: Batch, epoch: int) -> dict[str, Tensor]:
+        out = super().training_step(batch, epoch)
+        self.modulating_ = epoch < self.modulated_epochs_
+        return out
