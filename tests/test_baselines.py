@@ -227,3 +227,14 @@ def kernels_of(method, m):
     from mmrobust.methods.ogm_ge import kernels
 
     return kernels(method.model_.branches[m].encoder)
+
+
+def test_umt_dropout_is_umt_trained_with_modality_dropout(tiny_encoders, synthetic, tiny_config):
+    plain, dropped = create("umt", tiny_encoders, tiny_config), create("umt-dropout", tiny_encoders, tiny_config)
+    assert type(plain) is type(dropped) and (plain.augment, dropped.augment) == (False, True)
+    assert dropped.get_params()["feature_weight"] == plain.get_params()["feature_weight"] == 10.0
+    batch = batch_of(synthetic["train"], rows=64)
+    kept = {name: method.step_presence(batch, epoch=0)[0] for name, method in (("umt", plain), ("umt-dropout", dropped))}
+    assert all(bool(p.all()) for p in kept["umt"].values())  # full rows stay full
+    assert 0 < sum(int((~p).sum()) for p in kept["umt-dropout"].values()) < 64  # some slots dropped, never a whole row
+    assert bool(torch.stack(list(kept["umt-dropout"].values())).any(dim=0).all())

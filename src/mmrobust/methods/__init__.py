@@ -40,6 +40,8 @@ METHODS.register("missing-token", partial(FusedMethod, fusion="concat", fusion_o
                  doc="concat late fusion from Stage 1, a learned vector per modality in absent slots, modality dropout")
 METHODS.register("proxy", ProxyMethod, doc="absent slots filled by features predicted from the present ones (CMPT/U2A), from Stage 1")
 METHODS.register("umt", UniModalTeacher, doc="Uni-Modal Teacher: students from scratch, features pulled to Stage 1's (Du et al. 2023)")
+METHODS.register("umt-dropout", partial(UniModalTeacher, augment=True, name="umt-dropout"),
+                 doc="UMT trained with modality dropout (its paper trains on full inputs only)")
 METHODS.register("kd-unimodal", UnimodalDistillation, doc="student distilled from each present modality's Stage-1 logits (KDD 2020)")
 METHODS.register("kd-full", FullRowDistillation, doc="self-distillation: the full row teaches its dropped-out copy (SMIL), from Stage 1")
 METHODS.register("ogm-ge", OGMGE, doc="on-the-fly gradient modulation of the dominant modality, with noise (CVPR 2022)")
@@ -48,7 +50,8 @@ METHODS.register("ogm-ge-authors", OGMGEAuthors,
 METHODS.register("ume-entropy", partial(UME, fusion="entropy", name="ume-entropy"),
                  doc="Stage-1 ensemble weighted per row by confidence exp(H_max - H_m) (MLA's test-time fusion)")
 
-BASELINE_METHODS = ("missing-token", "proxy", "umt", "kd-unimodal", "kd-full", "ogm-ge", "ogm-ge-authors", "ume-entropy")
+BASELINE_METHODS = ("missing-token", "proxy", "umt", "kd-unimodal", "kd-full", "ogm-ge", "ogm-ge-authors", "umt-dropout",
+                    "ume-entropy")
 METHOD_GROUPS = {"paper": PAPER_METHODS, "baselines": BASELINE_METHODS,
                  "comparison": PAPER_METHODS + BASELINE_METHODS + ("ume-mma-kd",)}
 
