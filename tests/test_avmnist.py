@@ -40,8 +40,11 @@ def test_fsdd_listing_and_split_ranges(tmp_path):
 @pytest.mark.skipif(not MNIST.is_dir(), reason=f"MNIST not found at {MNIST} (set MMROBUST_SHARED_DATA)")
 def test_prepare_and_load(tmp_path):
     fsdd = fake_fsdd(tmp_path / "rec")
-    meta = prepare_avmnist(MNIST, fsdd, tmp_path / "av", limit=40, snr_db=10.0, interference_db=6.0, log=lambda m: None)
+    out = tmp_path / "data" / "av"  # its folder does not exist yet (the README's `--out data/avmnist`)
+    meta = prepare_avmnist(MNIST, fsdd, out, limit=40, snr_db=10.0, interference_db=6.0, log=lambda m: None)
     assert meta["sizes"] == {"train": 40, "val": 40, "test": 40} and meta["pca"]["components"] >= 1
+    assert sorted(p.name for p in out.parent.iterdir()) == ["av"]  # no temporary folder left beside it
+    (tmp_path / "av").symlink_to(out)
     data = mm.DATASETS.create("avmnist", root=tmp_path / "av")
     assert data.train.inputs["audio"].shape == (40, 1, 112, 112) and data.train.inputs["image"].shape == (40, 1, 28, 28)
     assert isinstance(data.train.inputs["audio"], np.memmap)
@@ -51,6 +54,10 @@ def test_prepare_and_load(tmp_path):
     recordings = list_fsdd(fsdd)
     used = np.load(tmp_path / "av" / "test" / "recording.npy")
     assert all(recordings[i].digit == y for i, y in zip(used, data.test.target.tolist()))
+    competing = np.load(tmp_path / "av" / "test" / "competing.npy")  # another digit, from the same split's pool
+    assert all(recordings[i].digit != y for i, y in zip(competing, data.test.target.tolist()))
+    assert {recordings[i].path.name for i in competing} <= set((tmp_path / "av" / "test" / "recordings.txt").read_text().split())
+    assert np.array_equal(data.test.sources["audio"], np.stack([used, competing], axis=1))
     with pytest.raises(FileExistsError):
         prepare_avmnist(MNIST, fsdd, tmp_path / "av", limit=5, log=lambda m: None)
 

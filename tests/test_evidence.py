@@ -315,3 +315,29 @@ def test_intervals_hold_their_level_with_few_groups(groups):
         low, high = interval(weighted_metric("accuracy", correct, np.ones_like(correct), weights), 0.95, groups)
         hits += low <= 0.75 <= high
     assert hits / trials >= 0.92
+
+
+def test_rows_made_of_two_shared_sources_are_resampled_crossed():
+    """The pigeonhole bootstrap: each source drawn with replacement (multinomial counts over U sources),
+    a row weighted by the product of its sources' counts. E[c_a c_b] = (U - 1) / U for two sources,
+    E[c_a^2] = 2 - 1 / U for one used twice (multinomial moments)."""
+    from mmrobust.evidence import source_weights
+
+    ids = np.array([[0, 1], [1, 2], [0, 2], [2, 2]])  # U = 3 recordings; the last row mixes one with itself
+    unit, weights, units = source_weights({"audio": ids}, 4, 20000, 0)
+    assert unit == "crossed" and weights.shape == (20000, 4) and len(np.unique(units)) == 3
+    assert np.allclose(weights.mean(axis=0), [2 / 3, 2 / 3, 2 / 3, 5 / 3], atol=0.03)
+    c = np.sqrt(weights[:, 3])  # the count of recording 2, then of 0 and 1 from the rows that pair them with it
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c0, c1 = weights[:, 2] / c, weights[:, 1] / c
+    drawn = c > 0
+    assert np.allclose((c0 + c1 + c)[drawn], 3) and np.allclose((c0 * c1)[drawn], weights[drawn, 0])
+    # one source per row: the groups of linked rows, as before
+    unit, _, groups = source_weights({"audio": np.array([0, 0, 1, 2])}, 4, 10, 0)
+    assert unit == "group" and groups[0] == groups[1] != groups[2]
+    target = np.zeros(40, dtype=int)
+    recordings = np.stack([np.arange(40) % 12, (np.arange(40) + 5) % 12], axis=1)
+    decisions = {("fused", 0): {("full", None, None): (np.arange(40), np.tile([0, 1], 20), "audio+image")}}
+    (record,) = bootstrap_evidence(decisions, target, "accuracy", ["audio", "image"], sources={"audio": recordings},
+                                   resamples=100)
+    assert record["unit"] == "crossed" and record["units"] == 12 and record["low"] < 0.5 < record["high"]

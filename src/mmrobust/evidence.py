@@ -172,13 +172,14 @@ def _resampler(n_rows: int, resamples: int, seed: int, groups: np.ndarray | None
 
     def weights_for(presence: str | None) -> tuple[str, np.ndarray, np.ndarray]:
         if groups is not None or not sources:
-            key, grouping = (), groups
+            key = ()
         else:
             key = tuple(m for m in (presence.split("+") if presence else sorted(sources)) if m in sources)
-            grouping = source_groups({m: sources[m] for m in key}, n_rows) if key else None
         if key not in drawn:
-            drawn[key] = ("row" if grouping is None else "group", resample_weights(n_rows, resamples, seed, grouping),
-                          np.arange(n_rows) if grouping is None else np.asarray(grouping))
+            if groups is not None:
+                drawn[key] = ("group", resample_weights(n_rows, resamples, seed, groups), np.asarray(groups))
+            else:
+                drawn[key] = source_weights({m: sources[m] for m in key} if sources else {}, n_rows, resamples, seed)
         return drawn[key]
 
     return weights_for
@@ -212,6 +213,41 @@ def uniform_presence(present: Mapping[str, np.ndarray], rows: np.ndarray) -> str
     shared = {m for m in modalities if np.asarray(present[m])[rows].all()}
     absent = {m for m in modalities if not np.asarray(present[m])[rows].any()}
     return pattern_name(shared) if len(rows) and len(shared) + len(absent) == len(modalities) else None
+
+
+def source_weights(sources: Mapping[str, np.ndarray], n_rows: int, resamples: int,
+                   seed: int) -> tuple[str, np.ndarray, np.ndarray]:
+    """``(unit, resamples x n_rows weights, each row's unit ids)`` for rows tied by ``sources``
+    (per modality: one id per row, or ``n_rows x k`` ids of one id space, e.g. an AV-MNIST clip's
+    own recording and the competing one mixed in):
+
+    - no source: rows (``"row"``);
+    - one source per row in each modality: whole groups of linked rows (``"group"``, connected
+      components, :func:`source_groups`);
+    - several per row (``"crossed"``): a clip of recording A mixed with B shares a source with
+      every clip that uses A or B, which links nearly every row into one group. Instead each
+      source is drawn with replacement and a row counts the product of its sources'
+      multiplicities (the pigeonhole bootstrap, Owen, Annals of Applied Statistics 2007: for
+      crossed random effects, mildly conservative).
+    """
+    if not sources:
+        return "row", resample_weights(n_rows, resamples, seed), np.arange(n_rows)
+    if all(np.ndim(ids) == 1 for ids in sources.values()):
+        grouping = source_groups(sources, n_rows)
+        return "group", resample_weights(n_rows, resamples, seed, grouping), grouping
+    rng = np.random.default_rng(seed)
+    weights = np.ones((resamples, n_rows), dtype=np.float32)
+    unit_ids, offset = [], 0
+    for m in sorted(sources):
+        ids = np.asarray(sources[m]).reshape(n_rows, -1)
+        distinct, inverse = np.unique(ids, return_inverse=True)
+        inverse = inverse.reshape(ids.shape)
+        counts = rng.multinomial(len(distinct), np.full(len(distinct), 1.0 / len(distinct)), size=resamples).astype(np.float32)
+        for column in inverse.T:
+            weights *= counts[:, column]
+        unit_ids.append(inverse + offset)
+        offset += len(distinct)
+    return "crossed", weights, np.concatenate(unit_ids, axis=1)
 
 
 def source_groups(sources: Mapping[str, np.ndarray], n_rows: int) -> np.ndarray | None:

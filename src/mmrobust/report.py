@@ -11,6 +11,7 @@ import yaml
 
 from .files import atomic_path, write_text
 from .protocols import get_protocol
+from .evidence import MIN_UNITS
 from .records import (calibration_table, candidate_order, coverage_table, evidence_intervals, evidence_table, failure_table, main_columns,
                       main_metric, method_order, pattern_columns, pct, read_jsonl, reference_modality, summarize,
                       table_lines)
@@ -91,9 +92,17 @@ def _rows_text(summary: Sequence[dict]) -> str:
 
 def _resampling(evidence: Sequence[dict]) -> str:
     units = {e["unit"] for e in evidence}
-    unit = ("test rows" if units == {"row"} else "groups of test rows that share a source" if units == {"group"} else
-            "groups of test rows that share a source of a modality present (rows, where none is shared)")
-    return f"{evidence[0]['resamples']} resamples of the {unit}"
+    if "crossed" in units:
+        unit = ("sources of the modalities present, each row weighted by the product of its sources' draws (a row "
+                "made of two shared sources, such as a recording and the competing one mixed in: the pigeonhole "
+                "bootstrap; rows, where no source is shared)")
+    else:
+        unit = ("test rows" if units == {"row"} else "groups of test rows that share a source" if units == {"group"} else
+                "groups of test rows that share a source of a modality present (rows, where none is shared)")
+    few = sorted({e["units"] for e in evidence if e.get("units") is not None and e["low"] is None and e["units"] < MIN_UNITS})
+    none = (f"; no interval where fewer than {MIN_UNITS} units are scored ({', '.join(map(str, few))} here): none "
+            f"would hold its level") if few else ""
+    return f"{evidence[0]['resamples']} resamples of the {unit}; widened for few units (expanded percentile){none}"
 
 
 def _evidence_section(evidence: Sequence[dict], methods: Sequence[str], name: str) -> list[str]:

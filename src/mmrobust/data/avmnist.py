@@ -92,7 +92,8 @@ def prepare_avmnist(
     log(f"decoding {len(recordings)} FSDD recordings")
     waves = _decode(recordings)
     mean, components, kept = fit_pca(images["train"][0], pca_energy)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if out.parent.exists() else None))
+    out.parent.mkdir(parents=True, exist_ok=True)  # the temporary folder sits beside it: one rename, same disk
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         counts = {}
         for split_id, split in enumerate(SPLITS):
@@ -167,14 +168,18 @@ def _write_split(folder, x, y, mean, components, recordings, waves, pool, snr_db
     others = {d: [i for i in pool if recordings[i].digit != d] for d in range(10)}
     audio = np.lib.format.open_memmap(folder / "audio.npy", mode="w+", dtype=np.float16, shape=(len(y), 1, 112, 112))
     chosen = np.empty(len(y), dtype=np.int32)
+    competing = np.full(len(y), -1, dtype=np.int32)  # the competing recording mixed in (-1: none)
     for row, digit in enumerate(y.tolist()):
         chosen[row] = by_digit[digit][rng.integers(len(by_digit[digit]))]
-        interferer = waves[others[digit][rng.integers(len(others[digit]))]] if interference_db is not None else None
+        if interference_db is not None:
+            competing[row] = others[digit][rng.integers(len(others[digit]))]
+        interferer = waves[competing[row]] if interference_db is not None else None
         wave = corrupt(waves[chosen[row]], interferer, interference_db, snr_db, rng)
         audio[row, 0] = spectrogram(wave, get_preset("avmnist").sample_rate, "avmnist")
     audio.flush()
     del audio
     np.save(folder / "recording.npy", chosen)
+    np.save(folder / "competing.npy", competing)
     (folder / "recordings.txt").write_text("\n".join(recordings[i].path.name for i in pool) + "\n")
 
 
@@ -218,9 +223,22 @@ def _read_meta(root: Path) -> dict:
 
 def _load_split(folder: Path) -> MultiModalDataset:
     image, audio, label = (_load_array(folder / f"{name}.npy") for name in ("image", "audio", "label"))
-    recording = np.asarray(_load_array(folder / "recording.npy")) if (folder / "recording.npy").is_file() else None
     return MultiModalDataset({"image": image, "audio": audio}, label, num_classes=10, label_names=LABELS,
-                             sources={"audio": recording} if recording is not None else None)  # ~33 rows per recording
+                             sources=_audio_sources(folder))
+
+
+def _audio_sources(folder: Path) -> dict[str, np.ndarray] | None:
+    """The recordings each row's audio is made of: its own (about 33 rows share one) and, from
+    ``competing.npy`` where the folder has it, the competing one mixed in (drawn from the same
+    pool: a shared source too), as two columns of one id space (crossed, see
+    :func:`mmrobust.evidence.resample_weights`)."""
+    if not (folder / "recording.npy").is_file():
+        return None
+    recording = np.asarray(_load_array(folder / "recording.npy"))
+    if not (folder / "competing.npy").is_file():
+        return {"audio": recording}
+    competing = np.asarray(_load_array(folder / "competing.npy"))
+    return {"audio": np.stack([recording, competing], axis=1) if (competing >= 0).all() else recording}
 
 
 def _load_array(path: Path, shape_tail: tuple | None = None) -> np.ndarray:

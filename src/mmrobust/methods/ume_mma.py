@@ -30,7 +30,7 @@ from torch import Tensor
 from ..batch import MultiModalDataset
 from ..encoders import EncoderLike
 from ..errors import ConfigError, ModelFileError
-from ..evidence import SUPPORTED, resample_weights, source_groups, weighted_metric
+from ..evidence import SUPPORTED, source_weights, weighted_metric
 from ..metrics import compute_metric
 from ..protocols import ProtocolMask, nonempty_subsets, pattern_name, sample_masks
 from ..records import candidate_order, reference_modality, reference_name
@@ -124,8 +124,7 @@ class UmeMma(Method):
         scores = {c: compute_metric(self.metric, target, p) for c, p in probas.items()}
         scores = {c: scores[c] for c in candidate_order(scores)}
         shared = {m: val.sources[m] for m in mask.pattern.split("+") if m in val.sources}
-        weights = resample_weights(len(val), RESAMPLES, derive_seed(self.seed, "routing"),
-                                   source_groups(shared, len(val)))
+        _, weights, _ = source_weights(shared, len(val), RESAMPLES, derive_seed(self.seed, "routing"))
         return scores, paired_standard_errors(self.metric, self.task, probas, target, weights[:, rows], best_of(scores))
 
     def _candidates(self, pattern: str) -> list[str]:
