@@ -61,7 +61,7 @@ def write_mmimdb(root: Path, movies: int = 12, seed: int = 0) -> Path:
     genres = [["Drama"], ["Comedy", "Romance"], ["Horror", "Thriller", "News"], ["News"]]
     ids = [f"{i:07d}" for i in range(movies)]
     for i, movie in enumerate(ids):
-        meta = {"title": f"Movie {i}", "genres": genres[i % 4], "plot": [f"plot {i} about {SHAPES[i % 3]}s", "second plot"]}
+        meta = {"title": f"Movie {i}", "genres": genres[i % 4], "plot": [f"plot {i} about {SHAPES[i % 3]}s", "second plot" if i % 2 else f"the longest summary of movie {i}"]}
         _mkdir(base / "dataset")
         (base / "dataset" / f"{movie}.json").write_text(json.dumps(meta), encoding="utf-8")
         if i != 5:  # one movie without a poster
@@ -100,3 +100,32 @@ def write_tone_wav(path: Path, seconds: float, freq: float, rate: int = 8000) ->
         f.setframerate(rate)
         f.writeframes((0.3 * np.sin(2 * np.pi * freq * t) * 32767).astype(np.int16).tobytes())
     return path
+
+
+def write_mmimdb_map_layout(root: Path, movies: int = 12) -> Path:
+    """MAP's MM-IMDB layout (YiLunLee/missing_aware_prompts DATA.md): split.json, images/<id>.jpeg,
+    labels/<id>.json; split.json pretty-printed with 4 spaces, as MAP's copy is (that repository
+    has no licence, so the list is generated here in its format, not copied)."""
+    archive = write_mmimdb(root / "archive", movies)
+    for folder in ("images", "labels"):
+        _mkdir(root / folder)
+    for path in (archive / "dataset").iterdir():
+        target = root / ("images" if path.suffix == ".jpeg" else "labels") / path.name
+        target.write_bytes(path.read_bytes())
+    split = json.loads((archive / "split.json").read_text())
+    (root / "split.json").write_text(json.dumps(split, indent=4), encoding="utf-8")
+    return root
+
+
+def write_food101_map_split(root: Path, val: dict[str, int]) -> Path:
+    """MAP's Food-101 split.json (one line, image file names: {"train": [...], "val": [...], "test": [...]},
+    as its datasets/Food101/split.json is laid out; generated, not copied): the first ``val[class]``
+    training images of each class in val, the rest but the last in train (the last one unlisted)."""
+    lists = {"train": [], "val": [], "test": []}
+    for folder in sorted((root / "images" / "train").iterdir()):
+        names = sorted(p.name for p in folder.iterdir())
+        lists["val"] += names[:val.get(folder.name, 0)]
+        lists["train"] += names[val.get(folder.name, 0):-1]
+    lists["test"] = sorted(p.name for p in (root / "images" / "test").rglob("*.jpg"))
+    (root / "split.json").write_text(json.dumps(lists), encoding="utf-8")
+    return root
