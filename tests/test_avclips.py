@@ -1,6 +1,8 @@
 """Kinetics-Sound and AVE in OGM-GE's layout, on small fixtures written with real JPEGs and WAVs."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -107,3 +109,114 @@ def test_tiny_run_on_the_fixtures(tmp_path):
                  "--set", "train.batch_size=4", "--set", "methods=[unimodal, ume, mma, ume-mma]", "--seeds", "0",
                  "--set", "train.device=cpu", "--out", str(out)]) == 0
     assert "| ume-mma |" in (out / "report.md").read_text() and (out / "model" / "config.json").is_file()
+
+
+def write_ave_as_released(root):
+    """AVE's lists in their released form (rows Category&VideoID&Quality&StartTime&EndTime, a
+    header, CRLF): one video listed twice in training with two categories (one video, two events),
+    one video in both training and test, one in both training and validation. AVE's own lists are
+    not in any public repository we can fetch, so these are generated in their format."""
+    rows = {"trainSet.txt": [("Church bell", "a0"), ("Church bell", "a1"), ("Male speech, man speaking", "b0"),
+                             ("Male speech, man speaking", "b1"), ("Male speech, man speaking", "a1"),  # a1: twice
+                             ("Church bell", "t0"), ("Church bell", "v0")],  # t0 also in test, v0 also in val
+            "valSet.txt": [("Church bell", "v0"), ("Male speech, man speaking", "v1")],
+            "testSet.txt": [("Church bell", "t0"), ("Male speech, man speaking", "t1")]}
+    for name, listed in rows.items():
+        lines = ["Category&VideoID&Quality&StartTime&EndTime"] + [f"{c}&{v}&good&0&10" for c, v in listed]
+        (root).mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(("\r\n".join(lines) + "\r\n").encode())
+        for c, clip in listed:
+            _frames(root / "visual" / clip, (90, 90, 30), 2)
+            (root / "audio").mkdir(parents=True, exist_ok=True)
+            _wav(root / "audio" / f"{clip}.wav", 300 if c == "Church bell" else 600, seconds=1.0)
+    return root
+
+
+def test_ave_released_lists_one_row_per_video_never_in_training_if_evaluated(tmp_path):
+    """Issue 27: the released lists stopped the run ('appears twice'); through Python a repeated
+    video became two training rows with identical inputs and different labels."""
+    root = write_ave_as_released(tmp_path / "ave")
+    with pytest.warns(UserWarning, match=r"AVE lists: 1 repeated listing\(s\) in train dropped \(the last kept\); "
+                                         r"2 video\(s\) left out of train"):
+        splits = DATASETS.create("ave", root=str(root), **OPTIONS)
+    assert splits.ids["train"] == ["a0", "b0", "b1", "a1"]  # a1's last listing: male speech
+    names = splits.train.label_names
+    assert names[int(splits.train.target[splits.ids["train"].index("a1")])] == "Male speech, man speaking"
+    assert sorted(splits.ids["val"]) == ["v0", "v1"] and sorted(splits.ids["test"]) == ["t0", "t1"]
+    assert splits.info["list_repairs"] == {"repeated": {"train": 1}, "cross_split": {"train": 2}}
+    out = tmp_path / "run"
+    assert main(["run", "--config", "ave", "--set", f"data.root={root}", "--set", "data.options.size=32",
+                 "--set", "data.options.max_frames=3", "--set", "data.options.frames=2", "--set", "train.epochs=1",
+                 "--set", "train.batch_size=4", "--set", "methods=[unimodal, ume]", "--seeds", "0",
+                 "--set", "protocols=[full, miss:audio]", "--set", "train.device=cpu", "--out", str(out)]) == 0
+    provenance = (out / "provenance.json").read_text()
+    assert "repeated listing" in provenance and "repeated listing" in (out / "report.md").read_text()
+
+
+KS_TRAIN = [(f"-{i}q_33gN{label:02d}_{10 * i:06d}_{10 * i + 10:06d}", label) for i in range(6) for label in (4, 27, 0)]
+KS_TEST = [("-2oxE_Uygtc_000000_000010", 4), ("-3g7Ujx5cpM_000019_000029", 27), ("-4RyCwHuG9k_000030_000040", 0)]
+
+
+def write_ks_published(root, media):
+    """The published lists as OGM-GE ships them (data/KineticSound/my_train.txt, my_test.txt, MIT:
+    CRLF, no header, 'clip,10,label_index') with
+    tiny media (ids shaped like its clips') in one of the layouts peers read: ``wav`` (visual/ + audio/<clip>.wav), ``npy`` or
+    ``pkl`` (visual/ + audio_spec/<clip>.npy | .pkl, 257 x 188), ``folders`` ({train,test}/<clip>/)."""
+    import pickle
+
+    for name, rows in (("my_train.txt", KS_TRAIN), ("my_test.txt", KS_TEST)):
+        root.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes("".join(f"{clip},10,{label}\r\n" for clip, label in rows).encode())
+        split = "train" if name == "my_train.txt" else "test"
+        for clip, label in rows:
+            frames = root / (split if media == "folders" else "visual") / clip
+            _frames(frames, (6 * label, 40, 90), 3)
+            spectrogram = np.full((257, 188), float(label), dtype=np.float32)
+            if media == "folders":
+                _wav(frames / f"{clip}.wav", 200 + 20 * label)
+            elif media == "wav":
+                (root / "audio").mkdir(exist_ok=True)
+                _wav(root / "audio" / f"{clip}.wav", 200 + 20 * label)
+            else:
+                (root / "audio_spec").mkdir(exist_ok=True)
+                if media == "npy":
+                    np.save(root / "audio_spec" / f"{clip}.npy", spectrogram)
+                else:
+                    (root / "audio_spec" / f"{clip}.pkl").write_bytes(pickle.dumps(spectrogram))
+    return root
+
+
+@pytest.mark.parametrize("media", ["wav", "npy", "pkl", "folders"])
+def test_kinetics_sound_published_lists_with_each_media_layout(tmp_path, media):
+    """Issue 27: the published lists were refused (train.csv wanted), and their labels sorted as text."""
+    root = write_ks_published(tmp_path / "ks", media)
+    splits = DATASETS.create("kinetics-sound", root=str(root), **OPTIONS)
+    assert splits.train.label_names == ["0", "4", "27"]  # numeric order, not '0', '27', '4'
+    ids = splits.ids["train"] + splits.ids["val"]
+    assert sorted(ids) == sorted(c for c, _ in KS_TRAIN) and splits.ids["test"] == [c for c, _ in KS_TEST]
+    if media in ("npy", "pkl"):  # the precomputed spectrogram as stored
+        row = splits.ids["test"].index("-3g7Ujx5cpM_000019_000029")
+        assert np.array_equal(np.asarray(splits.test.inputs["audio"][row]), np.full((1, 257, 188), 27.0, dtype=np.float32))
+    (root / "classes.txt").write_text("\n".join(f"class {i}" for i in range(31)) + "\n")
+    named = DATASETS.create("kinetics-sound", root=str(root), cache_dir=str(tmp_path / "c2"), **OPTIONS)
+    assert named.train.label_names == ["class 0", "class 4", "class 27"]
+
+
+def test_a_pickled_spectrogram_may_only_hold_an_array(tmp_path):
+    import pickle
+
+    root = write_ks_published(tmp_path / "ks", "pkl")
+    class Payload:  # what a hostile pickle does: name a callable to run while loading
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    (root / "audio_spec" / f"{KS_TEST[0][0]}.pkl").write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(DataError, match="not a readable spectrogram .*refused: the pickle names .*system"):
+        DATASETS.create("kinetics-sound", root=str(root), cache_dir=str(tmp_path / "a"), **OPTIONS)
+    assert not (tmp_path / "ran").exists()
+    (root / "audio_spec" / f"{KS_TEST[0][0]}.pkl").write_bytes(pickle.dumps({"not": "an array"}))
+    with pytest.raises(DataError, match="not a readable spectrogram .holds a dict, not an array"):
+        DATASETS.create("kinetics-sound", root=str(root), cache_dir=str(tmp_path / "b"), **OPTIONS)
+    (root / "audio_spec" / f"{KS_TEST[0][0]}.pkl").write_bytes(pickle.dumps(np.zeros((3, 4), dtype=np.float32)))
+    with pytest.raises(DataError, match=r"a spectrogram of shape \[3, 4\]; expected \[257, 188\]"):
+        DATASETS.create("kinetics-sound", root=str(root), cache_dir=str(tmp_path / "c"), **OPTIONS)

@@ -171,11 +171,18 @@ def evidence_table(evidence: Sequence[dict], methods: Sequence[str]) -> list[str
     lines = ["| present | method | value [95% CI] | retention | best reference present | difference [95% CI] | verdict |",
              "|---|---|---:|---:|---|---:|---|"]
     for e in rows:
-        difference = (f"{100 * e['difference']:+.1f} [{100 * e['difference_low']:+.1f}, {100 * e['difference_high']:+.1f}]"
+        difference = (f"{100 * e['difference']:+.1f} {_bracket(e['difference_low'], e['difference_high'], '+.1f')}"
                       if e["reference"] else "")
-        lines.append(f"| {e['pattern']} | {method_label(e['method'])} | {pct(e['value'])} [{pct(e['low'])}, {pct(e['high'])}] | "
+        lines.append(f"| {e['pattern']} | {method_label(e['method'])} | {pct(e['value'])} {_bracket(e['low'], e['high'], '.1f')} | "
                      f"{pct(e['retention'], 0)}% | {e['reference'] or ''} | {difference} | {e['verdict'] or ''} |")
     return lines
+
+
+def _bracket(low: float | None, high: float | None, spec: str) -> str:
+    """``[low, high]`` in %, or why there is none (too few units for an interval to hold)."""
+    if low is None:
+        return "[no interval: too few units]"
+    return f"[{100 * low:{spec}}, {100 * high:{spec}}]"
 
 
 def _pattern_rows(summary: Sequence[dict], methods: Sequence[str], metric: str) -> list[tuple[str, str, dict]]:

@@ -1,24 +1,39 @@
-"""Kinetics-Sound (31 classes) and AVE (28 classes): video + audio clips in the layout that
-OGM-GE's preprocessing (Peng et al., CVPR 2022) produces, modalities ``video`` and ``audio``.
+"""Kinetics-Sound (31 classes) and AVE (28 classes): video + audio clips, modalities ``video``
+and ``audio``, read from the trees the field's readers use.
 
-    Kinetics-Sound:  <root>/{train,test}/<clip>/*.jpg  (frames at 1 fps)   <root>/{train,test}/<clip>/<clip>.wav
-                     <root>/{train,test}.csv, optionally val.csv: rows "clip,label" (a header row is skipped)
-    AVE:             <root>/visual/<clip>/*.jpg    <root>/audio/<clip>.wav
-                     <root>/{trainSet,valSet,testSet}.txt: AVE's annotation rows "Category&VideoID&Quality&Start&End"
+Kinetics-Sound lists: ``train.csv``/``test.csv`` (optionally ``val.csv``; rows ``clip,label``, a
+header skipped), or the published ``my_train.txt``/``my_test.txt`` as OGM-GE ships them
+(GeWu-Lab/OGM-GE_CVPR2022 ``data/KineticSound/``: CRLF, rows ``clip,frames,label_index``; class
+names from ``classes.txt`` or ``class.txt`` when present). Media, whichever the root holds:
+
+    <root>/visual/<clip>/*.jpg  and  <root>/audio_spec/<clip>.npy | .pkl  or  <root>/audio/<clip>.wav
+        (OGM-GE's reader, ``dataset/dataset.py``: frames at 1 fps, precomputed spectrograms;
+        ``.npy`` as BalanceBenchmark and InfoReg keep them)
+    <root>/{train,test}/<clip>/*.jpg  with  <root>/{train,test}/<clip>/<clip>.wav
+        (frames and the WAV per clip, split by folder)
+
+AVE: ``<root>/visual/<clip>/*.jpg``, ``<root>/audio/<clip>.wav`` and AVE's own
+``{trainSet,valSet,testSet}.txt`` (rows ``Category&VideoID&Quality&StartTime&EndTime``), read as
+released: a video listed twice keeps its last listing, a video in two splits stays only in the
+later of test, validation, training (:func:`repair_ave_lists`; the counts are warned, and kept
+in the run's provenance).
 
 Frames: up to ``max_frames`` per clip in file-name order, resized to ``size`` x ``size``, uint8
 (the ``resnet18`` encoder ImageNet-normalises them, draws ``frames`` of them: at random in
 training, evenly spaced in evaluation, and in training crops and flips each at random as
 OGM-GE does); a clip with fewer frames repeats its last one. Audio:
-:func:`mmrobust.audio.ogm_ge_spectrogram` (1 x 257 x 188). Without a validation list, a seeded
-stratified 10% of the training clips is held out. Decoded once into memory-mapped ``.npy``
-arrays under ``<root>/.mmrobust/`` (or ``cache_dir``), reused while the lists are unchanged.
+:func:`mmrobust.audio.ogm_ge_spectrogram` (1 x 257 x 188) from a WAV, or the precomputed one.
+Without a validation list, a seeded stratified 10% of the training clips is held out. Decoded
+once into memory-mapped ``.npy`` arrays under ``<root>/.mmrobust/`` (or ``cache_dir``), reused
+while the lists are unchanged.
 """
 from __future__ import annotations
 
 import csv
 import hashlib
 import json
+import pickle
+import warnings
 from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
@@ -36,14 +51,18 @@ from .table import stratified_split
 AUDIO_SHAPE = (1, 257, 188)
 
 
-def _ks_lists(root: Path) -> dict[str, list[tuple[str, str]]]:
+def _ks_lists(root: Path) -> tuple[dict[str, list[tuple[str, str]]], dict]:
+    """``train.csv``/``test.csv`` (``clip,label``), else the published ``my_train.txt``/``my_test.txt``."""
+    if not (root / "train.csv").is_file() and (root / "my_train.txt").is_file():
+        return _ks_published_lists(root)
     lists = {}
     for split in ("train", "val", "test"):
         path = root / f"{split}.csv"
         if not path.is_file():
             if split == "val":
                 continue
-            raise DataError(f"{path}: missing (Kinetics-Sound lists: train.csv and test.csv, rows clip,label)")
+            raise DataError(f"{path}: missing (Kinetics-Sound lists: train.csv and test.csv, rows clip,label; or the "
+                            f"published my_train.txt and my_test.txt)")
         with open(path, newline="", encoding="utf-8-sig") as f:
             rows = [r for r in csv.reader(f) if r]
         if rows and rows[0][:2] in (["clip", "label"], ["id", "label"], ["name", "label"]):
@@ -52,15 +71,63 @@ def _ks_lists(root: Path) -> dict[str, list[tuple[str, str]]]:
         if bad is not None:
             raise DataError(f"{path}, row {bad}: expected 'clip,label'")
         lists[split] = [(r[0].strip(), r[1].strip()) for r in rows]
-    return lists
+    return lists, {"lists": "train.csv, test.csv"}
+
+
+def _ks_published_lists(root: Path) -> tuple[dict[str, list[tuple[str, str]]], dict]:
+    """The lists OGM-GE publishes (GeWu-Lab/OGM-GE_CVPR2022 ``data/KineticSound/my_train.txt``,
+    ``my_test.txt``; MIT): CRLF, no header, rows ``clip,frames,label_index`` with integer labels
+    0-30. Class names, where a file gives them: ``classes.txt`` (one per line, in label order) or
+    ``class.txt`` (one comma-separated line, as OGM-GE's descendants read it); else the index."""
+    names = _ks_class_names(root)
+    lists = {}
+    for split, name in (("train", "my_train.txt"), ("test", "my_test.txt")):
+        path = root / name
+        if not path.is_file():
+            raise DataError(f"{path}: missing (the published Kinetics-Sound lists: my_train.txt and my_test.txt)")
+        rows = []
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            for line, values in enumerate(csv.reader(f), start=1):
+                if not values:
+                    continue
+                if len(values) != 3 or not values[0].strip() or not values[2].strip().isdigit():
+                    raise DataError(f"{path}, line {line}: expected 'clip,frames,label_index' (an integer label), got {values}")
+                index = int(values[2])
+                if names is not None and index >= len(names):
+                    raise DataError(f"{path}, line {line}: label {index}, but the class names list {len(names)} classes")
+                rows.append((values[0].strip(), names[index] if names is not None else str(index)))
+        lists[split] = rows
+    order = names if names is not None else [str(i) for i in range(max(int(r[1]) for rows in lists.values() for r in rows) + 1)]
+    return lists, {"lists": "my_train.txt, my_test.txt (OGM-GE's)", "class_names": "from file" if names else "label indices",
+                   "label_order": order}
+
+
+def _ks_class_names(root: Path) -> list[str] | None:
+    if (root / "classes.txt").is_file():
+        return [line.strip() for line in (root / "classes.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
+    if (root / "class.txt").is_file():
+        return [name.strip() for name in (root / "class.txt").read_text(encoding="utf-8").strip().split(",") if name.strip()]
+    return None
 
 
 def _ks_files(root: Path, split: str, clip: str) -> tuple[Path, Path]:
+    """Where a clip's frames and audio are: ``visual/<clip>/`` with ``audio_spec/<clip>.npy`` or
+    ``.pkl`` (precomputed spectrograms) or ``audio/<clip>.wav`` when the root has ``visual/``;
+    else ``<split>/<clip>/`` frames with ``<clip>.wav`` inside (validation clips under train/)."""
+    if (root / "visual").is_dir():
+        candidates = [root / "audio_spec" / f"{clip}.npy", root / "audio_spec" / f"{clip}.pkl", root / "audio" / f"{clip}.wav"]
+        return root / "visual" / clip, next((p for p in candidates if p.is_file()), candidates[0])
     folder = root / ("train" if split == "val" else split) / clip
     return folder, folder / f"{clip}.wav"
 
 
-def _ave_lists(root: Path) -> dict[str, list[tuple[str, str]]]:
+def _ave_lists(root: Path) -> tuple[dict[str, list[tuple[str, str]]], dict]:
+    lists, counts = repair_ave_lists(_ave_listed(root))
+    return lists, {"lists": "trainSet.txt, valSet.txt, testSet.txt", "list_repairs": counts}
+
+
+def _ave_listed(root: Path) -> dict[str, list[tuple[str, str]]]:
+    """AVE's lists as released, repeats included."""
     lists = {}
     for split, name in (("train", "trainSet.txt"), ("val", "valSet.txt"), ("test", "testSet.txt")):
         path = root / name
@@ -82,6 +149,41 @@ def _ave_lists(root: Path) -> dict[str, list[tuple[str, str]]]:
 
 def _ave_files(root: Path, split: str, clip: str) -> tuple[Path, Path]:
     return root / "visual" / clip, root / "audio" / f"{clip}.wav"
+
+
+def repair_ave_lists(lists: dict[str, list[tuple[str, str]]]) -> tuple[dict[str, list[tuple[str, str]]], dict]:
+    """AVE's released lists as they are: one video may hold several events, so a video can be
+    listed twice in a split (with two categories) and in two splits. One row per video:
+
+    - listed twice in a split: the **last** listing is kept (as OGM-GE's ``AVDataset`` does,
+      GeWu-Lab/OGM-GE_CVPR2022 ``dataset/dataset.py``), so no two rows share inputs with
+      different labels;
+    - in two splits: kept in the later of test, validation, training (test first) and left out
+      of the others — never in training when it is in test or validation.
+
+    Returns the lists and the counts (``repeated``: listings dropped per split; ``cross_split``:
+    videos dropped from a split because a later one has them)."""
+    kept, repeated = {}, {}
+    for split, rows in lists.items():
+        last = {clip: label for clip, label in rows}  # the last listing wins
+        order = list(dict.fromkeys(clip for clip, _ in reversed(rows)))[::-1]  # where each last listing stands
+        kept[split] = [(clip, last[clip]) for clip in order]
+        repeated[split] = len(rows) - len(kept[split])
+    cross, taken = {}, set()
+    for split in ("test", "val", "train"):
+        if split not in kept:
+            continue
+        before = len(kept[split])
+        kept[split] = [(clip, label) for clip, label in kept[split] if clip not in taken]
+        cross[split] = before - len(kept[split])
+        taken |= {clip for clip, _ in kept[split]}
+    counts = {"repeated": {k: v for k, v in repeated.items() if v}, "cross_split": {k: v for k, v in cross.items() if v}}
+    if counts["repeated"] or counts["cross_split"]:
+        warnings.warn("AVE lists: " + "; ".join(
+            [f"{n} repeated listing(s) in {split} dropped (the last kept)" for split, n in counts["repeated"].items()]
+            + [f"{n} video(s) left out of {split} (also in a later split)" for split, n in counts["cross_split"].items()]),
+            UserWarning, stacklevel=2)
+    return kept, counts
 
 
 def _with_val(lists: dict, seed: int) -> dict:
@@ -111,6 +213,22 @@ def _frames(folder: Path, max_frames: int, size: int) -> np.ndarray:
 
 
 def _spectrogram(path: Path) -> np.ndarray:
+    """A clip's spectrogram: computed from a WAV, or read precomputed (``.npy``; OGM-GE's pickled
+    ``.pkl``, unpickled with nothing but NumPy arrays allowed), ``257 x 188`` or ``1 x 257 x 188``."""
+    if path.suffix in (".npy", ".pkl"):
+        if not path.is_file():
+            raise DataError(f"{path}: spectrogram file not found")
+        try:
+            array = np.load(path, allow_pickle=False) if path.suffix == ".npy" else _ArrayUnpickler.read(path)
+        except (ValueError, OSError, pickle.UnpicklingError, EOFError) as err:
+            raise DataError(f"{path}: not a readable spectrogram ({err})") from None
+        array = np.asarray(array, dtype=np.float32)
+        if array.shape == AUDIO_SHAPE[1:]:
+            array = array[None]
+        if array.shape != AUDIO_SHAPE or not np.isfinite(array).all():
+            raise DataError(f"{path}: a spectrogram of shape {list(array.shape)}; expected {list(AUDIO_SHAPE[1:])} "
+                            f"finite values (OGM-GE's log-STFT)")
+        return array
     try:
         wave, rate = read_wav(path)
     except FileNotFoundError:
@@ -120,9 +238,33 @@ def _spectrogram(path: Path) -> np.ndarray:
     return ogm_ge_spectrogram(wave, rate)
 
 
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles a NumPy array and nothing else (a pickle can name any callable; this one may
+    only name the few NumPy needs to rebuild an array)."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused: the pickle names {module}.{name}, not a NumPy array")
+        return super().find_class(module, name)
+
+    @classmethod
+    def read(cls, path: Path) -> np.ndarray:
+        with open(path, "rb") as f:
+            value = cls(f).load()
+        if not isinstance(value, np.ndarray):
+            raise pickle.UnpicklingError(f"holds a {type(value).__name__}, not an array")
+        return value
+
+
 def load_clips(name: str, root: Path, lists: dict, files, max_frames: int, size: int, cache: Path,
-               bad: BadInputs) -> tuple[dict[str, MultiModalDataset], dict[str, list[str]]]:
-    labels = sorted({label for rows in lists.values() for _, label in rows})
+               bad: BadInputs, order: list[str] | None = None) -> tuple[dict[str, MultiModalDataset], dict[str, list[str]]]:
+    """The decoded splits and their clip ids; ``order``: the labels' order (else sorted as text)."""
+    seen = {label for rows in lists.values() for _, label in rows}
+    labels = [label for label in order if label in seen] if order else sorted(seen)
     key = hashlib.sha256(json.dumps([name, lists, max_frames, size], sort_keys=True).encode()).hexdigest()[:16]
     out, ids = {}, {}
     for split, rows in lists.items():
@@ -182,18 +324,19 @@ def _decoded(split, rows, root, files, max_frames, size, folder: Path, bad: BadI
 
 def _splits(name: str, root: str, lists_of, files, classes: int, frames: int, max_frames: int, size: int,
             cache_dir: str | None, val_seed: int, bad: BadInputs | None) -> Splits:
-    root_path = Path(root)
+    root_path = Path(root).expanduser()
     if not root_path.is_dir():
         raise DataError(f"{root}: no such folder (the {name} data; see the README for the layout)")
     bad = bad if bad is not None else BadInputs()
-    lists = _with_val(lists_of(root_path), val_seed)
+    listed, list_info = lists_of(root_path)
+    lists = _with_val(listed, val_seed)
     cache = Path(cache_dir) if cache_dir else root_path / ".mmrobust"
-    data, ids = load_clips(name, root_path, lists, files, max_frames, size, cache, bad)
+    data, ids = load_clips(name, root_path, lists, files, max_frames, size, cache, bad, list_info.pop("label_order", None))
     labels = data["train"].label_names
     encoders = {"video": EncoderSpec("resnet18", frames=frames, augment=True), "audio": EncoderSpec("resnet18-spectrogram")}
     info = {"dataset": name, "root": str(root_path), "classes": len(labels), "expected_classes": classes,
             "clips": {s: len(d) for s, d in data.items()}, "frames": {"stored": max_frames, "used": frames, "size": size},
-            "audio": "OGM-GE log-STFT 257 x 188", "bad_inputs": bad.summary()}
+            "audio": "OGM-GE log-STFT 257 x 188", "bad_inputs": bad.summary(), **list_info}
     inputs = {"video": {"kind": "array", "shape": [max_frames, 3, size, size]},
               "audio": {"kind": "array", "shape": list(AUDIO_SHAPE)}}
     return Splits(data["train"], data["val"], data["test"], encoders, info, ids=ids, inputs=inputs)
