@@ -78,9 +78,15 @@ def test_kd_full_has_no_distillation_term_when_nothing_is_dropped(tiny_encoders,
         out = kd.training_step(batch, epoch=0)
         task = task_loss(kd.model_(batch.inputs, batch.present), batch.target, "multiclass")
     assert torch.allclose(out["loss"], 0.5 * task, atol=1e-6)
-    kd.p_drop = 1.0  # every row loses a modality: the full row now teaches
+    kd.p_drop = 1.0  # every row loses a modality: the full row now teaches the dropped copy
     with torch.no_grad():
-        assert float(kd.training_step(batch, epoch=0)["loss"]) > float(0.5 * task)
+        dropped = kd.step_presence(batch, 0)[1]
+        assert not bool((dropped["a"] & dropped["b"]).any())  # no row keeps both
+        student, teacher = kd.model_(batch.inputs, dropped), kd.model_(batch.inputs, batch.present)
+        p, q = teacher.div(2.0).softmax(-1), student.div(2.0).log_softmax(-1)
+        kl = 4.0 * (p * (p.log() - q)).sum(-1).mean()  # T^2 KL(teacher || student), by hand
+        expected = 0.5 * task_loss(student, batch.target, "multiclass") + 0.5 * kl
+        assert float(kl) > 0 and torch.allclose(kd.training_step(batch, epoch=0)["loss"], expected, atol=1e-5)
 
 
 def test_ogm_ge_coefficient_by_hand_and_only_the_dominant_modality_is_damped(tiny_encoders, synthetic, tiny_config):

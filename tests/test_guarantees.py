@@ -39,7 +39,7 @@ def presence(n: int, pattern: str) -> dict[str, torch.Tensor]:
 def routed():
     """Stage 1, the weighted UME and MMA parts and UME-MMA over them, on data whose validation
     split has rows where ``b`` is really missing (so a pattern's rows are not every row)."""
-    data = mm.make_synthetic({"train": 240, "val": 200, "test": 120}, {"a": 6, "b": 6}, noise={"a": 1.5, "b": 2.0}, seed=3)
+    data = mm.make_synthetic({"train": 240, "val": 200, "test": 120}, {"a": 6, "b": 6}, noise={"a": 1.5, "b": 2.0}, seed=8)
     val = data["val"]
     b_observed = torch.ones(len(val), dtype=torch.bool)
     b_observed[::3] = False
@@ -94,7 +94,7 @@ def test_routing_scores_each_pattern_on_its_own_validation_rows_with_bootstrap_s
     val = data["val"]
     target = val.target.numpy()
     observed = {m: val.present[m].numpy() for m in "ab"}
-    weights = resample_weights(len(val), RESAMPLES, derive_seed(0, "ume-mma", "routing"))
+    weights = resample_weights(len(val), RESAMPLES, derive_seed(0, "routing"))
     for pattern in ("a+b", "a", "b"):
         rows = np.flatnonzero(np.logical_and.reduce([observed[m] for m in pattern.split("+")]))
         assert 0 < len(rows) < len(val) or pattern == "a"
@@ -141,7 +141,7 @@ def test_temperatures_and_set_thresholds_do_not_depend_on_test_labels():
     ume = fitted[0]["ume"]
     for pattern in ("a+b", "a", "b"):  # the temperature minimises the validation NLL (a grid search, by hand)
         proba = ume.predict_proba({m: data["val"].inputs[m] for m in pattern.split("+")}, presence(len(data["val"]), pattern))
-        grid = np.exp(np.linspace(np.log(0.2), np.log(5.0), 2001))
+        grid = np.exp(np.linspace(np.log(0.05), np.log(5.0), 4001))
         log_p = np.log(proba[np.arange(len(proba)), data["val"].target.numpy()])
         nll = [np.mean(-(log_p / t) + np.log(np.sum(proba ** (1 / t), axis=1))) for t in grid]
         assert clean[(pattern, "temperature")] == pytest.approx(grid[int(np.argmin(nll))], rel=0.01)
@@ -650,13 +650,13 @@ def test_routing_standard_errors_resample_the_groups_of_shared_sources():
     val = mm.MultiModalDataset({m: np.zeros((n, 1), dtype=np.float32) for m in "ab"}, np.zeros(n, dtype=np.int64),
                                num_classes=3, sources=sources)
     model._choose(val)
-    weights = resample_weights(n, RESAMPLES, derive_seed(0, "ume-mma", "routing"), np.arange(n) // 2)
+    weights = resample_weights(n, RESAMPLES, derive_seed(0, "routing"), np.arange(n) // 2)
     right = {"mma": np.isin(np.arange(n), range(10, 93)), "unimodal:a": np.arange(n) < 80}
     accuracy_of = {c: weights @ r / weights.sum(axis=1) for c, r in right.items()}
     expected = float(np.std(accuracy_of["mma"] - accuracy_of["unimodal:a"]))
     assert model.pattern_se_["a+b"]["unimodal:a"] == pytest.approx(expected, abs=1e-9)
     assert model.pattern_se_["b"]["unimodal:b"] != pytest.approx(expected)  # b's rows share no source: rows resampled
-    rows = resample_weights(n, RESAMPLES, derive_seed(0, "ume-mma", "routing"))
+    rows = resample_weights(n, RESAMPLES, derive_seed(0, "routing"))
     right_b = {"mma": np.arange(n) < 60, "unimodal:b": np.arange(n) < 50}
     by_row = {c: rows @ r / rows.sum(axis=1) for c, r in right_b.items()}
     assert model.pattern_se_["b"]["unimodal:b"] == pytest.approx(float(np.std(by_row["mma"] - by_row["unimodal:b"])), abs=1e-9)
@@ -814,18 +814,28 @@ def test_evidence_records_by_hand_across_seeds_and_incomplete_runs():
     weights = resample_weights(n, resamples, 0)  # the default seed
     spread = {m: np.mean([weights @ right[(m, s)] / weights.sum(axis=1) for s in (0, 1)], axis=0) for m in ("mma", "unimodal:a")}
     value = {m: np.mean([right[(m, s)].mean() for s in (0, 1)]) for m in spread}
-    low, high = np.percentile(spread["mma"], [2.5, 97.5])
-    d_low, d_high = np.percentile(spread["mma"] - spread["unimodal:a"], [2.5, 97.5])
+    tail = 50 * (1 - expanded(n))  # Hesterberg's expanded percentile interval for 60 rows
+    low, high = np.percentile(spread["mma"], [tail, 100 - tail])
+    d_low, d_high = np.percentile(spread["mma"] - spread["unimodal:a"], [tail, 100 - tail])
     record = by[("mma", "full")]
     assert record == {"dataset": "toy", "method": "mma", "protocol": "full", "rate": None, "pattern": None,
                       "metric": "accuracy", "value": pytest.approx(value["mma"]), "low": pytest.approx(low, abs=1e-6),
-                      "high": pytest.approx(high, abs=1e-6), "unit": "row", "resamples": resamples, "presence": "a+b",
+                      "high": pytest.approx(high, abs=1e-6), "unit": "row", "units": n, "resamples": resamples, "presence": "a+b",
                       "reference": "unimodal:a", "difference": pytest.approx(value["mma"] - value["unimodal:a"]),
                       "difference_low": pytest.approx(d_low, abs=1e-6), "difference_high": pytest.approx(d_high, abs=1e-6),
                       "verdict": "above" if d_low > 0 else "tied", "retention": pytest.approx(1.0)}
     reference = by[("unimodal:a", "full")]
     assert reference["reference"] is None and reference["verdict"] is None and reference["difference"] is None
     assert by[("mma", "miss:b")]["retention"] == pytest.approx(by[("mma", "miss:b")]["value"] / value["mma"])
+    assert by[("mma", "miss:b")]["low"] is None, "one row: no interval"
+
+
+def expanded(units: int, level: float = 0.95) -> float:
+    """The expanded percentile level, from its definition: Phi(z') = 1 - tail with
+    z' = sqrt(n / (n - 1)) * t_{n-1, (1 + level) / 2}."""
+    from scipy.stats import norm, t
+
+    return 2 * norm.cdf((units / (units - 1)) ** 0.5 * t.ppf((1 + level) / 2, units - 1)) - 1
 
 
 def test_evidence_retention_from_the_full_pattern_and_groups_from_sources_when_rows_differ():
@@ -843,7 +853,8 @@ def test_evidence_retention_from_the_full_pattern_and_groups_from_sources_when_r
     assert records["a"]["unit"] == "group" and records["observed"]["unit"] == "group", "rows that differ: every source"
     weights = resample_weights(n, 200, 0, np.arange(n) // 4)
     spread = weights @ (rows < 10) / weights.sum(axis=1)
-    assert records["observed"]["low"] == pytest.approx(float(np.percentile(spread, 2.5)), abs=1e-6)
+    assert records["observed"]["units"] == 10  # groups of 4 rows
+    assert records["observed"]["low"] == pytest.approx(float(np.percentile(spread, 50 * (1 - expanded(10)))), abs=1e-6)
 
 
 def test_weighted_f1_by_hand_on_several_resamples_with_an_empty_label():

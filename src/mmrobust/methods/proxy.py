@@ -105,7 +105,7 @@ class ProxyMethod(FusedMethod):
         return self
 
     def start_training(self, stage1: Stage1 | None, config: TrainConfig) -> None:
-        train, val = self._splits
+        train, val = getattr(self, "_splits", (None, None))  # a training step driven by hand has no splits
         self.proxy_fit_ = {"warmup_epochs": 0}
         if self.proxy_warmup_epochs and val is not None:
             self.proxy_fit_ = self.warm_up(train, val)
