@@ -29,7 +29,8 @@ from mmrobust.records import against_unimodal, choice_text, main_table, read_jso
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-VARIANTS = {"run": [], "comparison": ["--set", "methods=[comparison]"]}
+VARIANTS = {"run": [], "comparison": ["--set", "methods=[comparison]", "--set", "gate=off", "--set",
+                                      "protocols=[full, miss:audio, miss:image, sweep:audio, sweep:image, subsets]"]}
 TITLES = {"run": "The README's headline table: the paper's methods (the default `mmrobust run`)",
           "comparison": "The comparison: the paper's methods and the strong baselines (`--set methods=[comparison]`)"}
 SHARED = Path(os.environ.get("MMROBUST_SHARED_DATA", ROOT.parent / "shared" / "data"))
