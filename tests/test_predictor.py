@@ -172,3 +172,51 @@ def test_a_prediction_manifest_names_the_bad_row_and_follows_the_policy(paper_ru
     assert main(args + ["--on-bad-input", "missing"]) == 0
     out = {row.split(",")[0]: row.split(",") for row in (tmp_path / "p.csv").read_text().splitlines()[1:]}
     assert out["s66"][1:3] == ["", ""] and out["s68"][2] == "audio" and out["s67"][2] == "audio" and len(out) == 70
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: {**c, "temperatures": {**c["temperatures"], "audio+image": -1.0}}, "temperature -1.0 for 'audio\\+image'"),
+    (lambda c: {**c, "temperatures": {**c["temperatures"], "audio+image": float("nan")}}, "temperature nan"),
+    (lambda c: {**c, "temperatures": {**c["temperatures"], "*": 0}}, "temperature 0 for '\\*'"),
+    (lambda c: {**c, "temperatures": {**c["temperatures"], "audio": float("inf")}}, "temperature inf"),
+    (lambda c: {**c, "scores": {**c["scores"], "audio": [float("nan")] * 40}}, "conformal scores for 'audio'"),
+    (lambda c: {**c, "temperatures": {"video": 1.0}}, "'video', not a presence pattern"),
+    (lambda c: [c], "expected an object"),
+])
+def test_an_edited_calibration_file_is_refused_not_applied(paper_run_dir, tmp_path, edit, message):
+    """Issue 28: a negative temperature answered 5 instead of 3 (probabilities inverted), NaN gave
+    label '0' with NaN probabilities and exit 0, NaN scores gave empty sets that were not 'unsure'."""
+    import shutil
+
+    from mmrobust.errors import ModelFileError
+
+    copy = tmp_path / "model"
+    shutil.copytree(paper_run_dir / "model", copy)
+    calibration = json.loads((copy / "calibration.json").read_text())
+    (copy / "calibration.json").write_text(json.dumps(edit(calibration)))  # json writes NaN and Infinity as Python does
+    with pytest.raises(ModelFileError, match=f"calibration.json: not a valid calibration file .*{message}"):
+        Predictor.load(copy)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: [c], "expected a JSON object, got a list"),
+    (lambda c: {k: v for k, v in c.items() if k != "inputs"}, "no 'inputs'"),
+    (lambda c: {**c, "train": {**c["train"], "warp_speed": 9}}, "unknown train setting\\(s\\) \\['warp_speed'\\]"),
+    (lambda c: {**c, "encoders": {**c["encoders"], "audio": "cnn"}}, "encoders.audio is 'cnn'"),
+    (lambda c: {**c, "encoders": {**c["encoders"], "audio": ["cnn"]}}, "encoders.audio is \\['cnn'\\]"),
+    (lambda c: {**c, "params": {**c["params"], "nonsense": 1}}, "do not fit together \\(TypeError"),
+    (lambda c: {**c, "num_classes": "10"}, "'num_classes' is a str, expected a int"),
+])
+def test_an_edited_model_config_is_one_line_never_a_traceback(paper_run_dir, tmp_path, edit, message):
+    import shutil
+
+    from mmrobust.cli import main
+    from mmrobust.errors import ModelFileError
+
+    copy = tmp_path / "model"
+    shutil.copytree(paper_run_dir / "model", copy)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps(edit(config)))
+    with pytest.raises(ModelFileError, match=message):
+        Predictor.load(copy)
+    assert main(["predict", str(copy), "--input", "audio=x.npy"]) == 2

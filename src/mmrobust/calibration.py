@@ -11,6 +11,8 @@ labels within a row, so the sets' guarantee stays exact.
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -185,6 +187,27 @@ class Calibration:
                 "scores": {p: [float(s) for s in v] for p, v in self.scores.items()}}  # exact: sets depend on ties
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "Calibration":
-        return cls(check_mode(data["mode"]), {str(k): float(v) for k, v in data["temperatures"].items()},
-                   {str(p): np.asarray(v, dtype=np.float64) for p, v in data["scores"].items()})
+    def from_dict(cls, data: Mapping, patterns: Sequence[str] | None = None) -> "Calibration":
+        """From :meth:`to_dict`, every value checked: a temperature finite and positive, a
+        conformal score finite in [0, 1], each key a presence pattern of ``patterns`` (or the
+        global one). A hand-edited file is refused, never applied (a negative temperature
+        inverts the probabilities)."""
+        if not isinstance(data, Mapping) or not all(isinstance(data.get(k), Mapping) for k in ("temperatures", "scores")):
+            raise ValueError("expected an object with mode, temperatures and scores")
+        known = None if patterns is None else {*patterns, ALL_PATTERNS}
+        temperatures = {}
+        for key, value in data["temperatures"].items():
+            if known is not None and key not in known:
+                raise ValueError(f"temperature for {key!r}, not a presence pattern of this model ({', '.join(sorted(known))})")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"temperature {value!r} for {key!r}: expected a finite number above 0")
+            temperatures[str(key)] = float(value)
+        scores = {}
+        for key, values in data["scores"].items():
+            if known is not None and key not in known:
+                raise ValueError(f"scores for {key!r}, not a presence pattern of this model")
+            array = np.asarray(values, dtype=np.float64)
+            if array.ndim != 1 or not np.all(np.isfinite(array)) or np.any((array < 0) | (array > 1)):
+                raise ValueError(f"conformal scores for {key!r}: expected a list of numbers in [0, 1]")
+            scores[str(key)] = array
+        return cls(check_mode(data.get("mode")), temperatures, scores)

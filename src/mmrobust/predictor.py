@@ -117,6 +117,7 @@ class Predictor:
             config = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
             raise ModelFileError(f"{path}: not valid JSON ({err})") from None
+        check_model_config(config, path)
         check_trusted(config.get("encoders", {}), str(path), trust_code)
         if len(config.get("label_names", [])) != config.get("num_classes"):
             raise ModelFileError(f"{path}: {len(config.get('label_names', []))} label_names for "
@@ -127,9 +128,13 @@ class Predictor:
                                     str(config.get("format", "")).startswith("mmrobust.model/") else ""))
         train = TrainConfig(**{**config["train"], **({"device": device} if device else {}), "progress": False})
         encoders = {m: EncoderSpec(d["name"], **{k: v for k, v in d.items() if k != "name"}) for m, d in config["encoders"].items()}
-        method = create_method(config["method"], encoders=encoders, num_classes=config["num_classes"], task=config["task"],
-                               seed=config["seed"], train_config=train, **config["params"])
-        method = load_method(method, folder / "weights.safetensors")
+        try:
+            method = create_method(config["method"], encoders=encoders, num_classes=config["num_classes"], task=config["task"],
+                                   seed=config["seed"], train_config=train, **config["params"])
+            method = load_method(method, folder / "weights.safetensors")
+        except (TypeError, KeyError, AttributeError, ValueError, IndexError) as err:  # a hand-edited file
+            raise ModelFileError(f"{folder}: the model's files do not fit together ({type(err).__name__}: {err}); "
+                                 "config.json or the weights' metadata was edited") from None
         card = (folder / "model_card.md").read_text(encoding="utf-8") if (folder / "model_card.md").is_file() else None
         return cls(method, config["inputs"], config["label_names"], card=card, calibration=_read_calibration(folder, config),
                    gate=_read_gate(folder, config, encoders, method.device))
@@ -175,6 +180,10 @@ class Predictor:
             self.calibration.check_rows(patterns, coverage)
         raw = self.method.predict_proba(inputs, {m: torch.from_numpy(p) for m, p in present.items()})
         proba = self.calibration.calibrate(raw, patterns) if self.calibration is not None else raw
+        bad = np.flatnonzero(~np.isfinite(proba).all(axis=1))
+        if len(bad):
+            raise ModelFileError(f"{names[bad[0]]}: the model gave non-finite probabilities (its weights or calibration "
+                                 "are broken); no answer is given")
         sets = self.calibration.prediction_sets(raw, patterns, coverage) if coverage is not None else [None] * len(rows)
         return [self._prediction(p, u, s, abstain, self.method.answered_by(pattern), why)
                 for p, u, s, pattern, why in zip(proba, used, sets, patterns, ignored)]
@@ -281,16 +290,43 @@ class Predictor:
 
 
 # pragma: no mutate start (model files: see above)
+MODEL_KEYS = {"format": str, "method": str, "encoders": dict, "num_classes": int, "task": str, "seed": int,
+              "train": dict, "params": dict, "inputs": dict, "label_names": list}
+
+
+def check_model_config(config: Any, path: Path) -> None:
+    """``config.json`` against its schema, before anything is built from it (one line naming the
+    key, never a traceback from deep inside)."""
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{path}: expected a JSON object, got a {type(config).__name__}")
+    for key, kind in MODEL_KEYS.items():
+        if key not in config:
+            raise ModelFileError(f"{path}: no {key!r} (a model folder written by `mmrobust run` or save_pretrained has it)")
+        if not isinstance(config[key], kind) or (kind is int and isinstance(config[key], bool)):
+            raise ModelFileError(f"{path}: {key!r} is a {type(config[key]).__name__}, expected a {kind.__name__}")
+    for m, entry in config["encoders"].items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise ModelFileError(f"{path}: encoders.{m} is {entry!r}; expected an object with a 'name'")
+    unknown = sorted(set(config["train"]) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ModelFileError(f"{path}: unknown train setting(s) {unknown}")
+    if sorted(config["inputs"]) != sorted(config["encoders"]) or not all(
+            isinstance(spec, dict) and "kind" in spec for spec in config["inputs"].values()):
+        raise ModelFileError(f"{path}: 'inputs' must describe each modality of 'encoders' ({sorted(config['encoders'])}) "
+                             "with its 'kind'")
+
+
 def _read_calibration(folder: Path, config: dict) -> Calibration | None:
     path = folder / "calibration.json"
     if not config.get("calibration"):
         return None
     if not path.is_file():
         raise ModelFileError(f"{path}: missing (config.json says the model is calibrated: {config['calibration']})")
+    patterns = [pattern_name(s) for s in nonempty_subsets(sorted(config["encoders"]))]
     try:
-        return Calibration.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (KeyError, TypeError, ValueError) as err:
-        raise ModelFileError(f"{path}: not a calibration file ({err})") from err
+        return Calibration.from_dict(json.loads(path.read_text(encoding="utf-8")), patterns)
+    except (KeyError, TypeError, ValueError, ConfigError) as err:
+        raise ModelFileError(f"{path}: not a valid calibration file ({err})") from None
 
 
 def _read_gate(folder: Path, config: dict, encoders: Mapping[str, EncoderSpec], device) -> InputGate | None:
