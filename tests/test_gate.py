@@ -213,6 +213,9 @@ def test_the_saved_gate_round_trips_and_says_what_it_ignored(fitted, tmp_path):
 
 
 def test_gate_settings_are_checked():
+    # the README's `--set gate=off`: YAML reads a bare off / on as a boolean
+    assert mm.config.load_config("tiny", ["gate=off"]).gate == "off"
+    assert mm.config.load_config("tiny", ["gate=on"]).gate == "on" and mm.config.load_config("tiny").gate == "on"
     with pytest.raises(mm.errors.ConfigError, match="gate must be one of"):
         mm.config.load_config("tiny", ["gate=maybe"])
     with pytest.raises(mm.errors.ConfigError, match="gate_detector must be one of"):

@@ -103,12 +103,14 @@ class RunConfig:
     method_options: dict[str, dict] = field(default_factory=dict)  # method -> keyword arguments
     train_missing: dict[str, float] = field(default_factory=dict)  # modality (or 'both', MAP) -> share of training rows without it
     calibration: str = "per-pattern"  # temperature scaling fitted on validation: per-pattern | global | none
-    gate: str = "on"  # on: an implausible present input is treated as missing (mmrobust.gate) | off
+    gate: str | bool = "on"  # on: an implausible present input is treated as missing (mmrobust.gate) | off
     gate_detector: str = "mahalanobis"  # mahalanobis | energy | knn
     gate_false_alarms: float = GATE_FALSE_ALARMS  # the share of clean validation inputs of a modality the gate may ignore
 
     def __post_init__(self) -> None:
         check_mode(self.calibration)
+        if isinstance(self.gate, bool):  # YAML reads a bare on / off (--set gate=off) as a boolean
+            self.gate = "on" if self.gate else "off"
         if self.gate not in GATE_MODES:
             raise ConfigError(f"gate must be one of {GATE_MODES}, got {self.gate!r}")
         if self.gate_detector not in GATE_DETECTORS:
@@ -227,7 +229,11 @@ def _check(value: Any, hint: Any, key: str) -> Any:
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        return _check(value, next(a for a in args if a is not type(None)), key)
+        arms = [a for a in args if a is not type(None)]
+        for arm in arms[1:]:  # the first arm that takes the value (the first gives the error message)
+            if isinstance(arm, type) and isinstance(value, arm) and not (arm in (int, float) and isinstance(value, bool)):
+                return value
+        return _check(value, arms[0], key)
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"config key {key!r} expects a list, got {value!r}")
