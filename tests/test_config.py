@@ -43,3 +43,32 @@ def test_config_files(tmp_path):
         load_config("no-such-preset")
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "missing.yaml")
+
+
+BOMB = ('{"a": &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"], "b": &b [*a, *a, *a, *a, *a, *a, *a, *a, *a], '
+        '"c": &c [*b, *b, *b, *b, *b, *b, *b, *b, *b], "d": &d [*c, *c, *c, *c, *c, *c, *c, *c, *c], '
+        '"e": &e [*d, *d, *d, *d, *d, *d, *d, *d, *d], "f": &f [*e, *e, *e, *e, *e, *e, *e, *e, *e], '
+        '"g": &g [*f, *f, *f, *f, *f, *f, *f, *f, *f], "h": [*g, *g, *g, *g, *g, *g, *g, *g, *g]}')
+
+
+def test_a_yaml_alias_bomb_is_refused_wherever_it_appears_before_any_folder(tmp_path):
+    """Issue 28: under `encoders` it expanded until memory ran out (2-3 GB after 240 s), in --config,
+    in --set and in a run folder's config.yaml read by `evaluate`, and left an empty run folder."""
+    import time
+
+    from mmrobust.cli import main
+
+    started = time.perf_counter()
+    config = tmp_path / "bomb.yaml"
+    config.write_text(f"encoders:\n  image: {BOMB}\n")
+    with pytest.raises(ConfigError, match="aliases \\(\\*name\\) are not allowed"):
+        load_config(config)
+    with pytest.raises(ConfigError, match="aliases"):
+        load_config("tiny", [f"encoders.image={BOMB}"])
+    assert main(["run", "--config", str(config), "--out", str(tmp_path / "run")]) == 2
+    assert not (tmp_path / "run").exists()
+    run = tmp_path / "shared"
+    run.mkdir()
+    (run / "config.yaml").write_text(f"encoders:\n  image: {BOMB}\n")
+    assert main(["evaluate", str(run)]) == 2
+    assert time.perf_counter() - started < 30

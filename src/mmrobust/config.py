@@ -126,6 +126,22 @@ def list_presets() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases: a config never needs ``*name``, and nested aliases
+    (a "billion laughs") expand into exponentially many values once the config is walked."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a config",
+                                              self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str) -> Any:
+    """A config's YAML: safe (no Python objects), no aliases."""
+    return yaml.load(text, Loader=_ConfigLoader)
+
+
 def load_config(name_or_path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunConfig:
     """A preset name or a YAML file (default: the `digits` preset), then ``key=value`` overrides."""
     data = _read_yaml(name_or_path or "digits")
@@ -134,7 +150,7 @@ def load_config(name_or_path: str | Path | None = None, overrides: Sequence[str]
         if not sep or not key:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         try:
-            value = yaml.safe_load(text)
+            value = load_yaml(text)
         except yaml.YAMLError as err:
             raise ConfigError(f"--set {item}: the value is not valid YAML ({yaml_error_text(err)})") from None
         _set_dotted(data, key.strip(), value)
@@ -152,7 +168,7 @@ def _read_yaml(name_or_path: str | Path) -> dict:
     else:
         raise ConfigError(f"unknown config {str(name_or_path)!r}: not a file, and not a preset ({', '.join(list_presets())})")
     try:
-        data = yaml.safe_load(source) or {}
+        data = load_yaml(source) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{name_or_path}: not valid YAML ({yaml_error_text(err)})") from None
     if not isinstance(data, dict):

@@ -21,7 +21,7 @@ from typing import Callable, Mapping
 import yaml
 
 from . import distributed
-from .config import (RunConfig, config_differences, config_from_dict, config_sha256, config_to_dict,
+from .config import (RunConfig, load_yaml, config_differences, config_from_dict, config_sha256, config_to_dict,
                      yaml_error_text)
 from .data import DATASETS, Splits
 from .encoders import EncoderSpec, check_trusted
@@ -92,7 +92,7 @@ def read_config(run_dir: Path) -> RunConfig:
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir}: not a run folder (no config.yaml)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({yaml_error_text(err)})") from None
     try:

@@ -7,7 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
-import yaml
+from .config import load_yaml
 
 from .files import atomic_path, write_text
 from .protocols import get_protocol
@@ -23,7 +23,7 @@ def write_report(run_dir: str | Path) -> Path:
     records = read_jsonl(run_dir / "results.jsonl")
     fits = _read_json(run_dir / "fits.json", [])
     provenance = _read_json(run_dir / "provenance.json", {})
-    config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) if (run_dir / "config.yaml").is_file() else {}
+    config = load_yaml((run_dir / "config.yaml").read_text(encoding="utf-8")) if (run_dir / "config.yaml").is_file() else {}
     evidence = read_jsonl(run_dir / "evidence.jsonl") if (run_dir / "evidence.jsonl").is_file() else []
     summary = summarize(records)
     metric = main_metric(records)
