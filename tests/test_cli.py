@@ -142,3 +142,40 @@ def test_a_hand_edited_run_config_is_refused_on_resume_and_evaluate(tmp_path, ca
         err = capsys.readouterr().err
         assert "config.yaml: changed since the run was created" in err and "train.epochs: 1 -> 6" in err, err
         assert "train.lr: " in err and "-> 0.05" in err
+    # issue 28: without its fingerprint a folder trained with a hand-edited config; now refused
+    provenance = json.loads((run / "provenance.json").read_text())
+    del provenance["config_sha256"]
+    (run / "provenance.json").write_text(json.dumps(provenance))
+    for command in (["run", "--resume", str(run)], ["evaluate", str(run)]):
+        assert main(command) == 2
+        assert "provenance.json: no config_sha256" in capsys.readouterr().err
+
+
+def test_a_run_folder_is_locked_while_a_process_writes_it(tmp_path, capsys):
+    """Issue 28: two processes could --resume (or evaluate) one folder at once, both writing.
+    The lock is the OS's: a holder killed with SIGKILL leaves a file, not a lock."""
+    import signal
+    import subprocess
+    import sys
+
+    from mmrobust.pipeline import run_lock
+
+    run = tmp_path / "run"
+    assert main(["train", *SMALL, "--out", str(run)]) == 0
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from mmrobust.pipeline import run_lock; lock = run_lock(Path(sys.argv[1])); "
+                               "lock.__enter__(); print('locked', flush=True); time.sleep(120)", str(run)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        capsys.readouterr()
+        for command in (["run", "--resume", str(run)], ["evaluate", str(run)], ["train", "--resume", str(run)]):
+            assert main(command) == 2
+            assert f"mmrobust (pid {holder.pid}) is writing this run folder" in capsys.readouterr().err
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert (run / ".lock").is_file()  # left behind by the killed holder, and not a lock
+    with run_lock(run):
+        pass
+    assert main(["evaluate", str(run)]) == 0

@@ -186,7 +186,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     resuming = args.resume is not None
     run_dir, splits = (_resume_dir(args), None) if resuming else pipeline.new_run(_config(args), args.out)
-    pipeline.train_run(run_dir, splits=splits, trust_code=args.trust_code or not resuming)
+    with pipeline.run_lock(run_dir):
+        pipeline.train_run(run_dir, splits=splits, trust_code=args.trust_code or not resuming)
     print(f"trained: {run_dir} (next: mmrobust evaluate {run_dir})")
     return 0
 
@@ -194,7 +195,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from . import pipeline
 
-    pipeline.evaluate_run(args.run_dir, trust_code=args.trust_code)
+    if not (args.run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{args.run_dir}: not a run folder (no config.yaml)")
+    with pipeline.run_lock(args.run_dir):
+        pipeline.evaluate_run(args.run_dir, trust_code=args.trust_code)
     print(f"results: {args.run_dir / 'results.jsonl'} (next: mmrobust report {args.run_dir})")
     return 0
 

@@ -45,3 +45,7 @@ class NonFiniteOutputError(MMRobustError, ArithmeticError):
 class UntrustedCodeError(MMRobustError, PermissionError):
     """A model or run folder names code to import (an encoder ``package.module:factory``) and the
     caller did not opt in (``trust_code=True``, ``--trust-code``)."""
+
+
+class RunFolderBusyError(MMRobustError, BlockingIOError):
+    """Another process is writing the run folder (it holds the folder's lock)."""

@@ -6,17 +6,19 @@
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
 import json
+import os
 import shutil
 import sys
 import time
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 import yaml
 
@@ -25,7 +27,7 @@ from .config import (RunConfig, load_yaml, config_differences, config_from_dict,
                      yaml_error_text)
 from .data import DATASETS, Splits
 from .encoders import EncoderSpec, check_trusted
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, RunFolderBusyError
 from .evaluation import fit_calibration
 from .experiment import Experiment, FolderStore, with_training_missing
 from .files import write_json, write_text
@@ -75,12 +77,46 @@ def check_new_folder(out: Path | None) -> None:
         raise FileExistsError(f"{out}: the folder already exists and is not empty; choose another --out")
 
 
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run folder's lock (``.lock``, an OS file lock: released when the process ends,
+    however it ends, so a lock left by a killed run never blocks) while a process writes it; a
+    second process is refused, naming the holder. Rank 0 alone locks under torchrun; where the
+    OS has no ``fcntl`` (Windows) nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        fcntl = None
+    if fcntl is None or not distributed.is_main():
+        yield
+        return
+    with open(Path(run_dir) / ".lock", "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RunFolderBusyError(f"{run_dir}: {holder} is writing this run folder; wait for it to finish") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"mmrobust (pid {os.getpid()})")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def check_unchanged(config: RunConfig, run_dir: Path) -> None:
     """The run folder's ``config.yaml`` must still be the configuration the run was created with
-    (its fingerprint is in ``provenance.json``): a hand-edited one is refused, naming the keys."""
+    (its fingerprint is in ``provenance.json``): a hand-edited one is refused, naming the keys,
+    and so is a folder whose fingerprint is gone (nothing to check the config against)."""
     path = Path(run_dir) / "provenance.json"
     recorded = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    if "config_sha256" not in recorded or recorded["config_sha256"] == config_sha256(config):
+    if "config_sha256" not in recorded:
+        raise ConfigError(f"{path}: no config_sha256 (the fingerprint of the run's config{'' if recorded else '; the file is missing'}); "
+                          "the run cannot be checked against its config.yaml: start a new run")
+    if recorded["config_sha256"] == config_sha256(config):
         return
     changed = ", ".join(config_differences(recorded["config"], config_to_dict(config))) or "formatting only"
     raise ConfigError(f"{Path(run_dir) / 'config.yaml'}: changed since the run was created ({changed}); "
@@ -263,13 +299,15 @@ def new_run(config: RunConfig, out: Path | None = None, log: Log = stderr_log) -
 def run_all(config: RunConfig, out: Path | None = None, log: Log = stderr_log) -> Path:
     """The whole pipeline into a new run folder; returns the path of the report."""
     run_dir, splits = new_run(config, out, log)
-    return _train_evaluate_report(run_dir, log, splits, trust_code=True)  # the caller's own config
+    with run_lock(run_dir):
+        return _train_evaluate_report(run_dir, log, splits, trust_code=True)  # the caller's own config
 
 
 def resume_all(run_dir: Path, log: Log = stderr_log, *, trust_code: bool = False) -> Path:
     """Finish an interrupted run in its own folder (finished stages kept); returns the report's path."""
     log(f"resuming: {run_dir}")
-    return _train_evaluate_report(Path(run_dir), log, trust_code=trust_code)
+    with run_lock(Path(run_dir)):
+        return _train_evaluate_report(Path(run_dir), log, trust_code=trust_code)
 
 
 def _train_evaluate_report(run_dir: Path, log: Log, splits: Splits | None = None, *, trust_code: bool) -> Path:
