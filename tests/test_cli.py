@@ -179,3 +179,5 @@ def test_a_run_folder_is_locked_while_a_process_writes_it(tmp_path, capsys):
     with run_lock(run):
         pass
     assert main(["evaluate", str(run)]) == 0
+    (run / ".reliability.png.x1y2.tmp").write_bytes(b"half a png")  # a kill during the report left it
+    assert main(["run", "--resume", str(run)]) == 0 and not list(run.glob(".*.tmp"))

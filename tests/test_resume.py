@@ -53,7 +53,7 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(synthetic, tmp
     clean, clean_history = _fit(synthetic, tmp_path / "clean", tmp_path / "clean.jsonl")
     with pytest.raises(Interrupt):
         _fit(synthetic, tmp_path / "cut", tmp_path / "cut.jsonl", fail_at=8 * 3 + 4)  # epoch 3, batch 5
-    assert [p.name for p in (tmp_path / "cut").iterdir()] == ["epoch-0002"]  # the last complete epoch only
+    assert sorted(p.name for p in (tmp_path / "cut").iterdir()) == ["epoch-0001", "epoch-0002"]  # the last two complete epochs
     resumed, resumed_history = _fit(synthetic, tmp_path / "cut", tmp_path / "cut.jsonl")
     for a, b in zip(clean.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
@@ -116,21 +116,55 @@ def test_resume_refuses_a_different_config(tmp_path, capsys):
     assert main(["run", "--resume", str(tmp_path / "run"), *ARGS]) == 0  # the same config is fine
 
 
-def test_a_truncated_checkpoint_says_what_to_delete_and_then_resumes(synthetic, tmp_path):
-    """Issue 17: a damaged epoch checkpoint is not a dead end."""
+def test_a_truncated_checkpoint_falls_back_to_the_epoch_before_or_says_what_to_delete(synthetic, tmp_path):
+    """Issue 17: a damaged epoch checkpoint is not a dead end. Issue 28: the fallback to the epoch
+    before could never happen (each save deleted the older epochs); the one before is now kept."""
     import shutil
 
     from mmrobust.errors import ModelFileError
 
     clean, _ = _fit(synthetic, tmp_path / "clean", tmp_path / "clean.jsonl")
-    with pytest.raises(Interrupt):
-        _fit(synthetic, tmp_path / "cut", tmp_path / "cut.jsonl", fail_at=8 * 3 + 4)
+    for cut in ("cut", "cut-both"):
+        with pytest.raises(Interrupt):
+            _fit(synthetic, tmp_path / cut, tmp_path / f"{cut}.jsonl", fail_at=8 * 3 + 4)
+        assert sorted(p.name for p in (tmp_path / cut).iterdir()) == ["epoch-0001", "epoch-0002"]
     weights = tmp_path / "cut" / "epoch-0002" / "weights.safetensors"
-    weights.write_bytes(weights.read_bytes()[:100])  # truncated
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated: epoch 1 takes over, and the run ends the same
+    with pytest.warns(UserWarning, match="epoch-0002: not a readable checkpoint"):
+        resumed, _ = _fit(synthetic, tmp_path / "cut", tmp_path / "cut.jsonl")
+    assert all(torch.equal(a, b) for a, b in zip(clean.state_dict().values(), resumed.state_dict().values()))
+    for epoch in ("epoch-0001", "epoch-0002"):
+        weights = tmp_path / "cut-both" / epoch / "weights.safetensors"
+        weights.write_bytes(weights.read_bytes()[:100])
     with pytest.warns(UserWarning, match="not a readable checkpoint"), \
-            pytest.raises(ModelFileError, match=r"cut: no readable epoch checkpoint .*delete that folder to train this stage again"):
-        _fit(synthetic, tmp_path / "cut", tmp_path / "cut.jsonl")
-    shutil.rmtree(tmp_path / "cut")
-    (tmp_path / "cut.jsonl").unlink()
-    again, _ = _fit(synthetic, tmp_path / "cut", tmp_path / "cut.jsonl")
+            pytest.raises(ModelFileError, match=r"cut-both: no readable epoch checkpoint .*delete that folder to train this stage again"):
+        _fit(synthetic, tmp_path / "cut-both", tmp_path / "cut-both.jsonl")
+    shutil.rmtree(tmp_path / "cut-both")
+    (tmp_path / "cut-both.jsonl").unlink()
+    again, _ = _fit(synthetic, tmp_path / "cut-both", tmp_path / "cut-both.jsonl")
     assert all(torch.equal(a, b) for a, b in zip(clean.state_dict().values(), again.state_dict().values()))
+
+
+def test_a_full_disk_while_checkpointing_says_so_and_keeps_the_earlier_epochs(synthetic, tmp_path, monkeypatch):
+    import errno
+
+    from mmrobust import train as train_module
+
+    calls = {"n": 0}
+    real = train_module.save_file
+
+    def save_file(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the third epoch's checkpoint
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "save_file", save_file)
+    with pytest.raises(OSError, match=r"the disk is full while saving the checkpoint of epoch 2; the earlier checkpoints "
+                                      r"are kept: free some space, then resume"):
+        _fit(synthetic, tmp_path / "full", tmp_path / "full.jsonl")
+    assert sorted(p.name for p in (tmp_path / "full").iterdir()) == ["epoch-0000", "epoch-0001"]  # no temporary left
+    monkeypatch.setattr(train_module, "save_file", real)
+    clean, _ = _fit(synthetic, tmp_path / "clean", tmp_path / "clean.jsonl")
+    resumed, _ = _fit(synthetic, tmp_path / "full", tmp_path / "full.jsonl")
+    assert all(torch.equal(a, b) for a, b in zip(clean.state_dict().values(), resumed.state_dict().values()))

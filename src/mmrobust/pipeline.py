@@ -307,6 +307,8 @@ def resume_all(run_dir: Path, log: Log = stderr_log, *, trust_code: bool = False
     """Finish an interrupted run in its own folder (finished stages kept); returns the report's path."""
     log(f"resuming: {run_dir}")
     with run_lock(Path(run_dir)):
+        for leftover in Path(run_dir).glob(".*.tmp"):  # a file half-written when the run was killed
+            leftover.unlink() if leftover.is_file() else shutil.rmtree(leftover, ignore_errors=True)
         return _train_evaluate_report(Path(run_dir), log, trust_code=trust_code)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -167,12 +168,31 @@ class _LoopState:
 CHECKPOINT_FORMAT = "mmrobust.epoch/1"
 
 
+KEPT_EPOCHS = 2  # the newest complete epoch checkpoint and the one before it (the fallback if it is damaged)
+
+
 def save_checkpoint(folder: Path, loop: _LoopState, module: nn.Module, optimizer, scheduler) -> None:
     """``folder/epoch-NNNN/`` (weights.safetensors + state.pt), complete or absent: written in a
-    temporary folder, renamed into place, then older epochs removed."""
+    temporary folder, renamed into place, then all but the :data:`KEPT_EPOCHS` newest removed. A
+    full disk is said in one line, the earlier checkpoints untouched (resume once space is free)."""
     epoch = loop.history[-1]["epoch"]
-    final = folder / f"epoch-{epoch:04d}"
     tmp = folder / f".epoch-{epoch:04d}.tmp"
+    try:
+        _write_checkpoint(folder, tmp, epoch, loop, module, optimizer, scheduler)
+    except (OSError, SafetensorError, RuntimeError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if getattr(err, "errno", None) == errno.ENOSPC or "No space left" in str(err):
+            raise OSError(errno.ENOSPC, f"{folder}: the disk is full while saving the checkpoint of epoch {epoch}; "
+                                        "the earlier checkpoints are kept: free some space, then resume the run "
+                                        "(mmrobust run --resume RUN_DIR)") from None
+        raise
+    for old in sorted(folder.glob("epoch-*"))[:-KEPT_EPOCHS]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_checkpoint(folder: Path, tmp: Path, epoch: int, loop: _LoopState, module: nn.Module, optimizer,
+                      scheduler) -> None:
+    final = folder / f"epoch-{epoch:04d}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     tensors = {f"model/{k}": v for k, v in module.state_dict().items()}
@@ -186,9 +206,6 @@ def save_checkpoint(folder: Path, loop: _LoopState, module: nn.Module, optimizer
                 "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, tmp / "state.pt")
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
-    for old in folder.glob("epoch-*"):
-        if old != final:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def load_checkpoint(folder: Path, module: nn.Module, optimizer, scheduler, device) -> _LoopState | None:
