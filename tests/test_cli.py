@@ -1,8 +1,11 @@
 import json
 from pathlib import Path
 
+import pytest
 
 from mmrobust.cli import main
+from mmrobust.config import load_config
+from mmrobust.errors import ConfigError
 
 SMALL = ["--config", "tiny", "--set", "data.limit=120", "--set", "methods=[unimodal, ume, mma, ume-mma]", "--device", "cpu"]
 
@@ -181,3 +184,18 @@ def test_a_run_folder_is_locked_while_a_process_writes_it(tmp_path, capsys):
     assert main(["evaluate", str(run)]) == 0
     (run / ".reliability.png.x1y2.tmp").write_bytes(b"half a png")  # a kill during the report left it
     assert main(["run", "--resume", str(run)]) == 0 and not list(run.glob(".*.tmp"))
+
+
+def test_a_config_error_is_said_before_torch_is_imported(tmp_path):
+    """Issue 28: a config error took 6-20 s because `run` imported torch before reading the config."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from mmrobust.cli import main; "
+            f"rc = main(['run', '--set', 'train.epochs=zero', '--out', {str(tmp_path / 'run')!r}]); "
+            "print(rc, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["2", "False"] and "train.epochs' expects int, got 'zero'" in out.stderr
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match="train.epochs=0 trains nothing"):  # it ran, exit 0, untrained models
+        load_config("tiny", ["train.epochs=0"])

@@ -264,12 +264,12 @@ def test_warnings_a_user_needs_reach_the_log_and_the_report(tmp_path, capsys):
         label = "rare" if i == 59 else ("yes" if i % 2 else "no")
         split = "test" if i >= 50 else ("val" if i >= 40 else "train")
         extra = f', "b": "v{i}.npy"' if i in (0, 45, 55) else ""
-        lines.append(f'{{"a": "v{i}.npy", "y": "{label}", "split": "{split}"{extra}' + (', "y": "no"' if i == 3 else "") + "}")
+        lines.append(f'{{"a": "v{i}.npy", "y": "{label}", "split": "{split}"{extra}' + (f', "a": "v{i}.npy"' if i == 3 else "") + "}")
     (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n")
     assert main(["run", "--manifest", str(tmp_path / "m.jsonl"), "--label", "y", "--seeds", "0", "--device", "cpu",
                  "--set", "train.epochs=1", "--set", "methods=[unimodal, ume, mma, ume-mma]", "--out", str(tmp_path / "run")]) == 0
     err = capsys.readouterr().err
-    for note in ("line 4: key 'y' appears 2 times; the last value is used",
+    for note in ("key 'a' appears twice in one record on 1 line(s) (first: line 4); the last value is used",
                  "labels ['rare'] appear in the test split but never in training",
                  "modality 'b' is present in only 1 training row(s)"):
         assert "warning: " in err and note in err, note
@@ -287,3 +287,25 @@ def test_a_group_column_names_the_source_rows_share(tmp_path):
     for name in ("train", "val", "test"):
         data, ids = getattr(splits, name), splits.ids[name]
         assert [f"speaker{(int(i[3:]) - 1) % 4}" for i in ids] == data.sources["a"].tolist()
+
+
+def test_a_repeated_jsonl_key_is_one_warning_and_a_repeated_label_an_error(tmp_path):
+    """Issue 28: a duplicate label key ended in 'num_classes must be at least 2, got 1' (no file,
+    no cause) with the warnings never printed; a harmless duplicate printed one warning per row."""
+    import warnings
+
+    from mmrobust.data.manifest import read_manifest
+
+    vectors(tmp_path, 200)
+    rows = [f'{{"a": "v{i}.npy", "note": "x", "note": "y", "y": "{"yes" if i % 2 else "no"}"}}' for i in range(200)]
+    (tmp_path / "m.jsonl").write_text("\n".join(rows) + "\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = read_manifest(tmp_path / "m.jsonl", "y", columns=["a"])
+    assert [str(w.message) for w in caught] == [
+        f"{tmp_path / 'm.jsonl'}: key 'note' appears twice in one record on 200 line(s) (first: line 1); the last value is used"]
+    assert len(table.ids) == 200
+    rows[7] = '{"a": "v7.npy", "y": "yes", "y": "no"}'
+    (tmp_path / "m.jsonl").write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"m.jsonl, line 8: the key 'y' appears twice in one record .*which value is meant"):
+        read_manifest(tmp_path / "m.jsonl", "y", columns=["a"])

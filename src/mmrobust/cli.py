@@ -171,21 +171,23 @@ def _resume_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    config = _config(args) if args.resume is None else None  # a config error in a blink: before torch is imported
     from . import pipeline
 
     if args.resume is not None:
         report = pipeline.resume_all(_resume_dir(args), trust_code=args.trust_code)
     else:
-        report = pipeline.run_all(_config(args), args.out)
+        report = pipeline.run_all(config, args.out)
     print(f"report: {report}")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    config = _config(args) if args.resume is None else None  # before torch is imported
     from . import pipeline
 
     resuming = args.resume is not None
-    run_dir, splits = (_resume_dir(args), None) if resuming else pipeline.new_run(_config(args), args.out)
+    run_dir, splits = (_resume_dir(args), None) if resuming else pipeline.new_run(config, args.out)
     with pipeline.run_lock(run_dir):
         pipeline.train_run(run_dir, splits=splits, trust_code=args.trust_code or not resuming)
     print(f"trained: {run_dir} (next: mmrobust evaluate {run_dir})")

@@ -119,6 +119,9 @@ class RunConfig:
             raise ConfigError(f"gate_false_alarms must lie strictly between 0 and 1, got {self.gate_false_alarms!r}")
         if not self.seeds:
             raise ConfigError("seeds: give at least one training seed (e.g. seeds=[0])")
+        if self.train.epochs < 1:
+            raise ConfigError(f"train.epochs={self.train.epochs} trains nothing: every model would stay at its random "
+                              "initialisation; give 1 or more")
 
 
 def list_presets() -> list[str]:

@@ -26,15 +26,17 @@ AUDIO_SUFFIXES = (".wav",)
 FEATURE_SUFFIXES = (".npy",)
 
 
-def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """The header and the rows of a CSV (or TSV) or JSONL file, every value as a stripped string."""
+def read_rows(path: Path, protected: Sequence[str] = ()) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and the rows of a CSV (or TSV) or JSONL file, every value as a stripped string.
+    A JSONL key given twice in a row: its last value is used, said in one warning per key; for a
+    ``protected`` key (the label, the id, the split) it is an error (which value is meant?)."""
     if not path.is_file():
         raise DataError(f"{path}: manifest not found")
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
         return _read_csv(path, "\t" if suffix == ".tsv" else ",")
     if suffix in (".jsonl", ".ndjson"):
-        return _read_jsonl(path)
+        return _read_jsonl(path, protected)
     raise DataError(f"{path}: a manifest must be .csv, .tsv or .jsonl, got {suffix or 'no suffix'!r}")
 
 
@@ -68,29 +70,35 @@ def _check_utf8(path: Path) -> None:
                             f"save the manifest as UTF-8") from None
 
 
-def _read_jsonl(path: Path):
+def _read_jsonl(path: Path, protected: Sequence[str] = ()):
     header: dict[str, None] = {}
     rows = []
+    repeated: dict[str, list[int]] = {}  # a key given twice in a row -> the lines
     _check_utf8(path)
     for line, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not text.strip():
             continue
         try:
-            record = json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(pairs, path, line))
+            record = json.loads(text, object_pairs_hook=lambda pairs: _last_values(pairs, line, repeated))
         except json.JSONDecodeError as err:
             raise DataError(f"{path}, line {line}: not valid JSON ({err.msg})") from None
         if not isinstance(record, dict):
             raise DataError(f"{path}, line {line}: expected a JSON object, got {type(record).__name__}")
         header.update(dict.fromkeys(record))
         rows.append({k: _cell_text(v) for k, v in record.items()})
+    for key, lines in repeated.items():
+        if key in protected:
+            raise DataError(f"{path}, line {lines[0]}: the key {key!r} appears twice in one record ({len(lines)} "
+                            f"line(s) like it); which value is meant? Give it once")
+        warnings.warn(f"{path}: key {key!r} appears twice in one record on {len(lines)} line(s) (first: line "
+                      f"{lines[0]}); the last value is used", UserWarning, stacklevel=2)
     return list(header), [{h: row.get(h, "") for h in header} for row in rows]
 
 
-def _unique_keys(pairs: list[tuple[str, Any]], path: Path, line: int) -> dict:
+def _last_values(pairs: list[tuple[str, Any]], line: int, repeated: dict[str, list[int]]) -> dict:
     keys = [k for k, _ in pairs]
     for key in dict.fromkeys(k for k in keys if keys.count(k) > 1):
-        warnings.warn(f"{path}, line {line}: key {key!r} appears {keys.count(key)} times; the last value is used",
-                      UserWarning, stacklevel=2)
+        repeated.setdefault(key, []).append(line)
     return dict(pairs)
 
 
@@ -131,7 +139,7 @@ def read_manifest(path: str | Path, label: str, columns: Sequence[str] | None = 
                   multilabel: bool | None = None, separator: str = "|", group_column: str = "group") -> Table:
     """A manifest as a :class:`Table` (every column and cell checked, no file decoded yet)."""
     path = Path(path)
-    header, rows = read_rows(path)
+    header, rows = read_rows(path, protected=(label, id_column, split_column))
     _require_column(path, header, label, "label")
     reserved = {label, id_column, split_column, group_column}
     columns = list(columns) if columns else [h for h in header if h not in reserved]
