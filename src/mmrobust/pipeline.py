@@ -38,7 +38,7 @@ from .provenance import environment, measure
 from .records import choice_text, main_table, read_jsonl
 from .report import write_report
 from .runtime import resolve_device, resolve_threads
-from .validate import BadInputs, validate_splits
+from .validate import SHOWN, BadInputs, validate_splits
 
 Log = Callable[[str], None]
 
@@ -152,6 +152,10 @@ def load_data(config: RunConfig) -> Splits:
     notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)))
     for note in notes:
         stderr_log(f"warning: {note}")
+    if bad.marked_missing or bad.dropped:
+        stderr_log(f"--on-bad-input missing: {len(bad.marked_missing)} cell(s) marked missing, {len(bad.dropped)} row(s) "
+                   f"dropped; the first {min(SHOWN, len(bad.marked_missing) + len(bad.dropped))} are listed in the report, "
+                   f"all counts in provenance.json (dataset.bad_inputs)")
     return dataclasses.replace(splits, info={**splits.info, "warnings": notes}) if notes else splits
 
 
