@@ -94,7 +94,7 @@ def render(variant: str) -> list[str]:
         f"Command: `{(folder / 'command.txt').read_text().strip()}` (then `python benchmarks/digits/run.py "
         "--render-only` re-renders this page and the README's table from the records).  ",
         f"Code: commit {env['git_commit']}.  ",
-        f"Machine: {env['device_name']}, device `{env['device']}`, {env['cpu_count']} CPUs, {env['torch_threads']} torch "
+        f"Machine: {env.get('cpu_model') or env['device_name'] + ' (CPU model not recorded by this older run)'}{', ' + env['cpu_capability'] if env.get('cpu_capability') else ''}, device `{env['device']}`, {env['cpu_count']} CPUs, {env['torch_threads']} torch "
         f"thread(s), torch {env['packages']['torch']}; {seconds / 60:.1f} min wall.  ",
         f"Config: [{link}/config.yaml]({link}/config.yaml); records: [{link}/results.jsonl]({link}/results.jsonl), "
         f"fits: [{link}/fits.json]({link}/fits.json), report: [{link}/report.md]({link}/report.md).", "",

