@@ -221,7 +221,7 @@ def rebuild_results() -> None:
               "missing. The runs with today's code (`cpu-10k-comparison`, `cpu-10k-routing`) meet every target.", "",
               "**Unpaired.** These runs predate paired comparisons (issue 26): each method's initial weights and "
               "batch order came from its own name, so a per-seed difference between two methods here includes "
-              "run-to-run noise (OGM-GE's -4.7 against late fusion was an audit's -1.7 paired). The digits "
+              "run-to-run noise (OGM-GE's committed -4.7 against late fusion was -0.5 to -1.7 in an audit's paired rerun). The digits "
               "comparison was rerun paired (benchmarks/digits/RESULTS.md); this one was not (148 min at one thread).", "",
               "Issue 19's target: UME-MMA never more than 1 point below the best uni-modal model of the modalities "
               "present, and never below the paper's rule (`ume-mma-paper`) by more than the seed spread: see the table "
