@@ -93,20 +93,31 @@ class MethodEvaluation:
 
 class Conditions:
     """The test inputs each mask is scored on (broken under ``fail:``) and, with a gate, the
-    gate's scores of them: computed once per seed for every method."""
+    gate's scores of them: computed once per seed for every method. The broken inputs are kept
+    for every method while they fit in :data:`KEPT_BROKEN_BYTES` (the embedded digits' do);
+    beyond that only the last set is kept and the next method builds its own again."""
 
     def __init__(self, data: MultiModalDataset, ranges: dict[str, InputRange] | None = None,
                  gate: InputGate | None = None, seed: int = 0, specs: dict[str, dict] | None = None) -> None:
         self.data, self.ranges, self.gate, self.seed, self.specs = data, ranges or {}, gate, seed, specs or {}
         self._key, self._inputs, self._scores = (), data.inputs, {}
+        self._kept: dict[tuple, dict] = {}
+        self._kept_bytes = 0
 
     def inputs(self, mask: ProtocolMask) -> dict:
-        """The inputs of ``mask`` (the last set is kept: ``fail:`` masks come one by one)."""
+        """The inputs of ``mask``."""
         key = (mask.protocol,) if mask.failure else ()
         if key != self._key:
             self._key = key
-            self._inputs = (broken_inputs(self.data.inputs, mask, self.ranges, self.seed, self.specs)
-                            if mask.failure else self.data.inputs)
+            if not mask.failure:
+                self._inputs = self.data.inputs
+            elif key in self._kept:
+                self._inputs = self._kept[key]
+            else:
+                self._inputs = broken_inputs(self.data.inputs, mask, self.ranges, self.seed, self.specs)
+                size = _nbytes(self._inputs[mask.failure[0]])  # the one array the broken set adds
+                if self._kept_bytes + size <= KEPT_BROKEN_BYTES:
+                    self._kept[key], self._kept_bytes = self._inputs, self._kept_bytes + size
         return self._inputs
 
     def scores(self, mask: ProtocolMask) -> dict[str, np.ndarray]:
@@ -121,6 +132,13 @@ class Conditions:
 
     def _observed(self, modalities) -> dict[str, np.ndarray]:
         return {m: self.data.present[m].numpy() for m in modalities if m in self.data.present}
+
+
+KEPT_BROKEN_BYTES = 512 * 2**20  # broken test inputs kept across the methods of a seed
+
+
+def _nbytes(x: Any) -> int:
+    return int(x.nbytes) if hasattr(x, "nbytes") else int(x.element_size() * x.nelement()) if isinstance(x, torch.Tensor) else 0
 
 
 def evaluate_method(method, data: MultiModalDataset, masks: Sequence[ProtocolMask], metrics: Sequence[str] | None = None,

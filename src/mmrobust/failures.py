@@ -103,13 +103,15 @@ def raw_failure(spec: Mapping[str, Any], kind: str, n: int, rng: np.random.Gener
     if spec["kind"] == "image":
         shape = tuple(spec["shape"])
         pictures = ([rng.uniform(0, 1, shape) for _ in range(n)] if kind == "noise"
-                    else [np.full(shape, 0.0 if kind == "blank" else 1.0)] * n)
-        return np.stack([image_input(p.astype(np.float32), spec) for p in pictures])
-    frontend = get_preset(spec["frontend"]) if isinstance(spec["frontend"], str) else spec["frontend"]
-    length = int(round(frontend.duration * frontend.sample_rate))
-    clips = ([rng.uniform(-0.5, 0.5, length) for _ in range(n)] if kind == "noise"
-             else [np.full(length, 0.0 if kind == "blank" else 0.5)] * n)
-    return np.stack([wav_input(c.astype(np.float32), frontend.sample_rate, spec) for c in clips])
+                    else [np.full(shape, 0.0 if kind == "blank" else 1.0)])
+        inputs = [image_input(p.astype(np.float32), spec) for p in pictures]
+    else:
+        frontend = get_preset(spec["frontend"]) if isinstance(spec["frontend"], str) else spec["frontend"]
+        length = int(round(frontend.duration * frontend.sample_rate))
+        clips = ([rng.uniform(-0.5, 0.5, length) for _ in range(n)] if kind == "noise"
+                 else [np.full(length, 0.0 if kind == "blank" else 0.5)])
+        inputs = [wav_input(c.astype(np.float32), frontend.sample_rate, spec) for c in clips]
+    return np.stack(inputs) if kind == "noise" else np.repeat(inputs[0][None], n, axis=0)  # one black frame, n rows
 
 
 def extracted_failure(spec: Mapping[str, Any], kind: str, n: int, seed: int) -> np.ndarray:
