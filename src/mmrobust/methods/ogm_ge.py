@@ -167,8 +167,10 @@ class OGMGEAuthors(OGMGE):
     def _modulate(self, modality: str, grad: Tensor) -> Tensor:
         if not self.modulating_:
             return grad
-        grad = grad * self.coefficients_.get(modality, 1.0)
-        return grad + torch.randn_like(grad) * (grad.std() + 1e-8) if self.noise and grad.numel() > 1 else grad
+        scaled = grad * self.coefficients_.get(modality, 1.0)
+        if not self.noise or grad.numel() < 2:
+            return scaled
+        return scaled + torch.randn_like(grad) * (grad.std() + 1e-8)  # the noise's scale: the unscaled gradient's
 
     def scores(self, branches: Mapping[str, Tensor], target: Tensor, present: Mapping[str, Tensor]) -> dict[str, float] | None:
         """As :meth:`OGMGE.scores`, from each modality's slice of the concat layer (plus 1/K of its bias)."""
