@@ -112,10 +112,12 @@ def check_unchanged(config: RunConfig, run_dir: Path) -> None:
     (its fingerprint is in ``provenance.json``): a hand-edited one is refused, naming the keys,
     and so is a folder whose fingerprint is gone (nothing to check the config against)."""
     path = Path(run_dir) / "provenance.json"
-    recorded = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if not path.is_file():  # a folder made by create_run_dir alone (the Python API), or not written yet (torchrun)
+        return
+    recorded = json.loads(path.read_text(encoding="utf-8"))
     if "config_sha256" not in recorded:
-        raise ConfigError(f"{path}: no config_sha256 (the fingerprint of the run's config{'' if recorded else '; the file is missing'}); "
-                          "the run cannot be checked against its config.yaml: start a new run")
+        raise ConfigError(f"{path}: no config_sha256 (the fingerprint of the run's config); the run cannot be checked "
+                          "against its config.yaml: start a new run")
     if recorded["config_sha256"] == config_sha256(config):
         return
     changed = ", ".join(config_differences(recorded["config"], config_to_dict(config))) or "formatting only"
@@ -392,7 +394,8 @@ def _provenance(run_dir: Path, config: RunConfig, splits: Splits) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     return {"environment": environment(resolve_device(config.train.device), resolve_threads(config.train.threads)),
             "dataset": splits.info,
-            "stages": [], "commands": []}
+            "stages": [], "commands": [],
+            "config": config_to_dict(config), "config_sha256": config_sha256(config)}  # its fingerprint from birth
 
 
 def _finish(run_dir: Path, provenance: dict, command: str, started: float) -> None:

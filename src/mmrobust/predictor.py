@@ -310,7 +310,7 @@ def check_model_config(config: Any, path: Path) -> None:
     unknown = sorted(set(config["train"]) - {f.name for f in dataclasses.fields(TrainConfig)})
     if unknown:
         raise ModelFileError(f"{path}: unknown train setting(s) {unknown}")
-    if sorted(config["inputs"]) != sorted(config["encoders"]) or not all(
+    if not set(config["encoders"]) <= set(config["inputs"]) or not all(
             isinstance(spec, dict) and "kind" in spec for spec in config["inputs"].values()):
         raise ModelFileError(f"{path}: 'inputs' must describe each modality of 'encoders' ({sorted(config['encoders'])}) "
                              "with its 'kind'")
