@@ -138,7 +138,7 @@ KEPT_BROKEN_BYTES = 512 * 2**20  # broken test inputs kept across the methods of
 
 
 def _nbytes(x: Any) -> int:
-    return int(x.nbytes) if hasattr(x, "nbytes") else int(x.element_size() * x.nelement()) if isinstance(x, torch.Tensor) else 0
+    return int(getattr(x, "nbytes", 0))  # numpy arrays and torch tensors alike
 
 
 def evaluate_method(method, data: MultiModalDataset, masks: Sequence[ProtocolMask], metrics: Sequence[str] | None = None,

@@ -179,7 +179,7 @@ def _resampler(n_rows: int, resamples: int, seed: int, groups: np.ndarray | None
             if groups is not None:
                 drawn[key] = ("group", resample_weights(n_rows, resamples, seed, groups), np.asarray(groups))
             else:
-                drawn[key] = source_weights({m: sources[m] for m in key} if sources else {}, n_rows, resamples, seed)
+                drawn[key] = source_weights({m: sources[m] for m in key}, n_rows, resamples, seed)
         return drawn[key]
 
     return weights_for

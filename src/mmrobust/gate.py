@@ -276,7 +276,7 @@ def level_ratios(flat: Tensor, statistics: Mapping[str, Tensor]) -> np.ndarray:
     """Per row: how many times its :func:`input_levels` are off the training inputs' medians (the
     largest factor, up or down; infinite for a level of 0 where the median is not)."""
     levels, median = input_levels(flat), statistics["level_typical"]
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # log 0; 0 - 0 logs where the median is 0 (masked below)
         ratios = np.abs(np.log(levels.numpy()) - np.log(median.numpy()))
     ratios = np.where(median.numpy() > 0, ratios, 0.0)  # a level no training input has says nothing
     return np.exp(ratios.max(1))
