@@ -51,7 +51,7 @@ def test_multilabel_and_jsonl(tmp_path):
     table = read_manifest(path, "genre")
     assert table.multilabel and table.labels == [["Drama", "Comedy"], ["Drama"], ["Horror"]]
     assert table.cells["text"] == ["a", "b", None] and table.cells["vec"] == [None, None, "v.npy"]
-    assert table.ids == ["row1", "row2", "row3"] and table.split is None
+    assert table.ids == ["line1", "line2", "line3"] and table.split is None  # JSONL: no header line
 
 
 def test_stratified_split_is_seeded_and_keeps_shares():
@@ -73,9 +73,9 @@ def test_npy_manifest_builds_splits_with_observed_missingness(tmp_path):
     every = np.concatenate([getattr(splits, s).present["b"].numpy() for s in ("train", "val", "test")])
     assert (~every).sum() == 8 and splits.info["missing"] == {"a": 0, "b": 8}
     ids = [i for s in ("train", "val", "test") for i in splits.ids[s]]
-    assert sorted(ids) == sorted(f"row{i + 1}" for i in range(40))
+    assert sorted(ids) == sorted(f"line{i + 2}" for i in range(40))  # the header is line 1
     first = np.load(tmp_path / "v0.npy")
-    row = splits.ids["train"].index("row1") if "row1" in splits.ids["train"] else None
+    row = splits.ids["train"].index("line2") if "line2" in splits.ids["train"] else None
     if row is not None:
         assert np.allclose(splits.train.inputs["a"][row].numpy(), first)
 
@@ -126,7 +126,7 @@ def test_bad_npy_files_are_named(tmp_path, content, message):
         np.save(tmp_path / "bad.npy", content)
     rows = [["v0.npy", "a"], ["v1.npy", "b"], ["bad.npy", "a"], ["v2.npy", "b"]]
     table = read_manifest(write_csv(tmp_path / "m.csv", ["vec", "y"], rows), "y")
-    with pytest.raises(DataError, match=f"sample 'row3', vec: .*bad.npy: {_escape(message)}"):
+    with pytest.raises(DataError, match=f"m.csv, line 4: sample 'line4', vec: .*bad.npy: {_escape(message)}"):
         build_splits(table)
 
 
@@ -250,7 +250,7 @@ def test_npy_files_are_checked_by_their_header_before_reading(tmp_path):
             DATASETS.create("manifest", path=str(path), label="y")
         bad_inputs = BadInputs("missing")
         splits = DATASETS.create("manifest", path=str(path), label="y", bad_inputs=bad_inputs)
-        assert [b["id"] for b in bad_inputs.marked_missing] == ["row1"], bad
+        assert [(b["id"], b["line"]) for b in bad_inputs.marked_missing] == [("line2", 2)], bad
         kept = sum(int(getattr(splits, s).present["a"].sum()) for s in ("train", "val", "test"))
         assert kept == 19 and splits.encoders["a"].kwargs["in_dim"] == 4, bad
 
@@ -286,7 +286,7 @@ def test_a_group_column_names_the_source_rows_share(tmp_path):
     assert splits.train.modalities == ("a",)
     for name in ("train", "val", "test"):
         data, ids = getattr(splits, name), splits.ids[name]
-        assert [f"speaker{(int(i[3:]) - 1) % 4}" for i in ids] == data.sources["a"].tolist()
+        assert [f"speaker{(int(i[4:]) - 2) % 4}" for i in ids]  # ids line<N>; the header is line 1 == data.sources["a"].tolist()
 
 
 def test_a_repeated_jsonl_key_is_one_warning_and_a_repeated_label_an_error(tmp_path):
@@ -309,3 +309,45 @@ def test_a_repeated_jsonl_key_is_one_warning_and_a_repeated_label_an_error(tmp_p
     (tmp_path / "m.jsonl").write_text("\n".join(rows) + "\n")
     with pytest.raises(DataError, match=r"m.jsonl, line 8: the key 'y' appears twice in one record .*which value is meant"):
         read_manifest(tmp_path / "m.jsonl", "y", columns=["a"])
+
+
+def _lined_manifest(tmp_path):
+    """A manifest whose rows do not sit on line (row index + 2): a quoted cell over two lines,
+    a blank line. Lines by hand: header 1; v0 2-3; blank 4; v1 5; bad 6; v2.. from 7 on."""
+    vectors(tmp_path, 12)
+    (tmp_path / "bad.npy").write_bytes(b"not an array")
+    text = 'vec,note,y,split\nv0.npy,"two\nlines",a,train\n\nv1.npy,x,b,train\nbad.npy,x,a,train\n'
+    text += "".join(f"v{i}.npy,x,{'ab'[i % 2]},{('train', 'val', 'test')[i % 3]}\n" for i in range(2, 12))
+    (tmp_path / "m.csv").write_text(text)
+    return tmp_path / "m.csv"
+
+
+def test_a_manifest_row_is_named_by_its_line_everywhere(tmp_path):
+    """Issue 28: one numbering for a manifest's rows, the line an editor shows: in reading, in
+    an unreadable cell's error, in the bad-input records and the report, in the default ids."""
+    from mmrobust.data.manifest import read_rows
+    from mmrobust.report import _bad_input_section
+
+    path = _lined_manifest(tmp_path)
+    assert read_rows(path)[2] == [2, 5, 6, *range(7, 17)]
+    with pytest.raises(DataError, match=r"m.csv, line 6: sample 'line6', vec: .*bad.npy"):
+        DATASETS.create("manifest", path=str(path), label="y", columns=["vec"])
+    bad = BadInputs("missing")
+    splits = DATASETS.create("manifest", path=str(path), label="y", columns=["vec"], bad_inputs=bad)
+    assert [(b["split"], b["line"], b["id"]) for b in bad.marked_missing] == [("train", 6, "line6")]
+    assert [(b["line"], b["id"]) for b in bad.dropped] == [(6, "line6")]
+    assert "| train | line 6 | line6 | vec |" in "\n".join(_bad_input_section(bad.summary()))
+    assert splits.ids["train"][:2] == ["line2", "line5"] and splits.lines["train"][:2] == [2, 5]
+
+
+def test_a_value_found_bad_after_loading_is_named_by_its_line(tmp_path):
+    """The checks after loading (non-finite values) name the same line as the loader."""
+    from mmrobust.validate import validate_splits
+
+    broken = DATASETS.create("manifest", path=str(_lined_manifest(tmp_path)), label="y", columns=["vec"],
+                             bad_inputs=BadInputs("missing"))
+    broken.train.inputs["vec"][1, 0] = np.nan  # the row on line 5
+    with pytest.raises(DataError, match=r"m.csv, line 5 \(id 'line5'\), vec: holds NaN"):
+        validate_splits(broken)
+    _, bad = validate_splits(broken, BadInputs("missing"))
+    assert [(b["line"], b["id"]) for b in bad.dropped] == [(5, "line5")]

@@ -154,20 +154,20 @@ def test_high_bit_depth_and_oversized_images(paper_run_dir, tmp_path):
 
 
 def test_a_prediction_manifest_names_the_bad_row_and_follows_the_policy(paper_run_dir, tmp_path, capsys):
-    """Issue 17: an empty row or a bad file is named by its manifest row and id (not its place in
+    """Issue 17: an empty row or a bad file is named by its manifest line and id (not its place in
     a batch); with --on-bad-input missing the bad cell is dropped and `used` says so."""
     arrays, _ = load_digits_arrays()
     lines = ["id,image,audio"]
     for i in range(70):
         np.save(tmp_path / f"a{i}.npy", arrays["test"]["audio"][i])
         lines.append(f"s{i},,a{i}.npy")
-    lines[67] = "s66,,"  # row 66: nothing given
+    lines[67] = "s66,,"  # line 68: nothing given
     (tmp_path / "broken.png").write_bytes(b"not a png")
-    lines[69] = "s68,broken.png,a68.npy"  # row 68: a bad image beside a good audio
+    lines[69] = "s68,broken.png,a68.npy"  # line 70: a bad image beside a good audio
     (tmp_path / "rows.csv").write_text("\n".join(lines) + "\n")
     args = ["predict", str(paper_run_dir / "model"), "--manifest", str(tmp_path / "rows.csv"), "--out", str(tmp_path / "p.csv")]
     assert main(args) == 2
-    assert "rows.csv, row 67 (id 's66'): no modality given" in capsys.readouterr().err
+    assert "rows.csv, line 68 (id 's66'): no modality given" in capsys.readouterr().err
     assert not (tmp_path / "p.csv").exists()
     assert main(args + ["--on-bad-input", "missing"]) == 0
     out = {row.split(",")[0]: row.split(",") for row in (tmp_path / "p.csv").read_text().splitlines()[1:]}

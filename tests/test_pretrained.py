@@ -179,11 +179,11 @@ def test_non_finite_extractor_features_follow_the_bad_input_policy(tmp_path):
     rows.append("loud.wav,a")
     (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
     options = dict(path=str(tmp_path / "m.csv"), label="y", cache_dir=str(tmp_path / "cache"), device="cpu")
-    with pytest.raises(DataError, match="sample 'row13', audio: speech-embedding gave non-finite features"):
+    with pytest.raises(DataError, match="m.csv, line 14: sample 'line14', audio: speech-embedding gave non-finite features"):
         DATASETS.create("manifest", **options)
     bad = BadInputs("missing")
     splits = DATASETS.create("manifest", **options, bad_inputs=bad)
-    assert [b["id"] for b in bad.marked_missing] == ["row13"]
+    assert [b["id"] for b in bad.marked_missing] == ["line14"]
     assert sum(int(getattr(splits, s).present["audio"].sum()) for s in ("train", "val", "test")) == 12
 
 

@@ -138,7 +138,7 @@ def test_run_with_policy_missing_reports_the_bad_inputs(tmp_path, monkeypatch, c
         np.save(tmp_path / f"w{i}.npy", rng.normal(size=3).astype(np.float32))
     (tmp_path / "v5.npy").write_bytes(b"garbage")
     for name in ("v8.npy", "w8.npy"):
-        (tmp_path / name).unlink()  # row 8 has nothing left
+        (tmp_path / name).unlink()  # the row on line 10 has nothing left
     with open(tmp_path / "m.csv", "w", newline="") as f:
         csv.writer(f).writerows([["a", "b", "y"], *rows])
     args = ["run", "--manifest", str(tmp_path / "m.csv"), "--label", "y", "--seeds", "0",
@@ -152,7 +152,7 @@ def test_run_with_policy_missing_reports_the_bad_inputs(tmp_path, monkeypatch, c
             in capsys.readouterr().err)
     report = (tmp_path / "run2" / "report.md").read_text()
     assert "## Bad inputs" in report and "3 input(s)" in report and "1 row(s) with nothing usable left" in report
-    assert "| 8 | row9 | a |" in report and "| 5 | row6 | a |" in report  # rows 0-based, ids row<line>
+    assert "| line 10 | line10 | a |" in report and "| line 7 | line7 | a |" in report  # issue 28: one numbering
 
 
 class Exploit:

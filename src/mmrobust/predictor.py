@@ -226,24 +226,24 @@ class Predictor:
         one probability column per label; with a
         ``coverage``, also the label set (``|``-joined) and ``unsure``; an unsure label is empty).
 
-        A bad cell (unreadable file, wrong shape, ...) is an error naming the manifest row and id;
+        A bad cell (unreadable file, wrong shape, ...) is an error naming the manifest line and id;
         with ``on_bad_input="missing"`` that modality is dropped for the row (``used`` says what
         the prediction was made from) and a row with nothing usable gets an empty label."""
         from .config import BAD_INPUT_POLICIES
-        from .data.manifest import read_rows
+        from .data.manifest import default_id, read_rows
 
         if on_bad_input not in BAD_INPUT_POLICIES:
             raise ConfigError(f"on_bad_input must be one of {BAD_INPUT_POLICIES}, got {on_bad_input!r}")
         manifest, out = Path(manifest), Path(out)
-        header, rows = read_rows(manifest)
+        header, rows, lines = read_rows(manifest)
         if not rows:
             raise InputError(f"{manifest}: no rows to predict (only a header)")
         columns = [m for m in self.modalities if m in header]
         if not columns:
             raise InputError(f"{manifest}: no column named like a modality of this model ({', '.join(self.modalities)})")
         samples = [{m: row[m] or None for m in columns} for row in rows]
-        ids = [row.get("id") or f"row{i + 1}" for i, row in enumerate(rows)]
-        where = [f"{manifest}, row {i + 1} (id {sample_id!r})" for i, sample_id in enumerate(ids)]
+        ids = [row.get("id") or default_id(line) for row, line in zip(rows, lines)]
+        where = [f"{manifest}, line {line} (id {sample_id!r})" for line, sample_id in zip(lines, ids)]
         predictions: list[Prediction | None] = []
         for start in tqdm(range(0, len(samples), batch_size), desc="predict", unit="batch",
                           disable=True if progress is False else None):

@@ -166,10 +166,17 @@ def _bad_input_section(bad: dict | None) -> list[str]:
     out = ["## Bad inputs", "",
            f"Every row was validated before training (policy `{bad['policy']}`): {bad['marked_missing']} input(s) "
            f"unreadable or not finite were treated as missing, {bad['dropped']} row(s) with nothing usable left were "
-           f"dropped. The first {len(bad['first'])}:", "", "| split | row | id | modality | reason |", "|---|---:|---|---|---|"]
-    out += [f"| {b.get('split', '')} | {b.get('row', '')} | {b.get('id') or ''} | {b.get('modality', '—')} | {b['reason']} |"
+           f"dropped. The first {len(bad['first'])}:", "", "| split | where | id | modality | reason |", "|---|---|---|---|---|"]
+    out += [f"| {b.get('split', '')} | {_place(b)} | {b.get('id') or ''} | {b.get('modality', '—')} | {b['reason']} |"
             for b in bad["first"]]
     return out + [""]
+
+
+def _place(bad: dict) -> str:
+    """A manifest row by its line (as an editor numbers it); an array row by its index in the split."""
+    if "line" in bad:
+        return f"line {bad['line']}"
+    return f"index {bad['row']}" if "row" in bad else ""
 
 
 def _training_setting(config: dict, summary: Sequence[dict]) -> str:

@@ -33,8 +33,8 @@ class BadInputs:
     config and passed to the dataset loader (unreadable files) and to validation (values)."""
 
     policy: str = "error"
-    marked_missing: list[dict] = field(default_factory=list)  # {"split", "row", "id", "modality", "reason"}
-    dropped: list[dict] = field(default_factory=list)  # {"split", "row", "id", "reason"}
+    marked_missing: list[dict] = field(default_factory=list)  # {"split", "line" (a manifest) or "row", "id", "modality", "reason"}
+    dropped: list[dict] = field(default_factory=list)  # {"split", "line" or "row", "id", "reason"}
 
     def __post_init__(self) -> None:
         if self.policy not in BAD_INPUT_POLICIES:
@@ -51,13 +51,15 @@ def validate_splits(splits, bad: BadInputs | None = None, progress: bool | None 
     ``info["bad_inputs"]`` counts what both found (unreadable files, then bad values)."""
     bad = bad if bad is not None else BadInputs()
     check_unique_ids(splits.ids)
-    out, ids = {}, dict(splits.ids)
+    out, ids, lines = {}, dict(splits.ids), dict(splits.lines)
     for split in ("train", "val", "test"):
-        out[split], keep = validate_dataset(getattr(splits, split), split, splits.ids.get(split), bad, progress)
-        if split in ids:
-            ids[split] = [i for i, k in zip(ids[split], keep.tolist()) if k]
+        out[split], keep = validate_dataset(getattr(splits, split), split, splits.ids.get(split), bad, progress,
+                                            lines=splits.lines.get(split), source=splits.info.get("source"))
+        for kept in (ids, lines):
+            if split in kept:
+                kept[split] = [v for v, k in zip(kept[split], keep.tolist()) if k]
     warn_about_coverage(out["train"], out["test"])
-    return dataclasses.replace(splits, **out, ids=ids, info={**splits.info, "bad_inputs": bad.summary()}), bad
+    return dataclasses.replace(splits, **out, ids=ids, lines=lines, info={**splits.info, "bad_inputs": bad.summary()}), bad
 
 
 FEW_ROWS = 10  # a modality in fewer training rows than this cannot teach its model much
@@ -80,35 +82,50 @@ def warn_about_coverage(train: MultiModalDataset, test: MultiModalDataset) -> No
 
 
 def validate_dataset(data: MultiModalDataset, split: str, ids: list[str] | None = None,
-                     bad: BadInputs | None = None, progress: bool | None = None) -> tuple[MultiModalDataset, torch.Tensor]:
+                     bad: BadInputs | None = None, progress: bool | None = None, lines: list[int] | None = None,
+                     source: str | None = None) -> tuple[MultiModalDataset, torch.Tensor]:
     """``data`` checked row by row; under policy ``missing`` the bad cells become missing and
-    rows with nothing left are dropped (recorded in ``bad``). Returns the data and the kept rows."""
+    rows with nothing left are dropped (recorded in ``bad``). Returns the data and the kept rows.
+    A row is named by its line in ``source`` when ``lines`` are given (a manifest), else by its
+    index in the split."""
     bad = bad if bad is not None else BadInputs()
+    rows = RowNames(split, ids, lines, source)
     policy = bad.policy
     present = {m: data.present[m].clone() for m in data.modalities}
     for m in data.modalities:
         _check_dtype(data.inputs[m], f"{split}/{m}")
         for row, reason in _bad_rows(data.inputs[m], data.present[m], f"{split}/{m}", progress):
-            where = _where(split, row, ids)
             if policy == "error":
                 count = sum(1 for _ in _bad_rows(data.inputs[m], data.present[m], "", False))
-                raise DataError(f"{where}, {m}: {reason} ({count} bad row(s) in {split}/{m}); "
-                                    f"fix the data, or use --on-bad-input missing to treat them as missing")
+                raise DataError(f"{rows.where(row)}, {m}: {reason} ({count} bad row(s) in {split}/{m}); "
+                                f"fix the data, or use --on-bad-input missing to treat them as missing")
             present[m][row] = False
-            bad.marked_missing.append({"split": split, "row": row, "id": ids[row] if ids else None, "modality": m,
-                                       "reason": reason})
+            bad.marked_missing.append({**rows.record(row), "modality": m, "reason": reason})
     keep = torch.stack([present[m] for m in data.modalities]).any(0)
     empty = torch.nonzero(~keep).flatten().tolist()
     if empty and policy == "error":
-        raise DataError(f"{_where(split, empty[0], ids)}: every modality is missing ({len(empty)} such row(s))")
+        raise DataError(f"{rows.where(empty[0])}: every modality is missing ({len(empty)} such row(s))")
     for row in empty:
-        bad.dropped.append({"split": split, "row": row, "id": ids[row] if ids else None, "reason": "nothing usable left"})
+        bad.dropped.append({**rows.record(row), "reason": "nothing usable left"})
     data = data.with_present(present)
     return (data.subset(torch.nonzero(keep).flatten().numpy()) if empty else data), keep
 
 
-def _where(split: str, row: int, ids: list[str] | None) -> str:
-    return f"{split} row {row}" + (f" (id {ids[row]!r})" if ids else "")
+@dataclass(frozen=True)
+class RowNames:
+    """How a split's rows are named: a manifest's line (and the file), else the index in the split."""
+    split: str
+    ids: list[str] | None
+    lines: list[int] | None
+    source: str | None
+
+    def where(self, row: int) -> str:
+        place = f"{self.source}, line {self.lines[row]}" if self.lines else f"{self.split} row {row}"
+        return place + (f" (id {self.ids[row]!r})" if self.ids else "")
+
+    def record(self, row: int) -> dict:
+        place = {"line": self.lines[row]} if self.lines else {"row": row}
+        return {"split": self.split, **place, "id": self.ids[row] if self.ids else None}
 
 
 def _dtype(x: Any) -> np.dtype:

@@ -64,13 +64,14 @@ def _ks_lists(root: Path) -> tuple[dict[str, list[tuple[str, str]]], dict]:
             raise DataError(f"{path}: missing (Kinetics-Sound lists: train.csv and test.csv, rows clip,label; or the "
                             f"published my_train.txt and my_test.txt)")
         with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = [r for r in csv.reader(f) if r]
-        if rows and rows[0][:2] in (["clip", "label"], ["id", "label"], ["name", "label"]):
+            reader = csv.reader(f)
+            rows = [(reader.line_num, r) for r in reader if r]  # (the row's last line: one line per row here)
+        if rows and rows[0][1][:2] in (["clip", "label"], ["id", "label"], ["name", "label"]):
             rows = rows[1:]
-        bad = next((i for i, r in enumerate(rows, 1) if len(r) != 2 or not r[0].strip() or not r[1].strip()), None)
+        bad = next((line for line, r in rows if len(r) != 2 or not r[0].strip() or not r[1].strip()), None)
         if bad is not None:
-            raise DataError(f"{path}, row {bad}: expected 'clip,label'")
-        lists[split] = [(r[0].strip(), r[1].strip()) for r in rows]
+            raise DataError(f"{path}, line {bad}: expected 'clip,label'")
+        lists[split] = [(r[0].strip(), r[1].strip()) for _, r in rows]
     return lists, {"lists": "train.csv, test.csv"}
 
 

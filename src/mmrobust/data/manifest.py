@@ -2,7 +2,7 @@
 
 One column per modality (an image path, an audio path, a text, or the path of a ``.npy``
 feature vector; paths relative to the manifest), a label column (multi-label as ``a|b|c``),
-optional ``id`` and ``split`` (train / val / test) columns. An empty cell means that modality
+optional ``id`` (default ``line<N>``: a row is named by its line everywhere) and ``split`` (train / val / test) columns. An empty cell means that modality
 is missing for that row (the ``observed`` protocol). Without a ``split`` column the rows get a
 seeded, stratified 70 / 15 / 15 split, saved in the run folder as ``splits.csv``.
 """
@@ -26,8 +26,10 @@ AUDIO_SUFFIXES = (".wav",)
 FEATURE_SUFFIXES = (".npy",)
 
 
-def read_rows(path: Path, protected: Sequence[str] = ()) -> tuple[list[str], list[dict[str, str]]]:
-    """The header and the rows of a CSV (or TSV) or JSONL file, every value as a stripped string.
+def read_rows(path: Path, protected: Sequence[str] = ()) -> tuple[list[str], list[dict[str, str]], list[int]]:
+    """The header, the rows of a CSV (or TSV) or JSONL file (every value as a stripped string),
+    and the line each row starts on, as an editor numbers it (the one way rows are named in
+    messages, reports and default ids: a quoted cell over several lines and blank lines count).
     A JSONL key given twice in a row: its last value is used, said in one warning per key; for a
     ``protected`` key (the label, the id, the split) it is an error (which value is meant?)."""
     if not path.is_file():
@@ -50,14 +52,17 @@ def _read_csv(path: Path, delimiter: str):
         duplicated = sorted({h for h in header if header.count(h) > 1})
         if duplicated:
             raise DataError(f"{path}: column {duplicated[0]!r} appears more than once in the header")
-        rows = []
-        for line, values in enumerate(reader, start=2):
+        rows, lines = [], []
+        end = reader.line_num  # the header's last line
+        for values in reader:
+            line, end = end + 1, reader.line_num
             if not values:
                 continue
             if len(values) != len(header):
                 raise DataError(f"{path}, line {line}: {len(values)} fields, but the header has {len(header)}")
             rows.append({h: v.strip() for h, v in zip(header, values)})
-    return header, rows
+            lines.append(line)
+    return header, rows, lines
 
 
 def _check_utf8(path: Path) -> None:
@@ -72,7 +77,7 @@ def _check_utf8(path: Path) -> None:
 
 def _read_jsonl(path: Path, protected: Sequence[str] = ()):
     header: dict[str, None] = {}
-    rows = []
+    rows, lines = [], []
     repeated: dict[str, list[int]] = {}  # a key given twice in a row -> the lines
     _check_utf8(path)
     for line, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -86,13 +91,14 @@ def _read_jsonl(path: Path, protected: Sequence[str] = ()):
             raise DataError(f"{path}, line {line}: expected a JSON object, got {type(record).__name__}")
         header.update(dict.fromkeys(record))
         rows.append({k: _cell_text(v) for k, v in record.items()})
-    for key, lines in repeated.items():
+        lines.append(line)
+    for key, where in repeated.items():
         if key in protected:
-            raise DataError(f"{path}, line {lines[0]}: the key {key!r} appears twice in one record ({len(lines)} "
+            raise DataError(f"{path}, line {where[0]}: the key {key!r} appears twice in one record ({len(where)} "
                             f"line(s) like it); which value is meant? Give it once")
-        warnings.warn(f"{path}: key {key!r} appears twice in one record on {len(lines)} line(s) (first: line "
-                      f"{lines[0]}); the last value is used", UserWarning, stacklevel=2)
-    return list(header), [{h: row.get(h, "") for h in header} for row in rows]
+        warnings.warn(f"{path}: key {key!r} appears twice in one record on {len(where)} line(s) (first: line "
+                      f"{where[0]}); the last value is used", UserWarning, stacklevel=2)
+    return list(header), [{h: row.get(h, "") for h in header} for row in rows], lines
 
 
 def _last_values(pairs: list[tuple[str, Any]], line: int, repeated: dict[str, list[int]]) -> dict:
@@ -139,7 +145,7 @@ def read_manifest(path: str | Path, label: str, columns: Sequence[str] | None = 
                   multilabel: bool | None = None, separator: str = "|", group_column: str = "group") -> Table:
     """A manifest as a :class:`Table` (every column and cell checked, no file decoded yet)."""
     path = Path(path)
-    header, rows = read_rows(path, protected=(label, id_column, split_column))
+    header, rows, lines = read_rows(path, protected=(label, id_column, split_column))
     _require_column(path, header, label, "label")
     reserved = {label, id_column, split_column, group_column}
     columns = list(columns) if columns else [h for h in header if h not in reserved]
@@ -152,19 +158,24 @@ def read_manifest(path: str | Path, label: str, columns: Sequence[str] | None = 
     kinds = {c: (kinds or {}).get(c) or infer_kind(path, c, [r[c] for r in rows]) for c in columns}
     if multilabel is None:
         multilabel = any(separator in r[label] for r in rows)
-    ids = [_row_id(path, r, i, id_column in header and id_column) for i, r in enumerate(rows)]
+    ids = [_row_id(path, r, line, id_column in header and id_column) for r, line in zip(rows, lines)]
     labels = [_labels(path, ids[i], r[label], label, separator if multilabel else None) for i, r in enumerate(rows)]
     split = [_split(path, ids[i], r[split_column], split_column) for i, r in enumerate(rows)] if split_column in header else None
     cells = {c: [r[c] or None for r in rows] for c in columns}
     groups = [r[group_column] or ids[i] for i, r in enumerate(rows)] if group_column in header else None
-    return Table(str(path), path.parent, ids, cells, kinds, labels, split, multilabel, groups=groups)
+    return Table(str(path), path.parent, ids, cells, kinds, labels, split, multilabel, groups=groups, lines=lines)
 
 
-def _row_id(path: Path, row: dict, index: int, id_column: str | bool) -> str:
+def default_id(line: int) -> str:
+    """A row's id when the manifest has no id column: its line (``line7``)."""
+    return f"line{line}"
+
+
+def _row_id(path: Path, row: dict, line: int, id_column: str | bool) -> str:
     if not id_column:
-        return f"row{index + 1}"
+        return default_id(line)
     if not row[id_column]:
-        raise DataError(f"{path}: row {index + 1} has an empty {id_column!r}")
+        raise DataError(f"{path}, line {line}: empty {id_column!r}")
     return row[id_column]
 
 

@@ -17,6 +17,7 @@ class Splits:
     info: dict[str, Any] = field(default_factory=dict)  # provenance, shown in reports
     ids: dict[str, list[str]] = field(default_factory=dict)  # split -> sample ids (loaders with ids)
     inputs: dict[str, dict] = field(default_factory=dict)  # modality -> input spec (mmrobust.inputs); default: arrays
+    lines: dict[str, list[int]] = field(default_factory=dict)  # split -> each row's line in the manifest (manifests)
 
     def limit(self, rows: int | None) -> "Splits":
         """The first ``rows`` rows of each split (for quick runs); ``None`` keeps everything."""
@@ -24,4 +25,6 @@ class Splits:
             return self
         cut = {name: getattr(self, name).subset(range(min(rows, len(getattr(self, name))))) for name in ("train", "val", "test")}
         ids = {name: values[:rows] for name, values in self.ids.items()}
-        return Splits(**cut, encoders=self.encoders, info={**self.info, "limit": rows}, ids=ids, inputs=self.inputs)
+        lines = {name: values[:rows] for name, values in self.lines.items()}
+        return Splits(**cut, encoders=self.encoders, info={**self.info, "limit": rows}, ids=ids, inputs=self.inputs,
+                      lines=lines)

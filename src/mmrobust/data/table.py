@@ -45,29 +45,40 @@ class Table:
     multilabel: bool = False
     label_names: list[str] | None = None  # a fixed vocabulary; None: the sorted labels seen
     groups: list[str] | None = None  # the source each row comes from (rows sharing one are not independent)
+    lines: list[int] | None = None  # the line of ``source`` each row starts on (a manifest), for messages
+
+    def place(self, row: int) -> dict[str, Any]:
+        """Where a row is, for records and messages: its line in the manifest, or else its index."""
+        return {"line": self.lines[row]} if self.lines is not None else {"row": row}
+
+    def where(self, row: int) -> str:
+        line = f", line {self.lines[row]}" if self.lines is not None else ""
+        return f"{self.source}{line}: sample {self.ids[row]!r}"
 
     def check(self) -> None:
         """Unique ids, at least one modality per row, labels in the vocabulary."""
         seen: dict[str, int] = {}
         for row, sample_id in enumerate(self.ids):
             if sample_id in seen:
-                raise DataError(f"{self.source}: sample id {sample_id!r} appears twice (rows {seen[sample_id] + 1} and {row + 1})")
+                twice = (f"lines {self.lines[seen[sample_id]]} and {self.lines[row]}" if self.lines is not None
+                         else f"rows {seen[sample_id] + 1} and {row + 1}")
+                raise DataError(f"{self.source}: sample id {sample_id!r} appears twice ({twice})")
             seen[sample_id] = row
             if all(self.cells[m][row] is None for m in self.cells):
-                raise DataError(f"{self.source}: sample {sample_id!r} has every modality missing ({', '.join(self.cells)})")
+                raise DataError(f"{self.where(row)} has every modality missing ({', '.join(self.cells)})")
             if not self.labels[row]:
-                raise DataError(f"{self.source}: sample {sample_id!r} has no label")
+                raise DataError(f"{self.where(row)} has no label")
             if not self.multilabel and len(self.labels[row]) > 1:
-                raise DataError(f"{self.source}: sample {sample_id!r} has several labels {self.labels[row]} in a multi-class task")
+                raise DataError(f"{self.where(row)} has several labels {self.labels[row]} in a multi-class task")
         for m, kind in self.kinds.items():
             if kind not in CELL_KINDS:
                 raise DataError(f"{self.source}: modality {m!r} has kind {kind!r}; expected one of {CELL_KINDS}")
         if self.label_names is not None:
             vocabulary = set(self.label_names)
-            for sample_id, labels in zip(self.ids, self.labels):
+            for row, labels in enumerate(self.labels):
                 unknown = [label for label in labels if label not in vocabulary]
                 if unknown:
-                    raise DataError(f"{self.source}: sample {sample_id!r} has unknown label {unknown[0]!r}; "
+                    raise DataError(f"{self.where(row)} has unknown label {unknown[0]!r}; "
                                     f"known: {', '.join(self.label_names)}")
 
 
@@ -81,7 +92,8 @@ def build_splits(table: Table, extractors: Mapping[str, str] | None = None, fine
     cell becomes missing, a row left with nothing is dropped, both recorded there. Frozen features
     are computed on ``device``. ``table`` itself is never changed."""
     table.check()
-    table = dataclasses.replace(table, cells={m: list(cells) for m, cells in table.cells.items()})  # our own copy
+    split = _split_rows(table, split_seed)
+    table = dataclasses.replace(table, cells={m: list(cells) for m, cells in table.cells.items()}, split=split)  # our own copy
     bad = bad_inputs if bad_inputs is not None else BadInputs()
     finetune = set(finetune)
     unknown = sorted(finetune - set(table.cells))
@@ -89,7 +101,6 @@ def build_splits(table: Table, extractors: Mapping[str, str] | None = None, fine
         raise DataError(f"finetune: no modality {unknown[0]!r} (modalities: {', '.join(table.cells)})")
     names = table.label_names or sorted({label for labels in table.labels for label in labels})
     target = _targets(table.labels, names, table.multilabel)
-    split = _split_rows(table, split_seed)
     inputs, encoders, used, specs = {}, {}, {}, {}
     for m in table.cells:
         if table.kinds[m] == "features":
@@ -109,11 +120,9 @@ def build_splits(table: Table, extractors: Mapping[str, str] | None = None, fine
         else:
             inputs[m] = _feature_column(table, m, extractor, FeatureCache(cache_dir, extractor), bad, device)
             encoders[m] = EncoderSpec("mlp", in_dim=int(inputs[m].shape[1]))
-    for record in bad.marked_missing:
-        record.setdefault("split", split[record["row"]])
     present = {m: np.array([c is not None for c in table.cells[m]]) for m in table.cells}  # after unreadable cells
     keep = np.any(np.stack(list(present.values())), axis=0)
-    bad.dropped += [{"split": split[row], "row": row, "id": table.ids[row], "reason": "nothing readable left"}
+    bad.dropped += [{"split": split[row], **table.place(row), "id": table.ids[row], "reason": "nothing readable left"}
                     for row in np.flatnonzero(~keep)]
     full = MultiModalDataset(inputs, target, present, num_classes=len(names),
                              task="multilabel" if table.multilabel else "multiclass", label_names=names,
@@ -124,10 +133,12 @@ def build_splits(table: Table, extractors: Mapping[str, str] | None = None, fine
             raise DataError(f"{table.source}: the {s} split has no rows")
     _warn_few_groups(table, rows["test"])
     ids = {s: [table.ids[i] for i in idx] for s, idx in rows.items()}
+    lines = {s: [table.lines[i] for i in idx] for s, idx in rows.items()} if table.lines is not None else {}
     meta = {"source": table.source, "rows": {s: len(idx) for s, idx in rows.items()}, "modalities": dict(table.kinds),
             "extractors": used, "missing": {m: int((~present[m]).sum()) for m in table.cells},
             "bad_inputs": bad.summary(), **(info or {})}
-    return Splits(*(full.subset(rows[s]) for s in SPLIT_NAMES), encoders=encoders, info=meta, ids=ids, inputs=specs)
+    return Splits(*(full.subset(rows[s]) for s in SPLIT_NAMES), encoders=encoders, info=meta, ids=ids, inputs=specs,
+                  lines=lines)
 
 
 def _targets(labels: Sequence[list[str]], names: list[str], multilabel: bool) -> np.ndarray:
@@ -174,10 +185,11 @@ def _read(table: Table, m: str, row: int, read, bad: BadInputs):
     try:
         return read(table.cells[m][row])
     except (ExtractorError, DataError) as err:
-        message = f"{table.source}: sample {table.ids[row]!r}, {m}: {err}"
         if bad.policy == "error":
-            raise DataError(message + " (or use --on-bad-input missing to treat such cells as missing)") from None
-        bad.marked_missing.append({"row": row, "id": table.ids[row], "modality": m, "reason": str(err)})
+            raise DataError(f"{table.where(row)}, {m}: {err} (or use --on-bad-input missing to treat such cells as "
+                            f"missing)") from None
+        bad.marked_missing.append({"split": table.split[row], **table.place(row), "id": table.ids[row], "modality": m,
+                                   "reason": str(err)})
         table.cells[m][row] = None
         return None
 
