@@ -2,8 +2,9 @@
 
 One column per modality (an image path, an audio path, a text, or the path of a ``.npy``
 feature vector; paths relative to the manifest), a label column (multi-label as ``a|b|c``),
-optional ``id`` (default ``line<N>``: a row is named by its line everywhere) and ``split`` (train / val / test) columns. An empty cell means that modality
-is missing for that row (the ``observed`` protocol). Without a ``split`` column the rows get a
+optional ``id`` (default ``line<N>``: a row is named by its line everywhere) and ``split``
+(train / val / test) columns. An empty cell means that modality is missing for that row (the
+``observed`` protocol). Without a ``split`` column the rows get a
 seeded, stratified 70 / 15 / 15 split, saved in the run folder as ``splits.csv``.
 """
 from __future__ import annotations
