@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default=None, help="auto (CUDA when present), cpu, cuda, cuda:N")
         p.add_argument("--threads", type=int, default=None,
                        help="torch CPU threads (default: half the cores; results depend on this number)")
+        p.add_argument("--jobs", type=int, default=None, metavar="N",
+                       help="worker processes for independent seeds (default train.jobs, else as many as the cores "
+                            "allow at the thread count); the records do not depend on it")
         p.add_argument("--on-bad-input", choices=BAD_INPUT_POLICIES, default=None,
                        help="a bad input (unreadable file, NaN, ...): stop naming it (error, the default) or treat "
                             "that modality of that row as missing (missing; counted in the report)")
@@ -70,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
         if name == "evaluate":
             p.add_argument("--trust-code", action="store_true",
                            help="build an encoder the run folder's config names by import path (runs that code)")
+            p.add_argument("--jobs", type=int, default=None, metavar="N",
+                           help="worker processes for independent seeds (default: as for run)")
         p.set_defaults(func=func)
     p = sub.add_parser("prepare", help="build a dataset's arrays from its raw sources")
     prepare = p.add_subparsers(required=True, dest="dataset")
@@ -152,6 +157,12 @@ def _manifest_overrides(args: argparse.Namespace) -> list[str]:
             f"data.options.label={json.dumps(args.label)}"]
 
 
+def _jobs(args: argparse.Namespace) -> int | None:
+    if args.jobs is not None and args.jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
+    return args.jobs
+
+
 def _resume_dir(args: argparse.Namespace) -> Path:
     """The run folder to resume, after checking that the flags ask for its own config."""
     from . import pipeline
@@ -175,9 +186,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from . import pipeline
 
     if args.resume is not None:
-        report = pipeline.resume_all(_resume_dir(args), trust_code=args.trust_code)
+        report = pipeline.resume_all(_resume_dir(args), trust_code=args.trust_code, jobs=_jobs(args))
     else:
-        report = pipeline.run_all(config, args.out)
+        report = pipeline.run_all(config, args.out, jobs=_jobs(args))
     print(f"report: {report}")
     return 0
 
@@ -189,7 +200,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     resuming = args.resume is not None
     run_dir, splits = (_resume_dir(args), None) if resuming else pipeline.new_run(config, args.out)
     with pipeline.run_lock(run_dir):
-        pipeline.train_run(run_dir, splits=splits, trust_code=args.trust_code or not resuming)
+        pipeline.train_run(run_dir, splits=splits, trust_code=args.trust_code or not resuming, jobs=_jobs(args))
     print(f"trained: {run_dir} (next: mmrobust evaluate {run_dir})")
     return 0
 
@@ -200,7 +211,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not (args.run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{args.run_dir}: not a run folder (no config.yaml)")
     with pipeline.run_lock(args.run_dir):
-        pipeline.evaluate_run(args.run_dir, trust_code=args.trust_code)
+        pipeline.evaluate_run(args.run_dir, trust_code=args.trust_code, jobs=_jobs(args))
     print(f"results: {args.run_dir / 'results.jsonl'} (next: mmrobust report {args.run_dir})")
     return 0
 

@@ -57,6 +57,8 @@ class TrainConfig:
     compile: bool = False  # torch.compile each encoder (dynamic shapes: encoders see only present rows)
     threads: int | None = None  # CPU threads of torch; None: half the cores (benchmarks/speed: spinning threads
     #                             on a busy machine cost several-fold; results depend on this number)
+    jobs: int | None = None  # worker processes for independent seeds; None: as many as the cores allow at
+    #                          `threads` threads (one on a GPU). Records do not depend on it (not in the fingerprint)
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -69,6 +71,8 @@ class TrainConfig:
             raise ConfigError("epochs must be >= 0, batch_size >= 1 and lr > 0")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1 (or null: half the cores), got {self.threads}")
+        if self.jobs is not None and self.jobs < 1:
+            raise ConfigError(f"jobs must be >= 1 (or null: as many as the cores allow), got {self.jobs}")
 
     def scaled(self, lr_scale: float, epoch_fraction: float) -> "TrainConfig":
         """The fine-tuning settings: ``lr * lr_scale`` for ``ceil(epochs * epoch_fraction)`` epochs."""
@@ -204,13 +208,23 @@ def config_to_dict(config: RunConfig) -> dict:
 
 
 def config_sha256(config: RunConfig) -> str:
-    """A fingerprint of the resolved configuration (key order does not matter)."""
-    return hashlib.sha256(json.dumps(config_to_dict(config), sort_keys=True).encode("utf-8")).hexdigest()
+    """A fingerprint of the resolved configuration (key order does not matter), without the
+    settings that cannot change a result (:data:`SCHEDULING`): a run may resume with other ones."""
+    return hashlib.sha256(json.dumps(_without_scheduling(config_to_dict(config)), sort_keys=True).encode("utf-8")).hexdigest()
+
+
+SCHEDULING = ("jobs",)  # train settings that change how fast a run goes, never what it records
+
+
+def _without_scheduling(data: dict) -> dict:
+    train = {k: v for k, v in data.get("train", {}).items() if k not in SCHEDULING}
+    return {**data, "train": train} if "train" in data else data
 
 
 def config_differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
     """``key: old -> new`` for every key (dotted) whose value differs."""
     out = []
+    saved, wanted = (_without_scheduling(saved), _without_scheduling(wanted)) if not prefix else (saved, wanted)
     for key in sorted(set(saved) | set(wanted)):
         a, b = saved.get(key), wanted.get(key)
         if isinstance(a, dict) and isinstance(b, dict):

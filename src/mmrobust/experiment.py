@@ -54,6 +54,16 @@ class ExperimentResults:
         return summarize(self.records)
 
 
+@dataclass
+class SeedEvaluation:
+    """One seed's part of the evaluation: its records, reliability bins and each row's decisions."""
+
+    seed: int
+    records: list[dict] = field(default_factory=list)
+    reliability: list[dict] = field(default_factory=list)
+    decisions: dict[tuple, dict] = field(default_factory=dict)  # (method, seed) -> the method's decisions
+
+
 class Store:
     """Where a run's products go, and what an earlier attempt left: by default nowhere, nothing."""
 
@@ -241,22 +251,36 @@ class Experiment:
             return self._evaluate(fitted, store, stages)
 
     def _evaluate(self, fitted: Mapping[int, Mapping[str, Method]], store: Store, stages: list[dict]) -> ExperimentResults:
+        return self.combine([self.evaluate_seed(seed, fitted[seed], store, stages) for seed in self.seeds], store, stages)
+
+    def evaluate_seed(self, seed: int, fitted: Mapping[str, Method], store: Store, stages: list[dict]) -> SeedEvaluation:
+        """The records of one seed's fitted methods under every mask of every protocol (its test
+        masks go to ``store``); :meth:`combine` joins the seeds. A worker process runs it alone."""
+        out = SeedEvaluation(seed)
+        masks = sample_all_masks(self.protocols, {m: self.test.present[m] for m in self.modalities}, seed)
+        store.masks(seed, masks, self.protocols)
+        store.log(f"[seed {seed}] evaluating {len(fitted)} methods under {len(masks)} masks on {len(self.test)} test rows")
+        train, val = self.seed_data(seed)
+        gate = self.fit_gate(fitted, train, val, store)
+        conditions = Conditions(self.test, self.ranges, gate, seed, self.input_specs)
+        for name, method in fitted.items():
+            with measure(stages, f"seed{seed}/evaluate/{name}", method.device):
+                calibration = fit_calibration(method, val, self.calibration)
+                evaluation = evaluate_method(method, self.test, masks, calibration=calibration, conditions=conditions)
+            tags = {"dataset": self.dataset, "method": name, "seed": seed}
+            out.records += [{**tags, **r} for r in evaluation.records]
+            out.reliability += [{**tags, **r} for r in evaluation.reliability]
+            out.decisions[(name, seed)] = evaluation.decisions
+        return out
+
+    def combine(self, seeds: Sequence[SeedEvaluation], store: Store, stages: list[dict]) -> ExperimentResults:
+        """The seeds' evaluations, in seed order, as one result: the records (each seed's written
+        to ``store`` as it is added), then the bootstrap intervals over all seeds."""
         results, decisions = ExperimentResults(stages=stages), {}
-        for seed in self.seeds:
-            masks = sample_all_masks(self.protocols, {m: self.test.present[m] for m in self.modalities}, seed)
-            store.masks(seed, masks, self.protocols)
-            store.log(f"[seed {seed}] evaluating {len(fitted[seed])} methods under {len(masks)} masks on {len(self.test)} test rows")
-            train, val = self.seed_data(seed)
-            gate = self.fit_gate(fitted[seed], train, val, store)
-            conditions = Conditions(self.test, self.ranges, gate, seed, self.input_specs)
-            for name, method in fitted[seed].items():
-                with measure(stages, f"seed{seed}/evaluate/{name}", method.device):
-                    calibration = fit_calibration(method, val, self.calibration)
-                    evaluation = evaluate_method(method, self.test, masks, calibration=calibration, conditions=conditions)
-                tags = {"dataset": self.dataset, "method": name, "seed": seed}
-                results.records += [{**tags, **r} for r in evaluation.records]
-                results.reliability += [{**tags, **r} for r in evaluation.reliability]
-                decisions[(name, seed)] = evaluation.decisions
+        for seed in sorted(seeds, key=lambda s: self.seeds.index(s.seed)):
+            results.records += seed.records
+            results.reliability += seed.reliability
+            decisions.update(seed.decisions)
             store.records(results.records)
         groups = np.asarray(self.groups) if self.groups is not None else None
         results.evidence = bootstrap_evidence(decisions, self.test.target.numpy(), main_metric(results.records),

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import ctypes
+import ctypes.util
 import dataclasses
 import io
 import json
+import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
@@ -29,7 +34,7 @@ from .data import DATASETS, Splits
 from .encoders import EncoderSpec, check_trusted
 from .errors import ConfigError, DataError, RunFolderBusyError
 from .evaluation import fit_calibration
-from .experiment import Experiment, FolderStore, with_training_missing
+from .experiment import Experiment, FolderStore, SeedEvaluation, with_training_missing
 from .files import write_json, write_text
 from .methods import Method
 from .inputs import default_spec, describe_input
@@ -37,7 +42,7 @@ from .predictor import Predictor
 from .provenance import environment, measure
 from .records import choice_text, main_table, read_jsonl
 from .report import write_report
-from .runtime import resolve_device, resolve_threads
+from .runtime import cpu_threads, resolve_device, resolve_jobs, resolve_threads
 from .validate import SHOWN, BadInputs, validate_splits
 
 Log = Callable[[str], None]
@@ -139,10 +144,10 @@ def read_config(run_dir: Path) -> RunConfig:
         raise ConfigError(f"{path}: {err}") from None
 
 
-def load_data(config: RunConfig) -> Splits:
+def load_data(config: RunConfig, log: Log = stderr_log) -> Splits:
     """The dataset, every row validated before anything trains: one bad-input policy object
     (``data.on_bad_input``) goes to the loader and to validation; ``train.device`` is where
-    feature extraction runs."""
+    feature extraction runs. What a user must know (warnings, bad inputs) goes to ``log``."""
     options = dict(config.data.options)
     if config.data.root is not None:
         options["root"] = config.data.root
@@ -153,9 +158,9 @@ def load_data(config: RunConfig) -> Splits:
         splits, _ = validate_splits(splits.limit(config.data.limit), bad)
     notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)))
     for note in notes:
-        stderr_log(f"warning: {note}")
+        log(f"warning: {note}")
     if bad.marked_missing or bad.dropped:
-        stderr_log(f"--on-bad-input missing: {len(bad.marked_missing)} cell(s) marked missing, {len(bad.dropped)} row(s) "
+        log(f"--on-bad-input missing: {len(bad.marked_missing)} cell(s) marked missing, {len(bad.dropped)} row(s) "
                    f"dropped; the first {min(SHOWN, len(bad.marked_missing) + len(bad.dropped))} are listed in the report, "
                    f"all counts in provenance.json (dataset.bad_inputs)")
     return dataclasses.replace(splits, info={**splits.info, "warnings": notes}) if notes else splits
@@ -204,8 +209,30 @@ class RunFolderStore(FolderStore):
         if self.planned:
             elapsed = time.perf_counter() - self.started
             left = elapsed / self.done * max(0, self.planned - self.done)
-            line += f" | {self.done}/{self.planned} stages, {_duration(elapsed)} elapsed, about {_duration(left)} of training left"
+            line += (f" | {self.done}/{self.planned} stages{self.of}, {_duration(elapsed)} elapsed, about "
+                     f"{_duration(left)} of training left")
         self.log(line)
+
+    of = ""  # whose stages the count covers, when not the whole run's
+
+
+class SeedWorkerStore(RunFolderStore):
+    """What a worker process writes for its one seed: models, checkpoints, metrics and masks
+    (each in the seed's own files); the run's shared files (``fits.json``, ``results.jsonl``,
+    ``provenance.json``) are the parent's, written from what the workers return."""
+
+    def __init__(self, folder: Path, seed: int) -> None:
+        super().__init__(folder, {}, stderr_log)
+        self.of = f" of seed {seed}"
+
+    def fits(self, fits: list[dict]) -> None:
+        pass
+
+    def records(self, records: list[dict]) -> None:
+        pass
+
+    def evidence(self, evidence: list[dict], reliability: list[dict]) -> None:
+        pass
 
     def fits(self, fits: list[dict]) -> None:
         super().fits(fits)
@@ -243,14 +270,23 @@ def _keep_split(run_dir: Path, splits: Splits) -> None:
 
 
 def train_run(run_dir: Path, log: Log = stderr_log, splits: Splits | None = None, *,
-              trust_code: bool = False) -> dict[int, dict[str, Method]]:
+              trust_code: bool = False, jobs: int | None = None) -> dict[int, dict[str, Method]]:
     """Stage 1 and every method, per seed; each fitted method saved as soon as it is done.
 
     On a folder where some of it was done (an interrupted run, resumed), saved models are
     loaded, not retrained, and an interrupted stage resumes from its last epoch checkpoint.
-    An encoder the folder's config names by import path is built only with ``trust_code``."""
+    An encoder the folder's config names by import path is built only with ``trust_code``.
+    With several ``jobs`` (default ``train.jobs``, see :func:`seed_workers`) the seeds still to
+    train are trained by worker processes into the folder, then loaded as a resume would."""
     started = time.perf_counter()
-    experiment, store = _setup(read_config(run_dir), run_dir, splits, log, trust_code)
+    config = read_config(run_dir)
+    experiment, store = _setup(config, run_dir, splits, log, trust_code)
+    pending = [seed for seed in experiment.seeds if not _trained(experiment, store, seed)]
+    workers = min(seed_workers(config, jobs), len(pending))
+    if workers > 1:
+        log(f"training seeds {pending} in {workers} worker processes")
+        for stages in in_workers(train_seed, run_dir, pending, workers):
+            store.provenance["stages"] += stages
     fitted = experiment.fit(store, store.provenance["stages"])
     distributed.barrier()
     if distributed.is_main():
@@ -260,15 +296,85 @@ def train_run(run_dir: Path, log: Log = stderr_log, splits: Splits | None = None
 
 
 def evaluate_run(run_dir: Path, fitted: Mapping[int, Mapping[str, Method]] | None = None,
-                 log: Log = stderr_log, splits: Splits | None = None, *, trust_code: bool = False) -> list[dict]:
+                 log: Log = stderr_log, splits: Splits | None = None, *, trust_code: bool = False,
+                 jobs: int | None = None) -> list[dict]:
     """Every protocol on the test split, per seed; models (and data) loaded from the run folder
-    unless given (an import-path encoder only with ``trust_code``)."""
+    unless given (an import-path encoder only with ``trust_code``). With several ``jobs`` the
+    seeds are evaluated by worker processes (each loads its seed's models), joined in seed order."""
     started = time.perf_counter()
-    experiment, store = _setup(read_config(run_dir), run_dir, splits, log, trust_code)
-    fitted = fitted if fitted is not None else _load_fitted(experiment, store)
-    records = experiment.evaluate(fitted, store, store.provenance["stages"]).records
+    config = read_config(run_dir)
+    experiment, store = _setup(config, run_dir, splits, log, trust_code)
+    workers = min(seed_workers(config, jobs), len(experiment.seeds))
+    if workers > 1:
+        log(f"evaluating seeds {list(experiment.seeds)} in {workers} worker processes")
+        parts = in_workers(evaluate_seed, run_dir, experiment.seeds, workers)
+        for _, stages in parts:
+            store.provenance["stages"] += stages
+        records = experiment.combine([evaluation for evaluation, _ in parts], store, store.provenance["stages"]).records
+    else:
+        fitted = fitted if fitted is not None else _load_fitted(experiment, store)
+        records = experiment.evaluate(fitted, store, store.provenance["stages"]).records
     _finish(run_dir, store.provenance, "evaluate", started)
     return records
+
+
+def seed_workers(config: RunConfig, jobs: int | None = None) -> int:
+    """Worker processes for a run's independent seeds: ``jobs``, else ``train.jobs``, else as
+    many as the cores allow at ``train.threads`` (one on a GPU, and one under torchrun)."""
+    if distributed.world_size() > 1:
+        return 1
+    wanted = jobs if jobs is not None else config.train.jobs
+    return resolve_jobs(wanted, config.train.threads, str(resolve_device(config.train.device)))
+
+
+def in_workers(task: Callable, run_dir: Path, seeds, workers: int) -> list:
+    """``task(run_dir, seed)`` for each seed in ``workers`` fresh processes (spawned: a fork of
+    a process whose torch threads have run can hang); the results in seed order. A worker dies
+    with this process (a killed run leaves nobody writing its folder)."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
+        futures = [pool.submit(task, str(run_dir), seed) for seed in seeds]
+        return [future.result() for future in futures]
+
+
+def die_with_parent(parent: int) -> None:
+    """In a worker: be killed when the process that started it dies (Linux; elsewhere a no-op)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return
+    if os.getppid() != parent:  # it died before the line above
+        os._exit(1)
+
+
+def _seed_experiment(run_dir: Path, seed: int) -> tuple[Experiment, SeedWorkerStore, RunConfig]:
+    """In a worker: the run's experiment reduced to one seed, on the data read again."""
+    config = dataclasses.replace(read_config(run_dir), seeds=[seed])
+    experiment = experiment_for(config, load_data(config, log=lambda message: None))  # the parent said it
+    return experiment, SeedWorkerStore(run_dir, seed), config
+
+
+def train_seed(run_dir: str, seed: int) -> list[dict]:
+    """A worker's task: train one seed into the run folder; returns the stages' time and memory."""
+    experiment, store, _ = _seed_experiment(Path(run_dir), seed)
+    stages: list[dict] = []
+    experiment.fit(store, stages)
+    return stages
+
+
+def evaluate_seed(run_dir: str, seed: int) -> tuple[SeedEvaluation, list[dict]]:
+    """A worker's task: evaluate one seed's saved models; returns its evaluation and stages."""
+    experiment, store, config = _seed_experiment(Path(run_dir), seed)
+    stages: list[dict] = []
+    with cpu_threads(config.train.threads):
+        evaluation = experiment.evaluate_seed(seed, _load_fitted(experiment, store)[seed], store, stages)
+    return evaluation, stages
+
+
+def _trained(experiment: Experiment, store: FolderStore, seed: int) -> bool:
+    return all(store.model_path(seed, name).is_file() for name in experiment.create_methods(seed))
 
 
 def _load_fitted(experiment: Experiment, store: RunFolderStore) -> dict[int, dict[str, Method]]:
@@ -302,27 +408,28 @@ def new_run(config: RunConfig, out: Path | None = None, log: Log = stderr_log) -
     return run_dir, splits
 
 
-def run_all(config: RunConfig, out: Path | None = None, log: Log = stderr_log) -> Path:
+def run_all(config: RunConfig, out: Path | None = None, log: Log = stderr_log, *, jobs: int | None = None) -> Path:
     """The whole pipeline into a new run folder; returns the path of the report."""
     run_dir, splits = new_run(config, out, log)
     with run_lock(run_dir):
-        return _train_evaluate_report(run_dir, log, splits, trust_code=True)  # the caller's own config
+        return _train_evaluate_report(run_dir, log, splits, trust_code=True, jobs=jobs)  # the caller's own config
 
 
-def resume_all(run_dir: Path, log: Log = stderr_log, *, trust_code: bool = False) -> Path:
+def resume_all(run_dir: Path, log: Log = stderr_log, *, trust_code: bool = False, jobs: int | None = None) -> Path:
     """Finish an interrupted run in its own folder (finished stages kept); returns the report's path."""
     log(f"resuming: {run_dir}")
     with run_lock(Path(run_dir)):
         for leftover in Path(run_dir).glob(".*.tmp"):  # a file half-written when the run was killed
             leftover.unlink() if leftover.is_file() else shutil.rmtree(leftover, ignore_errors=True)
-        return _train_evaluate_report(Path(run_dir), log, trust_code=trust_code)
+        return _train_evaluate_report(Path(run_dir), log, trust_code=trust_code, jobs=jobs)
 
 
-def _train_evaluate_report(run_dir: Path, log: Log, splits: Splits | None = None, *, trust_code: bool) -> Path:
+def _train_evaluate_report(run_dir: Path, log: Log, splits: Splits | None = None, *, trust_code: bool,
+                           jobs: int | None = None) -> Path:
     splits = splits if splits is not None else load_data(read_config(run_dir))  # read and validated once for the three steps
-    fitted = train_run(run_dir, log, splits, trust_code=trust_code)
+    fitted = train_run(run_dir, log, splits, trust_code=trust_code, jobs=jobs)
     if distributed.is_main():  # the models are the same on every rank: rank 0 evaluates and reports
-        evaluate_run(run_dir, fitted, log, splits, trust_code=trust_code)
+        evaluate_run(run_dir, fitted, log, splits, trust_code=trust_code, jobs=jobs)
         write_report(run_dir)
         write_model(run_dir, fitted, log, splits)
     distributed.barrier()

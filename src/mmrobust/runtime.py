@@ -44,6 +44,17 @@ def resolve_threads(threads: int | None) -> int:
     return int(threads) if threads is not None else max(1, (os.cpu_count() or 1) // 2)
 
 
+def resolve_jobs(jobs: int | None, threads: int | None, device: str = "cpu") -> int:
+    """Worker processes for independent seeds: ``jobs``, or by default as many as the cores this
+    process may use allow at ``threads`` threads each; one on a GPU (the seeds would share it)."""
+    if jobs is not None:
+        return int(jobs)
+    if str(device) != "cpu":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // resolve_threads(threads))
+
+
 @contextlib.contextmanager
 def cpu_threads(threads: int | None) -> Iterator[int]:
     """Run a block with torch on ``resolve_threads(threads)`` CPU threads, restoring the caller's."""

@@ -1,0 +1,98 @@
+"""Issue 29: independent seeds in worker processes (``--jobs``), with the records of one process."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from safetensors import safe_open
+
+from mmrobust.cli import main
+
+RECORDS = ("results.jsonl", "fits.json", "evidence.jsonl", "reliability.json")
+
+
+def _tensors(path: Path) -> dict:
+    with safe_open(str(path), "pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}
+
+
+def test_two_jobs_give_the_records_of_one(tmp_path, capsys):
+    """The same run with --jobs 2 and --jobs 1: byte-identical records, masks and weights
+    (only the time each epoch took differs in a model's metadata)."""
+    args = ["run", "--config", "tiny", "--seeds", "0", "1", "--threads", "1", "--device", "cpu"]
+    assert main([*args, "--jobs", "2", "--out", str(tmp_path / "two")]) == 0
+    assert "training seeds [0, 1] in 2 worker processes" in capsys.readouterr().err
+    assert main([*args, "--jobs", "1", "--out", str(tmp_path / "one")]) == 0
+    assert "worker processes" not in capsys.readouterr().err
+    one, two = tmp_path / "one", tmp_path / "two"
+    for name in RECORDS + ("masks/seed0.npz", "masks/seed1.npz", "model/calibration.json", "model/gate.safetensors"):
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
+    models = sorted(p.relative_to(one) for p in (one / "models").rglob("*.safetensors"))
+    assert len(models) == 2 * 13 and models == sorted(p.relative_to(two) for p in (two / "models").rglob("*.safetensors"))
+    for model in models:
+        a, b = _tensors(one / model), _tensors(two / model)
+        assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a), model
+    stages = [s["stage"] for s in __import__("json").loads((two / "provenance.json").read_text())["stages"]]
+    assert "seed1/stage1" in stages and "seed1/evaluate/ume-mma" in stages, "the workers' stages reach provenance"
+
+
+def test_a_worker_dies_with_the_run(tmp_path):
+    """kill -9 of the run leaves no worker writing its folder (a resume may start at once)."""
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent("""
+        import os, sys, time
+        from pathlib import Path
+        from mmrobust.pipeline import in_workers
+
+        def task(run_dir, seed):
+            Path(run_dir, f"pid{seed}").write_text(str(os.getpid()))
+            time.sleep(120)
+
+        if __name__ == "__main__":
+            in_workers(task, Path(sys.argv[1]), [0, 1], 2)
+    """))
+    run = subprocess.Popen([sys.executable, str(script), str(tmp_path)])
+    pids = [tmp_path / "pid0", tmp_path / "pid1"]
+    deadline = time.monotonic() + 60
+    while not all(p.is_file() and p.read_text() for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    workers = [int(p.read_text()) for p in pids]
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers)
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting to be reaped is dead)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_jobs_is_how_fast_not_what_so_it_is_not_in_the_fingerprint():
+    """A run may resume with other jobs (the records do not depend on them); 0 jobs is refused."""
+    import pytest
+
+    from mmrobust.config import config_differences, config_sha256, config_to_dict, load_config
+    from mmrobust.errors import ConfigError
+    from mmrobust.runtime import resolve_jobs
+
+    one, four = load_config("tiny", ["train.jobs=1"]), load_config("tiny", ["train.jobs=4"])
+    assert config_sha256(one) == config_sha256(four) == config_sha256(load_config("tiny", []))
+    assert config_sha256(one) != config_sha256(load_config("tiny", ["train.threads=3"]))
+    assert config_differences(config_to_dict(one), config_to_dict(four)) == []
+    with pytest.raises(ConfigError, match="jobs must be >= 1"):
+        load_config("tiny", ["train.jobs=0"])
+    cores = len(os.sched_getaffinity(0))
+    assert resolve_jobs(None, 1) == cores and resolve_jobs(None, cores) == 1 and resolve_jobs(3, 1) == 3
+    assert resolve_jobs(None, 1, "cuda:0") == 1
