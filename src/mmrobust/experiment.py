@@ -24,6 +24,7 @@ from .checkpoint import load_method, save_method
 from .encoders import EncoderLike
 from .errors import ConfigError
 from .calibration import check_mode
+from .encoding import shared_encodings
 from .evaluation import Conditions, evaluate_method, fit_calibration
 from .failures import input_ranges, raw_kind
 from .gate import DEFAULT_DETECTOR, FALSE_ALARMS, InputGate, check_detector
@@ -263,14 +264,15 @@ class Experiment:
         train, val = self.seed_data(seed)
         gate = self.fit_gate(fitted, train, val, store)
         conditions = Conditions(self.test, self.ranges, gate, seed, self.input_specs)
-        for name, method in fitted.items():
-            with measure(stages, f"seed{seed}/evaluate/{name}", method.device):
-                calibration = fit_calibration(method, val, self.calibration)
-                evaluation = evaluate_method(method, self.test, masks, calibration=calibration, conditions=conditions)
-            tags = {"dataset": self.dataset, "method": name, "seed": seed}
-            out.records += [{**tags, **r} for r in evaluation.records]
-            out.reliability += [{**tags, **r} for r in evaluation.reliability]
-            out.decisions[(name, seed)] = evaluation.decisions
+        with shared_encodings():  # methods that hold the same Stage-1 (or MMA) weights encode each input once
+            for name, method in fitted.items():
+                with measure(stages, f"seed{seed}/evaluate/{name}", method.device):
+                    calibration = fit_calibration(method, val, self.calibration)
+                    evaluation = evaluate_method(method, self.test, masks, calibration=calibration, conditions=conditions)
+                tags = {"dataset": self.dataset, "method": name, "seed": seed}
+                out.records += [{**tags, **r} for r in evaluation.records]
+                out.reliability += [{**tags, **r} for r in evaluation.reliability]
+                out.decisions[(name, seed)] = evaluation.decisions
         return out
 
     def combine(self, seeds: Sequence[SeedEvaluation], store: Store, stages: list[dict]) -> ExperimentResults:

@@ -102,6 +102,10 @@ class LateFusionClassifier(nn.Module):
                 fused.fusion.init_from_heads({m: model.head for m, model in models.items()})
         return fused
 
+    def row_modules(self) -> dict[str, nn.Module]:
+        """What :meth:`encode` runs on each modality's present rows: its branch."""
+        return dict(self.branches)
+
     def encode(self, inputs: Mapping[str, Any], present: Mapping[str, Tensor],
                host_present: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
         """Branch outputs (logits for mean fusion, features for concat), present rows only."""

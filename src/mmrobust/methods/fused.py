@@ -34,7 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..batch import Batch, MultiModalDataset, iter_chunks, to_device
+from ..batch import Batch, MultiModalDataset, to_device
+from ..encoding import encode_rows
 from ..encoders import EncoderLike, build_encoder, build_encoder_seeded
 from ..errors import ConfigError
 from ..files import file_name
@@ -203,15 +204,12 @@ class FusedMethod(Method):
                         branches[m][present[m]], batch.target[present[m]], self.task)
         return {"loss": loss, "logits": logits, "rows": len(keep)}
 
-    @torch.no_grad()
     def encode(self, inputs: Mapping[str, Any], present: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        model = self.model_.eval()
-        chunks = [
-            {m: t.float().cpu() for m, t in model.encode(chunk_inputs, chunk_present, host).items()}
-            for chunk_inputs, chunk_present, host in iter_chunks(
-                inputs, {m: present[m] for m in self.modalities}, self.train_config.eval_batch_size, self.device)
-        ]
-        return {m: torch.cat([c[m] for c in chunks]) for m in self.modalities}
+        """Each branch's outputs on its present rows (shared with any method whose module for that
+        modality has the same weights, within :func:`~mmrobust.encoding.shared_encodings`)."""
+        modules = self.model_.eval().row_modules()  # what the model's own encode runs, per modality
+        return {m: encode_rows(modules[m], inputs.get(m), present[m], modules[m].out_dim,
+                               self.train_config.eval_batch_size, self.device) for m in self.modalities}
 
     def encode_replacing(self, encoded, modality, inputs, present):  # each branch encodes its own modality alone
         if modality not in self.modalities:

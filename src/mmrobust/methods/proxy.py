@@ -54,6 +54,10 @@ class ProxyModel(nn.Module):
                              nn.Linear(hidden, dims[j]))
             for j in self.modalities})
 
+    def row_modules(self) -> dict[str, nn.Module]:
+        """What :meth:`encode` runs on each modality's present rows: its encoder."""
+        return {m: self.late.branches[m].encoder for m in self.modalities}
+
     def encode(self, inputs: Mapping[str, Any], present: Mapping[str, Tensor],
                host_present: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
         """Encoder features of the present rows (what evaluation computes once per row)."""

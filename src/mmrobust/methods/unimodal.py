@@ -14,7 +14,8 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from ..batch import Batch, MultiModalDataset, encode_present, iter_chunks
+from ..batch import Batch, MultiModalDataset
+from ..encoding import encode_rows
 from ..encoders import EncoderLike, build_encoder, build_encoder_seeded
 from ..errors import ConfigError
 from ..files import file_name
@@ -73,17 +74,10 @@ class UnimodalMethod(Method):
         logits = self.model_(batch.inputs[self.modality])
         return {"loss": task_loss(logits, batch.target, self.task), "logits": logits}
 
-    @torch.no_grad()
     def encode(self, inputs: Mapping[str, Any], present: Mapping[str, Tensor]) -> Tensor:
         m = self.modality
-        model = self.model_.eval()
-        chunks = [
-            encode_present(model, chunk_inputs.get(m), chunk_present[m], self.num_classes, host[m]).float().cpu()
-            for chunk_inputs, chunk_present, host in iter_chunks(
-                {m: inputs.get(m)}, {m: present[m]}, self.train_config.eval_batch_size, self.device
-            )
-        ]
-        logits = torch.cat(chunks)
+        logits = encode_rows(self.model_.eval(), inputs.get(m), present[m], self.num_classes,
+                             self.train_config.eval_batch_size, self.device)
         return torch.where(present[m][:, None], logits, torch.zeros_like(logits))
 
     def encode_replacing(self, encoded, modality, inputs, present):

@@ -1,0 +1,78 @@
+"""Issue 29: methods that hold the same weights encode each input once per seed's evaluation."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+import mmrobust as mm
+from mmrobust import encoding
+from mmrobust.encoding import encode_rows, shared_encodings
+from mmrobust.experiment import Experiment
+
+
+class Counted(nn.Module):
+    """A linear layer that counts the rows it is run on (and has an ``out_dim``, like encoders)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer, self.out_dim, self.rows = nn.Linear(3, 2), 2, 0
+
+    def forward(self, x):
+        self.rows += len(x)
+        return self.layer(x)
+
+
+def by_hand(module: Counted, x: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """The module on each present row alone, zeros elsewhere."""
+    with torch.no_grad():
+        return torch.stack([module.layer(row) if p else torch.zeros(2) for row, p in zip(x, present)])
+
+
+def test_a_copy_with_the_same_weights_reuses_the_outputs_and_nothing_else_does():
+    torch.manual_seed(0)
+    x, present = torch.randn(7, 3), torch.tensor([1, 0, 1, 1, 0, 1, 1], dtype=torch.bool)
+    first = Counted().eval()
+    copied, changed = copy.deepcopy(first), copy.deepcopy(first)
+    with torch.no_grad():
+        changed.layer.bias[0] += 1e-3
+    run = lambda module, x=x, present=present: encode_rows(module, x, present, 2, 3, torch.device("cpu"))  # noqa: E731
+    with shared_encodings():
+        out = run(first)
+        assert torch.allclose(out, by_hand(first, x, present), atol=1e-6) and first.rows == 5
+        assert run(copied).equal(out) and copied.rows == 0, "same weights, same input and presence: shared"
+        run(changed)
+        assert changed.rows == 5, "another weight: its own outputs"
+        run(copied, x.clone())
+        assert copied.rows == 5, "another input (even with equal values): encoded"
+        run(copied, x, ~present)
+        assert copied.rows == 7, "another presence: encoded"
+    fresh = copy.deepcopy(first)
+    fresh.rows = 0
+    run(fresh)
+    assert fresh.rows == 5, "outside the block nothing is shared"
+
+
+def test_sharing_changes_no_record_and_spares_the_stage1_encoders(synthetic, tiny_encoders, tiny_config, monkeypatch):
+    """The same evaluation with sharing off (no room to keep anything) gives identical records,
+    and with it the UME family's copies of the Stage-1 encoders run less."""
+    experiment = Experiment(methods=["unimodal", "ume", "ume-mma"], encoders=tiny_encoders, train=synthetic["train"],
+                               val=synthetic["val"], test=synthetic["test"], seeds=[0], train_config=tiny_config)
+    fitted = experiment.fit()
+    calls = {"n": 0}
+    original = encoding.encode_present
+
+    def counting(module, *args, **kwargs):
+        calls["n"] += 1
+        return original(module, *args, **kwargs)
+
+    monkeypatch.setattr(encoding, "encode_present", counting)
+    shared = experiment.evaluate(fitted).records
+    shared_calls, calls["n"] = calls["n"], 0
+    monkeypatch.setattr(encoding, "SHARED_BYTES", 0)
+    alone = experiment.evaluate(fitted).records
+    assert shared == alone
+    assert shared_calls < 0.5 * calls["n"], (shared_calls, calls["n"])
+    assert np.isfinite([r["value"] for r in shared if r["value"] is not None]).all()
