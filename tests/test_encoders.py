@@ -55,3 +55,22 @@ def test_build_encoder_refuses_live_modules_and_accepts_factories():
     assert enc.out_dim == 3
     with pytest.raises(KeyError, match="unknown encoder 'nope'"):
         build_encoder(mm.EncoderSpec("nope"), "a")
+
+
+def test_the_fast_max_pool_gives_torchs_numbers_and_torchs_gradients():
+    """Issue 29: LeNet's pooling without gradients is the maximum of four strided quarters; it
+    must equal torch's max-pool everywhere (odd sizes, NaN, ties), and training uses torch's."""
+    import torch.nn.functional as F
+
+    from mmrobust.encoders.cnn import MaxPool2x2
+
+    pool = MaxPool2x2()
+    for shape in [(3, 2, 8, 8), (2, 1, 7, 9), (1, 3, 5, 4)]:
+        x = torch.randn(shape)
+        x[0, 0, :2, :2] = float("nan")
+        x[-1, -1, 2:4, 2:4] = 0.5  # a tied window
+        with torch.no_grad():
+            assert torch.equal(pool(x).nan_to_num(7.0), F.max_pool2d(x, 2).nan_to_num(7.0)), shape
+    x = torch.zeros(1, 1, 2, 2, requires_grad=True)  # four tied zeros: torch gives the gradient to one
+    pool(x).sum().backward()
+    assert x.grad.flatten().tolist() == [1.0, 0.0, 0.0, 0.0]

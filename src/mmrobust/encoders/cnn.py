@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
@@ -24,7 +25,7 @@ class LeNet(nn.Module):
         self.in_shape = (in_channels, height, width)
         blocks: list[nn.Module] = [_conv_block(in_channels, channels, 5)]
         for i in range(layers):
-            blocks += [nn.MaxPool2d(2), _conv_block(channels * 2**i, channels * 2 ** (i + 1), 3)]
+            blocks += [MaxPool2x2(), _conv_block(channels * 2**i, channels * 2 ** (i + 1), 3)]
         self.features = nn.Sequential(*blocks)
         self.out_dim = channels * 2**layers
 
@@ -34,6 +35,22 @@ class LeNet(nn.Module):
         if tuple(x.shape[1:]) != self.in_shape:
             raise ConfigError(f"LeNet expects inputs of shape B x {self.in_shape}, got {tuple(x.shape)}")
         return self.features(x.float()).mean(dim=(2, 3))
+
+
+class MaxPool2x2(nn.MaxPool2d):
+    """``nn.MaxPool2d(2)``; without gradients, the same numbers as the maximum of the four strided
+    quarters, which torch 2.13 computes 2.6x faster on one CPU thread (benchmarks/speed, §6).
+    With gradients torch's own kernel runs (its backward picks one element of a tied window)."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            return super().forward(x)
+        x = x[..., : x.shape[-2] // 2 * 2, : x.shape[-1] // 2 * 2]  # floor mode: an odd last row or column is dropped
+        return torch.maximum(torch.maximum(x[..., 0::2, 0::2], x[..., 0::2, 1::2]),
+                             torch.maximum(x[..., 1::2, 0::2], x[..., 1::2, 1::2]))
 
 
 def _conv_block(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
