@@ -47,14 +47,15 @@ def test_a_worker_dies_with_the_run(tmp_path):
     script.write_text(textwrap.dedent("""
         import os, sys, time
         from pathlib import Path
-        from mmrobust.pipeline import in_workers
+        from mmrobust.pipeline import in_workers, new_pool
 
         def task(run_dir, seed):
             Path(run_dir, f"pid{seed}").write_text(str(os.getpid()))
             time.sleep(120)
 
         if __name__ == "__main__":
-            in_workers(task, Path(sys.argv[1]), [0, 1], 2)
+            with new_pool(2) as pool:
+                in_workers(pool, task, Path(sys.argv[1]), [0, 1])
     """))
     run = subprocess.Popen([sys.executable, str(script), str(tmp_path)])
     pids = [tmp_path / "pid0", tmp_path / "pid1"]
@@ -96,3 +97,15 @@ def test_jobs_is_how_fast_not_what_so_it_is_not_in_the_fingerprint():
     cores = len(os.sched_getaffinity(0))
     assert resolve_jobs(None, 1) == cores and resolve_jobs(None, cores) == 1 and resolve_jobs(3, 1) == 3
     assert resolve_jobs(None, 1, "cuda:0") == 1
+
+
+def test_a_worker_writes_its_seed_and_never_the_runs_shared_files(tmp_path):
+    """Two workers writing fits.json, results.jsonl or provenance.json would clobber each other:
+    those are the parent's, written from what the workers return."""
+    from mmrobust.pipeline import SeedWorkerStore
+
+    store = SeedWorkerStore(tmp_path, seed=1)
+    store.fits([{"method": "ume", "seed": 1}])
+    store.records([{"method": "ume", "seed": 1, "value": 0.5}])
+    store.evidence([{"method": "ume"}], [])
+    assert list(tmp_path.iterdir()) == []

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.io import wavfile
-from scipy.signal import resample_poly
 
 from .errors import DataError, UnknownNameError
 
@@ -108,6 +107,8 @@ def resample(wave: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     if rate == target_rate:
         return wave.astype(np.float32)
     g = gcd(rate, target_rate)
+    from scipy.signal import resample_poly  # here: scipy.signal takes a second to import, and most runs never resample
+
     return resample_poly(wave, target_rate // g, rate // g).astype(np.float32)
 
 

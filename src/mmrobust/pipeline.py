@@ -194,6 +194,8 @@ def experiment_for(config: RunConfig, splits: Splits) -> Experiment:
 class RunFolderStore(FolderStore):
     """The CLI's run folder: a :class:`FolderStore` that logs progress and keeps provenance."""
 
+    of = ""  # whose stages the progress count covers, when not the whole run's
+
     def __init__(self, folder: Path, provenance: dict, log: Log) -> None:
         super().__init__(folder)
         self.provenance, self.log = provenance, log
@@ -213,7 +215,10 @@ class RunFolderStore(FolderStore):
                      f"{_duration(left)} of training left")
         self.log(line)
 
-    of = ""  # whose stages the count covers, when not the whole run's
+    def fits(self, fits: list[dict]) -> None:
+        super().fits(fits)
+        if distributed.is_main():
+            write_json(self.folder / "provenance.json", self.provenance)
 
 
 class SeedWorkerStore(RunFolderStore):
@@ -233,11 +238,6 @@ class SeedWorkerStore(RunFolderStore):
 
     def evidence(self, evidence: list[dict], reliability: list[dict]) -> None:
         pass
-
-    def fits(self, fits: list[dict]) -> None:
-        super().fits(fits)
-        if distributed.is_main():
-            write_json(self.folder / "provenance.json", self.provenance)
 
 
 def _duration(seconds: float) -> str:
@@ -270,23 +270,25 @@ def _keep_split(run_dir: Path, splits: Splits) -> None:
 
 
 def train_run(run_dir: Path, log: Log = stderr_log, splits: Splits | None = None, *,
-              trust_code: bool = False, jobs: int | None = None) -> dict[int, dict[str, Method]]:
+              trust_code: bool = False, jobs: int | None = None,
+              pool: ProcessPoolExecutor | None = None) -> dict[int, dict[str, Method]]:
     """Stage 1 and every method, per seed; each fitted method saved as soon as it is done.
 
     On a folder where some of it was done (an interrupted run, resumed), saved models are
     loaded, not retrained, and an interrupted stage resumes from its last epoch checkpoint.
     An encoder the folder's config names by import path is built only with ``trust_code``.
-    With several ``jobs`` (default ``train.jobs``, see :func:`seed_workers`) the seeds still to
-    train are trained by worker processes into the folder, then loaded as a resume would."""
+    With several ``jobs`` (default ``train.jobs``, see :func:`seed_workers`), or a ``pool`` of
+    them, the seeds still to train are trained by worker processes into the folder, then loaded
+    as a resume would."""
     started = time.perf_counter()
     config = read_config(run_dir)
     experiment, store = _setup(config, run_dir, splits, log, trust_code)
     pending = [seed for seed in experiment.seeds if not _trained(experiment, store, seed)]
-    workers = min(seed_workers(config, jobs), len(pending))
-    if workers > 1:
-        log(f"training seeds {pending} in {workers} worker processes")
-        for stages in in_workers(train_seed, run_dir, pending, workers):
-            store.provenance["stages"] += stages
+    with worker_pool(config, jobs, len(pending), pool) as workers:
+        if workers is not None:
+            log(f"training seeds {pending} in {min(seed_workers(config, jobs), len(pending))} worker processes")
+            for stages in in_workers(workers, train_seed, run_dir, pending):
+                store.provenance["stages"] += stages
     fitted = experiment.fit(store, store.provenance["stages"])
     distributed.barrier()
     if distributed.is_main():
@@ -297,23 +299,25 @@ def train_run(run_dir: Path, log: Log = stderr_log, splits: Splits | None = None
 
 def evaluate_run(run_dir: Path, fitted: Mapping[int, Mapping[str, Method]] | None = None,
                  log: Log = stderr_log, splits: Splits | None = None, *, trust_code: bool = False,
-                 jobs: int | None = None) -> list[dict]:
+                 jobs: int | None = None, pool: ProcessPoolExecutor | None = None) -> list[dict]:
     """Every protocol on the test split, per seed; models (and data) loaded from the run folder
-    unless given (an import-path encoder only with ``trust_code``). With several ``jobs`` the
-    seeds are evaluated by worker processes (each loads its seed's models), joined in seed order."""
+    unless given (an import-path encoder only with ``trust_code``). With several ``jobs`` (or a
+    ``pool``) the seeds are evaluated by worker processes (each loads its seed's models), joined
+    in seed order."""
     started = time.perf_counter()
     config = read_config(run_dir)
     experiment, store = _setup(config, run_dir, splits, log, trust_code)
-    workers = min(seed_workers(config, jobs), len(experiment.seeds))
-    if workers > 1:
-        log(f"evaluating seeds {list(experiment.seeds)} in {workers} worker processes")
-        parts = in_workers(evaluate_seed, run_dir, experiment.seeds, workers)
-        for _, stages in parts:
-            store.provenance["stages"] += stages
-        records = experiment.combine([evaluation for evaluation, _ in parts], store, store.provenance["stages"]).records
-    else:
-        fitted = fitted if fitted is not None else _load_fitted(experiment, store)
-        records = experiment.evaluate(fitted, store, store.provenance["stages"]).records
+    with worker_pool(config, jobs, len(experiment.seeds), pool) as workers:
+        if workers is not None:
+            log(f"evaluating seeds {list(experiment.seeds)} in {min(seed_workers(config, jobs), len(experiment.seeds))} "
+                "worker processes")
+            parts = in_workers(workers, evaluate_seed, run_dir, experiment.seeds)
+            for _, stages in parts:
+                store.provenance["stages"] += stages
+            records = experiment.combine([evaluation for evaluation, _ in parts], store, store.provenance["stages"]).records
+        else:
+            fitted = fitted if fitted is not None else _load_fitted(experiment, store)
+            records = experiment.evaluate(fitted, store, store.provenance["stages"]).records
     _finish(run_dir, store.provenance, "evaluate", started)
     return records
 
@@ -327,15 +331,33 @@ def seed_workers(config: RunConfig, jobs: int | None = None) -> int:
     return resolve_jobs(wanted, config.train.threads, str(resolve_device(config.train.device)))
 
 
-def in_workers(task: Callable, run_dir: Path, seeds, workers: int) -> list:
-    """``task(run_dir, seed)`` for each seed in ``workers`` fresh processes (spawned: a fork of
-    a process whose torch threads have run can hang); the results in seed order. A worker dies
-    with this process (a killed run leaves nobody writing its folder)."""
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=die_with_parent,
-                             initargs=(os.getpid(),)) as pool:
-        futures = [pool.submit(task, str(run_dir), seed) for seed in seeds]
-        return [future.result() for future in futures]
+@contextlib.contextmanager
+def worker_pool(config: RunConfig, jobs: int | None, seeds: int,
+                pool: ProcessPoolExecutor | None = None) -> Iterator[ProcessPoolExecutor | None]:
+    """Worker processes for ``seeds`` independent seeds: ``pool`` when given (the caller's, for
+    several steps), else a new one of :func:`seed_workers` processes; ``None`` when fewer than two
+    seeds or workers would share the work (it is then done here)."""
+    if seeds < 2 or (pool is None and seed_workers(config, jobs) < 2):
+        yield None
+    elif pool is not None:
+        yield pool
+    else:
+        with new_pool(min(seed_workers(config, jobs), seeds)) as own:
+            yield own
+
+
+def new_pool(workers: int) -> ProcessPoolExecutor:
+    """``workers`` processes, spawned (a fork of a process whose torch threads have run can hang)
+    when first needed, each killed when this process dies (a killed run leaves nobody writing
+    its folder)."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=die_with_parent, initargs=(os.getpid(),))
+
+
+def in_workers(pool: ProcessPoolExecutor, task: Callable, run_dir: Path, seeds) -> list:
+    """``task(run_dir, seed)`` for each seed on ``pool``; the results in seed order."""
+    futures = [pool.submit(task, str(run_dir), seed) for seed in seeds]
+    return [future.result() for future in futures]
 
 
 def die_with_parent(parent: int) -> None:
@@ -349,11 +371,16 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+_worker_data: dict[str, Splits] = {}  # in a worker process: each run's data, read once for all its tasks
+
+
 def _seed_experiment(run_dir: Path, seed: int) -> tuple[Experiment, SeedWorkerStore, RunConfig]:
-    """In a worker: the run's experiment reduced to one seed, on the data read again."""
+    """In a worker: the run's experiment reduced to one seed, on the data read again (once)."""
     config = dataclasses.replace(read_config(run_dir), seeds=[seed])
-    experiment = experiment_for(config, load_data(config, log=lambda message: None))  # the parent said it
-    return experiment, SeedWorkerStore(run_dir, seed), config
+    key = str(Path(run_dir).resolve())
+    if key not in _worker_data:
+        _worker_data[key] = load_data(config, log=lambda message: None)  # what it found, the parent said
+    return experiment_for(config, _worker_data[key]), SeedWorkerStore(run_dir, seed), config
 
 
 def train_seed(run_dir: str, seed: int) -> list[dict]:
@@ -426,10 +453,12 @@ def resume_all(run_dir: Path, log: Log = stderr_log, *, trust_code: bool = False
 
 def _train_evaluate_report(run_dir: Path, log: Log, splits: Splits | None = None, *, trust_code: bool,
                            jobs: int | None = None) -> Path:
-    splits = splits if splits is not None else load_data(read_config(run_dir))  # read and validated once for the three steps
-    fitted = train_run(run_dir, log, splits, trust_code=trust_code, jobs=jobs)
-    if distributed.is_main():  # the models are the same on every rank: rank 0 evaluates and reports
-        evaluate_run(run_dir, fitted, log, splits, trust_code=trust_code, jobs=jobs)
+    config = read_config(run_dir)
+    splits = splits if splits is not None else load_data(config)  # read and validated once for the three steps
+    with worker_pool(config, jobs, len(config.seeds)) as pool:  # one pool: its workers start once
+        fitted = train_run(run_dir, log, splits, trust_code=trust_code, jobs=jobs, pool=pool)
+        if distributed.is_main():  # the models are the same on every rank: rank 0 evaluates and reports
+            evaluate_run(run_dir, fitted, log, splits, trust_code=trust_code, jobs=jobs, pool=pool)
         write_report(run_dir)
         write_model(run_dir, fitted, log, splits)
     distributed.barrier()
