@@ -459,6 +459,7 @@ def _train_evaluate_report(run_dir: Path, log: Log, splits: Splits | None = None
         fitted = train_run(run_dir, log, splits, trust_code=trust_code, jobs=jobs, pool=pool)
         if distributed.is_main():  # the models are the same on every rank: rank 0 evaluates and reports
             evaluate_run(run_dir, fitted, log, splits, trust_code=trust_code, jobs=jobs, pool=pool)
+    if distributed.is_main():
         write_report(run_dir)
         write_model(run_dir, fitted, log, splits)
     distributed.barrier()
