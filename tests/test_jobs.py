@@ -24,7 +24,8 @@ def _tensors(path: Path) -> dict:
 def test_two_jobs_give_the_records_of_one(tmp_path, capsys):
     """The same run with --jobs 2 and --jobs 1: byte-identical records, masks and weights
     (only the time each epoch took differs in a model's metadata)."""
-    args = ["run", "--config", "tiny", "--seeds", "0", "1", "--threads", "1", "--device", "cpu"]
+    args = ["run", "--config", "tiny", "--seeds", "0", "1", "--threads", "1", "--device", "cpu",
+            "--set", "methods=[unimodal, ume, mma, ume-mma]"]
     assert main([*args, "--jobs", "2", "--out", str(tmp_path / "two")]) == 0
     assert "training seeds [0, 1] in 2 worker processes" in capsys.readouterr().err
     assert main([*args, "--jobs", "1", "--out", str(tmp_path / "one")]) == 0
@@ -33,12 +34,15 @@ def test_two_jobs_give_the_records_of_one(tmp_path, capsys):
     for name in RECORDS + ("masks/seed0.npz", "masks/seed1.npz", "model/calibration.json", "model/gate.safetensors"):
         assert (one / name).read_bytes() == (two / name).read_bytes(), name
     models = sorted(p.relative_to(one) for p in (one / "models").rglob("*.safetensors"))
-    assert len(models) == 2 * 13 and models == sorted(p.relative_to(two) for p in (two / "models").rglob("*.safetensors"))
+    assert models == sorted(p.relative_to(two) for p in (two / "models").rglob("*.safetensors"))
+    assert {f"models/seed{s}/{n}.safetensors" for s in (0, 1) for n in ("stage1-audio", "mma", "ume-mma")} <= set(map(str, models))
     for model in models:
         a, b = _tensors(one / model), _tensors(two / model)
         assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a), model
     stages = [s["stage"] for s in __import__("json").loads((two / "provenance.json").read_text())["stages"]]
     assert "seed1/stage1" in stages and "seed1/evaluate/ume-mma" in stages, "the workers' stages reach provenance"
+    assert [line for line in (one / "report.md").read_text().splitlines() if "ume-mma" in line][:3] == \
+        [line for line in (two / "report.md").read_text().splitlines() if "ume-mma" in line][:3]
 
 
 def test_a_worker_dies_with_the_run(tmp_path):

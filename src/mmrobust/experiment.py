@@ -78,6 +78,10 @@ class Store:
         """An already fitted ``method`` (a finished stage of an interrupted run), or None."""
         return None
 
+    def has(self, seed: int, name: str) -> bool:
+        """Whether :meth:`restore` has that method fitted."""
+        return False
+
     def saved(self, seed: int, name: str, method: Method) -> None:
         """Called as each method (and each Stage-1 model, as ``stage1:<m>``) is fitted."""
 
@@ -121,6 +125,9 @@ class FolderStore(Store):
     def restore(self, seed: int, name: str, method: Method) -> Method | None:
         path = self.model_path(seed, name)
         return load_method(method, path) if path.is_file() else None
+
+    def has(self, seed: int, name: str) -> bool:
+        return self.model_path(seed, name).is_file()
 
     def saved(self, seed: int, name: str, method: Method) -> None:
         if distributed.is_main():
@@ -238,7 +245,10 @@ class Experiment:
             for seed in self.seeds:
                 train, val = self.seed_data(seed)
                 methods = self.create_methods(seed)
-                store.log(f"[seed {seed}] training {len(methods)} methods (Stage 1 first) on {len(train)} rows")
+                if all(store.has(seed, name) for name in methods):
+                    store.log(f"[seed {seed}] {len(methods)} methods fitted: loading them")
+                else:
+                    store.log(f"[seed {seed}] training {len(methods)} methods (Stage 1 first) on {len(train)} rows")
                 fitted[seed] = fit_methods(methods, train, val, store, seed, stages)
                 store.fits(fit_records(fitted))
         return fitted

@@ -283,7 +283,7 @@ def train_run(run_dir: Path, log: Log = stderr_log, splits: Splits | None = None
     started = time.perf_counter()
     config = read_config(run_dir)
     experiment, store = _setup(config, run_dir, splits, log, trust_code)
-    pending = [seed for seed in experiment.seeds if not _trained(experiment, store, seed)]
+    pending = [seed for seed in experiment.seeds if not all(store.has(seed, name) for name in experiment.create_methods(seed))]
     with worker_pool(config, jobs, len(pending), pool) as workers:
         if workers is not None:
             log(f"training seeds {pending} in {min(seed_workers(config, jobs), len(pending))} worker processes")
@@ -398,10 +398,6 @@ def evaluate_seed(run_dir: str, seed: int) -> tuple[SeedEvaluation, list[dict]]:
     with cpu_threads(config.train.threads):
         evaluation = experiment.evaluate_seed(seed, _load_fitted(experiment, store)[seed], store, stages)
     return evaluation, stages
-
-
-def _trained(experiment: Experiment, store: FolderStore, seed: int) -> bool:
-    return all(store.model_path(seed, name).is_file() for name in experiment.create_methods(seed))
 
 
 def _load_fitted(experiment: Experiment, store: RunFolderStore) -> dict[int, dict[str, Method]]:
