@@ -157,6 +157,25 @@ CASES = (
           ("tests/test_vl_datasets.py::test_mmimdb_text_choice_and_maps_layout",)),
     Break("conformal-ties", "calibration.py", 'np.searchsorted(ordered, test[rows], side="left")',
           'np.searchsorted(ordered, test[rows], side="right")', ("tests/test_conformal_reference.py",)),
+    # issue 28: one numbering for a manifest's rows; issue 29: workers, shared encodings, the fast pool
+    Break("manifest-row-index", "data/manifest.py", "lines.append(line)\n    return header, rows, lines",
+          "lines.append(len(rows) + 1)\n    return header, rows, lines",
+          ("tests/test_manifest.py::test_a_manifest_row_is_named_by_its_line_everywhere",)),
+    Break("validate-split-index", "validate.py", 'place = {"line": self.lines[row]} if self.lines else {"row": row}',
+          'place = {"row": row}', ("tests/test_manifest.py::test_a_value_found_bad_after_loading_is_named_by_its_line",)),
+    Break("worker-writes-fits", "pipeline.py", "    def fits(self, fits: list[dict]) -> None:\n        pass",
+          "    def fits(self, fits: list[dict]) -> None:\n        super().fits(fits)",
+          ("tests/test_jobs.py::test_a_worker_writes_its_seed_and_never_the_runs_shared_files",)),
+    Break("worker-outlives-run", "pipeline.py", "initializer=die_with_parent, initargs=(os.getpid(),)",
+          "initializer=None, initargs=()", ("tests/test_jobs.py::test_a_worker_dies_with_the_run",)),
+    Break("jobs-in-fingerprint", "config.py", 'SCHEDULING = ("jobs",)', "SCHEDULING = ()",
+          ("tests/test_jobs.py::test_jobs_is_how_fast_not_what_so_it_is_not_in_the_fingerprint",)),
+    Break("share-by-architecture-only", "encoding.py", "        h.update(_bytes(tensor))\n", "",
+          ("tests/test_encoding.py::test_a_copy_with_the_same_weights_reuses_the_outputs_and_nothing_else_does",)),
+    Break("share-nothing", "encoding.py", "        return shared[\"outputs\"][key][1]", "        pass",
+          ("tests/test_encoding.py",)),
+    Break("fast-pool-in-training", "encoders/cnn.py", "if torch.is_grad_enabled() and x.requires_grad:", "if False:",
+          ("tests/test_encoders.py::test_the_fast_max_pool_gives_torchs_numbers_and_torchs_gradients",)),
 )
 
 

@@ -19,6 +19,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -30,7 +31,8 @@ HERE = Path(__file__).resolve().parent
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", nargs="+", default=["default", "1"], help="'default' or a number, one run each")
-    parser.add_argument("--mmrobust", default=shutil.which("mmrobust") or "mmrobust", help="the command to time")
+    parser.add_argument("--mmrobust", default=shutil.which("mmrobust") or str(Path(sys.executable).with_name("mmrobust")),
+                        help="the command to time (default: this environment's)")
     parser.add_argument("--label", default="this checkout", help="what the command is (e.g. before)")
     parser.add_argument("--commit", default=None, help="the commit the command runs (default: this checkout's)")
     args = parser.parse_args()
