@@ -106,9 +106,9 @@ def test_jobs_is_how_fast_not_what_so_it_is_not_in_the_fingerprint():
 def test_a_worker_writes_its_seed_and_never_the_runs_shared_files(tmp_path):
     """Two workers writing fits.json, results.jsonl or provenance.json would clobber each other:
     those are the parent's, written from what the workers return."""
-    from mmrobust.pipeline import SeedWorkerStore
+    from mmrobust.pipeline import WorkerStore
 
-    store = SeedWorkerStore(tmp_path, seed=1)
+    store = WorkerStore(tmp_path)
     store.fits([{"method": "ume", "seed": 1}])
     store.records([{"method": "ume", "seed": 1, "value": 0.5}])
     store.evidence([{"method": "ume"}], [])

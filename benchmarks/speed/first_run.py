@@ -60,7 +60,7 @@ def first_run(command: str, jobs: str) -> dict:
         threads = json.loads((out / "provenance.json").read_text())["environment"].get("torch_threads")
         return {"wall_s": round(wall, 1), "train_s": commands.get("train"), "evaluate_s": commands.get("evaluate"),
                 "peak_process_mb": round(peaks["process"] / 2**20), "peak_tree_mb": round(peaks["tree"] / 2**20),
-                "threads": threads, "workers": "in worker processes" in err,
+                "threads": threads, "workers": "worker processes" in err,
                 "results_sha256": hashlib.sha256((out / "results.jsonl").read_bytes()).hexdigest()[:16]}
 
 

@@ -5,6 +5,7 @@ expensive modality goes missing. Prints one JSON line per measurement and append
     python benchmarks/speed/run.py step --tag cpu                 # 1. step time, digits-sized LeNet pair
     python benchmarks/speed/run.py inference --tag cpu            # 2. cost vs share missing the expensive modality
     python benchmarks/speed/run.py kinetics --tag cpu --batch 64 --steps 2 --frames 1
+    python benchmarks/speed/run.py pool --tag cpu                 # LeNet's max-pool at evaluation
     python benchmarks/speed/run.py kinetics --tag h100 --device cuda --precision bf16 --channels-last --batch 64 256
 
 The bare loop is the same model, batch, threads and optimiser; it slices pre-collated host
@@ -178,9 +179,28 @@ def bench_kinetics(args) -> None:
                 rows=rows)
 
 
+def bench_pool(args) -> None:
+    """LeNet's 2x2 max-pool at evaluation (no gradients): torch's kernel against the maximum of the
+    four strided quarters that MaxPool2x2 computes, on the digits' first pooling (512 x 6 x 32 x 32)."""
+    from mmrobust.encoders.cnn import MaxPool2x2
+
+    x = torch.randn(args.rows, 6, 32, 32)
+    with torch.no_grad():
+        for name, pool in (("torch max_pool2d", lambda t: torch.nn.functional.max_pool2d(t, 2)), ("MaxPool2x2", MaxPool2x2())):
+            pool(x)
+            times = []
+            for _ in range(args.repeats):
+                started = time.perf_counter()
+                for _ in range(10):
+                    pool(x)
+                times.append((time.perf_counter() - started) / 10)
+            record(args.tag, bench="pool", pool=name, rows=args.rows, ms=round(1000 * min(times), 2))
+        assert torch.equal(MaxPool2x2()(x), torch.nn.functional.max_pool2d(x, 2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("bench", choices=("step", "inference", "kinetics"))
+    parser.add_argument("bench", choices=("step", "inference", "kinetics", "pool"))
     parser.add_argument("--tag", required=True, help="results/<tag>.jsonl")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
@@ -192,7 +212,7 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--channels-last", action="store_true")
     args = parser.parse_args()
-    {"step": bench_step, "inference": bench_inference, "kinetics": bench_kinetics}[args.bench](args)
+    {"step": bench_step, "inference": bench_inference, "kinetics": bench_kinetics, "pool": bench_pool}[args.bench](args)
 
 
 if __name__ == "__main__":

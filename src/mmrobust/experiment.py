@@ -253,6 +253,27 @@ class Experiment:
                 store.fits(fit_records(fitted))
         return fitted
 
+    def fit_share(self, seed: int, names: Sequence[str], store: Store, stages: list[dict]) -> dict[str, Method]:
+        """The methods ``names`` of one seed with what they need (their parts, Stage 1), fitted,
+        or restored from ``store`` where it has them: one worker's share of a run."""
+        methods = self.create_methods(seed)
+        needed = {*names, *(part for name in names for part in getattr(methods[name], "part_names", ()))}
+        train, val = self.seed_data(seed)
+        with cpu_threads(self.train_config.threads):
+            return fit_methods({n: m for n, m in methods.items() if n in needed}, train, val, store, seed, stages)
+
+    def training_waves(self, seed: int) -> list[list[str]]:
+        """One seed's methods in three waves whose members are independent of each other: what
+        needs nothing fitted before it (the uni-modal references, which fit Stage 1), what needs at
+        most Stage 1, and the composites (UME-MMA), which need their parts."""
+        methods = self.create_methods(seed)
+        composite = [n for n, m in methods.items() if getattr(m, "part_names", ())]
+        references = [n for n in methods if reference_modality(n)]
+        if not references:  # Stage 1 comes with the first method that needs it
+            references = [n for n, m in methods.items() if m.needs_stage1 and n not in composite][:1]
+        rest = [n for n in methods if n not in composite and n not in references]
+        return [wave for wave in (references, rest, composite) if wave]
+
     def evaluate(self, fitted: Mapping[int, Mapping[str, Method]], store: Store | None = None,
                  stages: list[dict] | None = None) -> ExperimentResults:
         """Records of every fitted method under every mask of every protocol, seed by seed; then

@@ -194,8 +194,6 @@ def experiment_for(config: RunConfig, splits: Splits) -> Experiment:
 class RunFolderStore(FolderStore):
     """The CLI's run folder: a :class:`FolderStore` that logs progress and keeps provenance."""
 
-    of = ""  # whose stages the progress count covers, when not the whole run's
-
     def __init__(self, folder: Path, provenance: dict, log: Log) -> None:
         super().__init__(folder)
         self.provenance, self.log = provenance, log
@@ -211,7 +209,7 @@ class RunFolderStore(FolderStore):
         if self.planned:
             elapsed = time.perf_counter() - self.started
             left = elapsed / self.done * max(0, self.planned - self.done)
-            line += (f" | {self.done}/{self.planned} stages{self.of}, {_duration(elapsed)} elapsed, about "
+            line += (f" | {self.done}/{self.planned} stages, {_duration(elapsed)} elapsed, about "
                      f"{_duration(left)} of training left")
         self.log(line)
 
@@ -221,14 +219,13 @@ class RunFolderStore(FolderStore):
             write_json(self.folder / "provenance.json", self.provenance)
 
 
-class SeedWorkerStore(RunFolderStore):
-    """What a worker process writes for its one seed: models, checkpoints, metrics and masks
-    (each in the seed's own files); the run's shared files (``fits.json``, ``results.jsonl``,
+class WorkerStore(RunFolderStore):
+    """What a worker process writes for its share of a run: models, checkpoints, metrics and
+    masks (each in its own files); the run's shared files (``fits.json``, ``results.jsonl``,
     ``provenance.json``) are the parent's, written from what the workers return."""
 
-    def __init__(self, folder: Path, seed: int) -> None:
-        super().__init__(folder, {}, stderr_log)
-        self.of = f" of seed {seed}"
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder, {}, stderr_log)  # no plan: a line per stage, without the run's count
 
     def fits(self, fits: list[dict]) -> None:
         pass
@@ -278,8 +275,9 @@ def train_run(run_dir: Path, log: Log = stderr_log, splits: Splits | None = None
     loaded, not retrained, and an interrupted stage resumes from its last epoch checkpoint.
     An encoder the folder's config names by import path is built only with ``trust_code``.
     With several ``jobs`` (default ``train.jobs``, see :func:`seed_workers`), or a ``pool`` of
-    them, the seeds still to train are trained by worker processes into the folder, then loaded
-    as a resume would."""
+    them, the seeds still to train are trained by worker processes into the folder, wave by wave
+    (:meth:`~mmrobust.experiment.Experiment.training_waves`: Stage 1 per seed, then each method on
+    its own, then the composites), then loaded as a resume would."""
     started = time.perf_counter()
     config = read_config(run_dir)
     experiment, store = _setup(config, run_dir, splits, log, trust_code)
@@ -287,8 +285,12 @@ def train_run(run_dir: Path, log: Log = stderr_log, splits: Splits | None = None
     with worker_pool(config, jobs, len(pending), pool) as workers:
         if workers is not None:
             log(f"training seeds {pending} in {min(seed_workers(config, jobs), len(pending))} worker processes")
-            for stages in in_workers(workers, train_seed, run_dir, pending):
-                store.provenance["stages"] += stages
+            first, *rest = experiment.training_waves(pending[0])
+            waves = [[(seed, first) for seed in pending], *[[(seed, [name]) for seed in pending for name in wave]
+                                                            for wave in rest]]
+            for wave in waves:
+                for stages in in_workers(workers, train_share, run_dir, wave):
+                    store.provenance["stages"] += stages
     fitted = experiment.fit(store, store.provenance["stages"])
     distributed.barrier()
     if distributed.is_main():
@@ -311,7 +313,7 @@ def evaluate_run(run_dir: Path, fitted: Mapping[int, Mapping[str, Method]] | Non
         if workers is not None:
             log(f"evaluating seeds {list(experiment.seeds)} in {min(seed_workers(config, jobs), len(experiment.seeds))} "
                 "worker processes")
-            parts = in_workers(workers, evaluate_seed, run_dir, experiment.seeds)
+            parts = in_workers(workers, evaluate_seed, run_dir, [(seed,) for seed in experiment.seeds])
             for _, stages in parts:
                 store.provenance["stages"] += stages
             records = experiment.combine([evaluation for evaluation, _ in parts], store, store.provenance["stages"]).records
@@ -354,9 +356,9 @@ def new_pool(workers: int) -> ProcessPoolExecutor:
                                initializer=die_with_parent, initargs=(os.getpid(),))
 
 
-def in_workers(pool: ProcessPoolExecutor, task: Callable, run_dir: Path, seeds) -> list:
-    """``task(run_dir, seed)`` for each seed on ``pool``; the results in seed order."""
-    futures = [pool.submit(task, str(run_dir), seed) for seed in seeds]
+def in_workers(pool: ProcessPoolExecutor, task: Callable, run_dir: Path, shares: list[tuple]) -> list:
+    """``task(run_dir, *share)`` for each share on ``pool``; the results in the shares' order."""
+    futures = [pool.submit(task, str(run_dir), *share) for share in shares]
     return [future.result() for future in futures]
 
 
@@ -374,20 +376,21 @@ def die_with_parent(parent: int) -> None:
 _worker_data: dict[str, Splits] = {}  # in a worker process: each run's data, read once for all its tasks
 
 
-def _seed_experiment(run_dir: Path, seed: int) -> tuple[Experiment, SeedWorkerStore, RunConfig]:
+def _seed_experiment(run_dir: Path, seed: int) -> tuple[Experiment, WorkerStore, RunConfig]:
     """In a worker: the run's experiment reduced to one seed, on the data read again (once)."""
     config = dataclasses.replace(read_config(run_dir), seeds=[seed])
     key = str(Path(run_dir).resolve())
     if key not in _worker_data:
         _worker_data[key] = load_data(config, log=lambda message: None)  # what it found, the parent said
-    return experiment_for(config, _worker_data[key]), SeedWorkerStore(run_dir, seed), config
+    return experiment_for(config, _worker_data[key]), WorkerStore(run_dir), config
 
 
-def train_seed(run_dir: str, seed: int) -> list[dict]:
-    """A worker's task: train one seed into the run folder; returns the stages' time and memory."""
+def train_share(run_dir: str, seed: int, names: list[str]) -> list[dict]:
+    """A worker's task: train methods ``names`` of one seed into the run folder (what they need
+    comes from it); returns the stages' time and memory."""
     experiment, store, _ = _seed_experiment(Path(run_dir), seed)
     stages: list[dict] = []
-    experiment.fit(store, stages)
+    experiment.fit_share(seed, names, store, stages)
     return stages
 
 
