@@ -59,7 +59,7 @@ def test_a_worker_dies_with_the_run(tmp_path):
 
         if __name__ == "__main__":
             with new_pool(2) as pool:
-                in_workers(pool, task, Path(sys.argv[1]), [0, 1])
+                in_workers(pool, task, Path(sys.argv[1]), [(0,), (1,)])
     """))
     run = subprocess.Popen([sys.executable, str(script), str(tmp_path)])
     pids = [tmp_path / "pid0", tmp_path / "pid1"]
