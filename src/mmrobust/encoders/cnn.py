@@ -39,7 +39,7 @@ class LeNet(nn.Module):
 
 class MaxPool2x2(nn.MaxPool2d):
     """``nn.MaxPool2d(2)``; without gradients, the same numbers as the maximum of the four strided
-    quarters, which torch 2.13 computes 2.2x faster on one CPU thread (benchmarks/speed, §6).
+    quarters, which torch 2.13 computes 2.2x faster on one CPU thread (benchmarks/speed, §7).
     With gradients torch's own kernel runs (its backward picks one element of a tied window)."""
 
     def __init__(self) -> None:
