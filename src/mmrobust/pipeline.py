@@ -277,7 +277,8 @@ def train_run(run_dir: Path, log: Log = stderr_log, splits: Splits | None = None
     With several ``jobs`` (default ``train.jobs``, see :func:`seed_workers`), or a ``pool`` of
     them, the seeds still to train are trained by worker processes into the folder, wave by wave
     (:meth:`~mmrobust.experiment.Experiment.training_waves`: Stage 1 per seed, then each method on
-    its own, then the composites), then loaded as a resume would."""
+    its own, then the composites), then loaded as a resume would. Workers read the data the
+    folder's config names (not ``splits``), as ``--resume`` does."""
     started = time.perf_counter()
     config = read_config(run_dir)
     experiment, store = _setup(config, run_dir, splits, log, trust_code)
