@@ -116,3 +116,25 @@ def test_a_worker_writes_its_seed_and_never_the_runs_shared_files(tmp_path):
     store.records([{"method": "ume", "seed": 1, "value": 0.5}])
     store.evidence([{"method": "ume"}], [])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_kill_9_of_a_run_with_workers_then_resume_gives_the_records_of_one_process(tmp_path, capsys):
+    """A run with two workers, killed (-9) as soon as its first model is saved, then resumed with
+    two workers: the records of an uninterrupted one-process run (the workers died with it, so
+    nothing else wrote the folder meanwhile)."""
+    args = ["--config", "tiny", "--seeds", "0", "1", "--threads", "1", "--device", "cpu",
+            "--set", "methods=[unimodal, ume, mma, ume-mma]", "--set", "train.epochs=2"]
+    assert main(["run", *args, "--jobs", "1", "--out", str(tmp_path / "clean")]) == 0
+    cut = tmp_path / "cut"
+    run = subprocess.Popen([sys.executable, "-m", "mmrobust", "run", *args, "--jobs", "2", "--out", str(cut)],
+                           stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(cut.glob("models/seed*/*.safetensors")) and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.05)
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait()
+    assert not (cut / "results.jsonl").exists(), "killed before the end"
+    capsys.readouterr()
+    assert main(["run", "--resume", str(cut), "--jobs", "2"]) == 0
+    for name in RECORDS:
+        assert (cut / name).read_bytes() == (tmp_path / "clean" / name).read_bytes(), name
