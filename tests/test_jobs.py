@@ -138,3 +138,18 @@ def test_kill_9_of_a_run_with_workers_then_resume_gives_the_records_of_one_proce
     assert main(["run", "--resume", str(cut), "--jobs", "2"]) == 0
     for name in RECORDS:
         assert (cut / name).read_bytes() == (tmp_path / "clean" / name).read_bytes(), name
+
+
+def _die(run_dir: str, seed: int) -> None:
+    """A worker's task that gets killed, as the system's out-of-memory killer would."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_worker_killed_by_the_system_is_one_error_saying_how_to_go_on(tmp_path):
+    import pytest
+
+    from mmrobust.errors import WorkerError
+    from mmrobust.pipeline import in_workers, new_pool
+
+    with new_pool(1) as pool, pytest.raises(WorkerError, match=r"a worker process died during die .*--resume"):
+        in_workers(pool, _die, tmp_path, [(0,)])

@@ -49,3 +49,7 @@ class UntrustedCodeError(MMRobustError, PermissionError):
 
 class RunFolderBusyError(MMRobustError, BlockingIOError):
     """Another process is writing the run folder (it holds the folder's lock)."""
+
+
+class WorkerError(MMRobustError, RuntimeError):
+    """A worker process of a run died (killed by the system: out of memory?); what it finished is saved."""

@@ -21,6 +21,7 @@ import sys
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
@@ -32,7 +33,7 @@ from .config import (RunConfig, load_yaml, config_differences, config_from_dict,
                      yaml_error_text)
 from .data import DATASETS, Splits
 from .encoders import EncoderSpec, check_trusted
-from .errors import ConfigError, DataError, RunFolderBusyError
+from .errors import ConfigError, DataError, RunFolderBusyError, WorkerError
 from .evaluation import fit_calibration
 from .experiment import Experiment, FolderStore, SeedEvaluation, with_training_missing
 from .files import write_json, write_text
@@ -358,9 +359,15 @@ def new_pool(workers: int) -> ProcessPoolExecutor:
 
 
 def in_workers(pool: ProcessPoolExecutor, task: Callable, run_dir: Path, shares: list[tuple]) -> list:
-    """``task(run_dir, *share)`` for each share on ``pool``; the results in the shares' order."""
+    """``task(run_dir, *share)`` for each share on ``pool``; the results in the shares' order. A
+    worker that dies (killed by the system) is one error saying how to go on, not a traceback."""
     futures = [pool.submit(task, str(run_dir), *share) for share in shares]
-    return [future.result() for future in futures]
+    try:
+        return [future.result() for future in futures]
+    except BrokenProcessPool:
+        raise WorkerError(f"{run_dir}: a worker process died during {task.__name__.strip('_').replace('_', ' ')} (killed by the "
+                          f"system: out of memory?); every stage it finished is saved: `mmrobust run --resume "
+                          f"{run_dir}` goes on (add --jobs 1 to use one process)") from None
 
 
 def die_with_parent(parent: int) -> None:
