@@ -75,10 +75,9 @@ class UnimodalMethod(Method):
         return {"loss": task_loss(logits, batch.target, self.task), "logits": logits}
 
     def encode(self, inputs: Mapping[str, Any], present: Mapping[str, Tensor]) -> Tensor:
-        m = self.modality
-        logits = encode_rows(self.model_.eval(), inputs.get(m), present[m], self.num_classes,
-                             self.train_config.eval_batch_size, self.device)
-        return torch.where(present[m][:, None], logits, torch.zeros_like(logits))
+        m = self.modality  # logits, zeros where absent (encode_rows leaves them so)
+        return encode_rows(self.model_.eval(), inputs.get(m), present[m], self.num_classes,
+                           self.train_config.eval_batch_size, self.device)
 
     def encode_replacing(self, encoded, modality, inputs, present):
         return self.encode(inputs, present) if modality == self.modality else encoded
