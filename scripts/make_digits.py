@@ -5,7 +5,9 @@ both synthesised with espeak-ng and recorded by people (the Free Spoken Digit Da
         --out src/mmrobust/data/files/digits.npz
 
 Images: real MNIST digits, degraded by a centred PCA fitted on the training images, keeping
-the leading components up to ``--pca-energy`` of the energy; stored as PCA coefficients.
+the leading components up to ``--pca-energy`` of the energy; stored as PCA coefficients, and
+as the 8-bit pictures themselves (what the input gate reads: ``--add-raw-images`` adds them to
+a file built before they were kept, leaving every other array as it was).
 Audio: each of the words "zero".."nine" spoken by espeak-ng voices (an English accent x a voice
 variant, random speed and pitch per clip) and every Free Spoken Digit recording (6 speakers x 10
 digits x 50 takes; speakers split as ``FSDD_SPEAKERS``: george and lucas only in the test split),
@@ -45,6 +47,10 @@ FSDD_SPEAKERS = {"train": ["jackson", "nicolas", "theo"], "val": ["yweweler"], "
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.add_raw_images:
+        return add_raw_images(args.out, args.mnist)
+    if args.fsdd is None:
+        raise SystemExit("--fsdd: the Free Spoken Digit Dataset's recordings folder is needed to build the dataset")
     rng = np.random.default_rng(args.seed)
     variants = split_variants(rng)
     clips = synthesise_all(variants, ACCENTS[: args.accents], rng) + read_recordings(args.fsdd)
@@ -69,7 +75,9 @@ def main(argv=None) -> int:
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mnist", type=Path, required=True, help="folder with the MNIST IDX files (.gz or plain)")
-    p.add_argument("--fsdd", type=Path, required=True, help="the Free Spoken Digit Dataset's recordings folder")
+    p.add_argument("--fsdd", type=Path, help="the Free Spoken Digit Dataset's recordings folder (needed to build)")
+    p.add_argument("--add-raw-images", action="store_true",
+                   help="add the 8-bit pictures to an existing --out (rows from its <split>_mnist_index), nothing else changed")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--snr-db", type=float, default=-9.0, help="white-noise SNR of the audio, in dB")
     p.add_argument("--real-snr-db", type=float, default=None,
@@ -161,7 +169,32 @@ def pca_arrays(images, energy: float) -> dict[str, np.ndarray]:
            "pca_energy_kept": np.array([kept], dtype=np.float32)}
     for split, (x, _, _) in images.items():
         out[f"{split}_image_coef"] = ((x.reshape(len(x), -1) - mean) @ components.T).astype(np.float32)
-    return out
+    return {**out, **raw_image_arrays(images)}
+
+
+def raw_image_arrays(images) -> dict[str, np.ndarray]:
+    """Each split's pictures as MNIST has them (8-bit, 28 x 28): the projection above keeps 5 numbers
+    of a picture and a black one projects close to a thin digit; the input gate reads these."""
+    return {f"{split}_image_raw": np.asarray(x, dtype=np.uint8).reshape(len(x), 28, 28) for split, (x, _, _) in images.items()}
+
+
+def add_raw_images(out: Path, mnist: Path) -> int:
+    """``out`` with each split's MNIST pictures added, checked against its stored PCA coefficients."""
+    with np.load(out, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    sources = {"train": load_mnist(mnist, "train")[0], "test": load_mnist(mnist, "test")[0]}
+    images = {split: (sources["test" if split == "test" else "train"][arrays[f"{split}_mnist_index"]], None, None)
+              for split in ("train", "val", "test")}
+    for split, (x, _, _) in images.items():
+        coef = (x.reshape(len(x), -1).astype(np.float32) - arrays["pca_mean"]) @ arrays["pca_components"].T
+        if not np.allclose(coef, arrays[f"{split}_image_coef"], atol=0.01):
+            raise SystemExit(f"{out}: {split}: the MNIST rows of {split}_mnist_index do not give its stored coefficients")
+    arrays.update(raw_image_arrays(images))
+    with atomic_path(out) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+    print(f"wrote {out} ({Path(out).stat().st_size / 1e6:.2f} MB)")
+    return 0
 
 
 def pair_clips(labels: np.ndarray, clip_meta: list[dict], split: str, rng: np.random.Generator) -> np.ndarray:

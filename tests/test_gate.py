@@ -77,7 +77,7 @@ def test_broken_inputs_by_kind_leave_labels_and_the_other_modality_alone():
     test = {"a": torch.tensor(rng.normal(size=(6, 4)), dtype=torch.float32), "b": torch.ones(6, 2)}
     for kind in ("blank", "constant", "noise", "stale"):
         (mask,) = sample_masks(f"fail:a@{kind}", observed(6, a_missing=[5]), 1)
-        out = broken_inputs(test, mask, ranges, seed=1)
+        out = broken_inputs(test, mask, ranges, seed=1).inputs
         assert out["b"] is test["b"] and torch.equal(out["a"][5], test["a"][5]), "b and the row without a untouched"
         broken = out["a"][:5].numpy()
         if kind == "blank":
@@ -86,7 +86,7 @@ def test_broken_inputs_by_kind_leave_labels_and_the_other_modality_alone():
             assert (broken == np.float32(high)).all()
         elif kind == "noise":
             assert broken.min() >= low and broken.max() <= high and len(np.unique(broken)) == broken.size
-            assert np.array_equal(broken, broken_inputs(test, mask, ranges, seed=1)["a"][:5].numpy()), "seeded"
+            assert np.array_equal(broken, broken_inputs(test, mask, ranges, seed=1).inputs["a"][:5].numpy()), "seeded"
         else:
             assert np.array_equal(broken, test["a"].numpy()[mask.source[:5]])
     assert torch.equal(test["a"], torch.as_tensor(test["a"])), "the caller's inputs are not modified"

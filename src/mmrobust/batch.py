@@ -147,7 +147,10 @@ class MultiModalDataset:
     ``present`` is the data's own missingness (the ``observed`` protocol); by default every
     modality is present in every row. ``sources`` (optional, per modality): the id of the source
     each row's input comes from (a recording reused by several rows); rows that share one are not
-    independent, and the bootstrap intervals resample them together.
+    independent, and the bootstrap intervals resample them together. ``raw`` (optional, per
+    modality): each row's input before a preprocessing that discards what shows a broken sensor
+    (the digits' pictures before their PCA projection: a black picture projects close to a thin
+    digit); the input gate reads it instead of the model's input.
     """
 
     def __init__(
@@ -160,6 +163,7 @@ class MultiModalDataset:
         task: str | None = None,
         label_names: Sequence[str] | None = None,
         sources: Mapping[str, np.ndarray] | None = None,
+        raw: Mapping[str, Input] | None = None,
     ) -> None:
         if len(inputs) < 1:
             raise DataError("a dataset needs at least one modality")
@@ -183,6 +187,10 @@ class MultiModalDataset:
         for m, ids in self.sources.items():
             if m not in self.modalities or len(ids) != n:
                 raise DataError(f"sources[{m!r}]: {len(ids)} ids for a modality of {n} rows; expected one per row")
+        self.raw = dict(raw or {})
+        for m, x in self.raw.items():
+            if m not in self.modalities or num_rows(x) != n:
+                raise DataError(f"raw[{m!r}]: {num_rows(x)} raw inputs for a modality of {n} rows; expected one per row")
 
     def __len__(self) -> int:
         return int(self.target.shape[0])
@@ -199,6 +207,7 @@ class MultiModalDataset:
         return MultiModalDataset(
             self.inputs, self.target, present,
             num_classes=self.num_classes, task=self.task, label_names=self.label_names, sources=self.sources,
+            raw=self.raw,
         )
 
     def subset(self, rows: np.ndarray | Tensor) -> "MultiModalDataset":
@@ -210,6 +219,7 @@ class MultiModalDataset:
             {m: self.present[m][rows_t] for m in self.modalities},
             num_classes=self.num_classes, task=self.task, label_names=self.label_names,
             sources={m: ids[rows_t.numpy()] for m, ids in self.sources.items()},
+            raw={m: take_rows(x, rows_t) for m, x in self.raw.items()},
         )
 
     def select_modalities(self, modalities: Sequence[str]) -> "MultiModalDataset":
@@ -218,6 +228,7 @@ class MultiModalDataset:
             {m: self.present[m] for m in modalities},
             num_classes=self.num_classes, task=self.task, label_names=self.label_names,
             sources={m: ids for m, ids in self.sources.items() if m in modalities},
+            raw={m: x for m, x in self.raw.items() if m in modalities},
         )
 
     def __repr__(self) -> str:

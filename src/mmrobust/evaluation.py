@@ -26,7 +26,7 @@ from .errors import DataError, InputError
 from .evidence import uniform_presence
 from .methods.base import check_finite
 from .metrics import compute_metric, metric_names
-from .failures import InputRange, broken_inputs
+from .failures import Broken, InputRange, broken_inputs
 from .gate import InputGate
 from .protocols import ProtocolMask, get_protocol, sample_masks
 from .records import sweep_areas
@@ -100,34 +100,40 @@ class Conditions:
     def __init__(self, data: MultiModalDataset, ranges: dict[str, InputRange] | None = None,
                  gate: InputGate | None = None, seed: int = 0, specs: dict[str, dict] | None = None) -> None:
         self.data, self.ranges, self.gate, self.seed, self.specs = data, ranges or {}, gate, seed, specs or {}
-        self._key, self._inputs, self._scores = (), data.inputs, {}
-        self._kept: dict[tuple, dict] = {}
+        self._key, self._broken, self._scores = (), Broken(data.inputs, data.raw), {}
+        self._kept: dict[tuple, Broken] = {}
         self._kept_bytes = 0
 
     def inputs(self, mask: ProtocolMask) -> dict:
         """The inputs of ``mask``."""
+        return self._of(mask).inputs
+
+    def _of(self, mask: ProtocolMask) -> Broken:
+        """The inputs and raw inputs of ``mask``."""
         key = (mask.protocol,) if mask.failure else ()
         if key != self._key:
             self._key = key
             if not mask.failure:
-                self._inputs = self.data.inputs
+                self._broken = Broken(self.data.inputs, self.data.raw)
             elif key in self._kept:
-                self._inputs = self._kept[key]
+                self._broken = self._kept[key]
             else:
-                self._inputs = broken_inputs(self.data.inputs, mask, self.ranges, self.seed, self.specs)
-                size = _nbytes(self._inputs[mask.failure[0]])  # the one array the broken set adds
+                self._broken = broken_inputs(self.data.inputs, mask, self.ranges, self.seed, self.specs, self.data.raw)
+                m = mask.failure[0]  # the arrays the broken set adds
+                size = _nbytes(self._broken.inputs[m]) + (_nbytes(self._broken.raw[m]) if m in self.data.raw else 0)
                 if self._kept_bytes + size <= KEPT_BROKEN_BYTES:
-                    self._kept[key], self._kept_bytes = self._inputs, self._kept_bytes + size
-        return self._inputs
+                    self._kept[key], self._kept_bytes = self._broken, self._kept_bytes + size
+        return self._broken
 
     def scores(self, mask: ProtocolMask) -> dict[str, np.ndarray]:
         """The gate's score of every observed input under ``mask``'s inputs (NaN where absent),
         kept for every set of inputs (the methods of a seed share them)."""
         if () not in self._scores:
-            self._scores[()] = self.gate.scores(self.data.inputs, self._observed(self.gate.modalities))
-        inputs = self.inputs(mask)
+            self._scores[()] = self.gate.scores(self.data.inputs, self._observed(self.gate.modalities), self.data.raw)
+        broken = self._of(mask)
         if self._key not in self._scores:  # under fail:, only the broken modality is scored again
-            self._scores[self._key] = {**self._scores[()], **self.gate.scores(inputs, self._observed([mask.failure[0]]))}
+            failed = self.gate.scores(broken.inputs, self._observed([mask.failure[0]]), broken.raw)
+            self._scores[self._key] = {**self._scores[()], **failed}
         return self._scores[self._key]
 
     def _observed(self, modalities) -> dict[str, np.ndarray]:

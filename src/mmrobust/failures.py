@@ -25,7 +25,7 @@ row's raw input gives.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 import torch
@@ -59,33 +59,60 @@ def input_ranges(train: MultiModalDataset) -> dict[str, InputRange]:
     return out
 
 
+class Broken(NamedTuple):
+    """The inputs under a ``fail:`` mask, and the raw inputs (:attr:`MultiModalDataset.raw`)."""
+
+    inputs: dict[str, Any]
+    raw: dict[str, Any]
+
+
 def broken_inputs(inputs: Mapping[str, Any], mask: ProtocolMask, ranges: Mapping[str, InputRange],
-                  seed: int, specs: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
-    """``inputs`` with the failed modality of ``mask`` replaced on its scored rows (a copy; the
-    other modalities are the same objects). ``specs``: how each modality's raw input (a file)
-    becomes the model's input (:mod:`mmrobust.inputs`): a picture, a WAV or a pre-trained
+                  seed: int, specs: Mapping[str, Mapping[str, Any]] | None = None,
+                  raw: Mapping[str, Any] | None = None) -> Broken:
+    """``inputs`` (and ``raw``) with the failed modality of ``mask`` replaced on its scored rows
+    (a copy; the other modalities are the same objects). ``specs``: how each modality's raw input
+    (a file) becomes the model's input (:mod:`mmrobust.inputs`): a picture, a WAV or a pre-trained
     extractor's features break as that raw input; an array without a spec breaks in its range."""
+    raw = dict(raw or {})
     if mask.failure is None:
-        return dict(inputs)
+        return Broken(dict(inputs), raw)
     m, kind = mask.failure
     spec = (specs or {}).get(m, {})
     if m not in ranges and not raw_kind(spec):
         raise ConfigError(f"{mask.protocol}: {m} is neither an array input nor read through an extractor "
                           "(tokens?); a silent failure replaces raw inputs")
-    x = inputs[m]
-    original = x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if m in raw and kind != "stale" and raw_kind(spec) != "image":
+        raise ConfigError(f"{mask.protocol}: {m} keeps raw inputs, which only a picture's failure breaks")
     rows = np.flatnonzero(mask.scored)
-    out = np.array(original, dtype=np.float32, copy=True)
+    out, original = _copy(inputs[m])
+    broken_raw, original_raw = _copy(raw[m]) if m in raw else (None, None)
     seed = derive_seed(seed, "fail", m, kind)
     if kind == "stale":  # another row's input, whatever the format: what that row's raw input gives
         out[rows] = original[mask.source[rows]]
+        if broken_raw is not None:
+            broken_raw[rows] = original_raw[mask.source[rows]]
     elif raw_kind(spec) == "extractor":
         out[rows] = extracted_failure(spec, kind, len(rows), seed)
     elif raw_kind(spec):
-        out[rows] = raw_failure(spec, kind, len(rows), np.random.default_rng(seed))
+        pictures = broken_raw_inputs(spec, kind, len(rows), np.random.default_rng(seed))
+        out[rows] = model_inputs(spec, pictures)
+        if broken_raw is not None:
+            broken_raw[rows] = pictures
     else:
         out[rows] = failed_rows(original.shape[1:], len(rows), kind, ranges[m], seed)
-    return {**inputs, m: torch.from_numpy(out) if isinstance(x, torch.Tensor) else out}
+    if broken_raw is not None:
+        raw[m] = _like(raw[m], broken_raw)
+    return Broken({**inputs, m: _like(inputs[m], out)}, raw)
+
+
+def _copy(x: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A float32 copy of an array input to break, and the original as numpy."""
+    original = x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    return np.array(original, dtype=np.float32, copy=True), original
+
+
+def _like(x: Any, values: np.ndarray) -> Any:
+    return torch.from_numpy(values) if isinstance(x, torch.Tensor) else values
 
 
 def raw_kind(spec: Mapping[str, Any]) -> str | None:
@@ -97,21 +124,38 @@ def raw_kind(spec: Mapping[str, Any]) -> str | None:
 def raw_failure(spec: Mapping[str, Any], kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` model inputs from broken pictures (black, white, uniform pixel noise) or clips (silent,
     DC, white noise), through the spec's own preprocessing (the PCA projection, the audio front-end)."""
-    from .audio import get_preset
+    made = model_inputs(spec, broken_raw_inputs(spec, kind, n, rng))
+    return np.repeat(made, n // len(made), axis=0)
+
+
+def broken_raw_inputs(spec: Mapping[str, Any], kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Broken pictures (``C x H x W`` in [0, 1]) or clips (at the front-end's rate and length):
+    ``n`` of them for ``noise``, one (for every row) for ``blank`` and ``constant``."""
+    if spec["kind"] == "image":
+        shape = tuple(spec["shape"])
+    else:
+        frontend = _frontend(spec)
+        shape = (int(round(frontend.duration * frontend.sample_rate)),)
+    if kind == "noise":
+        low, high = (0.0, 1.0) if spec["kind"] == "image" else (-0.5, 0.5)
+        return np.stack([rng.uniform(low, high, shape) for _ in range(n)]).astype(np.float32)
+    level = {"blank": 0.0, "constant": 1.0 if spec["kind"] == "image" else 0.5}[kind]
+    return np.full((1, *shape), level, dtype=np.float32)
+
+
+def model_inputs(spec: Mapping[str, Any], raw: np.ndarray) -> np.ndarray:
+    """Broken raw inputs through the spec's own preprocessing."""
     from .inputs import image_input, wav_input
 
     if spec["kind"] == "image":
-        shape = tuple(spec["shape"])
-        pictures = ([rng.uniform(0, 1, shape) for _ in range(n)] if kind == "noise"
-                    else [np.full(shape, 0.0 if kind == "blank" else 1.0)])
-        inputs = [image_input(p.astype(np.float32), spec) for p in pictures]
-    else:
-        frontend = get_preset(spec["frontend"]) if isinstance(spec["frontend"], str) else spec["frontend"]
-        length = int(round(frontend.duration * frontend.sample_rate))
-        clips = ([rng.uniform(-0.5, 0.5, length) for _ in range(n)] if kind == "noise"
-                 else [np.full(length, 0.0 if kind == "blank" else 0.5)])
-        inputs = [wav_input(c.astype(np.float32), frontend.sample_rate, spec) for c in clips]
-    return np.stack(inputs) if kind == "noise" else np.repeat(inputs[0][None], n, axis=0)  # one black frame, n rows
+        return np.stack([image_input(r, spec) for r in raw])
+    return np.stack([wav_input(r, _frontend(spec).sample_rate, spec) for r in raw])
+
+
+def _frontend(spec: Mapping[str, Any]) -> Any:
+    from .audio import get_preset
+
+    return get_preset(spec["frontend"]) if isinstance(spec["frontend"], str) else spec["frontend"]
 
 
 def extracted_failure(spec: Mapping[str, Any], kind: str, n: int, seed: int) -> np.ndarray:

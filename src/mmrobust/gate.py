@@ -60,6 +60,7 @@ class ModalityGate:
     statistics: dict[str, Tensor]
     threshold: float
     spread: float  # threshold minus the median clean validation score (> 0)
+    reads_raw: bool = False  # the input parts read the raw input (MultiModalDataset.raw), not the model's
 
 
 class InputGate:
@@ -84,8 +85,11 @@ class InputGate:
         gate = cls({}, detector, false_alarms, batch_size)
         for m, model in sorted(models.items()):
             model = copy.deepcopy(model).eval()
+            reads_raw = m in train.raw
+            if reads_raw and m not in val.raw:
+                raise DataError(f"the input gate reads {m}'s raw inputs: the training rows have them, the validation rows not")
             rows = _spaced(np.flatnonzero(train.present[m].numpy()), FIT_ROWS)
-            features, logits, flat = gate._outputs(model, train.inputs[m], rows)
+            features, logits, flat = gate._outputs(model, train.inputs[m], rows, train.raw.get(m))
             statistics = fit_statistics(detector, features, train.target[torch.as_tensor(rows)], train.task)
             if flat is not None:
                 statistics.update(fit_input_basis(flat))
@@ -94,7 +98,7 @@ class InputGate:
             clean = np.flatnonzero(val.present[m].numpy())
             if not len(clean):
                 raise DataError(f"the input gate needs validation rows with {m} present; there are none")
-            parts = _parts(detector, statistics, *gate._outputs(model, val.inputs[m], clean))
+            parts = _parts(detector, statistics, *gate._outputs(model, val.inputs[m], clean, val.raw.get(m)))
             for name, values in parts.items():  # each part in units of its clean validation spread
                 if name == "levels":  # but the levels: a fixed tolerance (fit_levels)
                     continue
@@ -103,20 +107,25 @@ class InputGate:
             scores = combined(parts, statistics)
             threshold = _quantile(scores, false_alarms)
             spread = max(threshold - float(np.median(scores)), 1e-12)
-            gate.gates[m] = ModalityGate(model, statistics, threshold, spread)
+            gate.gates[m] = ModalityGate(model, statistics, threshold, spread, reads_raw)
         return gate
 
     # --- scoring ---------------------------------------------------------------------------
-    def scores(self, inputs: Mapping[str, Any], present: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Each gated modality of ``present``: its score on its present rows (NaN where it is absent)."""
+    def scores(self, inputs: Mapping[str, Any], present: Mapping[str, Any],
+               raw: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+        """Each gated modality of ``present``: its score on its present rows (NaN where it is
+        absent). ``raw``: the raw inputs of the modalities whose gate reads them (:attr:`reads_raw`)."""
         out = {}
         for m, gate in self.gates.items():
             if m not in present:
                 continue
+            if gate.reads_raw and m not in (raw or {}):
+                raise ConfigError(f"the input gate of {m} reads its raw inputs (before the projection); none were given")
             rows = np.flatnonzero(np.asarray(present[m]))
             values = np.full(len(np.asarray(present[m])), np.nan)
             if len(rows):
-                parts = _parts(self.detector, gate.statistics, *self._outputs(gate.model, inputs[m], rows))
+                outputs = self._outputs(gate.model, inputs[m], rows, raw[m] if gate.reads_raw else None)
+                parts = _parts(self.detector, gate.statistics, *outputs)
                 values[rows] = combined(parts, gate.statistics)
             out[m] = values
         return out
@@ -140,20 +149,23 @@ class InputGate:
     def reason(self, m: str, value: float) -> str:
         return f"implausible input: score {value:.1f} > threshold {self.gates[m].threshold:.1f}"
 
-    def _outputs(self, model: nn.Module, x: Any, rows: np.ndarray) -> tuple[Tensor, Tensor, Tensor | None]:
+    def _outputs(self, model: nn.Module, x: Any, rows: np.ndarray, raw: Any = None) -> tuple[Tensor, Tensor, Tensor | None]:
         """Features and logits of ``model`` on ``rows`` of ``x`` (on the model's device), and each
-        row's input flattened (at most :data:`INPUT_DIMS` evenly spaced values; ``None`` for inputs
-        that are not arrays, such as tokens)."""
+        row's input flattened (at most :data:`INPUT_DIMS` evenly spaced values; its ``raw`` input
+        where given; ``None`` for inputs that are not arrays, such as tokens)."""
         device = next(model.parameters()).device
-        taken = {"x": take_rows(x, torch.as_tensor(rows, dtype=torch.long))}
+        index = torch.as_tensor(rows, dtype=torch.long)
+        taken = {"x": take_rows(x, index), **({"raw": take_rows(raw, index)} if raw is not None else {})}
         features, logits, summaries = [], [], []
         with torch.no_grad():
-            for chunk, _, _ in iter_chunks(taken, {"x": torch.ones(len(rows), dtype=torch.bool)}, self.batch_size, device):
+            every = torch.ones(len(rows), dtype=torch.bool)
+            for chunk, _, _ in iter_chunks(taken, {k: every for k in taken}, self.batch_size, device):
                 f = model.encoder(chunk["x"])
                 features.append(f.float().cpu())
                 logits.append(model.head(f).float().cpu())
-                if isinstance(chunk["x"], Tensor):
-                    summaries.append(flatten_input(chunk["x"]).cpu())
+                looked_at = chunk.get("raw", chunk["x"])
+                if isinstance(looked_at, Tensor):
+                    summaries.append(flatten_input(looked_at).cpu())
         return torch.cat(features), torch.cat(logits), torch.cat(summaries) if summaries else None
 
     # --- saving ---------------------------------------------------------------------------------
@@ -166,7 +178,8 @@ class InputGate:
 
     def to_dict(self) -> dict:
         return {"detector": self.detector, "false_alarms": self.false_alarms,
-                "modalities": {m: {"threshold": g.threshold, "spread": g.spread} for m, g in self.gates.items()}}
+                "modalities": {m: {"threshold": g.threshold, "spread": g.spread, **({"reads": "raw"} if g.reads_raw else {})}
+                               for m, g in self.gates.items()}}
 
     @classmethod
     def restore(cls, meta: Mapping[str, Any], tensors: Mapping[str, Tensor], models: Mapping[str, nn.Module],
@@ -184,7 +197,10 @@ class InputGate:
                 model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
                 prefix = f"{m}.statistics."
                 statistics = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-                gates[m] = ModalityGate(model.eval(), statistics, threshold, spread)
+                reads = entry.get("reads", "input")
+                if reads not in ("input", "raw"):
+                    raise ValueError(f"{m}: reads {reads!r}, expected 'input' or 'raw'")
+                gates[m] = ModalityGate(model.eval(), statistics, threshold, spread, reads == "raw")
             return cls(gates, detector, false_alarms)
         except (KeyError, TypeError, ValueError, RuntimeError, ConfigError) as err:
             raise ModelFileError(f"{where}: not a valid input gate ({type(err).__name__}: {err})") from None

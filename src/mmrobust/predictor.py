@@ -172,7 +172,7 @@ class Predictor:
         if empty:
             raise InputError(f"{names[empty[0]]}: no modality given; this model takes any of {', '.join(self.modalities)}")
         inputs = {m: self._column(m, rows, present[m], base) for m in self.modalities}
-        ignored = self._gate(inputs, present) if gate and self.gate is not None else [{} for _ in rows]
+        ignored = self._gate(inputs, present, rows, base) if gate and self.gate is not None else [{} for _ in rows]
         present = {m: p & np.array([m not in why for why in ignored]) for m, p in present.items()}
         used = [[m for m in self.modalities if present[m][i]] for i in range(len(rows))]
         patterns = [pattern_name(u) for u in used]
@@ -188,18 +188,24 @@ class Predictor:
         return [self._prediction(p, u, s, abstain, self.method.answered_by(pattern), why)
                 for p, u, s, pattern, why in zip(proba, used, sets, patterns, ignored)]
 
-    def _gate(self, inputs: Mapping[str, Any], present: Mapping[str, np.ndarray]) -> list[dict[str, str]]:
+    def _gate(self, inputs: Mapping[str, Any], present: Mapping[str, np.ndarray], rows, base: Path) -> list[dict[str, str]]:
         """Per row: the modalities the input gate ignores, each with its reason."""
-        scores = self.gate.scores(inputs, {m: present[m] for m in self.gate.modalities})
+        raw = {m: self._column(m, rows, present[m], base, unprojected=True)
+               for m, g in self.gate.gates.items() if g.reads_raw}
+        scores = self.gate.scores(inputs, {m: present[m] for m in self.gate.modalities}, raw)
         flagged = self.gate.ignored(scores)
         return [{m: self.gate.reason(m, scores[m][i]) for m in self.gate.modalities if flagged[m][i]}
                 for i in range(len(next(iter(present.values()))))]
 
-    def _column(self, m: str, rows, present: np.ndarray, base: Path):
+    def _column(self, m: str, rows, present: np.ndarray, base: Path, unprojected: bool = False):
+        """Modality ``m`` of ``rows`` as the model's input (``unprojected``: as the input gate
+        reads it, a picture before its PCA projection)."""
         if not present.any():
             return None
         values = [row[m] for row, given in zip(rows, present) if given]
         spec = self.inputs.get(m) or default_spec(np.asarray(values[0]).shape)
+        if unprojected:
+            spec = {k: v for k, v in spec.items() if k != "pca"}
         batch = prepare(m, spec, values, base)
         return scatter_rows(batch, np.flatnonzero(present), len(rows))
 

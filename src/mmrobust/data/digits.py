@@ -1,6 +1,7 @@
 """The embedded `digits` dataset: a small AV-MNIST shipped inside the package.
 
-Images: real MNIST digits, PCA-degraded (stored as PCA coefficients, rebuilt on load).
+Images: real MNIST digits, PCA-degraded (stored as PCA coefficients, rebuilt on load); the
+pictures themselves are kept for the input gate (``raw``).
 Audio: spoken digits synthesised with espeak-ng and recorded by people (Free Spoken Digit
 Dataset; speakers george and lucas only in the test split), noisy, as 32 x 32 log mel spectrograms
 (audio front-end preset ``digits``), each clip stored once and paired through an index
@@ -30,7 +31,8 @@ def digits_path() -> Path:
 
 def load_digits_arrays(path: str | Path | None = None) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
     """Per split: ``image`` (N x 1 x 28 x 28 float32 in about [0, 1]), ``audio`` (N x 1 x 32 x 32
-    float32 in [0, 1]) and ``label``; and the dataset's metadata."""
+    float32 in [0, 1]), ``label`` and, where the file keeps them, ``image_raw`` (the pictures
+    before the projection, N x 1 x 28 x 28 float32 in [0, 1]); and the dataset's metadata."""
     path = Path(path) if path is not None else digits_path()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the digits data file is missing (build it with scripts/make_digits.py)")
@@ -48,6 +50,8 @@ def load_digits_arrays(path: str | Path | None = None) -> tuple[dict[str, dict[s
                 "audio_clip": data[f"{split}_audio_index"].astype(np.int64),
                 "label": data[f"{split}_label"].astype(np.int64),
             }
+            if f"{split}_image_raw" in data.files:
+                splits[split]["image_raw"] = (data[f"{split}_image_raw"] / np.float32(255.0)).reshape(-1, 1, 28, 28)
     return splits, meta
 
 
@@ -57,7 +61,8 @@ def digits(path: str | Path | None = None, *, bad_inputs: BadInputs | None = Non
     arrays, meta = load_digits_arrays(path)
     splits = {
         split: MultiModalDataset({"image": a["image"], "audio": a["audio"]}, a["label"], num_classes=10, label_names=LABELS,
-                                 sources={"audio": a["audio_clip"]})  # clips are reused across rows
+                                 sources={"audio": a["audio_clip"]},  # clips are reused across rows
+                                 raw={"image": a["image_raw"]} if "image_raw" in a else None)
         for split, a in arrays.items()
     }
     info = {k: meta[k] for k in ("name", "sizes", "clips", "variants", "speakers", "accents", "snr_db", "pca", "espeak_ng")}
