@@ -2,6 +2,7 @@
 computation or a second implementation."""
 from __future__ import annotations
 
+import copy
 import csv
 
 import numpy as np
@@ -254,7 +255,7 @@ def smooth_gate():
     train, val = _smooth_split(rng, 300), _smooth_split(rng, 300)
     stage1 = mm.train_stage1({"a": mm.EncoderSpec("mlp-tiny", in_dim=100)}, train, val, num_classes=2, seed=0,
                              train_config=CONFIG)
-    return train, InputGate.fit(stage1.models, train, val)
+    return train, InputGate.fit(stage1.models, train, val, detector="mahalanobis")
 
 
 def test_a_constant_input_or_a_hiss_is_ignored_for_its_levels(smooth_gate):
@@ -370,3 +371,121 @@ def test_a_broken_picture_or_clip_goes_through_the_inputs_own_preprocessing(tmp_
         assert np.allclose(raw_failure(specs[modality], kind, 2, rng), np.repeat(expected, 2, axis=0), atol=1e-5)
     noise = raw_failure(specs["image"], "noise", 2, rng)
     assert noise.shape == (2, *specs["image"]["shape"]) and not np.allclose(noise[0], noise[1])
+
+
+# --- the raw input: what a lossy preprocessing discards ------------------------------------------
+
+
+def _projected_split(rng, n, width=100):
+    """Random walks (the raw inputs, class in the level) whose model input keeps one number of
+    each: its mean, repeated 6 times (a preprocessing that discards everything a gate could see)."""
+    split = _smooth_split(rng, n, width)
+    walks = np.asarray(split.inputs["a"])
+    return mm.MultiModalDataset({"a": np.repeat(walks.mean(1, keepdims=True), 6, axis=1)}, split.target,
+                                raw={"a": walks})
+
+
+def test_the_gate_reads_the_raw_input_where_the_data_keeps_one(tmp_path):
+    rng = np.random.default_rng(5)
+    train, val = _projected_split(rng, 300), _projected_split(rng, 300)
+    stage1 = mm.train_stage1({"a": ENCODERS["a"]}, train, val, num_classes=2, seed=0, train_config=CONFIG)
+    raw_gate = InputGate.fit(stage1.models, train, val)
+    blind = InputGate.fit(stage1.models, mm.MultiModalDataset(train.inputs, train.target),
+                          mm.MultiModalDataset(val.inputs, val.target))  # the same rows without their raw inputs
+    assert raw_gate.gates["a"].reads_raw and not blind.gates["a"].reads_raw
+    # a blank raw input and a clean walk moved to mean 0 give the same model input (zeros):
+    # only the raw input tells them apart (the blank has no spread)
+    walk = np.asarray(val.raw["a"][0]) - np.asarray(val.raw["a"][0]).mean()
+    model_inputs = np.zeros((2, 6), dtype=np.float32)
+    raw = np.stack([np.zeros(100, dtype=np.float32), walk.astype(np.float32)])
+    present = {"a": np.ones(2, dtype=bool)}
+    seen_blind = blind.scores({"a": model_inputs}, present)["a"]
+    assert seen_blind[0] == seen_blind[1], "the same model input: the same score"
+    seen = raw_gate.scores({"a": model_inputs}, present, {"a": raw})["a"]
+    assert (seen > raw_gate.gates["a"].threshold).tolist() == [True, False]  # (one modality: ignored() keeps it)
+    with pytest.raises(mm.errors.ConfigError, match="reads its raw inputs"):
+        raw_gate.scores({"a": model_inputs}, present)
+    blank_model = copy.deepcopy(stage1.models["a"])
+    with torch.no_grad():
+        for p in blank_model.parameters():
+            p.zero_()
+    restored = InputGate.restore(raw_gate.to_dict(), raw_gate.state_tensors(), {"a": blank_model}, "gate")
+    assert restored.gates["a"].reads_raw and np.array_equal(
+        restored.scores({"a": model_inputs}, present, {"a": raw})["a"], raw_gate.scores({"a": model_inputs}, present, {"a": raw})["a"])
+    with pytest.raises(mm.errors.DataError, match="the validation rows not"):
+        InputGate.fit(stage1.models, train, mm.MultiModalDataset(val.inputs, val.target))
+
+
+def test_a_broken_picture_breaks_the_raw_input_and_the_model_input_alike():
+    """The digits' pictures: the broken picture is the raw input, its PCA projection (by hand) the model input."""
+    from mmrobust import pipeline
+    from mmrobust.config import load_config
+    from mmrobust.data.digits import load_digits_arrays
+
+    spec = pipeline.load_data(load_config("tiny")).inputs["image"]
+    mean, components = np.asarray(spec["pca"]["mean"]), np.asarray(spec["pca"]["components"])
+    arrays, _ = load_digits_arrays()
+    inputs = {"image": arrays["test"]["image"][:6], "audio": arrays["test"]["audio"][:6]}
+    raw = {"image": arrays["test"]["image_raw"][:6]}
+    present = {"image": np.array([1, 1, 1, 1, 1, 0], bool), "audio": np.ones(6, bool)}
+    ranges = {"image": InputRange(0.0, 1.0), "audio": InputRange(0.0, 1.0)}
+    for kind in ("blank", "constant", "noise", "stale"):
+        (mask,) = sample_masks(f"fail:image@{kind}", present, 2)
+        out = broken_inputs(inputs, mask, ranges, 2, {"image": spec}, raw)
+        assert out.inputs["audio"] is inputs["audio"] and np.array_equal(out.raw["image"][5], raw["image"][5])
+        assert np.array_equal(out.inputs["image"][5], inputs["image"][5]), "the row without an image is untouched"
+        broken = out.raw["image"][:5].reshape(5, -1)
+        if kind == "stale":
+            assert np.array_equal(out.raw["image"][:5], raw["image"][mask.source[:5]])
+            assert np.array_equal(out.inputs["image"][:5], inputs["image"][mask.source[:5]])
+            continue
+        expected_raw = {"blank": np.zeros_like(broken), "constant": np.ones_like(broken)}.get(kind)
+        if expected_raw is not None:
+            assert np.array_equal(broken, expected_raw)
+        else:
+            assert broken.min() >= 0 and broken.max() <= 1 and len(np.unique(broken, axis=0)) == 5
+        projected = mean + ((broken - mean) @ components.T) @ components
+        assert np.allclose(out.inputs["image"][:5].reshape(5, -1), projected, atol=1e-5)
+    with pytest.raises(mm.errors.ConfigError, match="keeps raw inputs"):
+        broken_inputs(inputs, sample_masks("fail:audio@blank", present, 0)[0], ranges, 0, {}, {"audio": inputs["audio"]})
+
+
+def test_predict_ignores_a_black_or_noise_picture_by_the_picture_itself(paper_run_dir, tmp_path):
+    """The digits' model sees a picture's projection on 5 PCA components, where a black picture is a
+    faint negative of the mean digit and pixel noise a blurry average one; the gate reads the
+    picture before the projection (no spread; 5x rougher than a digit) and ignores both."""
+    from PIL import Image
+
+    from mmrobust.data.digits import load_digits_arrays
+
+    arrays, _ = load_digits_arrays()
+    predictor = Predictor.load(paper_run_dir / "model")
+    assert predictor.gate.gates["image"].reads_raw and not predictor.gate.gates["audio"].reads_raw
+    noise = np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)
+    pictures = {"black": np.zeros((28, 28), np.uint8), "noise": noise,
+                **{f"digit{i}": (arrays["test"]["image_raw"][i, 0] * 255).round().astype(np.uint8) for i in range(5)}}
+    for name, pixels in pictures.items():
+        Image.fromarray(pixels, mode="L").save(tmp_path / f"{name}.png")
+    rows = [{"image": f"{name}.png", "audio": arrays["test"]["audio"][i]} for i, name in enumerate(pictures)]
+    predictions = predictor.predict(rows, base=tmp_path)
+    for p in predictions[:2]:
+        assert list(p.ignored) == ["image"] and p.ignored["image"].startswith("implausible input: score ") and p.used == ["audio"]
+    assert sum(p.used == ["audio", "image"] for p in predictions[2:]) >= 4, "real digits are used (a false alarm may happen)"
+
+
+def test_the_default_gate_scores_an_array_by_its_input_parts_and_tokens_by_their_feature(smooth_gate):
+    from mmrobust.gate import DEFAULT_DETECTOR, _parts, flatten_input
+
+    train, gate = smooth_gate
+    statistics = gate.gates["a"].statistics  # fitted with mahalanobis: every part's statistics
+    x = torch.as_tensor(np.asarray(train.inputs["a"][:4]))
+    features, logits, flat = torch.randn(4, statistics["means"].shape[1]), torch.zeros(4, 2), flatten_input(x)
+    assert DEFAULT_DETECTOR == "auto"
+    assert set(_parts("auto", statistics, features, logits, flat)) == {"input", "levels"}
+    tokens = _parts("auto", statistics, features, logits, None)  # tokens: no input parts, the feature part
+    assert set(tokens) == {"feature"}
+    d = features.double() - statistics["means"][:, None]
+    by_hand = torch.einsum("cij,jk,cik->ci", d, statistics["precision"], d).min(0).values.numpy()
+    assert np.allclose(tokens["feature"], by_hand)
+    fitted = InputGate.fit({"a": gate.gates["a"].model}, train, train)
+    assert "means" not in fitted.gates["a"].statistics and fitted.detector == "auto"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-DETECTORS = ("mahalanobis", "energy", "knn")
+DETECTORS = ("auto", "mahalanobis", "energy", "knn", "none")
 KINDS = ("blank", "constant", "noise", "stale")
 METRIC = "accuracy"
 METHOD = "ume-mma"

@@ -30,7 +30,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "cosine", "step")
 PRECISIONS = ("fp32", "bf16")
 GATE_MODES = ("on", "off")
-GATE_DETECTORS = ("mahalanobis", "energy", "knn")  # mmrobust.gate
+GATE_DETECTORS = ("auto", "mahalanobis", "energy", "knn", "none")  # mmrobust.gate
 GATE_FALSE_ALARMS = 0.005  # benchmarks/failures/RESULTS.md: 1% on validation gave up to 2.8% on held-out speakers
 
 
@@ -108,7 +108,7 @@ class RunConfig:
     train_missing: dict[str, float] = field(default_factory=dict)  # modality (or 'both', MAP) -> share of training rows without it
     calibration: str = "per-pattern"  # temperature scaling fitted on validation: per-pattern | global | none
     gate: str | bool = "on"  # on: an implausible present input is treated as missing (mmrobust.gate) | off
-    gate_detector: str = "mahalanobis"  # mahalanobis | energy | knn
+    gate_detector: str = "auto"  # auto (the input parts; mahalanobis for tokens) | mahalanobis | energy | knn | none
     gate_false_alarms: float = GATE_FALSE_ALARMS  # the share of clean validation inputs of a modality the gate may ignore
 
     def __post_init__(self) -> None:

@@ -6,7 +6,9 @@ An *input spec* per modality, recorded by the dataset that trained the model:
     {"kind": "image", "shape": [1, 28, 28]}                     an image file -> grey (1 channel) or RGB, resized, / 255
         optional "pca": {"mean": [...], "components": [[...], ...]}
                                                                 then projected on those components (the
-                                                                degradation the training images had)
+                                                                degradation the training images had); an
+                                                                input gate that reads raw inputs reads the
+                                                                picture before the projection
     {"kind": "wav", "shape": [1, 32, 32], "frontend": "digits", "range": [lo, hi]}
                                                                 a WAV -> the audio front-end's log spectrogram
                                                                 (scaled to [0, 1] by ``range`` when given)
@@ -14,7 +16,8 @@ An *input spec* per modality, recorded by the dataset that trained the model:
                                                                 a file or text -> a pre-trained extractor's
                                                                 features (or, fine-tuned, its preprocessed input)
 
-Every kind also takes an array of the model's input shape directly.
+Every kind also takes an array of the model's input shape directly (taken as the model's input;
+a gate that reads raw inputs reads that same array).
 """
 from __future__ import annotations
 
