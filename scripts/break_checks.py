@@ -125,7 +125,7 @@ CASES = (
            f"{GATE}::test_predict_ignores_a_black_or_noise_picture_by_the_picture_itself")),
     Break("raw-left-whole", "failures.py", "            broken_raw[rows] = pictures\n", "            pass\n",
           (f"{GATE}::test_a_broken_picture_breaks_the_raw_input_and_the_model_input_alike",)),
-    Break("predict-reads-projected", "predictor.py", 'spec = {k: v for k, v in spec.items() if k != "pca"}', "pass",
+    Break("predict-reads-projected", "inputs.py", "return prepare(modality, {k: v for k, v in spec.items() if k != \"pca\"}, values, base)", "return prepare(modality, spec, values, base)",
           (f"{GATE}::test_predict_ignores_a_black_or_noise_picture_by_the_picture_itself",)),
     Break("raw-not-subset", "batch.py", "raw={m: take_rows(x, rows_t) for m, x in self.raw.items()},", "",
           (f"{GATE}::test_predict_ignores_a_black_or_noise_picture_by_the_picture_itself",)),

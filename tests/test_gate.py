@@ -307,7 +307,7 @@ def test_an_extracted_modality_breaks_before_its_extractor(name, modality, modul
     from PIL import Image
 
     from mmrobust.failures import extracted_failure
-    from mmrobust.inputs import prepare
+    from mmrobust.inputs import gate_inputs, prepare
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     spec = {"kind": "extractor", "extractor": name}
@@ -316,10 +316,15 @@ def test_an_extracted_modality_breaks_before_its_extractor(name, modality, modul
         expected = prepare(modality, spec, ["black.png"], tmp_path).numpy()
     else:
         expected = prepare(modality, spec, ["N/A"]).numpy()
-    broken = extracted_failure(spec, "blank", 2, 0)
+    broken, views = extracted_failure(spec, "blank", 2, 0)
     assert broken.shape == (2, expected.shape[1]) and np.allclose(broken, expected[0], atol=1e-5)
-    noisy = extracted_failure(spec, "noise", 2, 0)
-    assert not np.allclose(noisy[0], noisy[1]) and np.allclose(noisy, extracted_failure(spec, "noise", 2, 0))
+    if modality == "image":  # and the thumbnail the gate reads: a black picture's is black
+        assert np.array_equal(views, np.zeros((2, 1, 32, 32), np.float32))
+        assert np.array_equal(gate_inputs(modality, spec, ["black.png"], tmp_path).numpy(), views[:1])
+    else:
+        assert views is None
+    noisy, _ = extracted_failure(spec, "noise", 2, 0)
+    assert not np.allclose(noisy[0], noisy[1]) and np.allclose(noisy, extracted_failure(spec, "noise", 2, 0)[0])
 
 
 @pytest.mark.parametrize("name", ["ume-mma", "mma", "proxy", "late-fusion-concat", "unimodal"])
@@ -489,3 +494,18 @@ def test_the_default_gate_scores_an_array_by_its_input_parts_and_tokens_by_their
     assert np.allclose(tokens["feature"], by_hand)
     fitted = InputGate.fit({"a": gate.gates["a"].model}, train, train)
     assert "means" not in fitted.gates["a"].statistics and fitted.detector == "auto"
+
+
+def test_a_thumbnail_is_the_grey_mean_of_each_block_by_hand():
+    from mmrobust.pretrained import thumbnails
+
+    picture = np.zeros((3, 224, 224), np.uint8)
+    picture[:, :, :112] = 255  # the left half white
+    picture[0, :7, 112:119] = 255  # one 7 x 7 block of the right half pure red
+    (view,) = thumbnails([picture])
+    expected = np.zeros((1, 32, 32), np.float32)
+    expected[0, :, :16] = 1.0
+    expected[0, 0, 16] = 1 / 3  # red: one channel of three
+    assert view.shape == (1, 32, 32) and np.allclose(view, expected)
+    odd = thumbnails([np.full((3, 50, 40), 255, np.uint8)])  # not a multiple of 32: resized by blocks
+    assert odd.shape == (1, 1, 32, 32) and np.allclose(odd, 1.0)

@@ -81,7 +81,7 @@ def broken_inputs(inputs: Mapping[str, Any], mask: ProtocolMask, ranges: Mapping
     if m not in ranges and not raw_kind(spec):
         raise ConfigError(f"{mask.protocol}: {m} is neither an array input nor read through an extractor "
                           "(tokens?); a silent failure replaces raw inputs")
-    if m in raw and kind != "stale" and raw_kind(spec) != "image":
+    if m in raw and kind != "stale" and not pictured(spec):
         raise ConfigError(f"{mask.protocol}: {m} keeps raw inputs, which only a picture's failure breaks")
     rows = np.flatnonzero(mask.scored)
     out, original = _copy(inputs[m])
@@ -92,7 +92,9 @@ def broken_inputs(inputs: Mapping[str, Any], mask: ProtocolMask, ranges: Mapping
         if broken_raw is not None:
             broken_raw[rows] = original_raw[mask.source[rows]]
     elif raw_kind(spec) == "extractor":
-        out[rows] = extracted_failure(spec, kind, len(rows), seed)
+        out[rows], views = extracted_failure(spec, kind, len(rows), seed)
+        if broken_raw is not None:
+            broken_raw[rows] = views
     elif raw_kind(spec):
         pictures = broken_raw_inputs(spec, kind, len(rows), np.random.default_rng(seed))
         out[rows] = model_inputs(spec, pictures)
@@ -158,16 +160,28 @@ def _frontend(spec: Mapping[str, Any]) -> Any:
     return get_preset(spec["frontend"]) if isinstance(spec["frontend"], str) else spec["frontend"]
 
 
-def extracted_failure(spec: Mapping[str, Any], kind: str, n: int, seed: int) -> np.ndarray:
+def extracted_failure(spec: Mapping[str, Any], kind: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
     """The extractor's features of ``n`` broken raw inputs (one input repeated for ``blank`` and
-    ``constant``, one per row for ``noise``)."""
+    ``constant``, one per row for ``noise``), and their thumbnails where the raw input is a picture."""
     from .inputs import frozen_features
     from .pretrained import get_extractor
 
     extractor = get_extractor(spec["extractor"])
     items = broken_raw(extractor, kind, n if kind == "noise" else 1, np.random.default_rng(seed))
     out = frozen_features(spec["extractor"], extractor.preprocess(items)).numpy()
-    return out if kind == "noise" else np.repeat(out, n, axis=0)
+    views = extractor.thumbnails(items) if hasattr(extractor, "thumbnails") else None
+    if kind == "noise":
+        return out, views
+    return np.repeat(out, n, axis=0), None if views is None else np.repeat(views, n, axis=0)
+
+
+def pictured(spec: Mapping[str, Any]) -> bool:
+    """Whether the raw input of a modality of this spec is a picture."""
+    if raw_kind(spec) == "extractor":
+        from .pretrained import get_extractor
+
+        return get_extractor(spec["extractor"]).kind == "image"
+    return raw_kind(spec) == "image"
 
 
 def broken_raw(extractor: Any, kind: str, n: int, rng: np.random.Generator) -> list:

@@ -175,6 +175,26 @@ def _extracted(modality: str, spec: Mapping[str, Any], values: Sequence[Any], ba
     return torch.from_numpy(np.stack(out))
 
 
+def gate_inputs(modality: str, spec: Mapping[str, Any], values: Sequence[Any], base: Path = Path(".")) -> torch.Tensor:
+    """What an input gate that reads raw inputs reads of ``values`` (all present): a picture before
+    its PCA projection, or the thumbnail of a picture a pre-trained extractor reads
+    (:func:`mmrobust.pretrained.thumbnails`; NaN for a row given as features, which has no
+    picture: the gate then scores it as plausible)."""
+    if spec["kind"] != "extractor":
+        return prepare(modality, {k: v for k, v in spec.items() if k != "pca"}, values, base)
+    from .pretrained import THUMBNAIL, get_extractor
+
+    extractor = get_extractor(spec["extractor"])
+    out = np.full((len(values), 1, THUMBNAIL, THUMBNAIL), np.nan, dtype=np.float32)
+    pictures = [i for i, v in enumerate(values) if not isinstance(v, np.ndarray) and not _is_npy(v)]
+    if pictures:
+        try:
+            out[pictures] = extractor.thumbnails([extractor.load(str(values[i]), base) for i in pictures])
+        except ValueError as err:
+            raise InputError(f"{modality}: {err}") from None
+    return torch.from_numpy(out)
+
+
 def _is_npy(value: Any) -> bool:
     return isinstance(value, (str, Path)) and str(value).lower().endswith(".npy")
 

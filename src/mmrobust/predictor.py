@@ -41,7 +41,7 @@ from .gate import InputGate
 from .models import UnimodalClassifier
 from .errors import ConfigError, InputError, ModelFileError
 from .files import atomic_path, write_json, write_text
-from .inputs import default_spec, prepare
+from .inputs import default_spec, gate_inputs, prepare
 from .methods import Method, create_method
 from .protocols import nonempty_subsets, pattern_name
 from .config import TrainConfig
@@ -190,23 +190,20 @@ class Predictor:
 
     def _gate(self, inputs: Mapping[str, Any], present: Mapping[str, np.ndarray], rows, base: Path) -> list[dict[str, str]]:
         """Per row: the modalities the input gate ignores, each with its reason."""
-        raw = {m: self._column(m, rows, present[m], base, unprojected=True)
-               for m, g in self.gate.gates.items() if g.reads_raw}
+        raw = {m: self._column(m, rows, present[m], base, for_gate=True) for m, g in self.gate.gates.items() if g.reads_raw}
         scores = self.gate.scores(inputs, {m: present[m] for m in self.gate.modalities}, raw)
         flagged = self.gate.ignored(scores)
         return [{m: self.gate.reason(m, scores[m][i]) for m in self.gate.modalities if flagged[m][i]}
                 for i in range(len(next(iter(present.values()))))]
 
-    def _column(self, m: str, rows, present: np.ndarray, base: Path, unprojected: bool = False):
-        """Modality ``m`` of ``rows`` as the model's input (``unprojected``: as the input gate
-        reads it, a picture before its PCA projection)."""
+    def _column(self, m: str, rows, present: np.ndarray, base: Path, for_gate: bool = False):
+        """Modality ``m`` of ``rows`` as the model's input (``for_gate``: as an input gate that
+        reads raw inputs reads it, :func:`mmrobust.inputs.gate_inputs`)."""
         if not present.any():
             return None
         values = [row[m] for row, given in zip(rows, present) if given]
         spec = self.inputs.get(m) or default_spec(np.asarray(values[0]).shape)
-        if unprojected:
-            spec = {k: v for k, v in spec.items() if k != "pca"}
-        batch = prepare(m, spec, values, base)
+        batch = (gate_inputs if for_gate else prepare)(m, spec, values, base)
         return scatter_rows(batch, np.flatnonzero(present), len(rows))
 
     def _prediction(self, proba: np.ndarray, used: list[str], label_set: np.ndarray | None, abstain: bool,

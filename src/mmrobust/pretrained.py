@@ -138,6 +138,28 @@ class ImageNetEncoder(nn.Module):
         return out.flatten(2).mean(-1) if out.dim() > 2 else out
 
 
+THUMBNAIL = 32  # the side of the grey picture the input gate reads of an extracted picture
+
+
+def thumbnails(items: Sequence[np.ndarray]) -> np.ndarray:
+    """Loaded pictures (uint8 ``3 x S x S``) as grey ``1 x 32 x 32`` thumbnails in [0, 1] (the mean
+    of each block of pixels): a pre-trained extractor maps a black or white frame or pixel noise
+    among real pictures' features, and its picture keeps what shows it (no spread; roughness)."""
+    out = []
+    for item in items:
+        grey = np.asarray(item, dtype=np.float32).mean(0) / 255.0
+        side = grey.shape[0]
+        if side % THUMBNAIL == 0 and grey.shape[1] == side:
+            block = side // THUMBNAIL
+            small = grey.reshape(THUMBNAIL, block, THUMBNAIL, block).mean((1, 3))
+        else:
+            from PIL import Image
+
+            small = np.asarray(Image.fromarray(grey, mode="F").resize((THUMBNAIL, THUMBNAIL), Image.BOX), dtype=np.float32)
+        out.append(small[None])
+    return np.stack(out).astype(np.float32) if out else np.zeros((0, 1, THUMBNAIL, THUMBNAIL), np.float32)
+
+
 class ImageExtractor:
     kind = "image"
 
@@ -156,6 +178,10 @@ class ImageExtractor:
 
     def module(self) -> nn.Module:
         return self._build()
+
+    def thumbnails(self, items: Sequence[np.ndarray]) -> np.ndarray:
+        """What the input gate reads of each picture (:func:`thumbnails`)."""
+        return thumbnails(items)
 
 
 def mobilenetv2() -> ImageExtractor:

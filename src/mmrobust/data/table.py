@@ -101,7 +101,7 @@ def build_splits(table: Table, extractors: Mapping[str, str] | None = None, fine
         raise DataError(f"finetune: no modality {unknown[0]!r} (modalities: {', '.join(table.cells)})")
     names = table.label_names or sorted({label for labels in table.labels for label in labels})
     target = _targets(table.labels, names, table.multilabel)
-    inputs, encoders, used, specs = {}, {}, {}, {}
+    inputs, encoders, used, specs, raw = {}, {}, {}, {}, {}
     for m in table.cells:
         if table.kinds[m] == "features":
             inputs[m] = _npy_column(table, m, bad)
@@ -118,7 +118,9 @@ def build_splits(table: Table, extractors: Mapping[str, str] | None = None, fine
             inputs[m] = _preprocessed_column(table, m, extractor, bad)
             encoders[m] = EncoderSpec("pretrained", extractor=name)
         else:
-            inputs[m] = _feature_column(table, m, extractor, FeatureCache(cache_dir, extractor), bad, device)
+            inputs[m], view = _feature_column(table, m, extractor, FeatureCache(cache_dir, extractor), bad, device)
+            if view is not None:
+                raw[m] = view
             encoders[m] = EncoderSpec("mlp", in_dim=int(inputs[m].shape[1]))
     present = {m: np.array([c is not None for c in table.cells[m]]) for m in table.cells}  # after unreadable cells
     keep = np.any(np.stack(list(present.values())), axis=0)
@@ -126,7 +128,7 @@ def build_splits(table: Table, extractors: Mapping[str, str] | None = None, fine
                     for row in np.flatnonzero(~keep)]
     full = MultiModalDataset(inputs, target, present, num_classes=len(names),
                              task="multilabel" if table.multilabel else "multiclass", label_names=names,
-                             sources={m: np.asarray(table.groups) for m in inputs} if table.groups else None)
+                             sources={m: np.asarray(table.groups) for m in inputs} if table.groups else None, raw=raw)
     rows = {s: np.flatnonzero((np.asarray(split) == s) & keep) for s in SPLIT_NAMES}
     for s, idx in rows.items():
         if len(idx) == 0:
@@ -248,39 +250,64 @@ def _load_vector(path: Path, shape: tuple[int, ...], length: int) -> np.ndarray:
     return vector.astype(np.float32)
 
 
-def _feature_column(table: Table, m: str, extractor, cache: FeatureCache, bad: BadInputs, device: str) -> np.ndarray:
-    """Frozen features of every present cell: from the cache, or computed (in chunks) and cached."""
+def _feature_column(table: Table, m: str, extractor, cache: FeatureCache, bad: BadInputs,
+                    device: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Frozen features of every present cell: from the cache, or computed (in chunks) and cached;
+    and, for a picture, the thumbnail the input gate reads (cached beside; ``None`` for others)."""
     keys = {row: _read(table, m, row, lambda c: cache.key(c, extractor.kind, table.base), bad) for row in _present_rows(table, m)}
     rows = [row for row, key in keys.items() if key is not None]
     features = {row: cache.get(keys[row]) for row in rows}
-    todo = [row for row in rows if features[row] is None]
+    viewed = hasattr(extractor, "thumbnails")
+    views = {row: cache.get(keys[row] + THUMBNAIL_KEY) for row in rows} if viewed else {}
+    todo = [row for row in rows if features[row] is None or (viewed and views[row] is None)]
     if todo:
-        device = resolve_device(device)
-        module = extractor.module().eval().to(device)
+        module = None
         bar = tqdm(total=len(todo), desc=f"{m}: {extractor.name} features", unit="item", disable=None)
         for chunk in _chunks(todo, CHUNK):
             loaded = {row: _read(table, m, row, lambda c: extractor.load(c, table.base), bad) for row in chunk}
             chunk = [row for row in chunk if loaded[row] is not None]
-            items = [loaded[row] for row in chunk]
             bar.update(len(loaded) - len(chunk))
-            if not chunk:
-                continue
-            with torch.inference_mode():
-                batch = extractor.preprocess(items)
-                out = module(batch if isinstance(batch, list) else move_to(batch, device)).float().cpu().numpy()
-            for row, vector in zip(chunk, out):
-                features[row] = _read(table, m, row, lambda _: _finite_features(vector, extractor.name), bad)
-                if features[row] is not None:
-                    cache.put(keys[row], vector)
+            if viewed:
+                for row, view in zip(chunk, extractor.thumbnails([loaded[row] for row in chunk])):
+                    views[row] = view
+                    cache.put(keys[row] + THUMBNAIL_KEY, view)
+            chunk = [row for row in chunk if features[row] is None]
+            if chunk:
+                if module is None:
+                    device = resolve_device(device)
+                    module = extractor.module().eval().to(device)
+                _extract(table, m, extractor, (module, device), {row: loaded[row] for row in chunk}, features, keys, cache, bad)
             bar.update(len(chunk))
         bar.close()
     rows = [row for row in rows if table.cells[m][row] is not None]
     if not rows:
         raise DataError(f"{table.source}: modality {m!r} is missing from every row")
-    dim = len(features[rows[0]])
-    out = np.zeros((len(table.ids), dim), dtype=np.float32)
+    return _column(features, rows, len(table.ids)), _column(views, rows, len(table.ids)) if viewed else None
+
+
+THUMBNAIL_KEY = ".thumbnail"  # a picture's thumbnail in the feature cache: its features' key and this
+
+
+def _extract(table: Table, m: str, extractor, on: tuple, loaded: Mapping[int, Any], features: dict, keys: dict,
+             cache: FeatureCache, bad: BadInputs) -> None:
+    """The features of the ``loaded`` rows (``on``: the extractor's module and its device), into
+    ``features`` and the cache (a non-finite one is a bad cell)."""
+    module, device = on
+    with torch.inference_mode():
+        batch = extractor.preprocess(list(loaded.values()))
+        out = module(batch if isinstance(batch, list) else move_to(batch, device)).float().cpu().numpy()
+    for row, vector in zip(loaded, out):
+        features[row] = _read(table, m, row, lambda _: _finite_features(vector, extractor.name), bad)
+        if features[row] is not None:
+            cache.put(keys[row], vector)
+
+
+def _column(values: Mapping[int, np.ndarray], rows: list[int], n: int) -> np.ndarray:
+    """One value per row (zeros where a row has none), float32."""
+    first = np.asarray(values[rows[0]])
+    out = np.zeros((n, *first.shape), dtype=np.float32)
     for row in rows:
-        out[row] = features[row]
+        out[row] = values[row]
     return out
 
 
