@@ -99,7 +99,7 @@ class InputGate:
             if flat is None and detector == "none":
                 raise ConfigError(f"gate detector 'none': {m} is no array input (tokens?), so the gate would score "
                                   "nothing; choose auto or a feature detector")
-            statistics = fit_statistics(feature_detector(detector, flat), features, train.target[torch.as_tensor(rows)],
+            statistics = fit_statistics(feature_detector(detector, flat is not None), features, train.target[torch.as_tensor(rows)],
                                         train.task)
             if flat is not None:
                 statistics.update(fit_input_basis(flat))
@@ -159,24 +159,28 @@ class InputGate:
     def reason(self, m: str, value: float) -> str:
         return f"implausible input: score {value:.1f} > threshold {self.gates[m].threshold:.1f}"
 
-    def _outputs(self, model: nn.Module, x: Any, rows: np.ndarray, raw: Any = None) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Features and logits of ``model`` on ``rows`` of ``x`` (on the model's device), and each
-        row's input flattened (at most :data:`INPUT_DIMS` evenly spaced values; its ``raw`` input
-        where given; ``None`` for inputs that are not arrays, such as tokens)."""
+    def _outputs(self, model: nn.Module, x: Any, rows: np.ndarray, raw: Any = None) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        """Features and logits of ``model`` on ``rows`` of ``x`` (on the model's device; ``None``
+        where the feature part is off, :func:`feature_detector`), and each row's input flattened
+        (at most :data:`INPUT_DIMS` evenly spaced values; its ``raw`` input where given; ``None``
+        for inputs that are not arrays, such as tokens)."""
         device = next(model.parameters()).device
         index = torch.as_tensor(rows, dtype=torch.long)
         taken = {"x": take_rows(x, index), **({"raw": take_rows(raw, index)} if raw is not None else {})}
+        encode = feature_detector(self.detector, raw is not None or not isinstance(x, Mapping)) != "none"
         features, logits, summaries = [], [], []
         with torch.no_grad():
             every = torch.ones(len(rows), dtype=torch.bool)
             for chunk, _, _ in iter_chunks(taken, {k: every for k in taken}, self.batch_size, device):
-                f = model.encoder(chunk["x"])
-                features.append(f.float().cpu())
-                logits.append(model.head(f).float().cpu())
+                if encode:
+                    f = model.encoder(chunk["x"])
+                    features.append(f.float().cpu())
+                    logits.append(model.head(f).float().cpu())
                 looked_at = chunk.get("raw", chunk["x"])
                 if isinstance(looked_at, Tensor):
                     summaries.append(flatten_input(looked_at).cpu())
-        return torch.cat(features), torch.cat(logits), torch.cat(summaries) if summaries else None
+        return (torch.cat(features) if encode else None, torch.cat(logits) if encode else None,
+                torch.cat(summaries) if summaries else None)
 
     # --- saving ---------------------------------------------------------------------------------
     def state_tensors(self) -> dict[str, Tensor]:
@@ -222,10 +226,10 @@ def check_detector(detector: str) -> str:
     return detector
 
 
-def feature_detector(detector: str, flat: Tensor | None) -> str:
+def feature_detector(detector: str, arrays: bool) -> str:
     """The feature part's detector: ``auto`` is ``none`` for an array input, else ``mahalanobis``."""
     if detector == "auto":
-        return "none" if flat is not None else "mahalanobis"
+        return "none" if arrays else "mahalanobis"
     return detector
 
 
@@ -285,7 +289,7 @@ def _parts(detector: str, statistics: Mapping[str, Tensor], features: Tensor, lo
     """The feature score of ``detector`` and, for array inputs, the squared Mahalanobis distance of
     the input's summary (:func:`input_summary`) to the training inputs' (a blank or constant input
     has no spread; a noise image spreads over every principal direction)."""
-    detector = feature_detector(detector, flat)
+    detector = feature_detector(detector, flat is not None)
     parts = {"feature": score(detector, statistics, features, logits)} if detector != "none" else {}
     if flat is not None and "input_mean" in statistics:
         d = input_summary(flat, statistics) - statistics["input_mean"]
