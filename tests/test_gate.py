@@ -410,6 +410,8 @@ def test_the_gate_reads_the_raw_input_where_the_data_keeps_one(tmp_path):
     assert (seen > raw_gate.gates["a"].threshold).tolist() == [True, False]  # (one modality: ignored() keeps it)
     with pytest.raises(mm.errors.ConfigError, match="reads its raw inputs"):
         raw_gate.scores({"a": model_inputs}, present)
+    unknown = np.full((2, 100), np.nan, dtype=np.float32)  # no raw input (a picture given as its features)
+    assert raw_gate.scores({"a": model_inputs}, present, {"a": unknown})["a"].tolist() == [-np.inf, -np.inf]
     blank_model = copy.deepcopy(stage1.models["a"])
     with torch.no_grad():
         for p in blank_model.parameters():

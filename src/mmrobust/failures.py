@@ -84,6 +84,8 @@ def broken_inputs(inputs: Mapping[str, Any], mask: ProtocolMask, ranges: Mapping
     if m in raw and kind != "stale" and not pictured(spec):
         raise ConfigError(f"{mask.protocol}: {m} keeps raw inputs, which only a picture's failure breaks")
     rows = np.flatnonzero(mask.scored)
+    if not len(rows):  # no row has the modality: nothing to break
+        return Broken(dict(inputs), raw)
     out, original = _copy(inputs[m])
     broken_raw, original_raw = _copy(raw[m]) if m in raw else (None, None)
     seed = derive_seed(seed, "fail", m, kind)

@@ -136,7 +136,9 @@ class InputGate:
             if len(rows):
                 outputs = self._outputs(gate.model, inputs[m], rows, raw[m] if gate.reads_raw else None)
                 parts = _parts(self.detector, gate.statistics, *outputs)
-                values[rows] = combined(parts, gate.statistics)
+                scored = combined(parts, gate.statistics)
+                values[rows] = np.where(np.isnan(scored), -np.inf, scored)  # no raw input to judge (a picture given
+                # as its features, gate_inputs): taken as plausible
             out[m] = values
         return out
 
