@@ -504,10 +504,12 @@ def test_a_thumbnail_is_the_grey_mean_of_each_block_by_hand():
     picture = np.zeros((3, 224, 224), np.uint8)
     picture[:, :, :112] = 255  # the left half white
     picture[0, :7, 112:119] = 255  # one 7 x 7 block of the right half pure red
+    picture[:, 7, 112] = 255  # and one white pixel of the block below it
     (view,) = thumbnails([picture])
     expected = np.zeros((1, 32, 32), np.float32)
     expected[0, :, :16] = 1.0
     expected[0, 0, 16] = 1 / 3  # red: one channel of three
+    expected[0, 1, 16] = 1 / 49  # one pixel of 49
     assert view.shape == (1, 32, 32) and np.allclose(view, expected)
     odd = thumbnails([np.full((3, 50, 40), 255, np.uint8)])  # not a multiple of 32: resized by blocks
     assert odd.shape == (1, 1, 32, 32) and np.allclose(odd, 1.0)

@@ -35,14 +35,16 @@ def main() -> None:
                         help="the command to time (default: this environment's)")
     parser.add_argument("--label", default="this checkout", help="what the command is (e.g. before)")
     parser.add_argument("--commit", default=None, help="the commit the command runs (default: this checkout's)")
+    parser.add_argument("--keep", type=Path, default=None, help="copy the (last) run's folder here (for benchmarks/predict)")
     args = parser.parse_args()
     commit = args.commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                            cwd=HERE).stdout.strip()
     for jobs in args.jobs:
-        record({"label": args.label, "commit": commit, "jobs": jobs, **first_run(args.mmrobust, jobs), **machine()})
+        record({"label": args.label, "commit": commit, "jobs": jobs, **first_run(args.mmrobust, jobs, args.keep),
+                **machine()})
 
 
-def first_run(command: str, jobs: str) -> dict:
+def first_run(command: str, jobs: str, keep: Path | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         argv = [command, "run", "--out", str(out)] + ([] if jobs == "default" else ["--jobs", jobs])
@@ -58,6 +60,9 @@ def first_run(command: str, jobs: str) -> dict:
             raise SystemExit(f"{' '.join(argv)} failed:\n{err[-3000:]}")
         commands = {c["command"]: c["seconds"] for c in json.loads((out / "provenance.json").read_text())["commands"]}
         threads = json.loads((out / "provenance.json").read_text())["environment"].get("torch_threads")
+        if keep is not None:
+            shutil.rmtree(keep, ignore_errors=True)
+            shutil.copytree(out, keep)
         return {"wall_s": round(wall, 1), "train_s": commands.get("train"), "evaluate_s": commands.get("evaluate"),
                 "peak_process_mb": round(peaks["process"] / 2**20), "peak_tree_mb": round(peaks["tree"] / 2**20),
                 "threads": threads, "workers": "worker processes" in err,
