@@ -5,7 +5,10 @@ Per modality, the gate keeps that modality's Stage-1 model (encoder and head), s
 training rows and a threshold: the score that at most ``false_alarms`` (0.5%) of the clean
 validation rows of that modality exceed. A present input scoring above it is ignored. The score
 has up to three parts, each in units of its own spread on the clean validation rows ((score −
-median) / (quantile − median)), and is the largest of them:
+median) / (quantile − median)), and is the largest of them. The input and levels parts read the
+modality's raw input where the data keeps one (:attr:`MultiModalDataset.raw`: the digits'
+pictures before their PCA projection, a thumbnail of a picture read through a pre-trained
+extractor), else the model's input:
 
 - the **input** part (array inputs): the squared Mahalanobis distance of the input's mean,
   standard deviation and coordinates on the training inputs' top principal directions to the
