@@ -97,12 +97,13 @@ class InputGate:
             reads_raw = m in train.raw
             if reads_raw and m not in val.raw:
                 raise DataError(f"the input gate reads {m}'s raw inputs: the training rows have them, the validation rows not")
-            rows = _spaced(np.flatnonzero(train.present[m].numpy()), FIT_ROWS)
-            features, logits, flat = gate._outputs(model, train.inputs[m], rows, train.raw.get(m))
-            if flat is None and detector == "none":
+            arrays = reads_arrays(train.inputs[m], train.raw.get(m))
+            if not arrays and detector == "none":
                 raise ConfigError(f"gate detector 'none': {m} is no array input (tokens?), so the gate would score "
                                   "nothing; choose auto or a feature detector")
-            statistics = fit_statistics(feature_detector(detector, flat is not None), features, train.target[torch.as_tensor(rows)],
+            rows = _spaced(np.flatnonzero(train.present[m].numpy()), FIT_ROWS)
+            features, logits, flat = gate._outputs(model, train.inputs[m], rows, train.raw.get(m))
+            statistics = fit_statistics(feature_detector(detector, arrays), features, train.target[torch.as_tensor(rows)],
                                         train.task)
             if flat is not None:
                 statistics.update(fit_input_basis(flat))
@@ -172,7 +173,7 @@ class InputGate:
         device = next(model.parameters()).device
         index = torch.as_tensor(rows, dtype=torch.long)
         taken = {"x": take_rows(x, index), **({"raw": take_rows(raw, index)} if raw is not None else {})}
-        encode = feature_detector(self.detector, raw is not None or not isinstance(x, Mapping)) != "none"
+        encode = feature_detector(self.detector, reads_arrays(x, raw)) != "none"
         features, logits, summaries = [], [], []
         with torch.no_grad():
             every = torch.ones(len(rows), dtype=torch.bool)
@@ -229,6 +230,11 @@ def check_detector(detector: str) -> str:
     if detector not in DETECTORS:
         raise ConfigError(f"gate detector {detector!r}: expected one of {', '.join(DETECTORS)}")
     return detector
+
+
+def reads_arrays(x: Any, raw: Any = None) -> bool:
+    """Whether the input parts can read a modality of input ``x`` (and ``raw`` input): an array, not tokens."""
+    return raw is not None or not isinstance(x, Mapping)
 
 
 def feature_detector(detector: str, arrays: bool) -> str:

@@ -265,18 +265,18 @@ def _feature_column(table: Table, m: str, extractor, cache: FeatureCache, bad: B
         bar = tqdm(total=len(todo), desc=f"{m}: {extractor.name} features", unit="item", disable=None)
         for chunk in _chunks(todo, CHUNK):
             loaded = {row: _read(table, m, row, lambda c: extractor.load(c, table.base), bad) for row in chunk}
-            chunk = [row for row in chunk if loaded[row] is not None]
-            bar.update(len(loaded) - len(chunk))
+            readable = [row for row in chunk if loaded[row] is not None]
             if viewed:
-                for row, view in zip(chunk, extractor.thumbnails([loaded[row] for row in chunk])):
+                for row, view in zip(readable, extractor.thumbnails([loaded[row] for row in readable])):
                     views[row] = view
                     cache.put(keys[row] + THUMBNAIL_KEY, view)
-            chunk = [row for row in chunk if features[row] is None]
-            if chunk:
+            unextracted = [row for row in readable if features[row] is None]
+            if unextracted:
                 if module is None:
                     device = resolve_device(device)
                     module = extractor.module().eval().to(device)
-                _extract(table, m, extractor, (module, device), {row: loaded[row] for row in chunk}, features, keys, cache, bad)
+                _extract(table, m, extractor, module, device, {row: loaded[row] for row in unextracted}, features, keys,
+                         cache, bad)
             bar.update(len(chunk))
         bar.close()
     rows = [row for row in rows if table.cells[m][row] is not None]
@@ -288,11 +288,10 @@ def _feature_column(table: Table, m: str, extractor, cache: FeatureCache, bad: B
 THUMBNAIL_KEY = ".thumbnail"  # a picture's thumbnail in the feature cache: its features' key and this
 
 
-def _extract(table: Table, m: str, extractor, on: tuple, loaded: Mapping[int, Any], features: dict, keys: dict,
+def _extract(table: Table, m: str, extractor, module, device, loaded: Mapping[int, Any], features: dict, keys: dict,
              cache: FeatureCache, bad: BadInputs) -> None:
-    """The features of the ``loaded`` rows (``on``: the extractor's module and its device), into
+    """The features of the ``loaded`` rows by the extractor's ``module`` on ``device``, into
     ``features`` and the cache (a non-finite one is a bad cell)."""
-    module, device = on
     with torch.inference_mode():
         batch = extractor.preprocess(list(loaded.values()))
         out = module(batch if isinstance(batch, list) else move_to(batch, device)).float().cpu().numpy()
