@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src" / "mmrobust"
 GUARANTEES = "tests/test_guarantees.py"
 GATE = "tests/test_gate.py"
+TEXT = "tests/test_textgate.py"
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,19 @@ CASES = (
     Break("thumbnail-block-max", "pretrained.py", "small = grey.reshape(THUMBNAIL, block, THUMBNAIL, block).mean((1, 3))",
           "small = grey.reshape(THUMBNAIL, block, THUMBNAIL, block).max((1, 3))",
           (f"{GATE}::test_a_thumbnail_is_the_grey_mean_of_each_block_by_hand",)),
+    Break("text-interpolation-dropped", "textgate.py", "p = np.where(known, (seen + distinct * p) / np.maximum(total + distinct, 1e-300), p)",
+          "p = np.where(known, (seen + 1.0) / np.maximum(total + distinct, 1e-300), p)",
+          (f"{TEXT}::test_the_character_model_against_a_second_implementation",)),
+    Break("text-randomness-unnormalised", "textgate.py", 'parts["randomness"][i] = float(np.sum(s - uniform))',
+          'parts["randomness"][i] = float(np.sum(s))', (f"{TEXT}::test_the_character_model_against_a_second_implementation",)),
+    Break("text-repetition-case", "textgate.py", '.lower() for w in text.split()', ' for w in text.split()',
+          (f"{TEXT}::test_repeated_words_by_hand",)),
+    Break("text-gate-off", "gate.py", "        parts.update(text_parts(flat, statistics))\n", "        parts.update({})\n",
+          (f"{TEXT}::test_the_gate_ignores_a_placeholder_a_repeated_word_and_random_letters",)),
+    Break("text-view-floated", "failures.py", "_copy(raw[m], dtype=None)", "_copy(raw[m])",
+          ("tests/test_manifest.py::test_run_from_a_manifest_in_one_command",)),
+    Break("text-no-view-judged", "textgate.py", "None if row[0] == NO_TEXT else", "None if False else",
+          (f"{TEXT}::test_a_text_view_is_its_first_code_points_and_a_row_without_text_is_not_judged",)),
     Break("unknown-raw-flagged", "gate.py", "values[rows] = np.where(np.isnan(scored), -np.inf, scored)", "values[rows] = scored",
           (f"{GATE}::test_the_gate_reads_the_raw_input_where_the_data_keeps_one",)),
     Break("raw-not-subset", "batch.py", "raw={m: take_rows(x, rows_t) for m, x in self.raw.items()},", "",

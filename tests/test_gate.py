@@ -321,8 +321,9 @@ def test_an_extracted_modality_breaks_before_its_extractor(name, modality, modul
     if modality == "image":  # and the thumbnail the gate reads: a black picture's is black
         assert np.array_equal(views, np.zeros((2, 1, 32, 32), np.float32))
         assert np.array_equal(gate_inputs(modality, spec, ["black.png"], tmp_path).numpy(), views[:1])
-    else:
-        assert views is None
+    else:  # and the text the gate reads: "N/A" as its code points
+        assert views.shape == (2, 256) and views[0, :4].tolist() == [ord("N"), ord("/"), ord("A"), 0]
+        assert np.array_equal(gate_inputs(modality, spec, ["N/A"]).numpy(), views[:1])
     noisy, _ = extracted_failure(spec, "noise", 2, 0)
     assert not np.allclose(noisy[0], noisy[1]) and np.allclose(noisy, extracted_failure(spec, "noise", 2, 0)[0])
 

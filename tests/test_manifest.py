@@ -171,9 +171,9 @@ def test_run_from_a_manifest_in_one_command(three_modalities, tmp_path, monkeypa
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert {r["method"] for r in records} >= {"unimodal:image", "unimodal:caption", "unimodal:vector", "ume-mma"}
     cached = list((tmp_path / "cache" / "features").rglob("*.npy"))
-    thumbnails = [p for p in cached if p.name.endswith(".thumbnail.npy")]
-    assert len(cached) - len(thumbnails) == 51 + 3  # 51 images present, 3 distinct captions
-    assert len(thumbnails) == 51  # what the input gate reads of each picture
+    views = [p for p in cached if p.name.endswith(".view.npy")]
+    assert len(cached) - len(views) == 51 + 3  # 51 images present, 3 distinct captions
+    assert len(views) == 51  # what the input gate reads of each picture (a caption's is its text, never cached)
 
     # the run's model predicts from raw files and texts, any subset (features through the same extractors)
     from mmrobust.predictor import Predictor

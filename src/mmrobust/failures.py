@@ -81,13 +81,13 @@ def broken_inputs(inputs: Mapping[str, Any], mask: ProtocolMask, ranges: Mapping
     if m not in ranges and not raw_kind(spec):
         raise ConfigError(f"{mask.protocol}: {m} is neither an array input nor read through an extractor "
                           "(tokens?); a silent failure replaces raw inputs")
-    if m in raw and kind != "stale" and not pictured(spec):
-        raise ConfigError(f"{mask.protocol}: {m} keeps raw inputs, which only a picture's failure breaks")
+    if m in raw and kind != "stale" and not viewed(spec):
+        raise ConfigError(f"{mask.protocol}: {m} keeps raw inputs, which only a picture's or an extracted cell's failure breaks")
     rows = np.flatnonzero(mask.scored)
     if not len(rows):  # no row has the modality: nothing to break
         return Broken(dict(inputs), raw)
     out, original = _copy(inputs[m])
-    broken_raw, original_raw = _copy(raw[m]) if m in raw else (None, None)
+    broken_raw, original_raw = _copy(raw[m], dtype=None) if m in raw else (None, None)
     seed = derive_seed(seed, "fail", m, kind)
     if kind == "stale":  # another row's input, whatever the format: what that row's raw input gives
         out[rows] = original[mask.source[rows]]
@@ -109,10 +109,11 @@ def broken_inputs(inputs: Mapping[str, Any], mask: ProtocolMask, ranges: Mapping
     return Broken({**inputs, m: _like(inputs[m], out)}, raw)
 
 
-def _copy(x: Any) -> tuple[np.ndarray, np.ndarray]:
-    """A float32 copy of an array input to break, and the original as numpy."""
+def _copy(x: Any, dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """A copy of an array input to break (float32, or of its own dtype for ``dtype=None``: a
+    text's code points), and the original as numpy."""
     original = x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    return np.array(original, dtype=np.float32, copy=True), original
+    return np.array(original, dtype=dtype, copy=True), original
 
 
 def _like(x: Any, values: np.ndarray) -> Any:
@@ -164,25 +165,27 @@ def _frontend(spec: Mapping[str, Any]) -> Any:
 
 def extracted_failure(spec: Mapping[str, Any], kind: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
     """The extractor's features of ``n`` broken raw inputs (one input repeated for ``blank`` and
-    ``constant``, one per row for ``noise``), and their thumbnails where the raw input is a picture."""
+    ``constant``, one per row for ``noise``), and what the input gate reads of them (the
+    extractor's views: a picture's thumbnail, a text's code points; None without views)."""
     from .inputs import frozen_features
     from .pretrained import get_extractor
 
     extractor = get_extractor(spec["extractor"])
     items = broken_raw(extractor, kind, n if kind == "noise" else 1, np.random.default_rng(seed))
     out = frozen_features(spec["extractor"], extractor.preprocess(items)).numpy()
-    views = extractor.thumbnails(items) if hasattr(extractor, "thumbnails") else None
+    views = extractor.views(items) if hasattr(extractor, "views") else None
     if kind == "noise":
         return out, views
     return np.repeat(out, n, axis=0), None if views is None else np.repeat(views, n, axis=0)
 
 
-def pictured(spec: Mapping[str, Any]) -> bool:
-    """Whether the raw input of a modality of this spec is a picture."""
+def viewed(spec: Mapping[str, Any]) -> bool:
+    """Whether the input gate reads a raw view of a modality of this spec (a picture; a cell an
+    extractor with views reads)."""
     if raw_kind(spec) == "extractor":
         from .pretrained import get_extractor
 
-        return get_extractor(spec["extractor"]).kind == "image"
+        return hasattr(get_extractor(spec["extractor"]), "views")
     return raw_kind(spec) == "image"
 
 

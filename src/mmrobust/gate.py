@@ -8,7 +8,7 @@ has up to three parts, each in units of its own spread on the clean validation r
 median) / (quantile − median)), and is the largest of them. The input and levels parts read the
 modality's raw input where the data keeps one (:attr:`MultiModalDataset.raw`: the digits'
 pictures before their PCA projection, a thumbnail of a picture read through a pre-trained
-extractor), else the model's input:
+extractor, a text's code points), else the model's input:
 
 - the **input** part (array inputs): the squared Mahalanobis distance of the input's mean,
   standard deviation and coordinates on the training inputs' top principal directions to the
@@ -19,6 +19,10 @@ extractor), else the model's input:
   training inputs' median, against a fixed tolerance of :data:`LEVEL_TOLERANCE` rather than a
   validation quantile (a hiss is flat, pixel noise rough, a blank input has no spread; the
   training speakers' clips vary less than new speakers' do),
+- the **text** parts (a text read through a pre-trained extractor, whose raw input is the text's
+  code points): its surprisal per character, its evidence for random characters and its share
+  of repeated words under a character model of the training texts (:mod:`mmrobust.textgate`;
+  a placeholder, one word repeated or random letters lie among real texts' features),
 - the **feature** part, by the detector:
 
   - ``mahalanobis`` (Lee et al., NeurIPS 2018): the squared Mahalanobis distance of the encoder's
@@ -51,6 +55,7 @@ from torch import Tensor, nn
 from .batch import MultiModalDataset, iter_chunks, take_rows
 from .config import GATE_DETECTORS as DETECTORS, GATE_FALSE_ALARMS as FALSE_ALARMS
 from .errors import ConfigError, DataError, ModelFileError
+from .textgate import fit_text_model, is_text_view, text_parts
 
 DEFAULT_DETECTOR = "auto"
 FIT_ROWS = 5000  # training rows (at most, evenly spaced) the statistics come from
@@ -105,7 +110,9 @@ class InputGate:
             features, logits, flat = gate._outputs(model, train.inputs[m], rows, train.raw.get(m))
             statistics = fit_statistics(feature_detector(detector, arrays), features, train.target[torch.as_tensor(rows)],
                                         train.task)
-            if flat is not None:
+            if is_text_view(flat):
+                statistics.update(fit_text_model(flat))
+            elif flat is not None:
                 statistics.update(fit_input_basis(flat))
                 statistics.update({f"input_{k}": v for k, v in _gaussian(input_summary(flat, statistics)).items()})
                 statistics.update(fit_levels(flat))
@@ -168,8 +175,8 @@ class InputGate:
     def _outputs(self, model: nn.Module, x: Any, rows: np.ndarray, raw: Any = None) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         """Features and logits of ``model`` on ``rows`` of ``x`` (on the model's device; ``None``
         where the feature part is off, :func:`feature_detector`), and each row's input flattened
-        (at most :data:`INPUT_DIMS` evenly spaced values; its ``raw`` input where given; ``None``
-        for inputs that are not arrays, such as tokens)."""
+        (at most :data:`INPUT_DIMS` evenly spaced values; its ``raw`` input where given, a text's
+        view as it is; ``None`` for inputs that are not arrays, such as tokens)."""
         device = next(model.parameters()).device
         index = torch.as_tensor(rows, dtype=torch.long)
         taken = {"x": take_rows(x, index), **({"raw": take_rows(raw, index)} if raw is not None else {})}
@@ -183,7 +190,9 @@ class InputGate:
                     features.append(f.float().cpu())
                     logits.append(model.head(f).float().cpu())
                 looked_at = chunk.get("raw", chunk["x"])
-                if isinstance(looked_at, Tensor):
+                if is_text_view(looked_at):
+                    summaries.append(looked_at.cpu())
+                elif isinstance(looked_at, Tensor):
                     summaries.append(flatten_input(looked_at).cpu())
         return (torch.cat(features) if encode else None, torch.cat(logits) if encode else None,
                 torch.cat(summaries) if summaries else None)
@@ -302,6 +311,8 @@ def _parts(detector: str, statistics: Mapping[str, Tensor], features: Tensor, lo
     has no spread; a noise image spreads over every principal direction)."""
     detector = feature_detector(detector, flat is not None)
     parts = {"feature": score(detector, statistics, features, logits)} if detector != "none" else {}
+    if flat is not None and "text_alphabet" in statistics:
+        parts.update(text_parts(flat, statistics))
     if flat is not None and "input_mean" in statistics:
         d = input_summary(flat, statistics) - statistics["input_mean"]
         parts["input"] = ((d @ statistics["input_precision"]) * d).sum(1).numpy()

@@ -177,19 +177,19 @@ def _extracted(modality: str, spec: Mapping[str, Any], values: Sequence[Any], ba
 
 def gate_inputs(modality: str, spec: Mapping[str, Any], values: Sequence[Any], base: Path = Path(".")) -> torch.Tensor:
     """What an input gate that reads raw inputs reads of ``values`` (all present): a picture before
-    its PCA projection, or the thumbnail of a picture a pre-trained extractor reads
-    (:func:`mmrobust.pretrained.thumbnails`; NaN for a row given as features, which has no
-    picture: the gate then scores it as plausible)."""
+    its PCA projection, or the view of a cell a pre-trained extractor reads (a picture's thumbnail,
+    a text's code points: ``extractor.views``; a row given as features has none, ``no_views``,
+    and the gate scores it as plausible)."""
     if spec["kind"] != "extractor":
         return prepare(modality, {k: v for k, v in spec.items() if k != "pca"}, values, base)
-    from .pretrained import THUMBNAIL, get_extractor
+    from .pretrained import get_extractor
 
     extractor = get_extractor(spec["extractor"])
-    out = np.full((len(values), 1, THUMBNAIL, THUMBNAIL), np.nan, dtype=np.float32)
-    pictures = [i for i, v in enumerate(values) if not isinstance(v, np.ndarray) and not _is_npy(v)]
-    if pictures:
+    out = extractor.no_views(len(values))
+    cells = [i for i, v in enumerate(values) if not isinstance(v, np.ndarray) and not _is_npy(v)]
+    if cells:
         try:
-            out[pictures] = extractor.thumbnails([extractor.load(str(values[i]), base) for i in pictures])
+            out[cells] = extractor.views([extractor.load(str(values[i]), base) for i in cells])
         except ValueError as err:
             raise InputError(f"{modality}: {err}") from None
     return torch.from_numpy(out)

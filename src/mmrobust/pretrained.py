@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from .errors import DataError
 from .files import atomic_path
+from .textgate import no_text_views, text_views
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -179,9 +180,14 @@ class ImageExtractor:
     def module(self) -> nn.Module:
         return self._build()
 
-    def thumbnails(self, items: Sequence[np.ndarray]) -> np.ndarray:
+    def views(self, items: Sequence[np.ndarray]) -> np.ndarray:
         """What the input gate reads of each picture (:func:`thumbnails`)."""
         return thumbnails(items)
+
+    @staticmethod
+    def no_views(n: int) -> np.ndarray:
+        """Views of ``n`` rows with no picture to judge (given as features): NaN, scored as plausible."""
+        return np.full((n, 1, THUMBNAIL, THUMBNAIL), np.nan, dtype=np.float32)
 
 
 def mobilenetv2() -> ImageExtractor:
@@ -298,6 +304,16 @@ class TextExtractor:
     def module(self) -> nn.Module:
         model = self._transformers.AutoModel.from_pretrained(str(self.path), local_files_only=True)
         return MeanPooledText(model, self.normalize)
+
+    @staticmethod
+    def views(items: Sequence[str]) -> np.ndarray:
+        """What the input gate reads of each text (:func:`mmrobust.textgate.text_views`)."""
+        return text_views(items)
+
+    @staticmethod
+    def no_views(n: int) -> np.ndarray:
+        """Views of ``n`` rows with no text to judge (given as features), scored as plausible."""
+        return no_text_views(n)
 
 
 def _weights_files(path: Path) -> list[Path]:

@@ -253,12 +253,13 @@ def _load_vector(path: Path, shape: tuple[int, ...], length: int) -> np.ndarray:
 def _feature_column(table: Table, m: str, extractor, cache: FeatureCache, bad: BadInputs,
                     device: str) -> tuple[np.ndarray, np.ndarray | None]:
     """Frozen features of every present cell: from the cache, or computed (in chunks) and cached;
-    and, for a picture, the thumbnail the input gate reads (cached beside; ``None`` for others)."""
+    and what the input gate reads of each (``extractor.views``: a picture's thumbnail, a text's
+    code points; cached beside; ``None`` for an extractor without views)."""
     keys = {row: _read(table, m, row, lambda c: cache.key(c, extractor.kind, table.base), bad) for row in _present_rows(table, m)}
     rows = [row for row, key in keys.items() if key is not None]
     features = {row: cache.get(keys[row]) for row in rows}
-    viewed = hasattr(extractor, "thumbnails")
-    views = {row: cache.get(keys[row] + THUMBNAIL_KEY) for row in rows} if viewed else {}
+    viewed = hasattr(extractor, "views")
+    views = _known_views(table, m, extractor, cache, keys, rows) if viewed else {}
     todo = [row for row in rows if features[row] is None or (viewed and views[row] is None)]
     if todo:
         module = None
@@ -266,10 +267,10 @@ def _feature_column(table: Table, m: str, extractor, cache: FeatureCache, bad: B
         for chunk in _chunks(todo, CHUNK):
             loaded = {row: _read(table, m, row, lambda c: extractor.load(c, table.base), bad) for row in chunk}
             readable = [row for row in chunk if loaded[row] is not None]
-            if viewed:
-                for row, view in zip(readable, extractor.thumbnails([loaded[row] for row in readable])):
-                    views[row] = view
-                    cache.put(keys[row] + THUMBNAIL_KEY, view)
+            unviewed = [row for row in readable if viewed and views[row] is None]
+            for row, view in zip(unviewed, extractor.views([loaded[row] for row in unviewed]) if unviewed else []):
+                views[row] = view
+                cache.put(keys[row] + VIEW_KEY, view)
             unextracted = [row for row in readable if features[row] is None]
             if unextracted:
                 if module is None:
@@ -285,7 +286,16 @@ def _feature_column(table: Table, m: str, extractor, cache: FeatureCache, bad: B
     return _column(features, rows, len(table.ids)), _column(views, rows, len(table.ids)) if viewed else None
 
 
-THUMBNAIL_KEY = ".thumbnail"  # a picture's thumbnail in the feature cache: its features' key and this
+VIEW_KEY = ".view"  # what the input gate reads of a cell, in the feature cache: its features' key and this
+
+
+def _known_views(table: Table, m: str, extractor, cache: FeatureCache, keys: Mapping[int, str],
+                 rows: list[int]) -> dict[int, np.ndarray | None]:
+    """The views known without loading a file: a text's from its cell (never cached), a picture's
+    from the cache (``None`` where not cached yet)."""
+    if extractor.kind == "text":
+        return dict(zip(rows, extractor.views([table.cells[m][row] for row in rows])))
+    return {row: cache.get(keys[row] + VIEW_KEY) for row in rows}
 
 
 def _extract(table: Table, m: str, extractor, module, device, loaded: Mapping[int, Any], features: dict, keys: dict,
@@ -302,9 +312,9 @@ def _extract(table: Table, m: str, extractor, module, device, loaded: Mapping[in
 
 
 def _column(values: Mapping[int, np.ndarray], rows: list[int], n: int) -> np.ndarray:
-    """One value per row (zeros where a row has none), float32."""
+    """One value per row (zeros where a row has none), of the first value's dtype."""
     first = np.asarray(values[rows[0]])
-    out = np.zeros((n, *first.shape), dtype=np.float32)
+    out = np.zeros((n, *first.shape), dtype=first.dtype)
     for row in rows:
         out[row] = values[row]
     return out
