@@ -58,11 +58,11 @@ def test_the_character_model_against_a_second_implementation():
     model = fit_text_model(text_views(train))
     texts = ["cat face", "N/A", "", "zzz qqq", "face with heart", "héllo ☃"]  # unseen characters, an empty text
     parts = text_parts(text_views(texts), model)
-    alphabet = len(set("".join(train)))
     for i, text in enumerate(texts):
         expected = witten_bell(train, text, ORDER)
         assert parts["characters"][i] == pytest.approx(np.mean(expected), rel=1e-9)
-        assert parts["randomness"][i] == pytest.approx(sum(e - math.log(alphabet + 2) for e in expected), rel=1e-9)
+        without_context = witten_bell(train, text, 1)
+        assert parts["context"][i] == pytest.approx(sum(expected) - sum(without_context), rel=1e-9, abs=1e-9)
     # a model of one order less is another model (the order is read, not assumed)
     assert witten_bell(train, "cat face", ORDER - 1) != pytest.approx(witten_bell(train, "cat face", ORDER))
 

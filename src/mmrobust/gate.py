@@ -20,7 +20,7 @@ extractor, a text's code points), else the model's input:
   validation quantile (a hiss is flat, pixel noise rough, a blank input has no spread; the
   training speakers' clips vary less than new speakers' do),
 - the **text** parts (a text read through a pre-trained extractor, whose raw input is the text's
-  code points): its surprisal per character, its evidence for random characters and its share
+  code points): its surprisal per character, how little its characters' order explains it and its share
   of repeated words under a character model of the training texts (:mod:`mmrobust.textgate`;
   a placeholder, one word repeated or random letters lie among real texts' features),
 - the **feature** part, by the detector:

@@ -8,9 +8,9 @@ Witten-Bell character model of order :data:`ORDER` (Witten and Bell, 1991; Chen 
 
 - ``characters``: the mean surprisal per character, in nats (odd characters, an odd short text:
   "N/A", "-", "???"),
-- ``randomness``: the log-likelihood ratio, summed over the text, of uniformly random characters
-  of the training alphabet against the model (> 0: the text is better explained as random
-  characters; it grows with a random text's length and falls with a real one's),
+- ``context``: the log-likelihood ratio, summed over the text, of the training texts' character
+  frequencies (no context) against the model (> 0: the characters' order says nothing, as in
+  random letters; it grows with a random text's length and falls with a real one's),
 - ``repetition``: the share of the text's words that repeat an earlier word (a stuck field, one
   token repeated).
 
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-ORDER = 4  # characters of context + 1 (3 and 5 caught fewer random-letter texts on the emoji names)
+ORDER = 4  # characters of context + 1 (3 and 5 caught fewer random-letter texts of the emoji names' validation rows)
 TEXT_CHARS = 256  # code points the gate reads of a text (its beginning)
 ALPHABET = 1000  # the most frequent training characters kept; the rest share one symbol
 NO_TEXT = -1  # first code of a row with no text to judge (given as features): scored as plausible
@@ -62,39 +62,47 @@ def _texts(views: Tensor | np.ndarray) -> list[str | None]:
 
 def fit_text_model(views: Tensor | np.ndarray) -> dict[str, Tensor]:
     """The character model of the training texts: ``text_alphabet`` (code points, most frequent
-    first) and, per order n, ``text_ngrams_n`` (sorted symbol n-grams as integers) and ``text_counts_n``."""
+    first) and, per order n up to :data:`ORDER`, ``text_ngrams_n`` (sorted symbol n-grams as
+    integers) and ``text_counts_n``."""
     texts = [t for t in _texts(views) if t is not None]
     codes, counts = np.unique(np.fromiter((ord(c) for t in texts for c in t), dtype=np.int64), return_counts=True)
     alphabet = codes[np.argsort(-counts, kind="stable")][:ALPHABET]
     stats = {"text_alphabet": torch.from_numpy(alphabet)}
-    base = len(alphabet) + _FIRST
-    sequences = _symbols(texts, alphabet)
+    sequences = _symbols(texts, alphabet, ORDER)
     for n in range(1, ORDER + 1):
-        grams, grams_counts = np.unique(_ngrams(sequences, n, base), return_counts=True)
+        grams, grams_counts = np.unique(_ngrams(sequences, n, _base(alphabet), ORDER), return_counts=True)
         stats[f"text_ngrams_{n}"] = torch.from_numpy(grams)
         stats[f"text_counts_{n}"] = torch.from_numpy(grams_counts.astype(np.int64))
     return stats
 
 
-def _symbols(texts: Sequence[str], alphabet: np.ndarray) -> list[np.ndarray]:
-    """Each text as symbols: ORDER - 1 starts, its characters (unknown ones as one symbol), an end."""
-    order = np.argsort(alphabet)
-    sorted_codes = alphabet[order]
+def _order(stats: Mapping[str, Tensor]) -> int:
+    """The order of a fitted model (a saved one keeps its own)."""
+    return sum(1 for k in stats if k.startswith("text_ngrams_"))
+
+
+def _base(alphabet: np.ndarray) -> int:
+    return len(alphabet) + _FIRST
+
+
+def _symbols(texts: Sequence[str], alphabet: np.ndarray, order: int) -> list[np.ndarray]:
+    """Each text as symbols: ``order - 1`` starts, its characters (unknown ones as one symbol), an end."""
+    rank = np.argsort(alphabet)
+    sorted_codes = alphabet[rank]
     out = []
     for text in texts:
         codes = np.fromiter((ord(c) for c in text), dtype=np.int64, count=len(text))
-        at = np.clip(np.searchsorted(sorted_codes, codes), 0, max(len(sorted_codes) - 1, 0))
-        known = (sorted_codes[at] == codes) if len(sorted_codes) else np.zeros(len(codes), bool)
-        symbols = np.where(known, order[at] + _FIRST, _UNKNOWN) if len(sorted_codes) else np.full(len(codes), _UNKNOWN)
-        out.append(np.concatenate([np.full(ORDER - 1, _START), symbols, [_END]]).astype(np.int64))
+        at = np.clip(np.searchsorted(sorted_codes, codes), 0, len(sorted_codes) - 1)
+        symbols = np.where(sorted_codes[at] == codes, rank[at] + _FIRST, _UNKNOWN)
+        out.append(np.concatenate([np.full(order - 1, _START), symbols, [_END]]).astype(np.int64))
     return out
 
 
-def _ngrams(sequences: Sequence[np.ndarray], n: int, base: int) -> np.ndarray:
-    """Every n-gram ending at a predicted symbol (from the first character on), as one integer."""
+def _ngrams(sequences: Sequence[np.ndarray], n: int, base: int, order: int) -> np.ndarray:
+    """Every n-gram ending at a predicted symbol (after the ``order - 1`` starts), as one integer."""
     out = []
     for s in sequences:
-        ends = np.arange(ORDER - 1, len(s))
+        ends = np.arange(order - 1, len(s))
         value = np.zeros(len(ends), dtype=np.int64)
         for k in range(n - 1, -1, -1):
             value = value * base + s[ends - k]
@@ -103,35 +111,36 @@ def _ngrams(sequences: Sequence[np.ndarray], n: int, base: int) -> np.ndarray:
 
 
 def text_parts(views: Tensor | np.ndarray, stats: Mapping[str, Tensor]) -> dict[str, np.ndarray]:
-    """The ``characters``, ``randomness`` and ``repetition`` parts of each row (NaN where it has
-    no text to judge)."""
+    """The ``characters``, ``context`` and ``repetition`` parts of each row (NaN where it has no
+    text to judge)."""
     texts = _texts(views)
-    alphabet = stats["text_alphabet"].numpy()
-    base = len(alphabet) + _FIRST
     judged = [i for i, t in enumerate(texts) if t is not None]
-    sequences = _symbols([texts[i] for i in judged], alphabet)
-    surprisal = _surprisal(sequences, stats, base)
-    uniform = np.log(len(alphabet) + 2)  # the alphabet, the unknown symbol and the end
-    parts = {name: np.full(len(texts), np.nan) for name in ("characters", "randomness", "repetition")}
-    for i, s in zip(judged, surprisal):
+    sequences = _symbols([texts[i] for i in judged], stats["text_alphabet"].numpy(), _order(stats))
+    surprisal = _surprisal(sequences, stats, _order(stats))
+    without_context = _surprisal(sequences, stats, 1)
+    parts = {name: np.full(len(texts), np.nan) for name in ("characters", "context", "repetition")}
+    for i, s, s1 in zip(judged, surprisal, without_context):
         parts["characters"][i] = s.mean()
-        parts["randomness"][i] = float(np.sum(s - uniform))
+        parts["context"][i] = float(np.sum(s - s1))
         parts["repetition"][i] = repeated_words(texts[i])
     return parts
 
 
-def _surprisal(sequences: Sequence[np.ndarray], stats: Mapping[str, Tensor], base: int) -> list[np.ndarray]:
-    """Per sequence, each predicted symbol's surprisal (nats) under the interpolated Witten-Bell model."""
+def _surprisal(sequences: Sequence[np.ndarray], stats: Mapping[str, Tensor], order: int) -> list[np.ndarray]:
+    """Per sequence (padded for the model's order), each predicted symbol's surprisal (nats) under
+    the interpolated Witten-Bell model up to ``order`` (1: the training texts' character
+    frequencies, no context)."""
     if not sequences:
         return []
-    lengths = [len(s) - (ORDER - 1) for s in sequences]
+    padding, base = _order(stats) - 1, _base(stats["text_alphabet"].numpy())
+    lengths = [len(s) - padding for s in sequences]
     p = np.full(sum(lengths), 1.0 / (base - 1))  # uniform over every symbol but the start
-    for n in range(1, ORDER + 1):
+    for n in range(1, order + 1):
         grams, counts = stats[f"text_ngrams_{n}"].numpy(), stats[f"text_counts_{n}"].numpy()
         contexts, context_index = np.unique(grams // base, return_inverse=True)
         totals = np.bincount(context_index, weights=counts, minlength=len(contexts))
         types = np.bincount(context_index, minlength=len(contexts)).astype(float)
-        values = _ngrams(sequences, n, base)
+        values = _ngrams(sequences, n, base, padding + 1)
         seen = _lookup(grams, values, counts.astype(float))
         at = np.clip(np.searchsorted(contexts, values // base), 0, len(contexts) - 1)
         known = contexts[at] == values // base
