@@ -45,14 +45,30 @@ def test_a_copy_with_the_same_weights_reuses_the_outputs_and_nothing_else_does()
         assert run(copied).equal(out) and copied.rows == 0, "same weights, same input and presence: shared"
         run(changed)
         assert changed.rows == 5, "another weight: its own outputs"
-        run(copied, x.clone())
-        assert copied.rows == 5, "another input (even with equal values): encoded"
+        assert run(copied, x.clone()).equal(out) and copied.rows == 0, "equal rows of another input: shared by content"
+        stale = x[[1, 0, 2, 6, 4, 5, 2]]  # other rows' inputs, row 1's (absent above) on a present row
+        assert torch.allclose(run(copied, stale), by_hand(first, stale, present), atol=1e-6)
+        assert copied.rows == 1, "only the input no call encoded yet (row 1's)"
         run(copied, x, ~present)
-        assert copied.rows == 7, "another presence: encoded"
+        assert copied.rows == 2, "another presence: of its inputs (rows 1 and 4), the one never seen encoded"
     fresh = copy.deepcopy(first)
     fresh.rows = 0
     run(fresh)
-    assert fresh.rows == 5, "outside the block nothing is shared"
+    assert fresh.rows == 5, "outside the block nothing is shared between calls"
+
+
+def test_repeated_rows_are_encoded_once_even_outside_a_seeds_block():
+    """A blank failure (one input on every row) and recordings reused across rows."""
+    torch.manual_seed(1)
+    module = Counted().eval()
+    distinct = torch.randn(3, 3)
+    x = distinct[[0, 1, 0, 2, 1, 0, 0, 2]]
+    present = torch.ones(8, dtype=torch.bool)
+    out = encode_rows(module, x.numpy(), present, 2, 2, torch.device("cpu"))
+    assert module.rows == 3 and torch.allclose(out, by_hand(module, x, present), atol=1e-6)
+    blank = np.zeros((8, 3), np.float32)
+    assert torch.allclose(encode_rows(module, blank, present, 2, 2, torch.device("cpu")), module.layer.bias.detach().expand(8, 2))
+    assert module.rows == 4
 
 
 def test_sharing_changes_no_record_and_spares_the_stage1_encoders(synthetic, tiny_encoders, tiny_config, monkeypatch):
@@ -62,13 +78,13 @@ def test_sharing_changes_no_record_and_spares_the_stage1_encoders(synthetic, tin
                                val=synthetic["val"], test=synthetic["test"], seeds=[0], train_config=tiny_config)
     fitted = experiment.fit()
     calls = {"n": 0}
-    original = encoding.encode_present
+    original = encoding.to_device
 
-    def counting(module, *args, **kwargs):
-        calls["n"] += 1
-        return original(module, *args, **kwargs)
+    def counting(x, *args, **kwargs):  # each chunk of rows an encoder runs on
+        calls["n"] += len(x)
+        return original(x, *args, **kwargs)
 
-    monkeypatch.setattr(encoding, "encode_present", counting)
+    monkeypatch.setattr(encoding, "to_device", counting)
     shared = experiment.evaluate(fitted).records
     shared_calls, calls["n"] = calls["n"], 0
     monkeypatch.setattr(encoding, "SHARED_BYTES", 0)

@@ -4,8 +4,12 @@ Six of a run's methods read the same Stage-1 models: the uni-modal references, U
 UME and UME-MMA's ensemble candidate hold copies of them, and UME-MMA's MMA candidate is the
 ``mma`` method's model. Inside :func:`shared_encodings` (one seed's evaluation) a module is run
 once per input array and presence: a second module with the same architecture and the same
-weights gets the first one's outputs, which are the very numbers it would compute (same rows,
-same chunks, same operations).
+weights gets the first one's outputs. A row of an array input is run once per distinct content:
+the digits' recordings repeat across rows, a blank or constant failure is one input on every
+row and a stale one is another row's, so inside the block a module encodes each distinct row
+once per seed. Which rows share a chunk then depends on what was encoded before, always in the
+same order: the outputs are deterministic, equal to encoding row by row up to the last bits of
+a batched convolution.
 """
 from __future__ import annotations
 
@@ -14,10 +18,11 @@ import contextvars
 import hashlib
 from typing import Iterator
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .batch import Input, encode_present, iter_chunks
+from .batch import Input, encode_present, iter_chunks, take_rows, to_device
 
 SHARED_BYTES = 512 * 2**20  # outputs kept for the methods of a seed; beyond, each method runs its own
 
@@ -27,7 +32,7 @@ _shared: contextvars.ContextVar[dict | None] = contextvars.ContextVar("mmrobust_
 @contextlib.contextmanager
 def shared_encodings() -> Iterator[None]:
     """Within the block, :func:`encode_rows` runs each distinct module once per input and presence."""
-    token = _shared.set({"bytes": 0, "outputs": {}})
+    token = _shared.set({"bytes": 0, "outputs": {}, "rows": {}})
     try:
         yield
     finally:
@@ -38,17 +43,54 @@ def shared_encodings() -> Iterator[None]:
 def encode_rows(module: nn.Module, x: Input | None, present: Tensor, out_dim: int, batch_size: int,
                 device: torch.device) -> Tensor:
     """``module`` (in eval mode) on the rows of ``x`` where ``present``, ``batch_size`` rows at
-    a time on ``device``: ``N x out_dim`` float32 on the host, zeros where absent."""
+    a time on ``device``: ``N x out_dim`` float32 on the host, zeros where absent. A row of an
+    array input is encoded once per distinct content (:func:`_encode_distinct`)."""
     shared = _shared.get()
-    key = None if shared is None or x is None else (fingerprint(module), id(x), _digest(present), batch_size, str(device))
+    what = None if shared is None else fingerprint(module)
+    key = None if shared is None or x is None else (what, id(x), _digest(present), batch_size, str(device))
     if key is not None and key in shared["outputs"] and shared["outputs"][key][0] is x:
         return shared["outputs"][key][1]
-    chunks = [encode_present(module, chunk_inputs.get("x"), chunk_present["x"], out_dim, host["x"]).float().cpu()
-              for chunk_inputs, chunk_present, host in iter_chunks({"x": x}, {"x": present}, batch_size, device)]
-    out = torch.cat(chunks)
+    if _host_array(x):
+        out = _encode_distinct(module, x, present, out_dim, batch_size, device, shared, what)
+    else:
+        out = torch.cat([encode_present(module, chunk_inputs.get("x"), chunk_present["x"], out_dim, host["x"]).float().cpu()
+                         for chunk_inputs, chunk_present, host in iter_chunks({"x": x}, {"x": present}, batch_size, device)])
     if key is not None and shared["bytes"] + out.nbytes <= SHARED_BYTES:
         shared["outputs"][key] = (x, out)  # the input kept with it: its id cannot be reused while the entry lives
         shared["bytes"] += out.nbytes
+    return out
+
+
+def _host_array(x: Input | None) -> bool:
+    return isinstance(x, np.ndarray) or (isinstance(x, Tensor) and x.device.type == "cpu")
+
+
+def _encode_distinct(module: nn.Module, x: np.ndarray | Tensor, present: Tensor, out_dim: int, batch_size: int,
+                     device: torch.device, shared: dict | None, what: str | None) -> Tensor:
+    """``module`` on each distinct present row of ``x`` once (the digits' recordings repeat, a
+    blank or constant failure is one input on every row, a stale one another row's), in chunks of
+    ``batch_size`` distinct rows; inside :func:`shared_encodings` also once per seed for the rows
+    earlier calls with the same module encoded (by content)."""
+    rows = np.flatnonzero(present.cpu().numpy())
+    out = torch.zeros(int(present.shape[0]), out_dim)
+    if not len(rows):
+        return out
+    values = np.ascontiguousarray((x.numpy() if isinstance(x, Tensor) else x)[rows]).reshape(len(rows), -1)
+    digests = [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in values]
+    known = {} if shared is None else shared["rows"].setdefault(what, {})  # digest -> output, per module
+    todo = list(dict.fromkeys(d for d in digests if d not in known))  # distinct, first occurrence first
+    if todo:
+        first = {d: i for i, d in reversed(list(enumerate(digests)))}
+        at = torch.as_tensor(rows[[first[d] for d in todo]], dtype=torch.long)
+        encoded = torch.cat([module(to_device(take_rows(x, at[i:i + batch_size]), device)).float().cpu()
+                             for i in range(0, len(at), batch_size)])
+        new = dict(zip(todo, encoded))
+        if shared is not None and shared["bytes"] + encoded.nbytes <= SHARED_BYTES:
+            known.update(new)
+            shared["bytes"] += encoded.nbytes
+    else:
+        new = {}
+    out[torch.as_tensor(rows)] = torch.stack([new[d] if d in new else known[d] for d in digests])
     return out
 
 
