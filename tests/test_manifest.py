@@ -185,6 +185,10 @@ def test_run_from_a_manifest_in_one_command(three_modalities, tmp_path, monkeypa
     folder = three_modalities.parent
     image_and_vector = predictor.predict({"image": "img/1.png", "vector": "vec/1.npy"}, base=folder)
     assert image_and_vector.used == ["image", "vector"]
+    placeholder = predictor.predict({"image": "img/1.png", "caption": "N/A"}, base=folder)  # a text field that failed
+    assert list(placeholder.ignored) == ["caption"] and placeholder.used == ["image"]
+    assert placeholder.ignored["caption"].startswith("implausible input: score ")
+    assert predictor.predict({"image": "img/1.png", "caption": "a round disc"}, base=folder).ignored == {}
 
     # the manifest changes after training: evaluating the run folder again is refused
     with open(three_modalities, "a", encoding="utf-8") as f:

@@ -145,7 +145,7 @@ def _failure_section(summary: Sequence[dict], methods: Sequence[str], metric: st
             "every test row; the model is not told). *gated*: the input gate treats an implausible input as missing "
             "(per modality: the input's mean, spread and principal coordinates, and its spread and roughness against a 4x "
             "tolerance, read on the raw input where the data keeps one: a picture before its PCA projection, an extracted "
-            "picture's thumbnail; the uni-modal encoder's features as `gate_detector` says, by default (`auto`) only for "
+            "picture's thumbnail; an extracted text's characters against a character model of the training texts; the uni-modal encoder's features as `gate_detector` says, by default (`auto`) only for "
             "inputs that are no arrays; thresholded on clean validation rows; `gate_false_alarms` of them at most); "
             "*declared missing*: the same model told the modality is absent; *detected*: the share of broken inputs "
             "the gate ignored; *false alarms*: the share of clean test inputs it ignored (`full`). "
