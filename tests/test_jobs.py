@@ -25,7 +25,7 @@ def test_two_jobs_give_the_records_of_one(tmp_path, capsys):
     """The same run with --jobs 2 and --jobs 1: byte-identical records, masks and weights
     (only the time each epoch took differs in a model's metadata)."""
     args = ["run", "--config", "tiny", "--seeds", "0", "1", "--threads", "1", "--device", "cpu",
-            "--set", "methods=[unimodal, ume, mma, ume-mma]"]
+            "--set", "methods=[unimodal, late-fusion, ume, mma, ume-mma]"]
     assert main([*args, "--jobs", "2", "--out", str(tmp_path / "two")]) == 0
     assert "training seeds [0, 1] in 2 worker processes" in capsys.readouterr().err
     assert main([*args, "--jobs", "1", "--out", str(tmp_path / "one")]) == 0
@@ -153,3 +153,19 @@ def test_a_worker_killed_by_the_system_is_one_error_saying_how_to_go_on(tmp_path
 
     with new_pool(1) as pool, pytest.raises(WorkerError, match=r"a worker process died during die .*--resume"):
         in_workers(pool, _die, tmp_path, [(0,)])
+
+
+def test_stage1_trains_beside_the_methods_trained_from_scratch_and_each_wave_needs_only_earlier_ones():
+    import mmrobust as mm
+    from mmrobust.experiment import Experiment
+
+    data = mm.make_synthetic({"train": 40, "val": 20, "test": 20}, {"a": 3, "b": 3}, seed=0)
+    encoders = {m: mm.EncoderSpec("mlp-tiny", in_dim=3) for m in ("a", "b")}
+    experiment = Experiment(methods=["unimodal", "late-fusion", "late-fusion-unimodal-init", "ume", "mma", "ume-mma"],
+                            encoders=encoders, train=data["train"], val=data["val"], test=data["test"], seeds=[0],
+                            train_config=mm.TrainConfig(epochs=1, device="cpu", progress=False))
+    assert experiment.training_waves(0) == [
+        [["unimodal:a", "unimodal:b"], ["late-fusion"]],  # Stage 1 (with the references) first, then from scratch
+        [["late-fusion-unimodal-init"], ["ume"], ["mma"], ["ume-weighted"]],  # what needs Stage 1 (and UME-MMA's candidate)
+        [["ume-mma"]],  # what needs those
+    ]

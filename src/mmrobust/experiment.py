@@ -262,17 +262,21 @@ class Experiment:
         with cpu_threads(self.train_config.threads):
             return fit_methods({n: m for n, m in methods.items() if n in needed}, train, val, store, seed, stages)
 
-    def training_waves(self, seed: int) -> list[list[str]]:
-        """One seed's methods in three waves whose members are independent of each other: what
-        needs nothing fitted before it (the uni-modal references, which fit Stage 1), what needs at
-        most Stage 1, and the composites (UME-MMA), which need their parts."""
+    def training_waves(self, seed: int) -> list[list[list[str]]]:
+        """One seed's methods in waves of shares (the methods a worker fits together) independent
+        of each other: first Stage 1 (the uni-modal references, which fit it) beside the methods
+        that need nothing fitted (trained from scratch), then what needs Stage 1, then the
+        composites (UME-MMA), which need their parts. Stage 1 comes first in its wave: the
+        second waits for it."""
         methods = self.create_methods(seed)
         composite = [n for n, m in methods.items() if getattr(m, "part_names", ())]
         references = [n for n in methods if reference_modality(n)]
         if not references:  # Stage 1 comes with the first method that needs it
             references = [n for n, m in methods.items() if m.needs_stage1 and n not in composite][:1]
-        rest = [n for n in methods if n not in composite and n not in references]
-        return [wave for wave in (references, rest, composite) if wave]
+        alone = [n for n, m in methods.items() if not m.needs_stage1 and n not in composite and n not in references]
+        rest = [n for n in methods if n not in composite and n not in references and n not in alone]
+        waves = [[references] if references else [], [[n] for n in alone], [[n] for n in rest], [[n] for n in composite]]
+        return [wave for wave in (waves[0] + waves[1], waves[2], waves[3]) if wave]
 
     def evaluate(self, fitted: Mapping[int, Mapping[str, Method]], store: Store | None = None,
                  stages: list[dict] | None = None) -> ExperimentResults:

@@ -277,8 +277,9 @@ def train_run(run_dir: Path, log: Log = stderr_log, splits: Splits | None = None
     An encoder the folder's config names by import path is built only with ``trust_code``.
     With several ``jobs`` (default ``train.jobs``, see :func:`seed_workers`), or a ``pool`` of
     them, the seeds still to train are trained by worker processes into the folder, wave by wave
-    (:meth:`~mmrobust.experiment.Experiment.training_waves`: Stage 1 per seed, then each method on
-    its own, then the composites), then loaded as a resume would. Workers read the data the
+    (:meth:`~mmrobust.experiment.Experiment.training_waves`: Stage 1 per seed beside the methods
+    trained from scratch, then each method that needs Stage 1, then the composites), then loaded
+    as a resume would. Workers read the data the
     folder's config names (not ``splits``), as ``--resume`` does."""
     started = time.perf_counter()
     config = read_config(run_dir)
@@ -287,9 +288,7 @@ def train_run(run_dir: Path, log: Log = stderr_log, splits: Splits | None = None
     with worker_pool(config, jobs, len(pending), pool) as workers:
         if workers is not None:
             log(f"training seeds {pending} in {min(seed_workers(config, jobs), len(pending))} worker processes")
-            first, *rest = experiment.training_waves(pending[0])
-            waves = [[(seed, first) for seed in pending], *[[(seed, [name]) for seed in pending for name in wave]
-                                                            for wave in rest]]
+            waves = [[(seed, share) for share in wave for seed in pending] for wave in experiment.training_waves(pending[0])]
             for wave in waves:
                 for stages in in_workers(workers, train_share, run_dir, wave):
                     store.provenance["stages"] += stages
