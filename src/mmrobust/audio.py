@@ -8,6 +8,8 @@ filterbank (HTK formula) -> ``log(x + 1e-6)`` -> crop/pad to ``frames`` time fra
 """
 from __future__ import annotations
 
+import functools
+
 from dataclasses import asdict, dataclass
 from math import gcd
 from pathlib import Path
@@ -142,8 +144,10 @@ def spectrogram(wave: np.ndarray, rate: int, preset: FrontEnd | str) -> np.ndarr
     return log[:, : fe.frames]
 
 
+@functools.lru_cache(maxsize=8)
 def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int) -> np.ndarray:
-    """Triangular filters evenly spaced on the HTK mel scale from 0 Hz to Nyquist."""
+    """Triangular filters evenly spaced on the HTK mel scale from 0 Hz to Nyquist (read-only:
+    one array per setting, shared by every clip)."""
     def to_mel(f):
         return 2595.0 * np.log10(1.0 + f / 700.0)
 
@@ -155,7 +159,9 @@ def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int) -> np.ndarray:
     lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     rising = (freqs - lower) / (centre - lower)
     falling = (upper - freqs) / (upper - centre)
-    return np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
+    filters = np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
+    filters.setflags(write=False)
+    return filters
 
 
 OGM_GE_RATE, OGM_GE_SECONDS, OGM_GE_N_FFT, OGM_GE_HOP = 22050, 3, 512, 353

@@ -32,7 +32,7 @@ _shared: contextvars.ContextVar[dict | None] = contextvars.ContextVar("mmrobust_
 @contextlib.contextmanager
 def shared_encodings() -> Iterator[None]:
     """Within the block, :func:`encode_rows` runs each distinct module once per input and presence."""
-    token = _shared.set({"bytes": 0, "outputs": {}, "rows": {}})
+    token = _shared.set({"bytes": 0, "outputs": {}, "rows": {}, "digests": {}})
     try:
         yield
     finally:
@@ -75,8 +75,7 @@ def _encode_distinct(module: nn.Module, x: np.ndarray | Tensor, present: Tensor,
     out = torch.zeros(int(present.shape[0]), out_dim)
     if not len(rows):
         return out
-    values = np.ascontiguousarray((x.numpy() if isinstance(x, Tensor) else x)[rows]).reshape(len(rows), -1)
-    digests = [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in values]
+    digests = [row_digests(x, shared)[i] for i in rows]
     known = {} if shared is None else shared["rows"].setdefault(what, {})  # digest -> output, per module
     todo = list(dict.fromkeys(d for d in digests if d not in known))  # distinct, first occurrence first
     if todo:
@@ -92,6 +91,18 @@ def _encode_distinct(module: nn.Module, x: np.ndarray | Tensor, present: Tensor,
         new = {}
     out[torch.as_tensor(rows)] = torch.stack([new[d] if d in new else known[d] for d in digests])
     return out
+
+
+def row_digests(x: np.ndarray | Tensor, shared: dict | None) -> list[bytes]:
+    """A digest of each row's bytes (inside :func:`shared_encodings` once per input array: the
+    methods of a seed read the same arrays)."""
+    if shared is not None and id(x) in shared["digests"] and shared["digests"][id(x)][0] is x:
+        return shared["digests"][id(x)][1]
+    values = np.ascontiguousarray(x.numpy() if isinstance(x, Tensor) else x).reshape(len(x), -1)
+    digests = [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in values]
+    if shared is not None:
+        shared["digests"][id(x)] = (x, digests)  # the array kept with them: its id cannot be reused meanwhile
+    return digests
 
 
 def fingerprint(module: nn.Module) -> str:

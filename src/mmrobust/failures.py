@@ -36,6 +36,7 @@ from .protocols import ProtocolMask
 from .runtime import derive_seed
 
 RANGE_ROWS = 2000  # training rows read to measure a modality's range (memory maps stay unread)
+NOISE_CHUNK = 256  # noise inputs drawn at once (float64 before they are stored as float32)
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,10 @@ def broken_raw_inputs(spec: Mapping[str, Any], kind: str, n: int, rng: np.random
         shape = (int(round(frontend.duration * frontend.sample_rate)),)
     if kind == "noise":
         low, high = (0.0, 1.0) if spec["kind"] == "image" else (-0.5, 0.5)
-        return np.stack([rng.uniform(low, high, shape) for _ in range(n)]).astype(np.float32)
+        out = np.empty((n, *shape), dtype=np.float32)
+        for start in range(0, n, NOISE_CHUNK):  # the draws of one row after another, a chunk at a time
+            out[start:start + NOISE_CHUNK] = rng.uniform(low, high, (min(NOISE_CHUNK, n - start), *shape))
+        return out
     level = {"blank": 0.0, "constant": 1.0 if spec["kind"] == "image" else 0.5}[kind]
     return np.full((1, *shape), level, dtype=np.float32)
 
