@@ -75,7 +75,8 @@ def _encode_distinct(module: nn.Module, x: np.ndarray | Tensor, present: Tensor,
     out = torch.zeros(int(present.shape[0]), out_dim)
     if not len(rows):
         return out
-    digests = [row_digests(x, shared)[i] for i in rows]
+    every = row_digests(x, shared)
+    digests = [every[i] for i in rows]
     known = {} if shared is None else shared["rows"].setdefault(what, {})  # digest -> output, per module
     todo = list(dict.fromkeys(d for d in digests if d not in known))  # distinct, first occurrence first
     if todo:
