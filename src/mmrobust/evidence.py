@@ -142,7 +142,7 @@ def bootstrap_evidence(decisions: Mapping[tuple[str, int], Decisions], target: n
             for s in seeds:
                 rows, answer, _ = per_seed[s][key]
                 point.append(weighted_metric(metric, answer, target[rows], ones[:, rows])[0])
-                spread.append(weighted_metric(metric, answer, target[rows], weights[:, rows]))
+                spread.append(weighted_metric(metric, answer, target[rows], _columns(weights, rows)))
             cells[(method, key)] = {"value": float(np.mean(point)), "spread": np.mean(spread, axis=0),
                                     "presence": per_seed[seeds[0]][key][2],
                                     "units": min(len(np.unique(unit_ids[key][per_seed[s][key][0]])) for s in seeds)}
@@ -163,6 +163,13 @@ def bootstrap_evidence(decisions: Mapping[tuple[str, int], Decisions], target: n
                           difference_high=d_high, verdict=verdict(d_low, d_high))
         records.append(record)
     return records
+
+
+def _columns(weights: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``weights[:, rows]``, without the copy where ``rows`` are every row in order (most conditions)."""
+    if len(rows) == weights.shape[1] and np.array_equal(rows, np.arange(len(rows))):
+        return weights
+    return weights[:, rows]
 
 
 def _resampler(n_rows: int, resamples: int, seed: int, groups: np.ndarray | None,
