@@ -29,11 +29,13 @@ def render_results(here: Path) -> None:
              "variants are kept below, each saying what it was, as the measurements behind the choices.", "",
              "What the digits show (`digits`): every blank, constant and noise input of either modality is caught "
              "and the model then answers exactly as if the modality were declared missing (gap 0.0), for 0.0% "
-             "(audio) and 0.4% (image) false alarms on clean test inputs and 0.1 points on clean inputs. Reading the "
+             "(audio) and 0.4% (image) false alarms on clean test inputs and 0.1 points on clean inputs (0.2 on the "
+             "worst pattern). Reading the "
              "picture before the projection is what catches the black and the pixel-noise picture (33% and 0% with "
              "the gate on the projected picture: `digits-model-input`); the levels part is what catches the hiss "
              "(`digits-without-levels`). The Mahalanobis feature part (`mahalanobis@0.005`, same models) catches "
-             "nothing more and ignores 2.9% of the held-out speakers' clean recordings; energy and kNN missed most "
+             "nothing more and ignores 5.0% of the held-out speakers' clean recordings (2.9% on the AMD EPYC run "
+             "before); energy and kNN missed most "
              "failures (`digits-feature-only`). A stale input is in-distribution by construction: no part sees it.",
              "",
              "What the emoji set shows (`emoji`): through the thumbnails, every black, white and pixel-noise picture "
