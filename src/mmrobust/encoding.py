@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from .batch import Input, encode_present, iter_chunks, take_rows, to_device
 
 SHARED_BYTES = 512 * 2**20  # outputs kept for the methods of a seed; beyond, each method runs its own
+DIGEST_ROWS = 1024  # rows read at once to hash them
 
 _shared: contextvars.ContextVar[dict | None] = contextvars.ContextVar("mmrobust_shared_encodings", default=None)
 
@@ -99,8 +100,11 @@ def row_digests(x: np.ndarray | Tensor, shared: dict | None) -> list[bytes]:
     methods of a seed read the same arrays)."""
     if shared is not None and id(x) in shared["digests"] and shared["digests"][id(x)][0] is x:
         return shared["digests"][id(x)][1]
-    values = np.ascontiguousarray(x.numpy() if isinstance(x, Tensor) else x).reshape(len(x), -1)
-    digests = [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in values]
+    digests = []
+    for start in range(0, len(x), DIGEST_ROWS):  # a memory-mapped input is read a block at a time
+        block = x[start:start + DIGEST_ROWS]
+        values = np.ascontiguousarray(block.numpy() if isinstance(block, Tensor) else block).reshape(len(block), -1)
+        digests += [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in values]
     if shared is not None:
         shared["digests"][id(x)] = (x, digests)  # the array kept with them: its id cannot be reused meanwhile
     return digests

@@ -275,8 +275,8 @@ class Experiment:
             references = [n for n, m in methods.items() if m.needs_stage1 and n not in composite][:1]
         alone = [n for n, m in methods.items() if not m.needs_stage1 and n not in composite and n not in references]
         rest = [n for n in methods if n not in composite and n not in references and n not in alone]
-        waves = [[references] if references else [], [[n] for n in alone], [[n] for n in rest], [[n] for n in composite]]
-        return [wave for wave in (waves[0] + waves[1], waves[2], waves[3]) if wave]
+        first = ([references] if references else []) + [[n] for n in alone]
+        return [wave for wave in (first, [[n] for n in rest], [[n] for n in composite]) if wave]
 
     def evaluate(self, fitted: Mapping[int, Mapping[str, Method]], store: Store | None = None,
                  stages: list[dict] | None = None) -> ExperimentResults:

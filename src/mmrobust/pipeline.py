@@ -279,8 +279,8 @@ def train_run(run_dir: Path, log: Log = stderr_log, splits: Splits | None = None
     them, the seeds still to train are trained by worker processes into the folder, wave by wave
     (:meth:`~mmrobust.experiment.Experiment.training_waves`: Stage 1 per seed beside the methods
     trained from scratch, then each method that needs Stage 1, then the composites), then loaded
-    as a resume would. Workers read the data the
-    folder's config names (not ``splits``), as ``--resume`` does."""
+    as a resume would. Workers read the data the folder's config names (not ``splits``), as
+    ``--resume`` does."""
     started = time.perf_counter()
     config = read_config(run_dir)
     experiment, store = _setup(config, run_dir, splits, log, trust_code)

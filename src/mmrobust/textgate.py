@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-ORDER = 4  # characters of context + 1 (3 and 5 caught fewer random-letter texts of the emoji names' validation rows)
+ORDER = 4  # characters of context + 1 (orders 3 and 5 caught fewer random words at the emoji names' validation threshold)
 TEXT_CHARS = 256  # code points the gate reads of a text (its beginning)
 ALPHABET = 1000  # the most frequent training characters kept; the rest share one symbol
 NO_TEXT = -1  # first code of a row with no text to judge (given as features): scored as plausible
