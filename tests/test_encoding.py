@@ -57,6 +57,25 @@ def test_a_copy_with_the_same_weights_reuses_the_outputs_and_nothing_else_does()
     assert fresh.rows == 5, "outside the block nothing is shared between calls"
 
 
+class CountedTokens(Counted):
+    """The same layer on a dict input (as token ids and masks are): not hashed by rows."""
+
+    def forward(self, x):
+        return super().forward(x["ids"])
+
+
+def test_an_input_not_hashed_by_rows_is_shared_by_its_outputs():
+    torch.manual_seed(2)
+    x, present = {"ids": torch.randn(6, 3)}, torch.tensor([1, 1, 0, 1, 1, 1], dtype=torch.bool)
+    first = CountedTokens().eval()
+    copied = copy.deepcopy(first)
+    run = lambda module: encode_rows(module, x, present, 2, 4, torch.device("cpu"))  # noqa: E731
+    with shared_encodings():
+        out = run(first)
+        assert torch.allclose(out, by_hand(first, x["ids"], present), atol=1e-6) and first.rows == 5
+        assert run(copied).equal(out) and copied.rows == 0, "same weights, same input and presence: shared"
+
+
 def test_repeated_rows_are_encoded_once_even_outside_a_seeds_block():
     """A blank failure (one input on every row) and recordings reused across rows."""
     torch.manual_seed(1)
