@@ -79,9 +79,12 @@ def _encode_distinct(module: nn.Module, x: np.ndarray | Tensor, present: Tensor,
     every = row_digests(x, shared)
     digests = [every[i] for i in rows]
     known = {} if shared is None else shared["rows"].setdefault(what, {})  # digest -> output, per module
-    todo = list(dict.fromkeys(d for d in digests if d not in known))  # distinct, first occurrence first
+    first = {}  # each distinct digest's first row, in row order
+    for i, d in enumerate(digests):
+        first.setdefault(d, i)
+    todo = [d for d in first if d not in known]
+    new = {}
     if todo:
-        first = {d: i for i, d in reversed(list(enumerate(digests)))}
         at = torch.as_tensor(rows[[first[d] for d in todo]], dtype=torch.long)
         encoded = torch.cat([module(to_device(take_rows(x, at[i:i + batch_size]), device)).float().cpu()
                              for i in range(0, len(at), batch_size)])
@@ -89,8 +92,6 @@ def _encode_distinct(module: nn.Module, x: np.ndarray | Tensor, present: Tensor,
         if shared is not None and shared["bytes"] + encoded.nbytes <= SHARED_BYTES:
             known.update(new)
             shared["bytes"] += encoded.nbytes
-    else:
-        new = {}
     out[torch.as_tensor(rows)] = torch.stack([new[d] if d in new else known[d] for d in digests])
     return out
 

@@ -116,41 +116,40 @@ def text_parts(views: Tensor | np.ndarray, stats: Mapping[str, Tensor]) -> dict[
     texts = _texts(views)
     judged = [i for i, t in enumerate(texts) if t is not None]
     sequences = _symbols([texts[i] for i in judged], stats["text_alphabet"].numpy(), _order(stats))
-    surprisal = _surprisal(sequences, stats, _order(stats))
-    without_context = _surprisal(sequences, stats, 1)
     parts = {name: np.full(len(texts), np.nan) for name in ("characters", "context", "repetition")}
-    for i, s, s1 in zip(judged, surprisal, without_context):
+    for i, s, s1 in zip(judged, *_surprisal(sequences, stats)):
         parts["characters"][i] = s.mean()
         parts["context"][i] = float(np.sum(s - s1))
         parts["repetition"][i] = repeated_words(texts[i])
     return parts
 
 
-def _surprisal(sequences: Sequence[np.ndarray], stats: Mapping[str, Tensor], order: int) -> list[np.ndarray]:
+def _surprisal(sequences: Sequence[np.ndarray], stats: Mapping[str, Tensor]) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per sequence (padded for the model's order), each predicted symbol's surprisal (nats) under
-    the interpolated Witten-Bell model up to ``order`` (1: the training texts' character
-    frequencies, no context)."""
+    the interpolated Witten-Bell model, and under its first order alone (the training texts'
+    character frequencies, no context)."""
     if not sequences:
-        return []
-    padding, base = _order(stats) - 1, _base(stats["text_alphabet"].numpy())
-    lengths = [len(s) - padding for s in sequences]
+        return [], []
+    order, base = _order(stats), _base(stats["text_alphabet"].numpy())
+    lengths = [len(s) - (order - 1) for s in sequences]
     p = np.full(sum(lengths), 1.0 / (base - 1))  # uniform over every symbol but the start
     for n in range(1, order + 1):
-        grams, counts = stats[f"text_ngrams_{n}"].numpy(), stats[f"text_counts_{n}"].numpy()
+        grams, counts = stats[f"text_ngrams_{n}"].numpy(), stats[f"text_counts_{n}"].numpy().astype(float)
         contexts, context_index = np.unique(grams // base, return_inverse=True)
         totals = np.bincount(context_index, weights=counts, minlength=len(contexts))
         types = np.bincount(context_index, minlength=len(contexts)).astype(float)
-        values = _ngrams(sequences, n, base, padding + 1)
-        seen = _lookup(grams, values, counts.astype(float))
-        at = np.clip(np.searchsorted(contexts, values // base), 0, len(contexts) - 1)
-        known = contexts[at] == values // base
-        total, distinct = np.where(known, totals[at], 0.0), np.where(known, types[at], 0.0)
-        p = np.where(known, (seen + distinct * p) / np.maximum(total + distinct, 1e-300), p)
-    return np.split(-np.log(p), np.cumsum(lengths)[:-1])
+        values = _ngrams(sequences, n, base, order)
+        seen = _lookup(grams, values, counts)
+        total, distinct = _lookup(contexts, values // base, totals), _lookup(contexts, values // base, types)
+        p = np.where(distinct > 0, (seen + distinct * p) / np.maximum(total + distinct, 1e-300), p)  # a seen context
+        if n == 1:
+            without_context = p
+    split = np.cumsum(lengths)[:-1]
+    return np.split(-np.log(p), split), np.split(-np.log(without_context), split)
 
 
 def _lookup(keys: np.ndarray, values: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """The count of each value among the sorted ``keys`` (0 where absent)."""
+    """The count of each value among the sorted ``keys`` (0 where absent; ``counts`` of one per key)."""
     at = np.clip(np.searchsorted(keys, values), 0, len(keys) - 1)
     return np.where(keys[at] == values, counts[at], 0.0)
 
