@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mmrobust.audio import add_noise, get_preset, read_wav, spectrogram
+from mmrobust.audio import add_noise, get_preset, spectrogram
+from mmrobust.media import read_audio
 from mmrobust.data.avmnist import fit_pca
 from mmrobust.data.idx import load_mnist
 from mmrobust.files import atomic_path
@@ -122,7 +123,7 @@ def read_recordings(folder: Path) -> list[dict]:
                     path = folder / f"{digit}_{speaker}_{take}.wav"
                     if not path.is_file():
                         raise FileNotFoundError(f"{path}: missing; --fsdd must hold all 3,000 FSDD recordings")
-                    wave, rate = read_wav(path)
+                    wave, rate = read_audio(path)
                     clips.append({"split": split, "source": "fsdd", "speaker": speaker, "take": take, "digit": digit,
                                   "wave": wave, "rate": rate})
     return clips
@@ -132,7 +133,7 @@ def synthesise(job: dict, path: Path):
     voice = f"{job['accent']}+{job['variant']}"
     cmd = ["espeak-ng", "-v", voice, "-s", str(job["speed"]), "-p", str(job["pitch"]), "-w", str(path), WORDS[job["digit"]]]
     subprocess.run(cmd, check=True, capture_output=True)
-    return read_wav(path)
+    return read_audio(path)
 
 
 def clips_to_spectrograms(clips: list[dict], snr_db: float, seed: int, real_snr_db: float | None = None):

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from scipy.io import wavfile
 
-from mmrobust.audio import PRESETS, add_noise, get_preset, mel_filterbank, read_wav, resample, spectrogram
+from mmrobust.audio import PRESETS, add_noise, get_preset, mel_filterbank, resample, spectrogram
+from mmrobust.media import read_audio
 
 
 def tone(rate=22050, seconds=0.7, freq=440.0):
@@ -28,17 +29,17 @@ def test_a_tone_lights_up_its_frequency_band():
 def test_wav_round_trip_and_resampling(tmp_path):
     wave = tone()
     wavfile.write(tmp_path / "a.wav", 22050, (wave * 32767).astype(np.int16))
-    read, rate = read_wav(tmp_path / "a.wav")
+    read, rate = read_audio(tmp_path / "a.wav")
     assert rate == 22050 and np.allclose(read, wave, atol=1e-3)
     assert len(resample(read, 22050, 8000)) == pytest.approx(len(read) * 8000 / 22050, abs=1)
 
 
 def test_bad_wavs_get_clear_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no such WAV"):
-        read_wav(tmp_path / "missing.wav")
+    with pytest.raises(FileNotFoundError, match="no such audio file"):
+        read_audio(tmp_path / "missing.wav")
     (tmp_path / "junk.wav").write_bytes(b"RIFF\x00\x00not really a wav")
-    with pytest.raises(ValueError, match="junk.wav: not a readable WAV"):
-        read_wav(tmp_path / "junk.wav")
+    with pytest.raises(ValueError, match="junk.wav: not a readable .wav audio file"):
+        read_audio(tmp_path / "junk.wav")
 
 
 def test_noise_snr():
@@ -68,10 +69,10 @@ def test_every_wav_format_decodes_to_the_same_wave(tmp_path):
     wavfile.write(tmp_path / "u8.wav", 8000, np.round(tone * 127 + 128).astype(np.uint8))
     wavfile.write(tmp_path / "f32.wav", 8000, tone)
     for name, tolerance in (("mono16", 1e-4), ("stereo16", 1e-4), ("u8", 1e-2), ("f32", 0)):
-        wave, rate = read_wav(tmp_path / f"{name}.wav")
+        wave, rate = read_audio(tmp_path / f"{name}.wav")
         assert rate == 8000 and np.abs(wave - tone).max() <= tolerance, name
     wavfile.write(tmp_path / "silence8.wav", 8000, np.full(800, 128, np.uint8))
-    assert read_wav(tmp_path / "silence8.wav")[0].max() == 0  # no +0.5 offset
+    assert read_audio(tmp_path / "silence8.wav")[0].max() == 0  # no +0.5 offset
 
 
 def test_implausible_or_broken_wavs_are_refused_naming_the_file(tmp_path):
@@ -84,4 +85,4 @@ def test_implausible_or_broken_wavs_are_refused_naming_the_file(tmp_path):
     wavfile.write(tmp_path / "nan.wav", 8000, nan)
     for name, message in (("rate1", "says 1 Hz"), ("rate0", "says 0 Hz"), ("nan", "NaN or infinite samples")):
         with pytest.raises(DataError, match=rf"{name}.wav: .*{message}"):
-            read_wav(tmp_path / f"{name}.wav")
+            read_audio(tmp_path / f"{name}.wav")

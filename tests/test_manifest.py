@@ -357,3 +357,48 @@ def test_a_value_found_bad_after_loading_is_named_by_its_line(tmp_path):
         validate_splits(broken)
     _, bad = validate_splits(broken, BadInputs("missing"))
     assert [(b["line"], b["id"]) for b in bad.dropped] == [(5, "line5")]
+
+
+@pytest.mark.parametrize("suffix,kind", [
+    (".ogg", "audio"), (".mp3", "audio"), (".flac", "audio"), (".m4a", "audio"), (".opus", "audio"), (".wav", "audio"),
+    (".aiff", "audio"), (".mp4", "video"), (".mkv", "video"), (".webm", "video"), (".avi", "video"), (".mov", "video"),
+    (".png", "image"), (".npy", "features"),
+])
+def test_a_column_of_media_paths_gets_its_kind_never_text(tmp_path, suffix, kind):
+    """Issue 37: `sounds/<class>/x.ogg` was read as text (its folder names leak the label)."""
+    rows = [[f"sounds/{label}/{i}{suffix}", f"a short note {i}", label] for i, label in enumerate(["cat", "dog"] * 3)]
+    table = read_manifest(write_csv(tmp_path / "m.csv", ["sound", "note", "y"], rows), "y")
+    assert table.kinds == {"sound": kind, "note": "text"}
+
+
+@pytest.mark.parametrize("cells,message", [
+    (["d/a.svg", "d/b.svg", ""], "column 'pic' holds files of a format mmrobust does not read (the cell 'd/a.svg'); "
+                                 "supported: image .png"),
+    (["c/a.3gp", "c/b.3gp", "c/c.3gp"], "column 'pic' holds files of a format mmrobust does not read (the cell 'c/a.3gp')"),
+    (["a.png", "b.wav", "c.png"], "column 'pic' looks like image paths, but the cell 'b.wav' is audio, not image"),
+    (["a.ogg", "b.ogg", "c.svg"], "column 'pic' looks like audio paths, but the cell 'c.svg' is not one"),
+    (["raw/one", "raw/two", "raw/three"], "column 'pic' holds files of a format mmrobust does not read (the cell 'raw/one')"),
+    (["a cat", "a dog", "raw/a.png"], "column 'pic' mixes texts and file paths (the cell 'raw/a.png' is a file next to the manifest, of kind image)"),
+])
+def test_a_column_of_unsupported_or_mixed_files_is_refused_never_text(tmp_path, cells, message):
+    (tmp_path / "raw").mkdir()
+    for name in ("one", "two", "three", "a.png"):
+        (tmp_path / "raw" / name).write_bytes(b"\x00" * 8)  # files next to the manifest, named without a known suffix
+    rows = [[cell, label] for cell, label in zip(cells, ["x", "y", "x"])]
+    with pytest.raises(DataError, match=_escape(message)):
+        read_manifest(write_csv(tmp_path / "m.csv", ["pic", "y"], rows), "y")
+    kinds = read_manifest(tmp_path / "m.csv", "y", kinds={"pic": "text"}).kinds  # the user's word still overrides
+    assert kinds == {"pic": "text"}
+
+
+def test_a_video_column_can_give_its_sound_as_a_second_modality(tmp_path):
+    rows = [["clips/a.mp4", "x"], ["", "y"], ["clips/c.mkv", "x"]]
+    path = write_csv(tmp_path / "m.csv", ["clip", "y"], rows)
+    table = read_manifest(path, "y", audio_track={"clip": "clip_audio"})
+    assert table.kinds == {"clip": "video", "clip_audio": "audio"}
+    assert table.cells["clip_audio"] == table.cells["clip"] == ["clips/a.mp4", None, "clips/c.mkv"]
+    for track, message in (({"y": "s"}, "audio_track: 'y' is not a modality column"),
+                           ({"clip": "clip"}, "audio_track: 'clip' is already a column"),
+                           ({"clp": "s"}, "no video column 'clp' (did you mean 'clip'?)")):
+        with pytest.raises(DataError, match=_escape(message)):
+            read_manifest(path, "y", audio_track=track)

@@ -309,11 +309,11 @@ GUARDED = """
 import resource, sys, time
 resource.setrlimit(resource.RLIMIT_AS, (1536 * 2**20, resource.RLIM_INFINITY))  # 1.5 GiB, torch included
 from pathlib import Path
-from mmrobust.audio import read_wav
+from mmrobust.media import read_audio
 from mmrobust.errors import DataError, InputError
 from mmrobust.inputs import prepare
 folder, started = Path(sys.argv[1]), time.perf_counter()
-for read in (lambda: read_wav(folder / "rate1.wav"),
+for read in (lambda: read_audio(folder / "rate1.wav"),
              lambda: prepare("image", {"kind": "image", "shape": [1, 28, 28]}, [folder / "bomb.png"])):
     try:
         read()

@@ -5,6 +5,7 @@ so a model trained on one preset sees the same features at prediction time. Step
 mono -> resample to ``sample_rate`` (scipy's polyphase filter) -> pad or crop to
 ``duration`` seconds -> magnitude STFT (``torch.stft``, Hann window) -> optional mel
 filterbank (HTK formula) -> ``log(x + 1e-6)`` -> crop/pad to ``frames`` time frames.
+Files are decoded by :func:`mmrobust.media.read_audio` (every common audio format).
 """
 from __future__ import annotations
 
@@ -12,13 +13,11 @@ import functools
 
 from dataclasses import asdict, dataclass
 from math import gcd
-from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.io import wavfile
 
-from .errors import DataError, UnknownNameError
+from .errors import UnknownNameError
 
 LOG_FLOOR = 1e-6
 
@@ -63,46 +62,6 @@ def get_preset(name: str) -> FrontEnd:
         return PRESETS[name]
     except KeyError:
         raise UnknownNameError(f"unknown audio front-end preset {name!r}; known: {', '.join(sorted(PRESETS))}") from None
-
-
-RATE_RANGE = (1000, 384_000)  # Hz: a header outside is refused, never resampled
-MAX_SECONDS = 600.0  # a longer clip is refused before it is decoded further
-
-
-def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
-    """A WAV file as float32 mono in [-1, 1] and its sample rate: each integer format scaled by
-    its own range (unsigned 8-bit centred), then the channels averaged. An implausible sample
-    rate, an over-long clip and non-finite samples are each a :class:`DataError` naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such WAV file")
-    try:
-        rate, data = wavfile.read(path)
-    except (ValueError, EOFError, OSError) as err:
-        raise DataError(f"{path}: not a readable WAV file ({err})") from err
-    if not RATE_RANGE[0] <= rate <= RATE_RANGE[1]:
-        raise DataError(f"{path}: the header says {rate} Hz; expected a sample rate from {RATE_RANGE[0]} to {RATE_RANGE[1]} Hz")
-    if data.size == 0:
-        raise DataError(f"{path}: the WAV file holds no samples")
-    if len(data) > MAX_SECONDS * rate:
-        raise DataError(f"{path}: {len(data) / rate:.0f} s long; clips up to {MAX_SECONDS:.0f} s are read")
-    wave = _scaled(np.asarray(data), path)
-    if wave.ndim == 2:
-        wave = wave.mean(axis=1)
-    return wave.astype(np.float32), int(rate)
-
-
-def _scaled(data: np.ndarray, path: Path) -> np.ndarray:
-    """Samples as floats in [-1, 1] by their own format (before any channel mixing)."""
-    if data.dtype == np.uint8:
-        return (data.astype(np.float32) - 128.0) / 128.0
-    if np.issubdtype(data.dtype, np.signedinteger):
-        return data.astype(np.float32) / float(-np.iinfo(data.dtype).min)
-    if np.issubdtype(data.dtype, np.floating):
-        if not np.all(np.isfinite(data)):
-            raise DataError(f"{path}: the WAV holds NaN or infinite samples")
-        return data.astype(np.float32)
-    raise DataError(f"{path}: WAV samples of type {data.dtype} are not supported")
 
 
 def resample(wave: np.ndarray, rate: int, target_rate: int) -> np.ndarray:

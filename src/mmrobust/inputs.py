@@ -122,12 +122,12 @@ def pca_project(pixels: np.ndarray, pca: Mapping[str, Any]) -> np.ndarray:
 
 
 def _wav(modality: str, spec: Mapping[str, Any], path: Path) -> np.ndarray:
-    from .audio import read_wav
+    from .media import read_audio
 
     try:
-        wave, rate = read_wav(path)
+        wave, rate = read_audio(path)
     except ValueError as err:
-        raise InputError(f"{modality}: {path}: not a readable WAV ({err})") from None
+        raise InputError(f"{modality}: {err}") from None
     return wav_input(wave, rate, spec)
 
 

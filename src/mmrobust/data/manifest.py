@@ -1,7 +1,8 @@
 """Your own data with no code: a CSV or JSONL manifest, one row per sample.
 
-One column per modality (an image path, an audio path, a text, or the path of a ``.npy``
-feature vector; paths relative to the manifest), a label column (multi-label as ``a|b|c``),
+One column per modality (the path of an image, an audio file, a video file or a ``.npy`` feature
+vector, relative to the manifest, or a text; :func:`infer_kind` tells which, and never reads a
+column of paths as text), a label column (multi-label as ``a|b|c``),
 optional ``id`` (default ``line<N>``: a row is named by its line everywhere) and ``split``
 (train / val / test) columns. An empty cell means that modality is missing for that row (the
 ``observed`` protocol). Without a ``split`` column the rows get a
@@ -13,6 +14,7 @@ import csv
 import difflib
 import json
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -22,9 +24,10 @@ from ..validate import BadInputs
 from .splits import Splits
 from .table import SPLIT_ALIASES, Table, build_splits
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-AUDIO_SUFFIXES = (".wav",)
-FEATURE_SUFFIXES = (".npy",)
+from ..media import IMAGE_SUFFIXES, SUFFIXES, is_media_suffix, media_kind
+from ..pretrained import resolve_path
+
+FILE_CHECKS = 200  # cells without a media suffix checked for a file next to the manifest
 
 
 def read_rows(path: Path, protected: Sequence[str] = ()) -> tuple[list[str], list[dict[str, str]], list[int]]:
@@ -125,26 +128,61 @@ def _require_column(path: Path, header: Sequence[str], column: str, role: str) -
 
 
 def infer_kind(path: Path, column: str, values: Sequence[str]) -> str:
-    """image / audio / features when every non-empty cell has that file suffix, else text.
-
-    A column where most cells are files of one kind but some are not is refused (a typo in
-    a path must not turn an image column into text)."""
+    """The kind of a column: ``image``, ``audio``, ``video`` or ``features`` when its cells are
+    files of that kind, else ``text``. A column is one of files when at least half its cells
+    look like paths (a media or array suffix, supported or not, or the name of a file next to
+    the manifest); its cells must then all be files of one supported kind, or it is refused
+    naming a cell: a typo in a path must not turn an image column into text, and an unsupported
+    format (``.svg``, ``.3gp``) is never read as text. A text column in which a cell names a file
+    of a supported kind is refused too (texts and files mixed)."""
     filled = [v for v in values if v]
-    for kind, suffixes in (("image", IMAGE_SUFFIXES), ("audio", AUDIO_SUFFIXES), ("features", FEATURE_SUFFIXES)):
-        matches = [v.lower().endswith(suffixes) for v in filled]
-        if filled and all(matches):
-            return kind
-        if filled and sum(matches) * 2 >= len(filled):
-            odd = next(v for v, ok in zip(filled, matches) if not ok)
-            raise DataError(f"{path}: column {column!r} looks like {kind} paths, but the cell {odd!r} is not one "
-                            f"({'/'.join(suffixes)}); fix it, or set data.options.kinds.{column}")
-    return "text"
+    if not filled:
+        return "text"
+    base, checks = path.parent, [FILE_CHECKS]
+    pathlike = [is_media_suffix(v) or _names_file(v, base, checks) for v in filled]
+    if sum(pathlike) * 2 < len(filled):
+        leak = next((v for v, p in zip(filled, pathlike) if p and media_kind(v) and _names_file(v, base, [1])), None)
+        if leak is not None:
+            raise DataError(f"{path}: column {column!r} mixes texts and file paths (the cell {leak!r} is a "
+                            f"file next to the manifest, of kind {media_kind(leak)}); a column holds one kind: set "
+                            f"data.options.kinds.{column}")
+        return "text"
+    kinds = [media_kind(v) for v in filled]
+    counts = Counter(k for k in kinds if k)
+    if not counts:
+        raise DataError(f"{path}: column {column!r} holds files of a format mmrobust does not read (the cell "
+                        f"{filled[0]!r}); {_supported()}; convert them, or set data.options.kinds.{column}")
+    kind = counts.most_common(1)[0][0]
+    odd = next((v for v, k in zip(filled, kinds) if k != kind), None)
+    if odd is not None:
+        what = f"{media_kind(odd)}, not {kind}" if media_kind(odd) else "not one"
+        raise DataError(f"{path}: column {column!r} looks like {kind} paths, but the cell {odd!r} is {what} "
+                        f"({'/'.join(SUFFIXES[kind])}); fix it, or set data.options.kinds.{column}")
+    return kind
+
+
+def _names_file(cell: str, base: Path, checks: list[int]) -> bool:
+    """Whether a one-line cell names a file (relative to ``base``), while ``checks[0]`` lasts."""
+    if checks[0] <= 0 or "\n" in cell or len(cell) > 1024:
+        return False
+    checks[0] -= 1
+    try:
+        return resolve_path(cell, base).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _supported() -> str:
+    return "supported: " + "; ".join(f"{kind} {' '.join(suffixes)}" for kind, suffixes in SUFFIXES.items())
 
 
 def read_manifest(path: str | Path, label: str, columns: Sequence[str] | None = None,
                   kinds: Mapping[str, str] | None = None, id_column: str = "id", split_column: str = "split",
-                  multilabel: bool | None = None, separator: str = "|", group_column: str = "group") -> Table:
-    """A manifest as a :class:`Table` (every column and cell checked, no file decoded yet)."""
+                  multilabel: bool | None = None, separator: str = "|", group_column: str = "group",
+                  audio_track: Mapping[str, str] | None = None) -> Table:
+    """A manifest as a :class:`Table` (every column and cell checked, no file decoded yet).
+    ``audio_track``: video column -> the name of a second modality, the audio track of the same
+    files (``{clip: clip_audio}``)."""
     path = Path(path)
     header, rows, lines = read_rows(path, protected=(label, id_column, split_column))
     _require_column(path, header, label, "label")
@@ -157,6 +195,8 @@ def read_manifest(path: str | Path, label: str, columns: Sequence[str] | None = 
     if not rows:
         raise DataError(f"{path}: the manifest has no rows")
     kinds = {c: (kinds or {}).get(c) or infer_kind(path, c, [r[c] for r in rows]) for c in columns}
+    for video, audio in (audio_track or {}).items():
+        _add_audio_track(path, header, rows, columns, kinds, video, audio)
     if multilabel is None:
         multilabel = any(separator in r[label] for r in rows)
     ids = [_row_id(path, r, line, id_column in header and id_column) for r, line in zip(rows, lines)]
@@ -165,6 +205,22 @@ def read_manifest(path: str | Path, label: str, columns: Sequence[str] | None = 
     cells = {c: [r[c] or None for r in rows] for c in columns}
     groups = [r[group_column] or ids[i] for i, r in enumerate(rows)] if group_column in header else None
     return Table(str(path), path.parent, ids, cells, kinds, labels, split, multilabel, groups=groups, lines=lines)
+
+
+def _add_audio_track(path: Path, header: Sequence[str], rows: list[dict[str, str]], columns: list[str],
+                     kinds: dict[str, str], video: str, audio: str) -> None:
+    """A modality ``audio`` whose cells are the video column's files, read for their sound."""
+    if video not in kinds:
+        _require_column(path, header, video, "video")
+        raise DataError(f"{path}: audio_track: {video!r} is not a modality column")
+    if kinds[video] != "video":
+        raise DataError(f"{path}: audio_track: column {video!r} holds {kinds[video]}, not video files")
+    if audio in header or audio in kinds:
+        raise DataError(f"{path}: audio_track: {audio!r} is already a column; name the audio track otherwise")
+    for row in rows:
+        row[audio] = row[video]
+    columns.append(audio)
+    kinds[audio] = "audio"
 
 
 def default_id(line: int) -> str:
@@ -200,10 +256,12 @@ def manifest(path: str, label: str, columns: Sequence[str] | None = None, kinds:
              id_column: str = "id", split_column: str = "split", multilabel: bool | None = None, separator: str = "|",
              extractors: Mapping[str, str] | None = None, finetune: Sequence[str] = (), cache_dir: str | None = None,
              split_seed: int = 0, bad_inputs: BadInputs | None = None, device: str = "auto",
-             group_column: str = "group") -> Splits:
+             group_column: str = "group", audio_track: Mapping[str, str] | None = None) -> Splits:
     """Your own data: a CSV / JSONL manifest, one row per sample, one column per modality; an
-    optional ``group`` column names the source rows share (their bootstrap intervals resample it)."""
-    table = read_manifest(path, label, columns, kinds, id_column, split_column, multilabel, separator, group_column)
+    optional ``group`` column names the source rows share (their bootstrap intervals resample it);
+    ``audio_track`` makes a video column's sound a modality of its own (``{clip: clip_audio}``)."""
+    table = read_manifest(path, label, columns, kinds, id_column, split_column, multilabel, separator, group_column,
+                          audio_track)
     split = "the manifest's split column" if table.split is not None else f"stratified 70/15/15, seed {split_seed}"
     return build_splits(table, extractors, finetune, cache_dir, split_seed, info={"label": label, "split": split},
                         bad_inputs=bad_inputs, device=device)

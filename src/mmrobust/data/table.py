@@ -7,11 +7,14 @@ The manifest loader, MM-IMDB and Food-101 all read their files into a :class:`Ta
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import os
 import warnings
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -25,7 +28,7 @@ from ..runtime import derive_seed, resolve_device
 from ..validate import BadInputs
 from .splits import Splits
 
-CELL_KINDS = ("image", "text", "audio", "features")
+CELL_KINDS = ("image", "text", "audio", "video", "features")
 SPLIT_NAMES = ("train", "val", "test")
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                  "dev": "val", "test": "test", "testing": "test"}
@@ -39,7 +42,7 @@ class Table:
     base: Path  # relative paths resolve against it
     ids: list[str]
     cells: dict[str, list[str | None]]  # modality -> one cell per row; None: missing
-    kinds: dict[str, str]  # modality -> image | text | audio | features
+    kinds: dict[str, str]  # modality -> image | text | audio | video | features
     labels: list[list[str]]  # one or more labels per row
     split: list[str] | None = None  # train / val / test per row; None: a seeded stratified split
     multilabel: bool = False
@@ -264,8 +267,7 @@ def _feature_column(table: Table, m: str, extractor, cache: FeatureCache, bad: B
     if todo:
         module = None
         bar = tqdm(total=len(todo), desc=f"{m}: {extractor.name} features", unit="item", disable=None)
-        for chunk in _chunks(todo, CHUNK):
-            loaded = {row: _read(table, m, row, lambda c: extractor.load(c, table.base), bad) for row in chunk}
+        for chunk, loaded in _loaded_chunks(table, m, extractor, todo, bad):
             readable = [row for row in chunk if loaded[row] is not None]
             unviewed = [row for row in readable if viewed and views[row] is None]
             for row, view in zip(unviewed, extractor.views([loaded[row] for row in unviewed]) if unviewed else []):
@@ -284,6 +286,30 @@ def _feature_column(table: Table, m: str, extractor, cache: FeatureCache, bad: B
     if not rows:
         raise DataError(f"{table.source}: modality {m!r} is missing from every row")
     return _column(features, rows, len(table.ids)), _column(views, rows, len(table.ids)) if viewed else None
+
+
+def decode_workers() -> int:
+    """Threads that decode files (PIL, libsndfile and FFmpeg decode outside the GIL):
+    ``MMROBUST_DECODE_WORKERS``, else one per core up to 4."""
+    text = os.environ.get("MMROBUST_DECODE_WORKERS", "")
+    return max(1, int(text)) if text.isdigit() else max(1, min(4, os.cpu_count() or 1))
+
+
+def _loaded_chunks(table: Table, m: str, extractor, rows: list[int], bad: BadInputs) -> Iterator[tuple[list[int], dict]]:
+    """Each chunk of ``rows`` with its cells decoded (``None`` where unreadable: see :func:`_read`),
+    by :func:`decode_workers` threads; the next chunk decodes while the caller extracts this one."""
+    chunks = _chunks(rows, CHUNK)
+    with ThreadPoolExecutor(decode_workers()) as pool:
+        def submit(chunk: list[int]):
+            return chunk, {row: pool.submit(extractor.load, table.cells[m][row], table.base) for row in chunk}
+
+        ahead = deque(submit(chunk) for chunk in itertools.islice(chunks, 2))
+        while ahead:
+            chunk, futures = ahead.popleft()
+            following = next(chunks, None)
+            if following is not None:
+                ahead.append(submit(following))
+            yield chunk, {row: _read(table, m, row, lambda _: futures[row].result(), bad) for row in chunk}
 
 
 VIEW_KEY = ".view"  # what the input gate reads of a cell, in the feature cache: its features' key and this
@@ -328,7 +354,8 @@ def _finite_features(vector: np.ndarray, extractor: str) -> np.ndarray:
 
 def _preprocessed_column(table: Table, m: str, extractor, bad: BadInputs):
     """The extractor's preprocessed inputs of every row (zeros where missing), for fine-tuning."""
-    loaded = {row: _read(table, m, row, lambda c: extractor.load(c, table.base), bad) for row in _present_rows(table, m)}
+    loaded = {row: item for _, chunk in _loaded_chunks(table, m, extractor, _present_rows(table, m), bad)
+              for row, item in chunk.items()}
     rows = [row for row, item in loaded.items() if item is not None]
     if not rows:
         raise DataError(f"{table.source}: modality {m!r} is missing from every row")
