@@ -227,3 +227,46 @@ def test_a_pickled_spectrogram_may_only_hold_an_array(tmp_path):
     (root / "audio_spec" / f"{KS_TEST[0][0]}.pkl").write_bytes(pickle.dumps(np.zeros((3, 4), dtype=np.float32)))
     with pytest.raises(DataError, match=r"a spectrogram of shape \[3, 4\]; expected \[257, 188\]"):
         DATASETS.create("kinetics-sound", root=str(root), cache_dir=str(tmp_path / "c"), **OPTIONS)
+
+
+def write_ave_videos(root):
+    """AVE as released: AVE/<VideoID>.mp4 (frames and sound in one file) and the three lists."""
+    from media_fixtures import tone, write_video
+
+    for split, name, n in (("train", "trainSet.txt", 3), ("val", "valSet.txt", 1), ("test", "testSet.txt", 1)):
+        lines = ["Category&VideoID&Quality&StartTime&EndTime"]
+        for c, label in enumerate(("Church bell", "Male speech, man speaking")):
+            for i in range(n):
+                clip = f"v{c}{split}{i}"
+                write_video(root / "AVE" / f"{clip}.mp4", frames=12, fps=6, audio=tone(rate=22050, freq=300.0 * (c + 1)),
+                            rate=22050, shade=40 + 150 * c)
+                lines.append(f"{label}&{clip}&good&0&10")
+        (root / name).write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_ave_and_kinetics_sound_read_the_downloaded_videos(tmp_path):
+    """Issue 37: the videos themselves, no frames or WAVs extracted beforehand."""
+    from media_fixtures import frame_colours, tone
+
+    splits = DATASETS.create("ave", root=str(write_ave_videos(tmp_path / "ave")), **OPTIONS)
+    video = np.asarray(splits.train.inputs["video"])
+    assert video.shape == (len(splits.train), 3, 3, 32, 32)
+    colours = np.array(frame_colours(12))
+    for k, index in enumerate((0, 6, 11)):  # 3 frames evenly spaced over 12: round(linspace(0, 11, 3))
+        assert np.abs(video[0, k, :, 16, 20].astype(int) - colours[index]).max() <= 8
+    row = splits.ids["test"].index("v1test0")
+    expected = ogm_ge_spectrogram(tone(rate=22050, freq=600.0), 22050)  # the source's sound, not the decoded one
+    decoded = np.asarray(splits.test.inputs["audio"])[row][0, :, 5:55]  # the first second (the clip repeats after)
+    source = expected[0, :, 5:55]
+    assert np.array_equal(decoded.argmax(0), source.argmax(0))  # the tone's bin (600 Hz: 14 of 257), every frame
+    loud = source > 0  # the tone's bins; the codec's noise floor lies far below them
+    assert loud.sum() >= 50 and np.abs(decoded[loud] - source[loud]).max() < 0.1
+    (tmp_path / "ave" / "AVE" / "v0train1.mp4").write_bytes(b"")  # a damaged download: missing, or named
+    import shutil
+
+    shutil.rmtree(tmp_path / "ave" / ".mmrobust")
+    with pytest.raises(DataError, match="train clip 'v0train1', video: .*v0train1.mp4: not a readable video file"):
+        DATASETS.create("ave", root=str(tmp_path / "ave"), **OPTIONS)
+    missing = DATASETS.create("ave", root=str(tmp_path / "ave"), bad_inputs=BadInputs("missing"), **OPTIONS)
+    assert len(missing.train) == 5  # the damaged clip has nothing readable left

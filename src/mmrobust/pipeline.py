@@ -42,7 +42,7 @@ from .inputs import default_spec, describe_input
 from .predictor import Predictor
 from .provenance import environment, measure
 from .records import choice_text, main_table, read_jsonl
-from .report import write_report
+from .report import modalities_text, write_report
 from .runtime import cpu_threads, resolve_device, resolve_jobs, resolve_threads
 from .validate import SHOWN, BadInputs, validate_splits
 
@@ -158,6 +158,8 @@ def load_data(config: RunConfig, log: Log = stderr_log) -> Splits:
         splits = DATASETS.create(config.data.name, **options, bad_inputs=bad, device=config.train.device)
         splits, _ = validate_splits(splits.limit(config.data.limit), bad)
     notes = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)))
+    if modalities_text(splits.info):
+        log(f"modalities, as read: {modalities_text(splits.info)}")
     for note in notes:
         log(f"warning: {note}")
     if bad.marked_missing or bad.dropped:

@@ -174,8 +174,18 @@ def evidence_table(evidence: Sequence[dict], methods: Sequence[str]) -> list[str
         difference = (f"{100 * e['difference']:+.1f} {_bracket(e['difference_low'], e['difference_high'], '+.1f')}"
                       if e["reference"] else "")
         lines.append(f"| {e['pattern']} | {method_label(e['method'])} | {pct(e['value'])} {_bracket(e['low'], e['high'], '.1f')} | "
-                     f"{pct(e['retention'], 0)}% | {e['reference'] or ''} | {difference} | {e['verdict'] or ''} |")
+                     f"{pct(e['retention'], 0)}% | {e['reference'] or ''} | {difference} | {_verdict(e)} |")
     return lines
+
+
+def _verdict(e: Mapping) -> str:
+    """above / tied / below, or, where the pattern has too few test units for an interval, that it
+    cannot be judged (and on how many)."""
+    if e["verdict"]:
+        return e["verdict"]
+    if e["low"] is None and e.get("units") is not None:
+        return f"too few test rows to judge ({e['units']})"
+    return ""
 
 
 def _bracket(low: float | None, high: float | None, spec: str) -> str:
@@ -233,9 +243,11 @@ def coverage_table(summary: Sequence[dict], methods: Sequence[str], coverage: fl
 def failure_table(summary: Sequence[dict], methods: Sequence[str], metric: str) -> list[str]:
     """Per ``fail:`` condition and multi-modal method: the metric without and with the input gate,
     with the broken modality declared missing, the best uni-modal model of what still works, and
-    the gate's detections (broken inputs ignored) and false alarms (clean ``full`` inputs ignored)."""
+    the gate's detections (broken inputs ignored) and false alarms (clean inputs ignored, on every
+    test row where the modality is present: ``observed``, or ``full`` where the data has no gaps)."""
     cells = {(s["method"], s["protocol"], s["metric"]): s for s in summary if s["pattern"] is None and s["rate"] is None}
     failures = list(dict.fromkeys(s["protocol"] for s in summary if s["protocol"].startswith("fail:")))
+    clean = "observed" if any(s["protocol"] == "observed" for s in summary) else "full"
 
     def value(method, protocol, name, scale=100, digits=1):
         return _mean({name: cells[(method, protocol, name)]} if (method, protocol, name) in cells else {}, name, scale, digits)
@@ -254,7 +266,7 @@ def failure_table(summary: Sequence[dict], methods: Sequence[str], metric: str) 
             lines.append(f"| `{protocol}` | {method_label(method)} | {value(method, protocol, metric)} | "
                          f"{value(method, protocol, metric + ':gated')} | {value(method, protocol, metric + ':declared')} | "
                          f"{best} | {value(method, protocol, 'ignored:' + broken)} | "
-                         f"{value(method, 'full', 'ignored:' + broken, 100, 2)} |")
+                         f"{value(method, clean, 'ignored:' + broken, 100, 2)} |")
     return lines
 
 

@@ -54,6 +54,7 @@ def render_markdown(summary, fits, provenance, config, metric, methods, has_figu
            f"**Bold**: the best of each column. *n/a*: no row can be scored (a uni-modal model with its own "
            f"modality missing). The uni-modal rows are the *reference* for rows where only that modality is "
            f"present, not a ceiling.", "", _training_setting(config, summary), ""]
+    out += _modalities_section(provenance.get("dataset", {}))
     if evidence:
         out += [f"In brackets: the 95% bootstrap interval ({_resampling(evidence)}; the same resamples for every method, "
                 f"seeds averaged inside each). It covers the test rows drawn, not the training seeds: a retrained "
@@ -76,6 +77,19 @@ def render_markdown(summary, fits, provenance, config, metric, methods, has_figu
     out += _warnings_section(provenance.get("dataset", {}).get("warnings"))
     out += _fit_section(fits) + _provenance_section(provenance, config)
     return "\n".join(out) + "\n"
+
+
+def _modalities_section(dataset: dict) -> list[str]:
+    """How each column of the data was read (its kind, and the extractor), where the loader says."""
+    text = modalities_text(dataset)
+    return [f"Modalities, as read: {text}.", ""] if text else []
+
+
+def modalities_text(dataset: dict) -> str:
+    """``image (image, mobilenetv2), note (text, minilm), emb (features)``; empty when unknown."""
+    kinds, extractors = dataset.get("modalities") or {}, dataset.get("extractors") or {}
+    return ", ".join(f"{m} ({kind}" + (f", {extractors[m]['extractor']}" if m in extractors else "") + ")"
+                     for m, kind in kinds.items())
 
 
 def _rows_text(summary: Sequence[dict]) -> str:
@@ -148,7 +162,8 @@ def _failure_section(summary: Sequence[dict], methods: Sequence[str], metric: st
             "picture's thumbnail; an extracted text's characters against a character model of the training texts; the uni-modal encoder's features as `gate_detector` says, by default (`auto`) only for "
             "inputs that are no arrays; thresholded on clean validation rows; `gate_false_alarms` of them at most); "
             "*declared missing*: the same model told the modality is absent; *detected*: the share of broken inputs "
-            "the gate ignored; *false alarms*: the share of clean test inputs it ignored (`full`). "
+            "the gate ignored; *false alarms*: the share of clean test inputs it ignored, on every test row where the "
+            "modality is present (`observed`; `full` where the data has no gaps). "
             + ("" if gated else "**The gate was off in this run** (`gate: off`, or no uni-modal model of every "
                "modality): the gated columns are n/a. ")
             + "A `stale` input (another row's) is in-distribution by construction: a gate on plausibility cannot see it.",
@@ -334,6 +349,9 @@ def _single_choice(fits: Sequence[dict]) -> str | None:
     return choices.pop() if len(choices) == 1 else None
 
 
+RELIABILITY_COLUMNS = 3  # panels per row: 7 presence patterns (3 modalities) fit a 3 x 3 grid
+
+
 def plot_reliability(reliability: Sequence[dict], methods: Sequence[str], path: Path) -> Path | None:
     """Reliability diagrams, one panel per presence pattern: accuracy against confidence (bins
     pooled over seeds) of the main fused method before and after temperature scaling, and of the
@@ -348,10 +366,14 @@ def plot_reliability(reliability: Sequence[dict], methods: Sequence[str], path: 
     fused = [m for m in methods if not reference_modality(m)]
     main = "ume-mma" if "ume-mma" in fused else (fused[0] if fused else None)
     patterns = list(dict.fromkeys(r["pattern"] for r in reliability))
-    fig, axes = plt.subplots(1, len(patterns), figsize=(4.2 * len(patterns), 4.2), squeeze=False)
+    columns = min(len(patterns), RELIABILITY_COLUMNS)
+    rows = -(-len(patterns) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 4.2 * rows + 0.6), squeeze=False)
+    for ax in axes.flat[len(patterns):]:
+        ax.set_visible(False)
     curves = [(main, False, "-", f"{main}"), (main, True, "-", f"{main}, temperature-scaled")]
     curves += [(m, False, "--", m) for m in methods if reference_modality(m)]
-    for ax, pattern in zip(axes[0], patterns):
+    for ax, pattern in zip(axes.flat, patterns):
         for i, (method, calibrated, style, label) in enumerate(curves):
             bins = _pooled_bins(reliability, method, pattern, calibrated)
             if bins is None or (reference_modality(method) and reference_modality(method) not in pattern.split("+")):
@@ -362,10 +384,11 @@ def plot_reliability(reliability: Sequence[dict], methods: Sequence[str], path: 
         ax.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
         ax.set(title=f"{pattern} present", xlabel="confidence (top label)", xlim=(0, 1), ylim=(0, 1))
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("accuracy")
+    for row in axes:
+        row[0].set_ylabel("accuracy")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.tight_layout(rect=(0, 0.6 / (4.2 * rows + 0.6) + 0.04, 1, 1))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)

@@ -18,6 +18,11 @@ released: a video listed twice keeps its last listing, a video in two splits sta
 later of test, validation, training (:func:`repair_ave_lists`; the counts are warned, and kept
 in the run's provenance).
 
+The downloaded videos themselves serve too, where a clip has no extracted frames or audio: a
+video file named ``<clip>`` with a video suffix (``.mp4``, ``.mkv``, ``.webm``, ...) anywhere under
+the root (AVE's release: ``AVE/<VideoID>.mp4``) gives ``max_frames`` frames evenly spaced over
+it and its sound track.
+
 Frames: up to ``max_frames`` per clip in file-name order, resized to ``size`` x ``size``, uint8
 (the ``resnet18`` encoder ImageNet-normalises them, draws ``frames`` of them: at random in
 training, evenly spaced in evaluation, and in training crops and flips each at random as
@@ -30,16 +35,19 @@ while the lists are unchanged.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import pickle
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..audio import ogm_ge_spectrogram
-from ..media import read_audio
+from ..media import VIDEO_SUFFIXES, read_audio, read_video_frames
 from ..batch import MultiModalDataset
 from ..encoders import EncoderSpec
 from ..errors import DataError
@@ -47,7 +55,7 @@ from ..files import atomic_path
 from ..validate import BadInputs
 from ..registry import DATASETS
 from .splits import Splits
-from .table import stratified_split
+from .table import decode_workers, stratified_split
 
 AUDIO_SHAPE = (1, 257, 188)
 
@@ -115,12 +123,38 @@ def _ks_class_names(root: Path) -> list[str] | None:
 def _ks_files(root: Path, split: str, clip: str) -> tuple[Path, Path]:
     """Where a clip's frames and audio are: ``visual/<clip>/`` with ``audio_spec/<clip>.npy`` or
     ``.pkl`` (precomputed spectrograms) or ``audio/<clip>.wav`` when the root has ``visual/``;
-    else ``<split>/<clip>/`` frames with ``<clip>.wav`` inside (validation clips under train/)."""
+    else ``<split>/<clip>/`` frames with ``<clip>.wav`` inside (validation clips under train/);
+    else the downloaded video ``<clip>.mp4`` (or another video suffix) anywhere under the root,
+    for its frames and its sound track (:func:`_with_video`)."""
     if (root / "visual").is_dir():
         candidates = [root / "audio_spec" / f"{clip}.npy", root / "audio_spec" / f"{clip}.pkl", root / "audio" / f"{clip}.wav"]
-        return root / "visual" / clip, next((p for p in candidates if p.is_file()), candidates[0])
+        return _with_video(root, clip, root / "visual" / clip, candidates)
     folder = root / ("train" if split == "val" else split) / clip
-    return folder, folder / f"{clip}.wav"
+    return _with_video(root, clip, folder, [folder / f"{clip}.wav"])
+
+
+def _with_video(root: Path, clip: str, frames: Path, audio: list[Path]) -> tuple[Path, Path]:
+    """The clip's extracted frames and audio where they exist; else its video file, for whichever
+    is missing (frames sampled from it, its sound track decoded); else the expected places (the
+    error then names them)."""
+    video = _video_files(str(root)).get(clip) if not frames.is_dir() or not any(p.is_file() for p in audio) else None
+    frames = frames if frames.is_dir() or video is None else video
+    sound = next((p for p in audio if p.is_file()), video or audio[0])
+    return frames, sound
+
+
+@functools.lru_cache(maxsize=4)
+def _video_files(root: str) -> dict[str, Path]:
+    """Every video file under ``root`` (the field's downloads: ``<root>/<any folders>/<clip>.mp4``)
+    by its name without the suffix; a name found twice is an error naming both files."""
+    found: dict[str, Path] = {}
+    for path in sorted(Path(root).rglob("*")):
+        if path.suffix.lower() not in VIDEO_SUFFIXES or ".mmrobust" in path.parts or not path.is_file():
+            continue
+        if path.stem in found:
+            raise DataError(f"{root}: two videos named {path.stem!r} ({found[path.stem]} and {path}); which is the clip?")
+        found[path.stem] = path
+    return found
 
 
 def _ave_lists(root: Path) -> tuple[dict[str, list[tuple[str, str]]], dict]:
@@ -150,7 +184,8 @@ def _ave_listed(root: Path) -> dict[str, list[tuple[str, str]]]:
 
 
 def _ave_files(root: Path, split: str, clip: str) -> tuple[Path, Path]:
-    return root / "visual" / clip, root / "audio" / f"{clip}.wav"
+    """``visual/<clip>/`` frames and ``audio/<clip>.wav``, or the released video (``AVE/<clip>.mp4``)."""
+    return _with_video(root, clip, root / "visual" / clip, [root / "audio" / f"{clip}.wav"])
 
 
 def repair_ave_lists(lists: dict[str, list[tuple[str, str]]]) -> tuple[dict[str, list[tuple[str, str]]], dict]:
@@ -198,7 +233,15 @@ def _with_val(lists: dict, seed: int) -> dict:
 
 
 def _frames(folder: Path, max_frames: int, size: int) -> np.ndarray:
+    """Up to ``max_frames`` JPEG frames of a clip's folder (its last repeated), or ``max_frames``
+    frames evenly spaced over a video file."""
     from PIL import Image, UnidentifiedImageError
+
+    if folder.suffix.lower() in VIDEO_SUFFIXES and not folder.is_dir():
+        try:
+            return read_video_frames(folder, max_frames, size)
+        except FileNotFoundError:
+            raise DataError(f"{folder}: video file not found") from None
 
     files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:max_frames]
     if not files:
@@ -302,17 +345,24 @@ def _decoded(split, rows, root, files, max_frames, size, folder: Path, bad: BadI
     audio = np.lib.format.open_memmap(folder / ".audio.npy.tmp", "w+", np.float32, (n, *AUDIO_SHAPE))
     present = {"video": np.ones(n, dtype=bool), "audio": np.ones(n, dtype=bool)}
     found = []
-    for i, (clip, _) in enumerate(tqdm(rows, desc=f"decode {split}", unit="clip", disable=None)):
-        frames_dir, wav = files(root, split, clip)
-        for modality, read, target in (("video", lambda: _frames(frames_dir, max_frames, size), video),
-                                       ("audio", lambda: _spectrogram(wav), audio)):
-            try:
-                target[i] = read()
-            except DataError as err:
-                if bad.policy == "error":
-                    raise DataError(f"{split} clip {clip!r}, {modality}: {err} (or use --on-bad-input missing)") from None
-                present[modality][i] = False
-                found.append({"split": split, "row": i, "id": clip, "modality": modality, "reason": str(err)})
+    def decode(clip: str) -> dict[str, np.ndarray | DataError]:
+        frames, sound = files(root, split, clip)
+        return {"video": _attempt(lambda: _frames(frames, max_frames, size)), "audio": _attempt(lambda: _spectrogram(sound))}
+
+    targets = {"video": video, "audio": audio}
+    with ThreadPoolExecutor(decode_workers()) as pool, tqdm(total=n, desc=f"decode {split}", unit="clip", disable=None) as bar:
+        for start in range(0, n, DECODE_CHUNK):  # clips decoded by worker threads, a chunk at a time
+            for i, decoded in enumerate(pool.map(decode, [clip for clip, _ in rows[start:start + DECODE_CHUNK]]), start):
+                for modality, value in decoded.items():
+                    if not isinstance(value, DataError):
+                        targets[modality][i] = value
+                        continue
+                    clip = rows[i][0]
+                    if bad.policy == "error":
+                        raise DataError(f"{split} clip {clip!r}, {modality}: {value} (or use --on-bad-input missing)")
+                    present[modality][i] = False
+                    found.append({"split": split, "row": i, "id": clip, "modality": modality, "reason": str(value)})
+                bar.update()
     video.flush()
     audio.flush()
     del video, audio
@@ -322,6 +372,17 @@ def _decoded(split, rows, root, files, max_frames, size, folder: Path, bad: BadI
         tmp.write_text(json.dumps({"present": {m: p.tolist() for m, p in present.items()}, "bad": found}))
     bad.marked_missing += found
     return np.load(folder / "video.npy", mmap_mode="r"), np.load(folder / "audio.npy", mmap_mode="r"), present
+
+
+DECODE_CHUNK = 64  # clips decoded at once (their arrays wait in memory until written)
+
+
+def _attempt(read) -> np.ndarray | DataError:
+    """``read()``, or the :class:`DataError` it raised (returned from a worker, raised in order)."""
+    try:
+        return read()
+    except DataError as err:
+        return err
 
 
 def _splits(name: str, root: str, lists_of, files, classes: int, frames: int, max_frames: int, size: int,
