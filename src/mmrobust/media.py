@@ -80,7 +80,7 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
 
 def _check_rate(path: Path, rate: int) -> None:
     if not RATE_RANGE[0] <= rate <= RATE_RANGE[1]:
-        raise DataError(f"{path}: the file says {rate} Hz; expected a sample rate from {RATE_RANGE[0]} to "
+        raise DataError(f"{path}: the header says {rate} Hz; expected a sample rate from {RATE_RANGE[0]} to "
                         f"{RATE_RANGE[1]} Hz")
 
 

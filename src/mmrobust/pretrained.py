@@ -524,8 +524,8 @@ EXTRACTOR_DOCS = {
     "hf:<path>": "text: any Hugging Face encoder in a local folder, mean pooling",
     "torchvision:<name>": "image: a torchvision model, default weights (torchvision not installed by mmrobust)",
     "timm:<name>": "image: a timm model, pretrained (timm not installed by mmrobust)",
-    "video:<image>[@<frames>]": "video: frames evenly spaced (8 by default) through an image extractor, their mean; "
-                                "default for video: video:mobilenetv2",
+    "video:<name>": "video: frames evenly spaced over the clip (8; video:<name>@<frames> for another number) through "
+                    "the image extractor <name>, their mean; default for video: video:mobilenetv2",
 }
 
 
