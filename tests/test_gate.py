@@ -68,6 +68,17 @@ def test_failure_protocols_are_listed_checked_seeded_and_hashed(tmp_path):
     assert not lone.scored.any(), "one row with a: no other row's input to take, nothing scored"
 
 
+def test_a_failure_is_scored_where_declaring_it_missing_leaves_something():
+    """Issue 37: a row whose only modality breaks cannot be answered with it declared missing, so
+    comparing the gated model on every row with the declared one on the others was unfair (a text
+    column present on every row of the stamps: 80% "detected" was the share of rows not alone)."""
+    present = {"a": np.array([1, 1, 1, 0, 1], bool), "b": np.array([1, 0, 1, 1, 0], bool)}
+    for kind in ("blank", "noise", "stale"):
+        (mask,) = sample_masks(f"fail:a@{kind}", present, 0)
+        assert mask.scored.tolist() == [True, False, True, False, False], kind
+        assert mask.present["a"].tolist() == present["a"].tolist()  # broken wherever observed, alone or not
+
+
 def test_broken_inputs_by_kind_leave_labels_and_the_other_modality_alone():
     rng = np.random.default_rng(0)
     train = mm.MultiModalDataset({"a": torch.tensor(rng.uniform(-2, 3, (50, 4)), dtype=torch.float32),
@@ -265,6 +276,23 @@ def test_a_constant_input_or_a_hiss_is_ignored_for_its_levels(smooth_gate):
     hiss = (np.median(x) + np.random.default_rng(3).normal(0, 0.1, (1, 100))).astype(np.float32)  # flat and rough
     scores = gate.scores({"a": np.concatenate([constant, hiss, x[:1]])}, {"a": np.ones(3, dtype=bool)})["a"]
     assert list(scores > gate.gates["a"].threshold) == [True, True, False]
+
+
+def test_a_silent_validation_recording_sets_no_threshold():
+    """Issue 37: Tux Paint ships four stamps' sounds as digital silence; one among the validation
+    sounds made the threshold infinite, and the gate caught no silent, DC or noise clip at all."""
+    rng = np.random.default_rng(2)
+    train, val = _smooth_split(rng, 300), _smooth_split(rng, 300)
+    x = np.array(val.inputs["a"])
+    x[7] = float(np.median(x))  # a clean row with no spread at all: its levels part is infinite
+    val = mm.MultiModalDataset({"a": x}, val.target, num_classes=2)
+    stage1 = mm.train_stage1({"a": mm.EncoderSpec("mlp-tiny", in_dim=100)}, train, val, num_classes=2, seed=0,
+                             train_config=CONFIG)
+    with pytest.warns(UserWarning, match="1 of 300 clean validation inputs of a have no spread at all"):
+        gate = InputGate.fit(stage1.models, train, val)
+    assert np.isfinite(gate.gates["a"].threshold)
+    scores = gate.scores({"a": np.concatenate([x[7:8], x[:1]])}, {"a": np.ones(2, dtype=bool)})["a"]
+    assert list(scores > gate.gates["a"].threshold) == [True, False]
 
 
 def test_the_levels_by_hand():

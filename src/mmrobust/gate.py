@@ -45,6 +45,7 @@ scores' spread) is kept. Nothing here reads a test row.
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -120,6 +121,7 @@ class InputGate:
             if not len(clean):
                 raise DataError(f"the input gate needs validation rows with {m} present; there are none")
             parts = _parts(detector, statistics, *gate._outputs(model, val.inputs[m], clean, val.raw.get(m)))
+            parts = _without_degenerate(m, parts)
             for name, values in parts.items():  # each part in units of its clean validation spread
                 if name == "levels":  # but the levels: a fixed tolerance (fit_levels)
                     continue
@@ -354,6 +356,23 @@ def fit_levels(flat: Tensor) -> dict[str, Tensor]:
     return {"level_typical": input_levels(flat).median(0).values,
             "levels_median": torch.tensor(1.0, dtype=torch.float64),
             "levels_quantile": torch.tensor(LEVEL_TOLERANCE, dtype=torch.float64)}
+
+
+def _without_degenerate(m: str, parts: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The clean validation rows' parts without the degenerate ones: an input with an infinite
+    part (no spread at all: a recording of digital silence, a blank picture) is what a broken
+    sensor sends whatever the data calls it, so it sets no threshold (one would switch the gate
+    off); said in a warning, since the gate will ignore such inputs."""
+    finite = np.logical_and.reduce([np.isfinite(values) for values in parts.values()])
+    if finite.all():
+        return dict(parts)
+    if not finite.any():
+        raise DataError(f"the input gate of {m}: every clean validation input is degenerate (no spread at all: "
+                        "blank or silent); nothing to set a threshold on")
+    warnings.warn(f"input gate: {int((~finite).sum())} of {len(finite)} clean validation inputs of {m} have no spread at "
+                  "all (digital silence, a blank picture); they set no threshold, and the gate treats such inputs as "
+                  "missing", UserWarning, stacklevel=3)
+    return {name: values[finite] for name, values in parts.items()}
 
 
 def combined(parts: Mapping[str, np.ndarray], statistics: Mapping[str, Tensor]) -> np.ndarray:

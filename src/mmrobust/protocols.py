@@ -185,7 +185,8 @@ FAILURE_KINDS = ("blank", "constant", "noise", "stale")
 class Fail(Protocol):
     kind, syntax, order, argument = "fail", "fail:<m>@<kind>", 6, "modality"
     description = ("{m} present but broken on every test row where it is observed (a silent failure; the model is not "
-                   "told): `blank` (zeros: a black image, a silent clip), `constant` (the training inputs' maximum: a "
+                   "told), scored on the rows where another modality is observed too (with {m} alone, declared "
+                   "missing would leave nothing to answer from): `blank` (zeros: a black image, a silent clip), `constant` (the training inputs' maximum: a "
                    "white frame), `noise` (uniform between the training inputs' minimum and maximum) or `stale` "
                    "(another test row's input: a frozen feed)")
 
@@ -202,7 +203,8 @@ class Fail(Protocol):
     def sample(self, spec, arg, rate, observed, seed):
         failure = spec.partition("@")[2]
         broken = observed[arg]
-        mask = _mask(spec, observed, scored=broken)
+        others = np.logical_or.reduce([observed[m] for m in sorted(observed) if m != arg])
+        mask = _mask(spec, observed, scored=broken & others)
         mask.failure = (arg, failure)
         if failure == "stale":  # with one row of the modality there is no other row to take: nothing scored
             mask.source = stale_sources(broken, derive_seed(seed, "fail", arg))
