@@ -295,6 +295,51 @@ def test_a_silent_validation_recording_sets_no_threshold():
     assert list(scores > gate.gates["a"].threshold) == [True, False]
 
 
+def test_with_few_clean_rows_the_threshold_extrapolates_the_tail():
+    """Issue 37: 26 validation sounds and a 0.5% target made the threshold their largest score,
+    which a new clean sound exceeds 1 time in 27 (2 of 15 test sounds ignored)."""
+    from mmrobust.gate import clean_threshold
+
+    scores = np.arange(40.0)  # by hand: top quarter 30..39 over 29, mean excess 5.5, log(10 / (40 * 0.005))
+    assert clean_threshold(scores, 0.005) == pytest.approx(29 + 5.5 * np.log(50))
+    many = np.random.default_rng(0).exponential(size=1000)
+    assert clean_threshold(many, 0.005) == float(np.quantile(many, 0.995, method="higher"))  # enough rows: as before
+    rng = np.random.default_rng(1)  # exponential clean scores, 50 rows: P(a new one exceeds t) = exp(-t)
+    thresholds = np.array([clean_threshold(rng.exponential(size=50), 0.005) for _ in range(2000)])
+    assert np.mean(np.exp(-thresholds)) < 0.01 < 1 / 51  # near the target, not the largest row's 1 / (n + 1)
+
+
+def test_the_input_part_keeps_one_direction_per_ten_training_rows():
+    from mmrobust.gate import fit_input_basis
+
+    x = torch.randn(93, 50, generator=torch.Generator().manual_seed(0))
+    assert fit_input_basis(x)["input_basis"].shape == (50, 9)  # 93 rows: 9 directions, not 32
+    assert fit_input_basis(torch.randn(5000, 50))["input_basis"].shape == (50, 32)
+    basis = fit_input_basis(x)["input_basis"].double()
+    assert torch.allclose(basis.T @ basis, torch.eye(9, dtype=torch.float64), atol=1e-8)  # orthonormal
+
+
+def test_a_sound_thumbnail_shows_silence_hiss_and_hum_by_hand():
+    """What the gate reads of an extracted sound (issue 37): silence is the log floor everywhere;
+    white noise has the same power density in every band (flat); a 1 kHz tone lights the mel
+    band whose centre is nearest 1000 mel (HTK: 34 edges evenly spaced up to mel(8 kHz) = 2840,
+    so centres at 86.1 (i + 1): i = 10 or 11); a DC offset lights the lowest band."""
+    from mmrobust.audio import LOG_FLOOR
+    from mmrobust.pretrained import sound_thumbnails
+
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    silence, hiss = np.zeros(16000, np.float32), rng.normal(0, 0.1, 16000).astype(np.float32)
+    tone, dc = (0.3 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32), np.full(16000, 0.5, np.float32)
+    views = sound_thumbnails([silence, hiss, tone, dc], 16000)
+    assert views.shape == (4, 1, 32, 32) and np.all(views[0] == np.float32(np.log(LOG_FLOOR)))
+    middle = views[1, 0, :, 2:-2]  # away from the clip's zero-padded ends
+    assert middle.std() < 0.5 < 2 < views[2, 0, :, 2:-2].std()  # flat, where a tone is anything but
+    assert np.abs(middle.mean(1) - middle.mean()).max() < 0.5  # the same density in every band
+    assert set(views[2, 0, :, 16].argsort()[-2:]) <= {10, 11}
+    assert views[3, 0, :, 16].argmax() == 0
+
+
 def test_the_levels_by_hand():
     from mmrobust.gate import LEVEL_TOLERANCE, fit_levels, input_levels, level_ratios
 

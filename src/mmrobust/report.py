@@ -368,7 +368,8 @@ def plot_reliability(reliability: Sequence[dict], methods: Sequence[str], path: 
     patterns = list(dict.fromkeys(r["pattern"] for r in reliability))
     columns = min(len(patterns), RELIABILITY_COLUMNS)
     rows = -(-len(patterns) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 4.2 * rows + 0.6), squeeze=False)
+    spare = len(patterns) < rows * columns
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 4.2 * rows + (0 if spare else 0.6)), squeeze=False)
     for ax in axes.flat[len(patterns):]:
         ax.set_visible(False)
     curves = [(main, False, "-", f"{main}"), (main, True, "-", f"{main}, temperature-scaled")]
@@ -387,8 +388,15 @@ def plot_reliability(reliability: Sequence[dict], methods: Sequence[str], path: 
     for row in axes:
         row[0].set_ylabel("accuracy")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.6 / (4.2 * rows + 0.6) + 0.04, 1, 1))
+    if spare:  # the legend in the grid's last, empty panel
+        panel = axes.flat[-1]
+        panel.set_visible(True)
+        panel.axis("off")
+        panel.legend(handles, labels, loc="center", fontsize=9, frameon=False)
+        fig.tight_layout()
+    else:
+        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0.6 / (4.2 * rows + 0.6) + 0.04, 1, 1))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
