@@ -116,3 +116,16 @@ def test_media_suffixes_known_or_not():
         assert is_media_suffix(cell), cell
     for cell in ("a cat that meows.", "version 2.0", "Hello world.mp3 is great", "readme", "notes.txt"):
         assert not is_media_suffix(cell), cell
+
+
+def test_predict_never_reads_a_file_path_as_a_models_text(tmp_path):
+    """Issue 37: no media path reaches the text encoder, in `predict` either."""
+    from mmrobust.errors import InputError
+    from mmrobust.inputs import _no_paths
+
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "cat note").write_text("a cat")
+    for value in ("sounds/cat/1.ogg", "clip.MP4", "notes/cat note", str(tmp_path / "notes" / "cat note")):
+        with pytest.raises(InputError, match="is a file path, but this model reads caption as text"):
+            _no_paths("caption", [value], tmp_path)
+    _no_paths("caption", ["a cat that meows", "see figure.png below", "version 2.0", "N/A", np.zeros(3)], tmp_path)

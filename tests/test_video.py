@@ -94,3 +94,23 @@ def test_a_folder_of_mp4_files_runs_as_audio_and_video_in_one_command(clips, tmp
     assert sound_only.used == ["clip_audio"]
     with pytest.raises(DataError, match="3.mp4: no audio stream"):
         predictor.predict({"clip_audio": "clips/3.mp4"}, base=folder)
+
+
+def test_a_video_column_can_be_fine_tuned_through_its_frames(clips, tmp_path):
+    """The trainable path: the dataset keeps each clip's frames (uint8), the encoder is a trainable
+    copy of the per-frame network, pooled over time."""
+    import torch
+
+    from mmrobust.encoders import build_encoder
+
+    splits = DATASETS.create("manifest", path=str(clips), label="label", extractors={"clip": "video:mobilenetv2@2"},
+                             finetune=["clip"], cache_dir=str(tmp_path))
+    frames = splits.train.inputs["clip"]
+    assert frames.dtype == torch.uint8 and tuple(frames.shape[1:]) == (2, 3, 224, 224)
+    encoder = build_encoder(splits.encoders["clip"])
+    out = encoder(frames[:2])
+    assert out.shape == (2, 1280) and out.requires_grad
+    encoder.eval()
+    with torch.no_grad():
+        first, second = encoder.frame_encoder(frames[:1, 0]), encoder.frame_encoder(frames[:1, 1])
+        assert torch.allclose(encoder(frames[:1]), (first + second) / 2, atol=1e-5)  # the mean over the frames

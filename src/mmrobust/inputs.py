@@ -150,6 +150,8 @@ def _extracted(modality: str, spec: Mapping[str, Any], values: Sequence[Any], ba
         raise InputError(f"{modality}: the installed {spec['extractor']!r} weights differ from the ones this model was "
                          f"trained with ({spec['identity'].get('package')} {spec['identity'].get('version')})")
     values = [_feature_file(modality, v, base) if _is_npy(v) else v for v in values]
+    if extractor.kind == "text":
+        _no_paths(modality, values, base)
     given = [isinstance(v, np.ndarray) for v in values]
     if any(given) and spec.get("finetune"):
         raise InputError(f"{modality}: this model fine-tunes its extractor, so it takes files or texts, not features (.npy)")
@@ -175,6 +177,25 @@ def _extracted(modality: str, spec: Mapping[str, Any], values: Sequence[Any], ba
     return torch.from_numpy(np.stack(out))
 
 
+def _no_paths(modality: str, values: Sequence[Any], base: Path) -> None:
+    """A text modality never reads a file path as its text (the path, not the file, would be
+    encoded): a value naming a file, or one word ending in a media suffix, is refused."""
+    from .media import media_kind
+
+    for value in values:
+        if isinstance(value, np.ndarray):
+            continue
+        text = str(value)
+        one_word = text and not any(c.isspace() for c in text)
+        try:
+            names_file = "\n" not in text and len(text) < 1024 and resolve_path(text, base).is_file()
+        except (OSError, ValueError):
+            names_file = False
+        if names_file or (one_word and media_kind(text)):
+            raise InputError(f"{modality}: {text!r} is a file path, but this model reads {modality} as text; give the "
+                             f"text itself")
+
+
 def gate_inputs(modality: str, spec: Mapping[str, Any], values: Sequence[Any], base: Path = Path(".")) -> torch.Tensor:
     """What an input gate that reads raw inputs reads of ``values`` (all present): a picture before
     its PCA projection, or the view of a cell a pre-trained extractor reads (a picture's thumbnail,
@@ -185,6 +206,8 @@ def gate_inputs(modality: str, spec: Mapping[str, Any], values: Sequence[Any], b
     from .pretrained import get_extractor
 
     extractor = get_extractor(spec["extractor"])
+    if extractor.kind == "text":
+        _no_paths(modality, values, base)
     out = extractor.no_views(len(values))
     cells = [i for i, v in enumerate(values) if not isinstance(v, np.ndarray) and not _is_npy(v)]
     if cells:
