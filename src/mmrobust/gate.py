@@ -364,14 +364,12 @@ def fit_levels(flat: Tensor) -> dict[str, Tensor]:
 
 
 def _with_spread(m: str, flat: Tensor) -> Tensor:
-    """The training inputs with any spread: one with none (digital silence shipped as a sound, a
-    blank picture) is what a broken sensor sends, and would widen the statistics it is judged by."""
+    """The training inputs with any spread, where most have some: one with none (digital silence
+    shipped as a sound, a blank picture) is what a broken sensor sends, and would widen the
+    statistics it is judged by. (Where most have none, as a feature of one value, none is normal.)"""
     spread = flat.double().std(1, correction=0) > 0
-    if spread.all():
+    if spread.all() or spread.double().mean() <= 0.5:
         return flat
-    if not spread.any():
-        raise DataError(f"the input gate of {m}: every training input is degenerate (no spread at all: blank or "
-                        "silent); nothing to fit")
     warnings.warn(f"input gate: {int((~spread).sum())} of {len(spread)} training inputs of {m} have no spread at all "
                   "(digital silence, a blank picture); left out of the gate's statistics", UserWarning, stacklevel=3)
     return flat[spread]
