@@ -205,3 +205,21 @@ def test_an_extracted_modality_takes_a_feature_npy_as_is(tmp_path):
     np.save(tmp_path / "short.npy", features[0][:100])
     with pytest.raises(InputError, match=r"image: features of shape \[100\]; the extractor 'mobilenetv2' gives \[1280\]"):
         prepare("image", spec, ["short.npy"], tmp_path)
+
+
+def test_a_frozen_image_encoder_splits_large_batches_and_gives_the_same_features():
+    """Issue 37 (speed): inference in slices of INFERENCE_BATCH pictures, channels last; the
+    features are those of the plain computation: normalise, the network, the spatial mean."""
+    import torch
+    from torch import nn
+
+    from mmrobust.pretrained import IMAGENET_MEAN, IMAGENET_STD, INFERENCE_BATCH, ImageNetEncoder
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 5, 3, stride=2))
+    encoder = ImageNetEncoder(net, 5).eval()
+    x = torch.randint(0, 256, (INFERENCE_BATCH * 2 + 3, 3, 12, 12), dtype=torch.uint8)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = net((x.float() / 255 - mean) / std).mean((2, 3))
+        assert torch.allclose(encoder(x), expected, atol=1e-5)
