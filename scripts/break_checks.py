@@ -20,6 +20,9 @@ SRC = ROOT / "src" / "mmrobust"
 GUARANTEES = "tests/test_guarantees.py"
 GATE = "tests/test_gate.py"
 TEXT = "tests/test_textgate.py"
+MEDIA = "tests/test_media.py"
+MANIFEST = "tests/test_manifest.py"
+VIDEO = "tests/test_video.py"
 
 
 @dataclass(frozen=True)
@@ -214,6 +217,43 @@ CASES = (
           ("tests/test_encoding.py::test_an_input_not_hashed_by_rows_is_shared_by_its_outputs",)),
     Break("fast-pool-in-training", "encoders/cnn.py", "if torch.is_grad_enabled() and x.requires_grad:", "if False:",
           ("tests/test_encoders.py::test_the_fast_max_pool_gives_torchs_numbers_and_torchs_gradients",)),
+    # issue 37: your own data as it comes
+    Break("audio-first-channel", "media.py", "return data.mean(axis=1, dtype=np.float32), int(rate)",
+          "return data[:, 0].copy(), int(rate)", (f"{MEDIA}::test_channels_are_averaged_after_scaling",)),
+    Break("wav-truncation-unchecked", "media.py", "if length != 0xFFFFFFFF and length > left:", "if False:",
+          (f"{MEDIA}::test_damaged_audio_is_one_line_naming_the_file",)),
+    Break("frames-not-evenly-spaced", "media.py", "return np.linspace(0, total - 1, n).round().astype(np.int64)",
+          "return np.arange(n) % total", (f"{MEDIA}::test_evenly_spaced_matches_the_frame_encoders_evaluation_sampling",
+                                          f"{MEDIA}::test_a_videos_frames_are_evenly_spaced_and_its_sound_is_its_track")),
+    Break("video-truncation-unchecked", "media.py", "if declared and max(times) - min(times) + step < 0.9 * declared:",
+          "if False:", (f"{MEDIA}::test_damaged_videos_are_one_line_naming_the_file",)),
+    Break("paths-read-as-text", "data/manifest.py", "    if sum(pathlike) * 2 < len(filled):", "    if True:",
+          (f"{MANIFEST}::test_a_column_of_media_paths_gets_its_kind_never_text",)),
+    Break("ogg-not-audio", "media.py", '".flac", ".ogg", ".oga",', '".flac", ".oga",',
+          (f"{MANIFEST}::test_a_column_of_media_paths_gets_its_kind_never_text",
+           f"{MEDIA}::test_every_common_audio_format_decodes_to_its_source")),
+    Break("unsupported-files-as-text", "data/manifest.py", "    if not counts:\n", "    if not counts:\n        return \"text\"\n",
+          (f"{MANIFEST}::test_a_column_of_unsupported_or_mixed_files_is_refused_never_text",)),
+    Break("predict-path-as-text", "inputs.py", "        if names_file or (one_word and media_kind(text)):", "        if False:",
+          (f"{MEDIA}::test_predict_never_reads_a_file_path_as_a_models_text",)),
+    Break("video-first-frame-only", "pretrained.py", "return self.frame_encoder(clips.flatten(0, 1)).view(b, t, -1).mean(1)",
+          "return self.frame_encoder(clips[:, 0])", (f"{VIDEO}::test_a_video_column_can_be_fine_tuned_through_its_frames",)),
+    Break("decode-failures-forgotten", "data/table.py", "                cache.put_failure(keys[row], text.removeprefix(f\"{path}: \"))",
+          "                pass", (f"{VIDEO}::test_video_features_and_their_sound_are_cached_by_content",)),
+    Break("sound-view-not-density", "pretrained.py", "    bank = bank / bank.sum(1, keepdim=True).clamp(min=1e-12)\n", "",
+          (f"{GATE}::test_a_sound_thumbnail_shows_silence_hiss_and_hum_by_hand",)),
+    Break("silent-validation-sets-threshold", "gate.py", "            parts = _without_degenerate(m, parts)\n", "",
+          (f"{GATE}::test_a_silent_validation_recording_sets_no_threshold",)),
+    Break("few-rows-largest-threshold", "gate.py", "    if n * false_alarms >= 1 or n < TAIL_MIN_ROWS:", "    if True:",
+          (f"{GATE}::test_with_few_clean_rows_the_threshold_extrapolates_the_tail",)),
+    Break("lone-failures-scored", "protocols.py", "mask = _mask(spec, observed, scored=broken & others)",
+          "mask = _mask(spec, observed, scored=broken)", (f"{GATE}::test_a_failure_is_scored_where_declaring_it_missing_leaves_something",)),
+    Break("false-alarms-on-full-only", "records.py", 'clean = "observed" if any(s["protocol"] == "observed" for s in summary) else "full"',
+          'clean = "full"', ("tests/test_report.py::test_false_alarms_are_counted_where_the_modality_is_present",)),
+    Break("reliability-one-row", "report.py", "    columns = min(len(patterns), RELIABILITY_COLUMNS)",
+          "    columns = len(patterns)", ("tests/test_report.py::test_the_reliability_figure_stays_readable_at_seven_patterns",)),
+    Break("videos-ignored-by-ave", "data/avclips.py", "    frames = frames if frames.is_dir() or video is None else video",
+          "    frames = frames", ("tests/test_avclips.py::test_ave_and_kinetics_sound_read_the_downloaded_videos",)),
 )
 
 

@@ -110,3 +110,22 @@ def test_the_reliability_figure_stays_readable_at_seven_patterns(tmp_path):
     assert Image.open(path).size == (1260, 1260)  # 3 x 3 panels of 420 px
     two = plot_reliability([r for r in reliability if r["pattern"] in ("a+b", "a")], ["ume-mma"], tmp_path / "two.png")
     assert Image.open(two).size == (840, 480)  # one row: 2 x 420 px, and 0.6 in for the legend below
+
+
+def test_false_alarms_are_counted_where_the_modality_is_present():
+    """Issue 37: with natural gaps, `full` scores only rows with every modality (15 of the 142
+    stamps' test rows); the false alarms of a modality count on every row where it is present
+    (`observed`), and `full` only serves where the data has no gaps."""
+    from mmrobust.records import failure_table
+
+    def cell(protocol, metric, mean, method="ume-mma"):
+        return {"method": method, "protocol": protocol, "metric": metric, "mean": mean, "std": 0.0, "seeds": [0],
+                "pattern": None, "rate": None}
+
+    summary = [cell("fail:s@blank", "accuracy", 0.5), cell("fail:s@blank", "accuracy:gated", 0.8),
+               cell("fail:s@blank", "accuracy:declared", 0.8), cell("fail:s@blank", "ignored:s", 1.0),
+               cell("full", "ignored:s", 0.0), cell("observed", "ignored:s", 0.0123)]
+    row = failure_table(summary, ["ume-mma"], "accuracy")[-1]
+    assert row.endswith("| 100.0 | 1.23 |"), row
+    without_gaps = failure_table([c for c in summary if c["protocol"] != "observed"], ["ume-mma"], "accuracy")[-1]
+    assert without_gaps.endswith("| 100.0 | 0.00 |"), without_gaps
