@@ -238,7 +238,7 @@ CASES = (
           (f"{MEDIA}::test_predict_never_reads_a_file_path_as_a_models_text",)),
     Break("video-first-frame-only", "pretrained.py", "return self.frame_encoder(clips.flatten(0, 1)).view(b, t, -1).mean(1)",
           "return self.frame_encoder(clips[:, 0])", (f"{VIDEO}::test_a_video_column_can_be_fine_tuned_through_its_frames",)),
-    Break("decode-failures-forgotten", "data/table.py", "                cache.put_failure(keys[row], text.removeprefix(f\"{path}: \"))",
+    Break("decode-failures-forgotten", "data/table.py", "                cache.put_failure(keys[row], str(err).removeprefix(f\"{path}: \"))",
           "                pass", (f"{VIDEO}::test_video_features_and_their_sound_are_cached_by_content",)),
     Break("sound-view-not-density", "pretrained.py", "    bank = bank / bank.sum(1, keepdim=True).clamp(min=1e-12)\n", "",
           (f"{GATE}::test_a_sound_thumbnail_shows_silence_hiss_and_hum_by_hand",)),

@@ -349,8 +349,6 @@ def minilm() -> TextExtractor:
 # --- audio -------------------------------------------------------------------------------
 
 SOUND_FFT, SOUND_HOP = 512, 128  # at 16 kHz: 32 ms windows every 8 ms
-
-
 SOUND_VIEW = "log mel power density, 32 bands x 32 stretches"  # in the extractor's identity: a new view, a new cache
 
 
@@ -421,7 +419,7 @@ class SpeechEmbeddingExtractor:
         """What the input gate reads of each clip (:func:`sound_thumbnails`)."""
         return sound_thumbnails(items, self.sample_rate)
 
-    no_views = staticmethod(lambda n: np.full((n, 1, THUMBNAIL, THUMBNAIL), np.nan, dtype=np.float32))
+    no_views = staticmethod(ImageExtractor.no_views)  # the same shape: 1 x 32 x 32
 
 
 class _OnnxSpeechEmbedding(nn.Module):

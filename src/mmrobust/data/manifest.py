@@ -21,13 +21,12 @@ from typing import Any, Mapping, Sequence
 from ..errors import DataError
 from ..registry import DATASETS
 from ..validate import BadInputs
+from ..media import IMAGE_SUFFIXES, SUFFIXES, is_media_suffix, media_kind  # noqa: F401 (IMAGE_SUFFIXES: food101's)
+from ..pretrained import resolve_path
 from .splits import Splits
 from .table import SPLIT_ALIASES, Table, build_splits
 
-from ..media import IMAGE_SUFFIXES, SUFFIXES, is_media_suffix, media_kind
-from ..pretrained import resolve_path
-
-FILE_CHECKS = 200  # cells without a media suffix checked for a file next to the manifest
+FILE_CHECKS = 200  # the first cells checked for a file next to the manifest (the others by their suffix only)
 
 
 def read_rows(path: Path, protected: Sequence[str] = ()) -> tuple[list[str], list[dict[str, str]], list[int]]:
@@ -138,10 +137,9 @@ def infer_kind(path: Path, column: str, values: Sequence[str]) -> str:
     filled = [v for v in values if v]
     if not filled:
         return "text"
-    base, checks = path.parent, [FILE_CHECKS]
-    pathlike = [is_media_suffix(v) or _names_file(v, base, checks) for v in filled]
+    pathlike = [is_media_suffix(v) or (i < FILE_CHECKS and _names_file(v, path.parent)) for i, v in enumerate(filled)]
     if sum(pathlike) * 2 < len(filled):
-        leak = next((v for v, p in zip(filled, pathlike) if p and media_kind(v) and _names_file(v, base, [1])), None)
+        leak = next((v for v, p in zip(filled, pathlike) if p and media_kind(v) and _names_file(v, path.parent)), None)
         if leak is not None:
             raise DataError(f"{path}: column {column!r} mixes texts and file paths (the cell {leak!r} is a "
                             f"file next to the manifest, of kind {media_kind(leak)}); a column holds one kind: set "
@@ -161,11 +159,10 @@ def infer_kind(path: Path, column: str, values: Sequence[str]) -> str:
     return kind
 
 
-def _names_file(cell: str, base: Path, checks: list[int]) -> bool:
-    """Whether a one-line cell names a file (relative to ``base``), while ``checks[0]`` lasts."""
-    if checks[0] <= 0 or "\n" in cell or len(cell) > 1024:
+def _names_file(cell: str, base: Path) -> bool:
+    """Whether a one-line cell names a file (relative to ``base``)."""
+    if "\n" in cell or len(cell) > 1024:
         return False
-    checks[0] -= 1
     try:
         return resolve_path(cell, base).is_file()
     except (OSError, ValueError):

@@ -300,8 +300,7 @@ def _remembering_load(table: Table, m: str, extractor, cache: FeatureCache, keys
             return extractor.load(table.cells[m][row], table.base)
         except (ExtractorError, DataError) as err:
             if path is not None:
-                text = str(err)
-                cache.put_failure(keys[row], text.removeprefix(f"{path}: "))
+                cache.put_failure(keys[row], str(err).removeprefix(f"{path}: "))
             raise
 
     return load
