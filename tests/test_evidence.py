@@ -247,7 +247,7 @@ def test_predict_cli_gives_the_set_and_abstains(paper_run_dir, tmp_path, capsys)
     (tmp_path / "rows.csv").write_text(f"id,audio\nx,{tmp_path / 'a.npy'}\n")
     assert main(["predict", str(paper_run_dir / "model"), "--manifest", str(tmp_path / "rows.csv"), "--out",
                  str(tmp_path / "p.csv"), "--coverage", "0.9"]) == 0
-    assert (tmp_path / "p.csv").read_text().startswith("id,label,set,unsure,used,answered_by,ignored,0,")
+    assert (tmp_path / "p.csv").read_text().startswith("id,label,set,unsure,used,answered_by,ignored,implausible,0,")
 
 
 def test_group_bootstrap_covers_the_spread_that_a_row_bootstrap_misses():

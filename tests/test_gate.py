@@ -195,6 +195,18 @@ def test_a_row_never_loses_every_modality_the_least_implausible_stays():
     assert ignored["b"].tolist() == [True, False, False, False], "row 3: b is all there is"
 
 
+def test_a_lone_input_with_an_infinite_score_stays_and_ties_go_to_a_present_one():
+    """Issue 38: a black picture's score is infinite; with the other modality absent (its score
+    NaN, sorted first), the absent one was "kept" and the row lost everything: predict raised."""
+    gate = InputGate({m: type("G", (), {"threshold": 1.0, "spread": 1.0})() for m in ("audio", "image", "text")})
+    scores = {"audio": np.array([np.nan, np.nan, np.inf]), "image": np.array([np.inf, np.inf, np.inf]),
+              "text": np.array([np.nan, np.inf, 5.0])}
+    ignored = gate.ignored(scores)
+    assert ignored["image"].tolist() == [False, False, True]  # row 0: the picture is all there is
+    assert ignored["text"].tolist() == [False, True, False]  # row 1: two infinite ties, one stays (the first present)
+    assert ignored["audio"].tolist() == [False, False, True]  # row 2: text is the least implausible
+
+
 # --- the saved model and predict ------------------------------------------------------------------
 
 
@@ -552,6 +564,29 @@ def test_predict_ignores_a_black_or_noise_picture_by_the_picture_itself(paper_ru
     for p in predictions[:2]:
         assert list(p.ignored) == ["image"] and p.ignored["image"].startswith("implausible input: score ") and p.used == ["audio"]
     assert sum(p.used == ["audio", "image"] for p in predictions[2:]) >= 4, "real digits are used (a false alarm may happen)"
+
+
+def test_a_lone_black_picture_answers_saying_it_is_implausible_or_abstains(paper_run_dir, tmp_path):
+    """Issue 38: {"image": black, "audio": None} raised "rows [0] have none of the modalities ...";
+    a lone implausible input answers, says so, and is unsure under abstain."""
+    from PIL import Image
+
+    Image.fromarray(np.zeros((28, 28), np.uint8), mode="L").save(tmp_path / "black.png")
+    predictor = Predictor.load(paper_run_dir / "model")
+    alone = predictor.predict({"image": "black.png", "audio": None}, base=tmp_path)
+    assert alone.used == ["image"] and alone.ignored == {} and alone.label is not None
+    assert list(alone.implausible) == ["image"] and alone.implausible["image"].startswith("implausible input: score ")
+    unsure = predictor.predict({"image": "black.png"}, base=tmp_path, coverage=0.9, abstain=True)
+    assert unsure.unsure and unsure.label is None
+    out = predictor.predict_manifest(_csv(tmp_path / "m.csv", [["black.png", ""]]), tmp_path / "p.csv")
+    header, row = (line.split(",") for line in out.read_text().splitlines()[:2])
+    assert row[header.index("implausible")].startswith("image: implausible input: score ")
+
+
+def _csv(path, rows):
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([["image", "audio"], *rows])
+    return path
 
 
 def test_the_default_gate_scores_an_array_by_its_input_parts_and_tokens_by_their_feature(smooth_gate):

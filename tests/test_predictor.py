@@ -89,7 +89,7 @@ def test_predict_a_manifest_to_csv(paper_run_dir, tmp_path):
     assert main(["predict", str(paper_run_dir / "model"), "--manifest", str(tmp_path / "rows.csv"),
                  "--out", str(tmp_path / "preds.csv")]) == 0
     lines = (tmp_path / "preds.csv").read_text().splitlines()
-    assert lines[0].startswith("id,label,used,answered_by,ignored,0,1,") and [line.split(",")[2] for line in lines[1:]] == ["audio+image", "audio", "image"]
+    assert lines[0].startswith("id,label,used,answered_by,ignored,implausible,0,1,") and [line.split(",")[2] for line in lines[1:]] == ["audio+image", "audio", "image"]
 
 
 def test_bad_inputs_are_named(paper_run_dir, tmp_path):

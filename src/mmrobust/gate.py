@@ -167,8 +167,9 @@ class InputGate:
         mods = sorted(scores)
         emptied = np.logical_and.reduce([flagged[m] | ~present[m] for m in mods]) & np.logical_or.reduce(
             [present[m] for m in mods])
-        if emptied.any():
-            stacked = np.stack([np.where(present[m], excess[m], np.inf) for m in mods])
+        if emptied.any():  # the least implausible present input stays (an infinite excess ranks above any absent one)
+            finite = np.finfo(np.float64).max
+            stacked = np.stack([np.where(present[m], np.nan_to_num(excess[m], posinf=finite), np.inf) for m in mods])
             keep = np.argmin(stacked, axis=0)
             for i, m in enumerate(mods):
                 flagged[m] = flagged[m] & ~(emptied & (keep == i))

@@ -59,6 +59,9 @@ class Prediction:
     unsure: bool = False  # with abstain: the set is not a single label
     answered_by: str | None = None  # what answered that pattern: UME-MMA's choice (``unimodal:text``, ``mma`` ...)
     ignored: dict[str, str] = dataclasses.field(default_factory=dict)  # modality -> why the input gate ignored it
+    # modality -> why the gate found it implausible, though it answered: nothing else was given (a row
+    # never loses every modality); with abstain, such an answer is unsure
+    implausible: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -172,7 +175,8 @@ class Predictor:
         if empty:
             raise InputError(f"{names[empty[0]]}: no modality given; this model takes any of {', '.join(self.modalities)}")
         inputs = {m: self._column(m, rows, present[m], base) for m in self.modalities}
-        ignored = self._gate(inputs, present, rows, base) if gate and self.gate is not None else [{} for _ in rows]
+        ignored, implausible = (self._gate(inputs, present, rows, base) if gate and self.gate is not None
+                                else ([{} for _ in rows], [{} for _ in rows]))
         present = {m: p & np.array([m not in why for why in ignored]) for m, p in present.items()}
         used = [[m for m in self.modalities if present[m][i]] for i in range(len(rows))]
         patterns = [pattern_name(u) for u in used]
@@ -185,16 +189,20 @@ class Predictor:
             raise ModelFileError(f"{names[bad[0]]}: the model gave non-finite probabilities (its weights or calibration "
                                  "are broken); no answer is given")
         sets = self.calibration.prediction_sets(raw, patterns, coverage) if coverage is not None else [None] * len(rows)
-        return [self._prediction(p, u, s, abstain, self.method.answered_by(pattern), why)
-                for p, u, s, pattern, why in zip(proba, used, sets, patterns, ignored)]
+        return [self._prediction(p, u, s, abstain, self.method.answered_by(pattern), why, kept)
+                for p, u, s, pattern, why, kept in zip(proba, used, sets, patterns, ignored, implausible)]
 
-    def _gate(self, inputs: Mapping[str, Any], present: Mapping[str, np.ndarray], rows, base: Path) -> list[dict[str, str]]:
-        """Per row: the modalities the input gate ignores, each with its reason."""
+    def _gate(self, inputs: Mapping[str, Any], present: Mapping[str, np.ndarray], rows,
+              base: Path) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+        """Per row: the modalities the input gate ignores, and those it finds implausible but keeps
+        (a row never loses every modality), each with its reason."""
         raw = {m: self._column(m, rows, present[m], base, for_gate=True) for m, g in self.gate.gates.items() if g.reads_raw}
         scores = self.gate.scores(inputs, {m: present[m] for m in self.gate.modalities}, raw)
         flagged = self.gate.ignored(scores)
-        return [{m: self.gate.reason(m, scores[m][i]) for m in self.gate.modalities if flagged[m][i]}
-                for i in range(len(next(iter(present.values()))))]
+        above = {m: np.nan_to_num(scores[m], nan=-np.inf) > self.gate.gates[m].threshold for m in scores}
+        n = len(next(iter(present.values())))
+        return ([{m: self.gate.reason(m, scores[m][i]) for m in scores if flagged[m][i]} for i in range(n)],
+                [{m: self.gate.reason(m, scores[m][i]) for m in scores if above[m][i] and not flagged[m][i]} for i in range(n)])
 
     def _column(self, m: str, rows, present: np.ndarray, base: Path, for_gate: bool = False):
         """Modality ``m`` of ``rows`` as the model's input (``for_gate``: as an input gate that
@@ -207,18 +215,19 @@ class Predictor:
         return scatter_rows(batch, np.flatnonzero(present), len(rows))
 
     def _prediction(self, proba: np.ndarray, used: list[str], label_set: np.ndarray | None, abstain: bool,
-                    answered_by: str, ignored: dict[str, str] | None = None) -> Prediction:
+                    answered_by: str, ignored: dict[str, str] | None = None,
+                    implausible: dict[str, str] | None = None) -> Prediction:
         probabilities = {name: float(p) for name, p in zip(self.label_names, proba)}
         if self.method.task == "multilabel":
             label = [name for name, p in probabilities.items() if p >= 0.5]
         else:
             label = self.label_names[int(np.argmax(proba))]
+        said = {"answered_by": answered_by, "ignored": dict(ignored or {}), "implausible": dict(implausible or {})}
         if label_set is None:
-            return Prediction(label, probabilities, used, answered_by=answered_by, ignored=dict(ignored or {}))
+            return Prediction(label, probabilities, used, **said)
         names = [n for n, keep in zip(self.label_names, label_set) if keep]
-        unsure = abstain and len(names) != 1
-        return Prediction(None if unsure else label, probabilities, used, label_set=names, unsure=unsure,
-                          answered_by=answered_by, ignored=dict(ignored or {}))
+        unsure = abstain and (len(names) != 1 or bool(implausible))
+        return Prediction(None if unsure else label, probabilities, used, label_set=names, unsure=unsure, **said)
 
     # pragma: no mutate start (manifests and bad cells: the hardening tests' ground, not the mutation campaign's)
     def predict_manifest(self, manifest: str | Path, out: str | Path, batch_size: int = 64, progress: bool | None = None,
@@ -226,6 +235,7 @@ class Predictor:
                          gate: bool = True) -> Path:
         """Predictions for every row of a CSV / JSONL manifest (columns named as the modalities),
         written to ``out`` (CSV: id, label, used, answered_by, ignored (``modality: reason``, ``; ``-joined),
+        implausible (inputs the gate doubted but kept: nothing else was given, the same way),
         one probability column per label; with a
         ``coverage``, also the label set (``|``-joined) and ``unsure``; an unsure label is empty).
 
@@ -257,15 +267,16 @@ class Predictor:
                 predictions += [self._predict_row(sample, place, manifest.parent, coverage, abstain, on_bad_input, gate=gate)
                                 for sample, place in zip(samples[batch], where[batch])]
         sets = ["set", "unsure"] if coverage is not None else []
-        lines = [["id", "label", *sets, "used", "answered_by", "ignored", *self.label_names]]
+        lines = [["id", "label", *sets, "used", "answered_by", "ignored", "implausible", *self.label_names]]
         for sample_id, p in zip(ids, predictions):
             if p is None:  # nothing usable in this row (policy missing)
-                lines.append([sample_id, "", *[""] * len(sets), "", "", "", *[""] * len(self.label_names)])
+                lines.append([sample_id, "", *[""] * len(sets), "", "", "", "", *[""] * len(self.label_names)])
                 continue
             label = "|".join(p.label) if isinstance(p.label, list) else (p.label or "")
             extra = ["|".join(p.label_set), int(p.unsure)] if coverage is not None else []
             lines.append([sample_id, label, *extra, "+".join(p.used), p.answered_by,
                           "; ".join(f"{m}: {why}" for m, why in sorted(p.ignored.items())),
+                          "; ".join(f"{m}: {why}" for m, why in sorted(p.implausible.items())),
                           *(f"{p.probabilities[n]:.6f}" for n in self.label_names)])
         with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
             csv.writer(f).writerows(lines)
