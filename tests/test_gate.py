@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import re
 
 import numpy as np
 import pytest
@@ -622,3 +623,68 @@ def test_a_thumbnail_is_the_grey_mean_of_each_block_by_hand():
     assert view.shape == (1, 32, 32) and np.allclose(view, expected)
     odd = thumbnails([np.full((3, 50, 40), 255, np.uint8)])  # not a multiple of 32: resized by blocks
     assert odd.shape == (1, 1, 32, 32) and np.allclose(odd, 1.0)
+
+
+def _tampered(paper_run_dir, tmp_path, name, config=None, tensors=None):
+    """A copy of the run's model with its gate's config or tensors edited."""
+    import json
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    folder = tmp_path / name
+    shutil.copytree(paper_run_dir / "model", folder)
+    if config is not None:
+        path = folder / "config.json"
+        data = json.loads(path.read_text())
+        config(data["gate"]["modalities"])
+        path.write_text(json.dumps(data))
+    if tensors is not None:
+        with safe_open(str(folder / "gate.safetensors"), framework="pt") as f:
+            loaded, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+        tensors(loaded)
+        save_file(loaded, str(folder / "gate.safetensors"), metadata=metadata)
+    return folder
+
+
+@pytest.mark.parametrize("name,config,tensors,message", [
+    ("negative-threshold", lambda g: g["image"].update(threshold=-1.0), None, "threshold -1.0 and spread"),
+    ("nan-statistic", None, lambda t: t["audio.statistics.input_mean"].fill_(float("nan")),
+     "audio: statistic input_mean holds NaN or infinite values"),
+    ("inf-threshold", lambda g: g["audio"].update(threshold=float("inf")), None, "both must be finite"),
+    ("wrong-shape", None, lambda t: t.update({"image.statistics.input_precision": torch.zeros(3, 3, dtype=torch.float64)}),
+     "image: statistic input_precision has shape [3, 3]"),
+    ("float16", None, lambda t: t.update({"audio.statistics.input_centre": t["audio.statistics.input_centre"].half()}),
+     "audio: statistic input_centre is torch.float16"),
+    ("int64", None, lambda t: t.update({"image.statistics.level_typical": t["image.statistics.level_typical"].long()}),
+     "image: statistic level_typical is torch.int64"),
+    ("missing-key", None, lambda t: t.pop("image.statistics.input_basis"), "image: statistic input_basis is missing"),
+    ("reads-removed", lambda g: g["image"].pop("reads"), None, "restore the 'reads' entries"),
+])
+def test_a_damaged_gate_in_the_model_folder_is_refused_at_load(paper_run_dir, tmp_path, name, config, tensors, message):
+    """Issue 38: each of these loaded, then failed or misjudged at the first prediction."""
+    from mmrobust.errors import ModelFileError
+
+    folder = _tampered(paper_run_dir, tmp_path, name, config, tensors)
+    with pytest.raises(ModelFileError, match=re.escape(message)) as caught:
+        Predictor.load(folder)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_gate_of_another_model_is_refused(paper_run_dir, tmp_path):
+    """Issue 38: a gate.safetensors copied from another model (another weights file named in it)."""
+    import json
+
+    from mmrobust.errors import ModelFileError
+
+    folder = _tampered(paper_run_dir, tmp_path, "mixed")
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(folder / "gate.safetensors"), framework="pt") as f:
+        loaded, identity = {k: f.get_tensor(k) for k in f.keys()}, json.loads(f.metadata()["mmrobust"])
+    save_file(loaded, str(folder / "gate.safetensors"), metadata={"mmrobust": json.dumps({**identity, "weights_sha256": "0" * 64})})
+    with pytest.raises(ModelFileError, match="the gate of another model"):
+        Predictor.load(folder)
+    assert Predictor.load(_tampered(paper_run_dir, tmp_path, "intact")).gate is not None

@@ -225,13 +225,15 @@ class InputGate:
             gates = {}
             for m, entry in meta["modalities"].items():
                 threshold, spread = float(entry["threshold"]), float(entry["spread"])
-                if not (np.isfinite(threshold) and np.isfinite(spread) and spread > 0):
-                    raise ValueError(f"{m}: threshold and spread must be finite, spread positive")
+                if not (np.isfinite(threshold) and np.isfinite(spread) and spread > 0 and threshold >= 0):
+                    raise ValueError(f"{m}: threshold {threshold} and spread {spread}: both must be finite, the "
+                                     "threshold at least 0, the spread positive")
                 model = models[m]
                 prefix = f"{m}.model."
                 model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
                 prefix = f"{m}.statistics."
                 statistics = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+                check_statistics(m, statistics, detector)
                 reads = entry.get("reads", "input")
                 if reads not in ("input", "raw"):
                     raise ValueError(f"{m}: reads {reads!r}, expected 'input' or 'raw'")
@@ -239,6 +241,59 @@ class InputGate:
             return cls(gates, detector, false_alarms)
         except (KeyError, TypeError, ValueError, RuntimeError, ConfigError) as err:
             raise ModelFileError(f"{where}: not a valid input gate ({type(err).__name__}: {err})") from None
+
+
+INPUT_KEYS = ("input_basis", "input_centre", "input_mean", "input_precision", "input_median", "input_quantile",
+              "level_typical", "levels_median", "levels_quantile")
+FEATURE_KEYS = {"mahalanobis": ("means", "precision"), "knn": ("bank",), "energy": ()}
+
+
+def check_statistics(m: str, statistics: Mapping[str, Tensor], detector: str) -> None:
+    """A saved gate's statistics as :meth:`InputGate.fit` writes them, or a ``ValueError`` saying
+    what is not: each in its dtype (the text model's integers, else float32/64), finite, every
+    part complete and of shapes that fit together, and at least one part."""
+    for key, value in statistics.items():
+        dtypes = (torch.int64,) if key.startswith("text_") else (torch.float32, torch.float64)
+        if value.dtype not in dtypes:
+            raise ValueError(f"{m}: statistic {key} is {value.dtype}, expected {' or '.join(map(str, dtypes))}")
+        if value.dtype.is_floating_point and not torch.isfinite(value).all():
+            raise ValueError(f"{m}: statistic {key} holds NaN or infinite values")
+    parts = 0
+    if any(key in statistics for key in INPUT_KEYS):
+        _require(m, statistics, INPUT_KEYS)
+        d, q = statistics["input_basis"].shape if statistics["input_basis"].dim() == 2 else (-1, -1)
+        _shapes(m, statistics, {"input_basis": (d, q), "input_centre": (d,), "input_mean": (q + 2,),
+                                "input_precision": (q + 2, q + 2), "level_typical": (2,), "input_median": (),
+                                "input_quantile": (), "levels_median": (), "levels_quantile": ()})
+        parts += 1
+    if "text_alphabet" in statistics:
+        order = sum(1 for key in statistics if key.startswith("text_ngrams_"))
+        _require(m, statistics, [f"text_{kind}_{n}" for n in range(1, order + 1) for kind in ("ngrams", "counts")])
+        for n in range(1, order + 1):
+            if statistics[f"text_ngrams_{n}"].shape != statistics[f"text_counts_{n}"].shape:
+                raise ValueError(f"{m}: statistics text_ngrams_{n} and text_counts_{n} differ in length")
+        parts += 1
+    feature = feature_detector(detector, parts > 0)
+    if feature != "none":
+        _require(m, statistics, (*FEATURE_KEYS[feature], "feature_median", "feature_quantile"))
+        if feature == "mahalanobis":
+            width = statistics["means"].shape[-1]
+            _shapes(m, statistics, {"precision": (width, width), "means": (statistics["means"].shape[0], width)})
+        parts += 1
+    if not parts:
+        raise ValueError(f"{m}: no part of the gate has its statistics (input, text or feature)")
+
+
+def _require(m: str, statistics: Mapping[str, Tensor], keys) -> None:
+    missing = [key for key in keys if key not in statistics]
+    if missing:
+        raise ValueError(f"{m}: statistic {missing[0]} is missing")
+
+
+def _shapes(m: str, statistics: Mapping[str, Tensor], shapes: Mapping[str, tuple]) -> None:
+    for key, shape in shapes.items():
+        if tuple(statistics[key].shape) != tuple(shape) or -1 in shape:
+            raise ValueError(f"{m}: statistic {key} has shape {list(statistics[key].shape)}, expected {list(shape)}")
 
 
 def check_detector(detector: str) -> str:

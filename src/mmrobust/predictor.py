@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
@@ -102,7 +102,7 @@ class Predictor:
             write_json(tmp / "calibration.json", self.calibration.to_dict())
         if self.gate is not None:
             save_file({k: v.detach().cpu().contiguous() for k, v in self.gate.state_tensors().items()},
-                      str(tmp / "gate.safetensors"))
+                      str(tmp / "gate.safetensors"), metadata={"mmrobust": json.dumps(_gate_identity(tmp, config["gate"]))})
         write_text(tmp / "model_card.md", self.card or _card(config))
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
@@ -352,17 +352,64 @@ def _read_gate(folder: Path, config: dict, encoders: Mapping[str, EncoderSpec], 
         raise ModelFileError(f"{path}: missing (config.json describes an input gate)")
     try:
         tensors = load_file(str(path))
-    except (SafetensorError, OSError) as err:
+        with safe_open(str(path), framework="pt") as f:
+            identity = json.loads((f.metadata() or {}).get("mmrobust", "null"))
+    except (SafetensorError, OSError, ValueError) as err:
         raise ModelFileError(f"{path}: not a readable safetensors file ({err})") from None
+    expected = _gate_identity(folder, config["gate"])
+    if identity is not None and identity.get("weights_sha256") != expected["weights_sha256"]:
+        raise ModelFileError(f"{path}: the gate of another model (it names weights {str(identity.get('weights_sha256'))[:12]}..., "
+                             f"this folder's are {expected['weights_sha256'][:12]}...); copy the model folder whole")
+    if identity is not None and identity.get("reads") != expected["reads"]:
+        raise ModelFileError(f"{folder / 'config.json'}: the gate reads {identity.get('reads')} as saved, but config.json "
+                             f"says {expected['reads']}; restore the 'reads' entries")
     modalities = config["gate"].get("modalities", {}) if isinstance(config["gate"], dict) else {}
     unknown = sorted(set(modalities) - set(encoders))
     if unknown:
         raise ModelFileError(f"{folder / 'config.json'}: the gate names modalities without an encoder: {unknown}")
     models = {m: UnimodalClassifier(build_encoder(encoders[m], m), config["num_classes"]) for m in modalities}
     gate = InputGate.restore(config["gate"], tensors, models, str(path))
-    for g in gate.gates.values():
+    for m, g in gate.gates.items():
+        _check_gate_reads(path, m, g, config.get("inputs", {}).get(m), encoders[m])
         g.model.to(device)
     return gate
+
+
+def _gate_identity(folder: Path, gate: Mapping[str, Any]) -> dict:
+    """What a gate file says of its model: the sha256 of the weights beside it, and what it reads
+    of each modality (its raw input or the model's)."""
+    modalities = gate.get("modalities", {}) if isinstance(gate, Mapping) else {}
+    reads = {m: entry.get("reads", "input") if isinstance(entry, Mapping) else None for m, entry in modalities.items()}
+    return {"format": "mmrobust.gate/1", "weights_sha256": _sha256(folder / "weights.safetensors"), "reads": reads}
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_gate_reads(path: Path, m: str, gate, spec: Mapping[str, Any] | None, encoder: EncoderSpec) -> None:
+    """The gate's input statistics fit what it will read of ``m`` (its raw input or the model's),
+    where that size is known: else the first prediction would fail on shapes."""
+    from .gate import INPUT_DIMS
+    from .pretrained import THUMBNAIL
+
+    if "input_centre" not in gate.statistics or spec is None:
+        return
+    if gate.reads_raw:
+        size = THUMBNAIL * THUMBNAIL if spec.get("kind") == "extractor" else int(np.prod(spec.get("shape", [0])))
+    else:
+        size = int(encoder.kwargs.get("in_dim", 0)) if spec.get("kind") == "extractor" else int(np.prod(spec.get("shape", [0])))
+    expected, kept = min(size, INPUT_DIMS), int(gate.statistics["input_centre"].shape[0])
+    if size and kept != expected:
+        raise ModelFileError(f"{path}: the gate of {m} reads {kept} values of each input, but this model's "
+                             f"{'raw ' if gate.reads_raw else ''}input of {m} gives {expected} (was its 'reads' in "
+                             f"config.json changed?)")
 
 
 def _spec_dict(spec) -> dict:
