@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from mmrobust.config import ConfigError, config_from_dict, config_to_dict, list_presets, load_config
@@ -72,3 +74,31 @@ def test_a_yaml_alias_bomb_is_refused_wherever_it_appears_before_any_folder(tmp_
     (run / "config.yaml").write_text(f"encoders:\n  image: {BOMB}\n")
     assert main(["evaluate", str(run)]) == 2
     assert time.perf_counter() - started < 30
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.lr=.nan", "lr must be a finite number > 0, got nan"),
+    ("train.lr=.inf", "lr must be a finite number > 0, got inf"),
+    ("train.lr=-0.001", "lr must be a finite number > 0, got -0.001"),
+    ("train.weight_decay=.nan", "weight_decay must be a finite number >= 0, got nan"),
+    ("protocols=[]", "protocols=[] evaluates nothing"),
+    ("data.options.x=" + "[" * 60 + "]" * 60, "nested deeper than 50 levels"),
+])
+def test_configs_that_fail_late_or_say_nothing_are_refused_at_once(override, message):
+    """Issue 38: each was a traceback after the run folder existed, a late failure naming no
+    cause, a RecursionError, or a run of rc 0 with no records and no word."""
+    from mmrobust.config import load_config
+    from mmrobust.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config("tiny", [override])
+
+
+def test_a_deeply_nested_config_file_is_one_line(tmp_path):
+    from mmrobust.config import load_config
+    from mmrobust.errors import ConfigError
+
+    path = tmp_path / "deep.yaml"
+    path.write_text("data:\n  options:\n    x: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="deep.yaml: not valid YAML .*nested deeper than 50 levels"):
+        load_config(str(path))

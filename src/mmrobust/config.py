@@ -67,8 +67,12 @@ class TrainConfig:
             raise ConfigError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
-            raise ConfigError("epochs must be >= 0, batch_size >= 1 and lr > 0")
+        if self.epochs < 0 or self.batch_size < 1:
+            raise ConfigError("epochs must be >= 0 and batch_size >= 1")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1 (or null: half the cores), got {self.threads}")
         if self.jobs is not None and self.jobs < 1:
@@ -123,6 +127,9 @@ class RunConfig:
             raise ConfigError(f"gate_false_alarms must lie strictly between 0 and 1, got {self.gate_false_alarms!r}")
         if not self.seeds:
             raise ConfigError("seeds: give at least one training seed (e.g. seeds=[0])")
+        if self.protocols is not None and not self.protocols:
+            raise ConfigError("protocols=[] evaluates nothing: give at least one (e.g. protocols=[full]), or leave "
+                              "protocols out for the defaults")
         if self.train.epochs < 1:
             raise ConfigError(f"train.epochs={self.train.epochs} trains nothing: every model would stay at its random "
                               "initialisation; give 1 or more")
@@ -133,6 +140,9 @@ def list_presets() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
+MAX_YAML_DEPTH = 50  # a config is a few levels deep
+
+
 class _ConfigLoader(yaml.SafeLoader):
     """PyYAML's safe loader without aliases: a config never needs ``*name``, and nested aliases
     (a "billion laughs") expand into exponentially many values once the config is walked."""
@@ -141,7 +151,14 @@ class _ConfigLoader(yaml.SafeLoader):
         if self.check_event(yaml.AliasEvent):
             raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a config",
                                               self.peek_event().start_mark)
-        return super().compose_node(parent, index)
+        self.depth = getattr(self, "depth", 0) + 1
+        try:
+            if self.depth > MAX_YAML_DEPTH:  # deeper, and composing it would exhaust Python's recursion
+                raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def load_yaml(text: str) -> Any:
