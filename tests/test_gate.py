@@ -688,3 +688,13 @@ def test_the_gate_of_another_model_is_refused(paper_run_dir, tmp_path):
     with pytest.raises(ModelFileError, match="the gate of another model"):
         Predictor.load(folder)
     assert Predictor.load(_tampered(paper_run_dir, tmp_path, "intact")).gate is not None
+
+
+def test_the_range_of_a_failure_comes_from_the_rows_where_the_modality_is_present():
+    """Issue 38: a float64 .npy of 1e300 marked missing under --on-bad-input missing still set the
+    range of fail:<m>@constant|noise (NaN, or an OverflowError traceback)."""
+    x = np.array([[0.0, 1.0], [2.0, -1.0], [1e300, 1e300], [0.5, 0.5]])
+    data = mm.MultiModalDataset({"a": x.astype(np.float64)}, np.array([0, 1, 0, 1]), present={"a": np.array([1, 1, 0, 1], bool)})
+    assert input_ranges(data)["a"] == InputRange(-1.0, 2.0)
+    nowhere = mm.MultiModalDataset({"a": x, "b": x}, np.array([0, 1, 0, 1]), present={"a": np.zeros(4, bool)})
+    assert set(input_ranges(nowhere)) == {"b"}  # no row of a: no range (nothing to break)

@@ -451,3 +451,11 @@ def test_image_text_and_ogg_sounds_with_gaps_run_to_a_report(three_modalities, t
     assert predictor.inputs["sound"]["extractor"] == "speech-embedding"
     answer = predictor.predict({"sound": "sounds/circle/0.ogg"}, base=folder)
     assert answer.used == ["sound"] and set(answer.probabilities) == set(SHAPES)
+
+
+def test_a_text_cell_over_131072_characters_is_read(tmp_path):
+    """Issue 38: the csv module's default field limit made it a `_csv.Error` traceback."""
+    long_text = "a long plot " * 20000  # 240,000 characters
+    path = write_csv(tmp_path / "m.csv", ["plot", "y"], [[long_text, "a"], ["short", "b"]])
+    table = read_manifest(path, "y")
+    assert table.kinds == {"plot": "text"} and table.cells["plot"][0] == long_text.strip()

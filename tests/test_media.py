@@ -2,6 +2,8 @@
 inside the test by libsndfile and FFmpeg; every damaged file named in one line."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -121,7 +123,7 @@ def test_media_suffixes_known_or_not():
 def test_predict_never_reads_a_file_path_as_a_models_text(tmp_path):
     """Issue 37: no media path reaches the text encoder, in `predict` either."""
     from mmrobust.errors import InputError
-    from mmrobust.inputs import _no_paths
+    from mmrobust.inputs import _check_texts as _no_paths
 
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "cat note").write_text("a cat")
@@ -129,3 +131,15 @@ def test_predict_never_reads_a_file_path_as_a_models_text(tmp_path):
         with pytest.raises(InputError, match="is a file path, but this model reads caption as text"):
             _no_paths("caption", [value], tmp_path)
     _no_paths("caption", ["a cat that meows", "see figure.png below", "version 2.0", "N/A", np.zeros(3)], tmp_path)
+
+
+def test_a_text_with_undecodable_bytes_is_one_line():
+    """Issue 38: `--input text=` with non-UTF-8 bytes (a lone surrogate once decoded by Python)
+    was a tokenizer traceback."""
+    from mmrobust.errors import InputError
+    from mmrobust.inputs import _check_texts
+
+    undecodable = b"caf\xe9 au lait".decode("utf-8", "surrogateescape")  # as sys.argv holds it
+    with pytest.raises(InputError, match="caption: the text is not valid UTF-8 \\(an undecodable byte at character 4\\)"):
+        _check_texts("caption", [undecodable], Path("."))
+    _check_texts("caption", ["café au lait"], Path("."))

@@ -48,13 +48,16 @@ class InputRange:
 
 
 def input_ranges(train: MultiModalDataset) -> dict[str, InputRange]:
-    """Each array modality's range over (at most :data:`RANGE_ROWS` evenly spaced) training rows."""
+    """Each array modality's range over (at most :data:`RANGE_ROWS` evenly spaced) training rows
+    where it is present (a missing row holds a placeholder, or a value marked missing for being
+    bad: 1e300 in a float64 ``.npy``)."""
     out = {}
     for m in train.modalities:
         x = train.inputs[m]
-        if isinstance(x, Mapping):
+        present = np.flatnonzero(np.asarray(train.present[m]))
+        if isinstance(x, Mapping) or not len(present):
             continue
-        rows = np.unique(np.linspace(0, len(train) - 1, min(len(train), RANGE_ROWS)).astype(int))
+        rows = present[np.unique(np.linspace(0, len(present) - 1, min(len(present), RANGE_ROWS)).astype(int))]
         sample = np.asarray(x[torch.as_tensor(rows)] if isinstance(x, torch.Tensor) else x[rows], dtype=np.float32)
         out[m] = InputRange(float(sample.min()), float(sample.max()))
     return out

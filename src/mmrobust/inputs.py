@@ -151,7 +151,7 @@ def _extracted(modality: str, spec: Mapping[str, Any], values: Sequence[Any], ba
                          f"trained with ({spec['identity'].get('package')} {spec['identity'].get('version')})")
     values = [_feature_file(modality, v, base) if _is_npy(v) else v for v in values]
     if extractor.kind == "text":
-        _no_paths(modality, values, base)
+        _check_texts(modality, values, base)
     given = [isinstance(v, np.ndarray) for v in values]
     if any(given) and spec.get("finetune"):
         raise InputError(f"{modality}: this model fine-tunes its extractor, so it takes files or texts, not features (.npy)")
@@ -177,15 +177,21 @@ def _extracted(modality: str, spec: Mapping[str, Any], values: Sequence[Any], ba
     return torch.from_numpy(np.stack(out))
 
 
-def _no_paths(modality: str, values: Sequence[Any], base: Path) -> None:
-    """A text modality never reads a file path as its text (the path, not the file, would be
-    encoded): a value naming a file, or one word ending in a media suffix, is refused."""
+def _check_texts(modality: str, values: Sequence[Any], base: Path) -> None:
+    """A text modality's values are texts: valid Unicode (a command line's undecodable bytes
+    arrive as lone surrogates, which no tokenizer takes), and never a file path (the path, not the
+    file, would be encoded): a value naming a file, or one word ending in a media suffix, is refused."""
     from .media import media_kind
 
     for value in values:
         if isinstance(value, np.ndarray):
             continue
         text = str(value)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise InputError(f"{modality}: the text is not valid UTF-8 (an undecodable byte at character "
+                             f"{err.start + 1}); give it in UTF-8") from None
         one_word = text and not any(c.isspace() for c in text)
         try:
             names_file = "\n" not in text and len(text) < 1024 and resolve_path(text, base).is_file()
@@ -207,7 +213,7 @@ def gate_inputs(modality: str, spec: Mapping[str, Any], values: Sequence[Any], b
 
     extractor = get_extractor(spec["extractor"])
     if extractor.kind == "text":
-        _no_paths(modality, values, base)
+        _check_texts(modality, values, base)
     out = extractor.no_views(len(values))
     cells = [i for i, v in enumerate(values) if not isinstance(v, np.ndarray) and not _is_npy(v)]
     if cells:

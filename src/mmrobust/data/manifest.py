@@ -26,6 +26,7 @@ from ..pretrained import resolve_path
 from .splits import Splits
 from .table import SPLIT_ALIASES, Table, build_splits
 
+MAX_CELL = 64 << 20  # characters in one CSV cell at most
 FILE_CHECKS = 200  # the first cells checked for a file next to the manifest (the others by their suffix only)
 
 
@@ -47,6 +48,14 @@ def read_rows(path: Path, protected: Sequence[str] = ()) -> tuple[list[str], lis
 
 def _read_csv(path: Path, delimiter: str):
     _check_utf8(path)
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_CELL))  # a long text is a cell (the default is 131,072)
+    try:
+        return _csv_rows(path, delimiter)
+    except csv.Error as err:
+        raise DataError(f"{path}: not a readable CSV ({err})") from None
+
+
+def _csv_rows(path: Path, delimiter: str):
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f, delimiter=delimiter)
         header = [h.strip() for h in next(reader, [])]
