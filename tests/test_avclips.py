@@ -270,3 +270,36 @@ def test_ave_and_kinetics_sound_read_the_downloaded_videos(tmp_path):
         DATASETS.create("ave", root=str(tmp_path / "ave"), **OPTIONS)
     missing = DATASETS.create("ave", root=str(tmp_path / "ave"), bad_inputs=BadInputs("missing"), **OPTIONS)
     assert len(missing.train) == 5  # the damaged clip has nothing readable left
+
+
+def test_odd_lists_and_pickles_are_one_line_or_read_as_meant(tmp_path):
+    """Issue 38: a BOM in AVE's lists made a phantom class; a published label beyond 0-30 with no
+    class names became a new class; three clips a class left no validation clip; a pickled
+    spectrogram of strings, or one calling numpy.dtype('zzz'), was a traceback."""
+    import pickle
+
+    ave = write_ave(tmp_path / "ave")
+    plain = DATASETS.create("ave", root=str(ave), **OPTIONS).train.label_names
+    for name in ("trainSet.txt", "valSet.txt", "testSet.txt"):
+        (ave / name).write_bytes(b"\xef\xbb\xbf" + (ave / name).read_bytes())
+    assert DATASETS.create("ave", root=str(ave), cache_dir=str(tmp_path / "bom"), **OPTIONS).train.label_names == plain
+
+    root = write_ks_published(tmp_path / "ks", "npy")
+    lines = (root / "my_train.txt").read_bytes().decode().splitlines(keepends=True)
+    (root / "my_train.txt").write_text("".join(lines[:-1]) + lines[-1].replace(lines[-1].split(",")[2], "31\r\n"))
+    with pytest.raises(DataError, match=r"my_train.txt, line \d+: label 31, but Kinetics-Sound's published labels run "
+                                        r"from 0 to 30"):
+        DATASETS.create("kinetics-sound", root=str(root), cache_dir=str(tmp_path / "k1"), **OPTIONS)
+
+    few = write_ave(tmp_path / "few")
+    (few / "valSet.txt").unlink()  # 3 training clips a class and no validation list: one each is held out
+    splits = DATASETS.create("ave", root=str(few), **OPTIONS)
+    assert len(splits.val) == 2 and sorted(splits.val.target.tolist()) == [0, 1]
+
+    spec = write_ks_published(tmp_path / "ks2", "pkl") / "audio_spec" / f"{KS_TEST[0][0]}.pkl"
+    strings = np.array([["a"] * 188] * 257)
+    dtype_call = b"cnumpy\ndtype\n(Vzzz\ntR."  # a pickle that calls numpy.dtype('zzz')
+    for i, content in enumerate((pickle.dumps(strings), dtype_call)):
+        spec.write_bytes(content)
+        with pytest.raises(DataError, match=f"{KS_TEST[0][0]}.pkl: not a readable spectrogram"):
+            DATASETS.create("kinetics-sound", root=str(spec.parent.parent), cache_dir=str(tmp_path / f"p{i}"), **OPTIONS)

@@ -58,6 +58,7 @@ from .splits import Splits
 from .table import decode_workers, stratified_split
 
 AUDIO_SHAPE = (1, 257, 188)
+KS_CLASSES = 31
 
 
 def _ks_lists(root: Path) -> tuple[dict[str, list[tuple[str, str]]], dict]:
@@ -105,6 +106,9 @@ def _ks_published_lists(root: Path) -> tuple[dict[str, list[tuple[str, str]]], d
                 index = int(values[2])
                 if names is not None and index >= len(names):
                     raise DataError(f"{path}, line {line}: label {index}, but the class names list {len(names)} classes")
+                if names is None and index >= KS_CLASSES:
+                    raise DataError(f"{path}, line {line}: label {index}, but Kinetics-Sound's published labels run from "
+                                    f"0 to {KS_CLASSES - 1}; give the class names (classes.txt) if yours are others")
                 rows.append((values[0].strip(), names[index] if names is not None else str(index)))
         lists[split] = rows
     order = names if names is not None else [str(i) for i in range(max(int(r[1]) for rows in lists.values() for r in rows) + 1)]
@@ -172,7 +176,7 @@ def _ave_listed(root: Path) -> dict[str, list[tuple[str, str]]]:
                 continue
             raise DataError(f"{path}: missing (AVE lists: trainSet.txt, valSet.txt, testSet.txt)")
         rows = []
-        for line, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for line, text in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):  # a BOM is no category
             parts = text.strip().split("&")
             if not text.strip() or parts[0] == "Category":
                 continue
@@ -227,7 +231,7 @@ def _with_val(lists: dict, seed: int) -> dict:
     if "val" in lists:
         return lists
     train = lists["train"]
-    split = stratified_split([label for _, label in train], seed, (0.9, 0.1, 0.0))
+    split = stratified_split([label for _, label in train], seed, (0.9, 0.1, 0.0), at_least_one=True)
     return {"train": [r for r, s in zip(train, split) if s == "train"],
             "val": [r for r, s in zip(train, split) if s == "val"], "test": lists["test"]}
 
@@ -265,9 +269,11 @@ def _spectrogram(path: Path) -> np.ndarray:
             raise DataError(f"{path}: spectrogram file not found")
         try:
             array = np.load(path, allow_pickle=False) if path.suffix == ".npy" else _ArrayUnpickler.read(path)
-        except (ValueError, OSError, pickle.UnpicklingError, EOFError) as err:
+            if array.dtype.kind not in "fiu":
+                raise ValueError(f"an array of {array.dtype}, not numbers")
+            array = np.asarray(array, dtype=np.float32)
+        except (ValueError, TypeError, OSError, pickle.UnpicklingError, EOFError, MemoryError) as err:
             raise DataError(f"{path}: not a readable spectrogram ({err})") from None
-        array = np.asarray(array, dtype=np.float32)
         if array.shape == AUDIO_SHAPE[1:]:
             array = array[None]
         if array.shape != AUDIO_SHAPE or not np.isfinite(array).all():
@@ -409,7 +415,7 @@ def _splits(name: str, root: str, lists_of, files, classes: int, frames: int, ma
 def kinetics_sound(root: str, frames: int = 3, max_frames: int = 10, size: int = 224, cache_dir: str | None = None,
                    val_seed: int = 0, bad_inputs: BadInputs | None = None, device: str = "auto") -> Splits:
     """Kinetics-Sound (31 classes), OGM-GE layout: frames at 1 fps + WAV per clip, train/test CSV lists."""
-    return _splits("Kinetics-Sound", root, _ks_lists, _ks_files, 31, frames, max_frames, size, cache_dir, val_seed,
+    return _splits("Kinetics-Sound", root, _ks_lists, _ks_files, KS_CLASSES, frames, max_frames, size, cache_dir, val_seed,
                    bad_inputs)
 
 

@@ -162,9 +162,11 @@ def _split_rows(table: Table, seed: int) -> list[str]:
     return stratified_split([labels[0] for labels in table.labels], seed)
 
 
-def stratified_split(strata: Sequence[str], seed: int, shares: Sequence[float] = SPLIT_SHARES) -> list[str]:
+def stratified_split(strata: Sequence[str], seed: int, shares: Sequence[float] = SPLIT_SHARES,
+                     at_least_one: bool = False) -> list[str]:
     """A seeded split, stratified: within each stratum (a class; the first label of a multi-label
-    row), ``round(share * n)`` rows go to val and to test, the rest to train."""
+    row), ``round(share * n)`` rows go to val and to test, the rest to train; ``at_least_one``:
+    one at least to val (and to test, where its share is not 0) from a stratum of two rows or more."""
     split = ["train"] * len(strata)
     by_stratum: dict[str, list[int]] = {}
     for row, stratum in enumerate(strata):
@@ -173,6 +175,8 @@ def stratified_split(strata: Sequence[str], seed: int, shares: Sequence[float] =
         rows = np.array(by_stratum[stratum])
         rows = rows[np.random.default_rng(derive_seed(seed, "split", stratum)).permutation(len(rows))]
         n_val, n_test = round(shares[1] * len(rows)), round(shares[2] * len(rows))
+        if at_least_one and len(rows) >= 2:
+            n_val, n_test = max(n_val, 1), max(n_test, 1 if shares[2] > 0 and len(rows) >= 3 else 0)
         for row in rows[:n_val]:
             split[row] = "val"
         for row in rows[n_val:n_val + n_test]:
