@@ -339,3 +339,40 @@ def test_resource_guards_refuse_quickly_under_a_memory_limit(tmp_path):
     assert done.returncode == 0, done.stderr[-1500:] + done.stdout
     assert "rate1.wav: the header says 1 Hz" in done.stdout and "bomb.png: not a readable image" in done.stdout
     assert float(done.stdout.split("seconds ")[1]) < 2.0
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 256 KiB tmpfs: a real full disk (mounting needs root; skipped elsewhere)."""
+    import subprocess
+
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root) to fill a disk for real")
+    yield folder
+    subprocess.run(["umount", str(folder)], capture_output=True)
+
+
+def test_a_full_disk_while_saving_a_checkpoint_or_a_model_is_one_line(tiny_disk, paper_run_dir):
+    """Issue 38: torch.save on a full disk says "unexpected pos 576 vs 534" (a RuntimeError): the
+    checkpoint and the model folder were tracebacks; now one line each, nothing half-written."""
+    import errno
+
+    import torch
+    from torch import nn
+
+    from mmrobust.predictor import Predictor
+    from mmrobust.train import _LoopState, save_checkpoint
+
+    module = nn.Linear(400, 200)  # 320 KB of weights: more than the disk holds
+    optimizer = torch.optim.AdamW(module.parameters())
+    loop = _LoopState(history=[{"epoch": 0}])
+    with pytest.raises(OSError, match="the disk is full while saving the checkpoint of epoch 0") as caught:
+        save_checkpoint(tiny_disk / "ckpt", loop, module, optimizer, None)
+    assert caught.value.errno == errno.ENOSPC and "\n" not in str(caught.value)
+    assert not list((tiny_disk / "ckpt").iterdir())  # no half-written epoch left behind
+    predictor = Predictor.load(paper_run_dir / "model")
+    with pytest.raises(OSError, match="model: the disk is full while writing the model; nothing was replaced"):
+        predictor.save_pretrained(tiny_disk / "model")
+    assert not (tiny_disk / "model").exists() and not (tiny_disk / ".model.tmp").exists()

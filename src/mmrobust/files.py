@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,6 +26,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+LOW_SPACE = 16 << 20  # bytes: a write that fails with less than this left failed for want of space
+
+
+def disk_full(err: BaseException, folder: str | os.PathLike) -> bool:
+    """Whether a failed write failed for want of space: ENOSPC / EDQUOT, or a writer that says it
+    otherwise (torch.save's "unexpected pos", safetensors' I/O error) with the disk now (nearly) full."""
+    if getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(err):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < LOW_SPACE
+    except OSError:
+        return False
 
 
 def file_name(name: str, suffix: str) -> str:

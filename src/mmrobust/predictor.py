@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import json
 import os
 import shutil
@@ -40,7 +41,7 @@ from .encoders import EncoderSpec, build_encoder, check_trusted, import_paths
 from .gate import InputGate
 from .models import UnimodalClassifier
 from .errors import ConfigError, InputError, ModelFileError
-from .files import atomic_path, write_json, write_text
+from .files import atomic_path, disk_full, write_json, write_text
 from .inputs import default_spec, gate_inputs, prepare
 from .methods import Method, create_method
 from .protocols import nonempty_subsets, pattern_name
@@ -96,7 +97,21 @@ class Predictor:
                               for subset in nonempty_subsets(method.modalities)}}
         tmp = folder.with_name(f".{folder.name}.tmp")  # complete or absent: written aside, then renamed
         shutil.rmtree(tmp, ignore_errors=True)
-        save_method(method, tmp / "weights.safetensors")
+        try:
+            self._write(tmp, config)
+        except (OSError, RuntimeError, SafetensorError) as err:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if disk_full(err, tmp.parent):
+                raise OSError(errno.ENOSPC, f"{folder}: the disk is full while writing the model; nothing was "
+                                            "replaced (free some space, then save it again)") from None
+            raise
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+        return folder
+
+    def _write(self, tmp: Path, config: dict) -> None:
+        """Every file of the model folder, into ``tmp``."""
+        save_method(self.method, tmp / "weights.safetensors")
         write_json(tmp / "config.json", config)
         if self.calibration is not None:
             write_json(tmp / "calibration.json", self.calibration.to_dict())
@@ -104,9 +119,6 @@ class Predictor:
             save_file({k: v.detach().cpu().contiguous() for k, v in self.gate.state_tensors().items()},
                       str(tmp / "gate.safetensors"), metadata={"mmrobust": json.dumps(_gate_identity(tmp, config["gate"]))})
         write_text(tmp / "model_card.md", self.card or _card(config))
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
-        return folder
 
     @classmethod
     def load(cls, folder: str | Path, device: str | None = None, *, trust_code: bool = False) -> "Predictor":

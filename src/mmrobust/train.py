@@ -30,7 +30,7 @@ from . import distributed
 from .batch import Batch, MultiModalDataset
 from .config import TrainConfig
 from .errors import ModelFileError
-from .files import append_jsonl, file_name, write_jsonl
+from .files import append_jsonl, disk_full, file_name, write_jsonl
 from .runtime import derive_seed, resolve_device, seeded
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
@@ -181,7 +181,7 @@ def save_checkpoint(folder: Path, loop: _LoopState, module: nn.Module, optimizer
         _write_checkpoint(folder, tmp, epoch, loop, module, optimizer, scheduler)
     except (OSError, SafetensorError, RuntimeError) as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        if getattr(err, "errno", None) == errno.ENOSPC or "No space left" in str(err):
+        if disk_full(err, folder):
             raise OSError(errno.ENOSPC, f"{folder}: the disk is full while saving the checkpoint of epoch {epoch}; "
                                         "the earlier checkpoints are kept: free some space, then resume the run "
                                         "(mmrobust run --resume RUN_DIR)") from None
