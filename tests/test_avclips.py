@@ -299,7 +299,20 @@ def test_odd_lists_and_pickles_are_one_line_or_read_as_meant(tmp_path):
     spec = write_ks_published(tmp_path / "ks2", "pkl") / "audio_spec" / f"{KS_TEST[0][0]}.pkl"
     strings = np.array([["a"] * 188] * 257)
     dtype_call = b"cnumpy\ndtype\n(Vzzz\ntR."  # a pickle that calls numpy.dtype('zzz')
-    for i, content in enumerate((pickle.dumps(strings), dtype_call)):
+    class Huge:  # a few dozen bytes asking numpy for 931 GiB of float32 (or 1.8 TiB of float64)
+        def __init__(self, call):
+            self.call = call
+
+        def __reduce__(self):
+            return self.call
+
+    from numpy._core.multiarray import _reconstruct
+
+    huge = pickle.dumps(Huge((np.ndarray, ((250_000_000_000,),))), protocol=2)
+    huge_reconstruct = pickle.dumps(Huge((_reconstruct, (np.ndarray, (250_000_000_000,), "f"))), protocol=2)
+    assert len(huge) < 100
+    for i, content in enumerate((pickle.dumps(strings), dtype_call, huge, huge_reconstruct)):
         spec.write_bytes(content)
-        with pytest.raises(DataError, match=f"{KS_TEST[0][0]}.pkl: not a readable spectrogram"):
+        with pytest.raises(DataError, match=f"{KS_TEST[0][0]}.pkl: not a readable spectrogram") as caught:
             DATASETS.create("kinetics-sound", root=str(spec.parent.parent), cache_dir=str(tmp_path / f"p{i}"), **OPTIONS)
+        assert i < 2 or "it asks for an array of 250,000,000,000 values" in str(caught.value)

@@ -289,6 +289,40 @@ def _spectrogram(path: Path) -> np.ndarray:
     return ogm_ge_spectrogram(wave, rate)
 
 
+MAX_PICKLE_BYTES = 64 << 20
+MAX_PICKLED_VALUES = 16 * 257 * 188  # values a pickled spectrogram may ask for (a few spectrograms' worth)
+
+
+def _values_asked(shape) -> int:
+    dims = np.atleast_1d(np.asarray(shape, dtype=object))
+    if not all(isinstance(d, (int, np.integer)) and d >= 0 for d in dims):
+        raise pickle.UnpicklingError(f"an array of shape {shape!r}")
+    return int(np.prod([int(d) for d in dims], dtype=object))
+
+
+def _check_asked(shape) -> None:
+    """A pickle may name a shape of any size in a few bytes: refused before anything is allocated."""
+    if _values_asked(shape) > MAX_PICKLED_VALUES:
+        raise pickle.UnpicklingError(f"it asks for an array of {_values_asked(shape):,} values; a spectrogram has "
+                                     f"{257 * 188:,}")
+
+
+class _BoundedArray(np.ndarray):
+    """``numpy.ndarray`` as a pickle may call it: its shape checked before the array is allocated."""
+
+    def __new__(cls, shape, *args, **kwargs):
+        _check_asked(shape)
+        return super().__new__(cls, shape, *args, **kwargs)
+
+
+def _bounded_reconstruct(reconstruct):
+    def call(subtype, shape, dtype):
+        _check_asked(shape)
+        return reconstruct(subtype, shape, dtype)
+
+    return call
+
+
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles a NumPy array and nothing else (a pickle can name any callable; this one may
     only name the few NumPy needs to rebuild an array)."""
@@ -300,15 +334,21 @@ class _ArrayUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"refused: the pickle names {module}.{name}, not a NumPy array")
+        if name == "ndarray":
+            return _BoundedArray
+        if name == "_reconstruct":
+            return _bounded_reconstruct(super().find_class(module, name))
         return super().find_class(module, name)
 
     @classmethod
     def read(cls, path: Path) -> np.ndarray:
+        if path.stat().st_size > MAX_PICKLE_BYTES:
+            raise pickle.UnpicklingError(f"{path.stat().st_size:,} bytes; a pickled spectrogram is about 200 KB")
         with open(path, "rb") as f:
             value = cls(f).load()
         if not isinstance(value, np.ndarray):
             raise pickle.UnpicklingError(f"holds a {type(value).__name__}, not an array")
-        return value
+        return np.asarray(value)
 
 
 def load_clips(name: str, root: Path, lists: dict, files, max_frames: int, size: int, cache: Path,
