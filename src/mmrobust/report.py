@@ -49,8 +49,10 @@ def render_markdown(summary, fits, provenance, config, metric, methods, has_figu
     out = [f"# mmrobust report: {dataset}", "",
            f"Test {name} in %, mean ± sample std over seeds {seeds} (each seed retrains every method, Stage 1 "
            f"included, and draws its own test masks, the same for every method). Comparisons are paired: within a "
-           f"seed every method sees the same batch order and modality-dropout draws, and methods that share an "
-           f"architecture start from the same weights, so a per-seed difference is the methods'. Test rows: {n_rows}. "
+           f"seed every multi-modal method sees the same batch order and modality-dropout draws, and methods that "
+           f"share an architecture start from the same weights, so a per-seed difference is the methods'; each "
+           f"uni-modal model, trained on the rows where its modality is present, draws its own batch order (its "
+           f"weights start as the fused models' encoder of that modality). Test rows: {n_rows}. "
            f"**Bold**: the best of each column. *n/a*: no row can be scored (a uni-modal model with its own "
            f"modality missing). The uni-modal rows are the *reference* for rows where only that modality is "
            f"present, not a ceiling.", "", _training_setting(config, summary), ""]
