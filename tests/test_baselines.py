@@ -244,3 +244,34 @@ def test_umt_dropout_is_umt_trained_with_modality_dropout(tiny_encoders, synthet
     assert all(bool(p.all()) for p in kept["umt"].values())  # full rows stay full
     assert 0 < sum(int((~p).sum()) for p in kept["umt-dropout"].values()) < 64  # some slots dropped, never a whole row
     assert bool(torch.stack(list(kept["umt-dropout"].values())).any(dim=0).all())
+
+
+def test_ogm_ge_authors_starts_from_their_initialisation(tiny_config):
+    """Issue 38 (audit): their weight_init (Xavier-normal linear layers with zero biases,
+    Kaiming-normal fan-out convolutions, BatchNorm 1 and 0), applied to the model before training,
+    seeded; the other fused methods keep the project's paired initialisation."""
+    encoders = {"a": mm.EncoderSpec("resnet18", frames=None), "b": mm.EncoderSpec("mlp", in_dim=64)}
+
+    def started(seed):
+        method = create("ogm-ge-authors", encoders, tiny_config)
+        method.seed = seed
+        method.model_ = method.build_model(None)
+        method.start_training(None, method.train_config)
+        return method.model_
+
+    model = started(0)
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    convolutions = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert linears and convolutions and norms
+    for layer in linears:  # Xavier normal: std sqrt(2 / (fan_in + fan_out)); biases 0
+        assert float(layer.bias.abs().max()) == 0.0
+        expected = (2 / (layer.in_features + layer.out_features)) ** 0.5
+        assert abs(float(layer.weight.std()) / expected - 1) < 0.15
+    big = max(convolutions, key=lambda c: c.weight.numel())  # Kaiming normal, fan out: std sqrt(2 / (out * k * k))
+    expected = (2 / (big.out_channels * big.kernel_size[0] * big.kernel_size[1])) ** 0.5
+    assert abs(float(big.weight.std()) / expected - 1) < 0.05
+    assert all(float((n.weight - 1).abs().max()) == 0 and float(n.bias.abs().max()) == 0 for n in norms)
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), started(0).parameters()))  # seeded
+    paired = create("late-fusion-concat", encoders, tiny_config).build_model(None)
+    assert not torch.equal(linears[-1].weight, [m for m in paired.modules() if isinstance(m, torch.nn.Linear)][-1].weight)
