@@ -1002,7 +1002,7 @@ def test_predictions_carry_every_field_with_sets_and_read_files_relative_to_base
     assert by_file.probabilities == by_value.probabilities and by_file.answered_by == model.answered_by("a")
     assert by_file.to_dict() == {"label": by_value.label, "probabilities": by_value.probabilities, "used": ["a"],
                                  "label_set": list("wxyz"), "unsure": False, "answered_by": model.answered_by("a"),
-                                 "ignored": {}}
+                                 "ignored": {}, "implausible": {}}
     with pytest.raises(mm.errors.InputError, match=r"a: expected an input of shape \[6\], got \[2, 3\]"):
         predictor.predict({"a": np.zeros((2, 3))})
 

@@ -388,20 +388,24 @@ def _read_gate(folder: Path, config: dict, encoders: Mapping[str, EncoderSpec], 
 
 
 def _gate_identity(folder: Path, gate: Mapping[str, Any]) -> dict:
-    """What a gate file says of its model: the sha256 of the weights beside it, and what it reads
-    of each modality (its raw input or the model's)."""
+    """What a gate file says of its model: the sha256 of the weights beside it (their tensors, not
+    the file: its metadata holds training times), and what it reads of each modality (its raw
+    input or the model's)."""
     modalities = gate.get("modalities", {}) if isinstance(gate, Mapping) else {}
     reads = {m: entry.get("reads", "input") if isinstance(entry, Mapping) else None for m, entry in modalities.items()}
-    return {"format": "mmrobust.gate/1", "weights_sha256": _sha256(folder / "weights.safetensors"), "reads": reads}
+    return {"format": "mmrobust.gate/1", "weights_sha256": _tensors_sha256(folder / "weights.safetensors"), "reads": reads}
 
 
-def _sha256(path: Path) -> str:
+def _tensors_sha256(path: Path) -> str:
+    """The sha256 of a safetensors file's tensors: each name, dtype, shape and bytes, by name."""
     import hashlib
 
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    with safe_open(str(path), framework="pt") as f:
+        for name in sorted(f.keys()):
+            tensor = f.get_tensor(name).contiguous()
+            digest.update(f"{name}\0{tensor.dtype}\0{list(tensor.shape)}\0".encode())
+            digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
 
 
