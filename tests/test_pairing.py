@@ -55,6 +55,8 @@ def test_methods_of_a_seed_start_from_the_same_encoders_heads_and_batch_order(sy
     reference = {m: _start("unimodal", 1, synthetic, tiny_encoders, tiny_config, monkeypatch, modality=m)[0] for m in "ab"}
     for name, (state, seed) in starts.items():
         assert seed == starts["late-fusion"][1], name  # one batch order (and dropout draws) per run seed
+        if name == "ogm-ge-authors":  # its authors' initialisation, by design (issue 38): not the paired start
+            continue
         for m in "ab":
             encoder = _encoder(state, m)
             assert all(torch.equal(encoder[k], v) for k, v in _encoder(reference[m], m).items()), (name, m)
@@ -63,7 +65,8 @@ def test_methods_of_a_seed_start_from_the_same_encoders_heads_and_batch_order(sy
     for name in same_heads:
         assert all(torch.equal(starts[name][0][k], v) for k, v in starts["late-fusion"][0].items()), name
     concat = starts["late-fusion-concat"][0]
-    assert all(torch.equal(starts["ogm-ge-authors"][0][k], v) for k, v in concat.items()), "one concat model, one draw"
+    authors = starts["ogm-ge-authors"][0]
+    assert authors.keys() == concat.keys() and not all(torch.equal(authors[k], v) for k, v in concat.items())
     # another seed: other draws
     other, _ = _start("late-fusion", 2, synthetic, tiny_encoders, tiny_config, monkeypatch)
     assert not all(torch.equal(other[k], v) for k, v in starts["late-fusion"][0].items())
