@@ -24,7 +24,7 @@ from mmrobust.files import write_text
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "main"
-SECTIONS = ("## By presence pattern", "## Silent failures", "## Routing")  # from the run's report, in this order
+SECTIONS = ("## By presence pattern", "## Silent failures", "## UME-MMA: what each presence pattern uses")  # in this order
 # (the first holds its subsection "Better than the uni-modal model of what is present?")
 
 
