@@ -437,6 +437,7 @@ def _splits(name: str, root: str, lists_of, files, classes: int, frames: int, ma
     if not root_path.is_dir():
         raise DataError(f"{root}: no such folder (the {name} data; see the README for the layout)")
     bad = bad if bad is not None else BadInputs()
+    _video_files.cache_clear()  # the videos under the root as they are now (the cache serves one load)
     listed, list_info = lists_of(root_path)
     lists = _with_val(listed, val_seed)
     cache = Path(cache_dir) if cache_dir else root_path / ".mmrobust"
