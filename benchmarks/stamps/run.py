@@ -77,7 +77,8 @@ def _machine() -> str:
     import json
 
     env = json.loads((OUT / "provenance.json").read_text()).get("environment", {})
-    return (f"{env.get('cpu_model', 'CPU model not recorded')} ({env.get('cpu_count')} cores), device "
+    return (f"code at commit {str(env.get('git_commit'))[:10]}; "
+            f"{env.get('cpu_model', 'CPU model not recorded')} ({env.get('cpu_count')} cores), device "
             f"`{env.get('device')}`, {env.get('torch_threads')} torch thread(s), torch {env.get('packages', {}).get('torch')}")
 
 
