@@ -234,7 +234,7 @@ CASES = (
            f"{MEDIA}::test_every_common_audio_format_decodes_to_its_source")),
     Break("unsupported-files-as-text", "data/manifest.py", "    if not counts:\n", "    if not counts:\n        return \"text\"\n",
           (f"{MANIFEST}::test_a_column_of_unsupported_or_mixed_files_is_refused_never_text",)),
-    Break("predict-path-as-text", "inputs.py", "        if names_file or (one_word and media_kind(text)):", "        if False:",
+    Break("predict-path-as-text", "inputs.py", "        if names_file(text, base) or (one_word and media_kind(text)):", "        if False:",
           (f"{MEDIA}::test_predict_never_reads_a_file_path_as_a_models_text",)),
     Break("video-first-frame-only", "pretrained.py", "return self.frame_encoder(clips.flatten(0, 1)).view(b, t, -1).mean(1)",
           "return self.frame_encoder(clips[:, 0])", (f"{VIDEO}::test_a_video_column_can_be_fine_tuned_through_its_frames",)),

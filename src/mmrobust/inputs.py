@@ -182,6 +182,7 @@ def _check_texts(modality: str, values: Sequence[Any], base: Path) -> None:
     arrive as lone surrogates, which no tokenizer takes), and never a file path (the path, not the
     file, would be encoded): a value naming a file, or one word ending in a media suffix, is refused."""
     from .media import media_kind
+    from .pretrained import names_file
 
     for value in values:
         if isinstance(value, np.ndarray):
@@ -193,11 +194,7 @@ def _check_texts(modality: str, values: Sequence[Any], base: Path) -> None:
             raise InputError(f"{modality}: the text is not valid UTF-8 (an undecodable byte at character "
                              f"{err.start + 1}); give it in UTF-8") from None
         one_word = text and not any(c.isspace() for c in text)
-        try:
-            names_file = "\n" not in text and len(text) < 1024 and resolve_path(text, base).is_file()
-        except (OSError, ValueError):
-            names_file = False
-        if names_file or (one_word and media_kind(text)):
+        if names_file(text, base) or (one_word and media_kind(text)):
             raise InputError(f"{modality}: {text!r} is a file path, but this model reads {modality} as text; give the "
                              f"text itself")
 

@@ -561,6 +561,16 @@ def resolve_path(cell: str | Path, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
+def names_file(cell: str, base: Path) -> bool:
+    """Whether a one-line cell names a file (relative to ``base``, see :func:`resolve_path`)."""
+    if "\n" in cell or len(cell) > 1024:
+        return False
+    try:
+        return resolve_path(cell, base).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 # --- the feature cache -------------------------------------------------------------------
 
 def default_cache_dir() -> Path:

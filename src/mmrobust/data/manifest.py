@@ -22,7 +22,7 @@ from ..errors import DataError
 from ..registry import DATASETS
 from ..validate import BadInputs
 from ..media import IMAGE_SUFFIXES, SUFFIXES, is_media_suffix, media_kind  # noqa: F401 (IMAGE_SUFFIXES: food101's)
-from ..pretrained import resolve_path
+from ..pretrained import names_file
 from .splits import Splits
 from .table import SPLIT_ALIASES, Table, build_splits
 
@@ -146,9 +146,9 @@ def infer_kind(path: Path, column: str, values: Sequence[str]) -> str:
     filled = [v for v in values if v]
     if not filled:
         return "text"
-    pathlike = [is_media_suffix(v) or (i < FILE_CHECKS and _names_file(v, path.parent)) for i, v in enumerate(filled)]
+    pathlike = [is_media_suffix(v) or (i < FILE_CHECKS and names_file(v, path.parent)) for i, v in enumerate(filled)]
     if sum(pathlike) * 2 < len(filled):
-        leak = next((v for v, p in zip(filled, pathlike) if p and media_kind(v) and _names_file(v, path.parent)), None)
+        leak = next((v for v, p in zip(filled, pathlike) if p and media_kind(v) and names_file(v, path.parent)), None)
         if leak is not None:
             raise DataError(f"{path}: column {column!r} mixes texts and file paths (the cell {leak!r} is a "
                             f"file next to the manifest, of kind {media_kind(leak)}); a column holds one kind: set "
@@ -166,16 +166,6 @@ def infer_kind(path: Path, column: str, values: Sequence[str]) -> str:
         raise DataError(f"{path}: column {column!r} looks like {kind} paths, but the cell {odd!r} is {what} "
                         f"({'/'.join(SUFFIXES[kind])}); fix it, or set data.options.kinds.{column}")
     return kind
-
-
-def _names_file(cell: str, base: Path) -> bool:
-    """Whether a one-line cell names a file (relative to ``base``)."""
-    if "\n" in cell or len(cell) > 1024:
-        return False
-    try:
-        return resolve_path(cell, base).is_file()
-    except (OSError, ValueError):
-        return False
 
 
 def _supported() -> str:
