@@ -297,24 +297,78 @@ def test_each_condition_resamples_only_the_sources_of_the_modalities_present():
     assert record["units"] == 9 and record["low"] is None and record["high"] is None  # below 10 groups: none
 
 
-@pytest.mark.parametrize("groups", [10, 13, 30, 100])
-def test_intervals_hold_their_level_with_few_groups(groups):
-    """Simulated clustered data (groups of 3-14 rows, each group its own accuracy around a known
-    population value): the interval of the group bootstrap holds the truth at least 92% of the
-    time at a nominal 95% (a plain percentile interval: about 90% with 10-13 groups)."""
+def test_the_interval_of_independent_rows_is_clopper_pearsons():
+    """Where the resamples vary as a binomial does (variance p (1 - p) / n) and every row is its own unit,
+    the interval is the exact Clopper-Pearson one (scipy's binomtest); a smaller variance never makes
+    it narrower (at most the rows are effective); fewer units than rows widen it."""
+    from scipy.stats import binomtest
+
+    from mmrobust.evidence import interval
+
+    n, k = 50, 41
+    p = k / n
+    spread = np.sqrt(p * (1 - p) / n * 999 / 1000)
+    resampled = np.repeat([p - spread, p + spread], 500)  # variance (ddof 1): p (1 - p) / n
+    exact = binomtest(k, n).proportion_ci(0.95, method="exact")
+    assert interval(resampled, 0.95, n, value=p, rows=n) == pytest.approx((exact.low, exact.high), abs=1e-9)
+    tighter = p + (resampled - p) / 3
+    assert interval(tighter, 0.95, n, value=p, rows=n) == pytest.approx((exact.low, exact.high), abs=1e-9)
+    low, high = interval(resampled, 0.95, 12, value=p, rows=n)
+    assert low < exact.low and high > exact.high
+
+
+def clustered_coverage(accuracy: float, correlation: float, groups: int, trials: int,
+                       intervals: dict | None = None) -> dict[str, tuple[float, float]]:
+    """How often the interval of the group bootstrap holds the true accuracy, and how often the truth
+    lies below it, on simulated clustered test rows: groups of 3-14 rows, each group right with its
+    own probability drawn from a beta of mean ``accuracy`` whose intra-group correlation is
+    ``correlation`` (1 / (a + b + 1)); every group equally likely when ``correlation`` is 0.
+    ``intervals``: name -> (resampled values, value, groups, rows) -> (low, high); by default the library's
+    (benchmarks/intervals compares others on the same draws)."""
     from mmrobust.evidence import interval, resample_weights, weighted_metric
 
-    rng = np.random.default_rng(groups)
-    hits, trials = 0, 300
+    intervals = intervals or {"interval": lambda values, value, units, rows: interval(values, 0.95, units, value=value,
+                                                                                        rows=rows)}
+
+    rng = np.random.default_rng([groups, int(accuracy * 100), int(correlation * 100)])
+    held, below = dict.fromkeys(intervals, 0), dict.fromkeys(intervals, 0)
     for trial in range(trials):
         size = rng.integers(3, 15, groups)
-        right = rng.binomial(size, rng.beta(6, 2, groups))  # population accuracy 6 / 8
+        if correlation:
+            spread = 1 / correlation - 1
+            p = rng.beta(accuracy * spread, (1 - accuracy) * spread, groups)
+        else:
+            p = np.full(groups, accuracy)
+        right = rng.binomial(size, p)
         group = np.repeat(np.arange(groups), size)
         correct = np.concatenate([np.arange(n) < r for n, r in zip(size, right)]).astype(int)
         weights = resample_weights(len(group), 1000, trial, group)
-        low, high = interval(weighted_metric("accuracy", correct, np.ones_like(correct), weights), 0.95, groups)
-        hits += low <= 0.75 <= high
-    assert hits / trials >= 0.92
+        values = weighted_metric("accuracy", correct, np.ones_like(correct), weights)
+        for name, interval_of in intervals.items():
+            low, high = interval_of(values, correct.mean(), groups, len(correct))
+            held[name] += low <= accuracy <= high
+            below[name] += accuracy < low
+    return {name: (held[name] / trials, below[name] / trials) for name in intervals}
+
+
+@pytest.mark.parametrize("accuracy, correlation, groups", [(0.75, 0.1, 13), (0.9, 0.2, 10), (0.95, 0.2, 30),
+                                                           (0.98, 0.2, 30)])
+def test_intervals_hold_their_level_with_few_correlated_groups_near_the_ceiling(accuracy, correlation, groups):
+    """Issue 38: the percentiles of the resamples held 86-93% here (300 trials), the truth falling
+    below them 6-14% of the time (errors gathered in a few groups); the slow test runs the grid."""
+    (held, below), = clustered_coverage(accuracy, correlation, groups, trials=300).values()
+    assert held >= 0.93 and below <= 0.05
+
+
+@pytest.mark.slow
+def test_intervals_hold_their_level_over_the_grid():
+    """Accuracy 0.5-0.98, intra-group correlation 0-0.2, 10-100 groups: at least 92% at a nominal 95%
+    in every cell, neither side missing more than 6%."""
+    cells = [(a, c, g) for a in (0.5, 0.75, 0.9, 0.95, 0.98) for c in (0.0, 0.1, 0.2) for g in (10, 30, 100)]
+    coverage = {cell: clustered_coverage(*cell, trials=1000)["interval"] for cell in cells}
+    assert {cell: held for cell, (held, below) in coverage.items() if held < 0.92} == {}
+    one_sided = {cell: (below, 1 - held - below) for cell, (held, below) in coverage.items()}
+    assert {cell: misses for cell, misses in one_sided.items() if max(misses) > 0.06} == {}
 
 
 def test_rows_made_of_two_shared_sources_are_resampled_crossed():

@@ -814,13 +814,13 @@ def test_evidence_records_by_hand_across_seeds_and_incomplete_runs():
     weights = resample_weights(n, resamples, 0)  # the default seed
     spread = {m: np.mean([weights @ right[(m, s)] / weights.sum(axis=1) for s in (0, 1)], axis=0) for m in ("mma", "unimodal:a")}
     value = {m: np.mean([right[(m, s)].mean() for s in (0, 1)]) for m in spread}
-    tail = 50 * (1 - expanded(n))  # Hesterberg's expanded percentile interval for 60 rows
-    low, high = np.percentile(spread["mma"], [tail, 100 - tail])
+    low, high = korn_graubard(value["mma"], spread["mma"], units=n, rows=n)
+    tail = 50 * (1 - expanded(n))  # a difference: Hesterberg's expanded percentile interval for 60 rows
     d_low, d_high = np.percentile(spread["mma"] - spread["unimodal:a"], [tail, 100 - tail])
     record = by[("mma", "full")]
     assert record == {"dataset": "toy", "method": "mma", "protocol": "full", "rate": None, "pattern": None,
                       "metric": "accuracy", "value": pytest.approx(value["mma"]), "low": pytest.approx(low, abs=1e-6),
-                      "high": pytest.approx(high, abs=1e-6), "unit": "row", "units": n, "resamples": resamples, "presence": "a+b",
+                      "high": pytest.approx(high, abs=1e-6), "unit": "row", "units": n, "resamples": resamples, "interval": "korn-graubard", "presence": "a+b",
                       "reference": "unimodal:a", "difference": pytest.approx(value["mma"] - value["unimodal:a"]),
                       "difference_low": pytest.approx(d_low, abs=1e-6), "difference_high": pytest.approx(d_high, abs=1e-6),
                       "verdict": "above" if d_low > 0 else "tied", "retention": pytest.approx(1.0)}
@@ -828,6 +828,16 @@ def test_evidence_records_by_hand_across_seeds_and_incomplete_runs():
     assert reference["reference"] is None and reference["verdict"] is None and reference["difference"] is None
     assert by[("mma", "miss:b")]["retention"] == pytest.approx(by[("mma", "miss:b")]["value"] / value["mma"])
     assert by[("mma", "miss:b")]["low"] is None, "one row: no interval"
+
+
+def korn_graubard(value: float, resampled: np.ndarray, units: int, rows: int) -> tuple[float, float]:
+    """A 95% interval as R survey's ``svyciprop(method="beta")`` computes it: n_eff = p (1 - p) / var
+    (at most the rows), times (qt(0.025, rows - 1) / qt(0.025, units - 1))^2, then
+    qbeta(0.025, n_eff p, n_eff (1 - p) + 1) and qbeta(0.975, n_eff p + 1, n_eff (1 - p))."""
+    from scipy.stats import beta, t
+
+    n_eff = min(value * (1 - value) / np.var(resampled, ddof=1), rows) * (t.ppf(0.025, rows - 1) / t.ppf(0.025, units - 1)) ** 2
+    return beta.ppf(0.025, n_eff * value, n_eff * (1 - value) + 1), beta.ppf(0.975, n_eff * value + 1, n_eff * (1 - value))
 
 
 def expanded(units: int, level: float = 0.95) -> float:
@@ -854,7 +864,7 @@ def test_evidence_retention_from_the_full_pattern_and_groups_from_sources_when_r
     weights = resample_weights(n, 200, 0, np.arange(n) // 4)
     spread = weights @ (rows < 10) / weights.sum(axis=1)
     assert records["observed"]["units"] == 10  # groups of 4 rows
-    assert records["observed"]["low"] == pytest.approx(float(np.percentile(spread, 50 * (1 - expanded(10)))), abs=1e-6)
+    assert (records["observed"]["low"], records["observed"]["high"]) == pytest.approx(korn_graubard(0.25, spread, units=10, rows=n))
 
 
 def test_weighted_f1_by_hand_on_several_resamples_with_an_empty_label():

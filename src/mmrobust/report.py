@@ -106,6 +106,14 @@ def _rows_text(summary: Sequence[dict]) -> str:
     return f"{total} (scored: " + ", ".join(f"`{p}` {n}" for p, n in scored.items()) + ")"
 
 
+INTERVAL_TEXT = {  # records written before an interval was named used the expanded percentile for both
+    None: "widened for few units (expanded percentile)",
+    "korn-graubard": ("a value's interval: Clopper–Pearson at the effective number of rows, value × (1 − value) over "
+                      "the resamples' variance, corrected for few units (Korn–Graubard); a difference's: the "
+                      "resamples' percentiles widened for few units (expanded percentile)"),
+}
+
+
 def _resampling(evidence: Sequence[dict]) -> str:
     units = {e["unit"] for e in evidence}
     if "crossed" in units:
@@ -118,7 +126,7 @@ def _resampling(evidence: Sequence[dict]) -> str:
     few = sorted({e["units"] for e in evidence if e.get("units") is not None and e["low"] is None and e["units"] < MIN_UNITS})
     none = (f"; no interval where fewer than {MIN_UNITS} units are scored ({', '.join(map(str, few))} here): none "
             f"would hold its level") if few else ""
-    return f"{evidence[0]['resamples']} resamples of the {unit}; widened for few units (expanded percentile){none}"
+    return f"{evidence[0]['resamples']} resamples of the {unit}; {INTERVAL_TEXT[evidence[0].get('interval')]}{none}"
 
 
 def _evidence_section(evidence: Sequence[dict], methods: Sequence[str], name: str) -> list[str]:
