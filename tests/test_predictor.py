@@ -62,7 +62,7 @@ def test_predict_from_files_in_a_fresh_process_with_either_modality_absent(paper
     # the input spec carries the training images' PCA: the stored images lie on its subspace
     predictor = Predictor.load(paper_run_dir / "model")
     stored = arrays["test"]["image"][:5]
-    assert np.allclose([pca_project(x, predictor.inputs["image"]["pca"]) for x in stored], stored, atol=1e-5)
+    assert np.allclose(pca_project(np.stack(stored), predictor.inputs["image"]["pca"]), np.stack(stored), atol=1e-5)
 
 
 @pytest.mark.skipif(not HAVE_REAL_DATA, reason=MISSING)

@@ -26,7 +26,7 @@ from .errors import ConfigError
 from .calibration import check_mode
 from .encoding import shared_encodings
 from .evaluation import Conditions, evaluate_method, fit_calibration
-from .failures import input_ranges, raw_kind
+from .failures import check_corruptible, input_ranges, raw_kind
 from .gate import DEFAULT_DETECTOR, FALSE_ALARMS, InputGate, check_detector
 from .evidence import bootstrap_evidence
 from .files import file_name, write_json, write_jsonl
@@ -201,6 +201,8 @@ class Experiment:
             if kind == "fail" and arg not in breakable:
                 raise ConfigError(f"protocol {protocol!r}: {arg} is neither an array input nor read through an "
                                   "extractor (tokens?); a silent failure breaks raw inputs")
+            if kind == "corrupt":
+                check_corruptible(protocol, self.input_specs.get(arg, {}), self.test.inputs[arg], self.test.raw.get(arg))
         if self.seeds:  # and so is a bad method option (options do not depend on the seed)
             self.create_methods(self.seeds[0])
 

@@ -82,6 +82,8 @@ def broken_inputs(inputs: Mapping[str, Any], mask: ProtocolMask, ranges: Mapping
         return Broken(dict(inputs), raw)
     m, kind = mask.failure
     spec = (specs or {}).get(m, {})
+    if is_corruption(kind):
+        return _corrupted(inputs, raw, mask, spec, seed)
     if m not in ranges and not raw_kind(spec):
         raise ConfigError(f"{mask.protocol}: {m} is neither an array input nor read through an extractor "
                           "(tokens?); a silent failure replaces raw inputs")
@@ -111,6 +113,54 @@ def broken_inputs(inputs: Mapping[str, Any], mask: ProtocolMask, ranges: Mapping
     if broken_raw is not None:
         raw[m] = _like(raw[m], broken_raw)
     return Broken({**inputs, m: _like(inputs[m], out)}, raw)
+
+
+def is_corruption(kind: str) -> bool:
+    """Whether a mask's failure is a ``corrupt:`` one (``<kind>:<severity>``) rather than a breakage."""
+    return ":" in kind
+
+
+def _corrupted(inputs: Mapping[str, Any], raw: dict[str, Any], mask: ProtocolMask, spec: Mapping[str, Any],
+               seed: int) -> Broken:
+    """Under ``corrupt:<m>@<kind>:<severity>``: each altered row's picture degraded (drawn from one
+    generator seeded by the modality, kind and severity, row after row), then through the
+    modality's own preprocessing; the raw input the gate reads is the degraded picture."""
+    from .corruptions import corrupt_picture
+    from .protocols import corruption_parts
+
+    m, corruption = mask.failure
+    name, severity = corruption_parts(mask.protocol, corruption)
+    rows = np.flatnonzero(mask.scored if mask.altered is None else mask.altered & mask.scored)
+    if not len(rows):
+        return Broken(dict(inputs), raw)
+    check_corruptible(mask.protocol, spec, inputs[m], raw.get(m))
+    out, original = _copy(inputs[m])
+    pictures = _copy(raw[m])[1] if m in raw else original
+    rng = np.random.default_rng(derive_seed(seed, "corrupt", m, name, severity))
+    degraded = np.stack([corrupt_picture(pictures[i], name, severity, rng) for i in rows])
+    out[rows] = model_inputs(spec, degraded) if raw_kind(spec) == "image" else degraded
+    if m in raw:
+        broken_raw = _copy(raw[m])[0]
+        broken_raw[rows] = degraded
+        raw[m] = _like(raw[m], broken_raw)
+    return Broken({**inputs, m: _like(inputs[m], out)}, raw)
+
+
+def check_corruptible(protocol: str, spec: Mapping[str, Any], x: Any, raw: Any = None) -> None:
+    """A ``corrupt:`` protocol degrades pictures: a modality read from image files (its pictures kept
+    where a projection follows), or an array of pictures (``C x H x W``, 1 or 3 channels, in [0, 1])."""
+    pictures = raw if raw is not None else x
+    shape = tuple(np.shape(pictures)[1:]) if not isinstance(pictures, Mapping) else ()
+    if raw_kind(spec) == "image" and (raw is not None or not spec.get("pca")):
+        return
+    if spec.get("kind", "array") == "array" and len(shape) == 3 and shape[0] in (1, 3) and min(shape[1:]) >= 8:
+        sample = np.asarray(pictures[:256] if not isinstance(pictures, torch.Tensor) else pictures[:256].numpy())
+        if sample.min() >= 0 and sample.max() <= 1:
+            return
+    what = {"wav": "a spectrogram (the clips' waveforms are not kept)", "extractor": "an extracted file's features",
+            "image": "a projected picture whose picture is not kept"}.get(spec.get("kind"), f"an array of shape {list(shape)}")
+    raise ConfigError(f"{protocol}: the modality is {what}; `corrupt:` degrades pictures (an image file, or an array "
+                      "of C x H x W pictures in [0, 1])")
 
 
 def _copy(x: Any, dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray]:
@@ -157,10 +207,10 @@ def broken_raw_inputs(spec: Mapping[str, Any], kind: str, n: int, rng: np.random
 
 def model_inputs(spec: Mapping[str, Any], raw: np.ndarray) -> np.ndarray:
     """Broken raw inputs through the spec's own preprocessing."""
-    from .inputs import image_input, wav_input
+    from .inputs import image_inputs, wav_input
 
     if spec["kind"] == "image":
-        return np.stack([image_input(r, spec) for r in raw])
+        return image_inputs(raw, spec)
     return np.stack([wav_input(r, _frontend(spec).sample_rate, spec) for r in raw])
 
 

@@ -111,14 +111,19 @@ def _image(modality: str, spec: Mapping[str, Any], path: Path) -> np.ndarray:
 def image_input(pixels: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
     """Pixels ``C x H x W`` in [0, 1] as the model's input (projected on the training images' PCA
     when the spec carries one)."""
-    return pca_project(pixels, spec["pca"]) if spec.get("pca") else pixels.astype(np.float32)
+    return image_inputs(pixels[None], spec)[0]
 
 
-def pca_project(pixels: np.ndarray, pca: Mapping[str, Any]) -> np.ndarray:
-    """The image as the training images were: its projection on the PCA components (centred)."""
+def image_inputs(pictures: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
+    """:func:`image_input` of each of ``N x C x H x W`` pictures, at once."""
+    return pca_project(pictures, spec["pca"]) if spec.get("pca") else pictures.astype(np.float32)
+
+
+def pca_project(pictures: np.ndarray, pca: Mapping[str, Any]) -> np.ndarray:
+    """Pictures (``N x C x H x W``) as the training images were: their projection on the PCA components (centred)."""
     mean, components = np.asarray(pca["mean"], np.float32), np.asarray(pca["components"], np.float32)
-    flat = pixels.reshape(-1)
-    return (mean + ((flat - mean) @ components.T) @ components).reshape(pixels.shape).astype(np.float32)
+    flat = pictures.reshape(len(pictures), -1)
+    return (mean + ((flat - mean) @ components.T) @ components).reshape(pictures.shape).astype(np.float32)
 
 
 def _wav(modality: str, spec: Mapping[str, Any], path: Path) -> np.ndarray:

@@ -45,6 +45,7 @@ class ProtocolMask:
     meta: dict = field(default_factory=dict)
     failure: tuple[str, str] | None = None  # (modality, kind): that modality's input is replaced, still "present"
     source: np.ndarray | None = None  # ``stale``: the row whose input each row gets instead of its own
+    altered: np.ndarray | None = None  # ``corrupt:…@<share>``: the rows whose input is replaced (else the scored ones)
 
     @property
     def n_scored(self) -> int:
@@ -230,7 +231,58 @@ def stale_sources(rows: np.ndarray, seed: int) -> np.ndarray:
     return source
 
 
-for _protocol in (Observed, Full, Miss, Map, Sweep, Subsets, Fail):
+class Corrupt(Protocol):
+    kind, syntax, order, argument = "corrupt", "corrupt:<m>@<kind>:<severity>[@<share>]", 7, "modality"
+    description = ("{m} present but degraded on every test row where it is observed, or on a seeded share of them "
+                   "(`@<share>`): `<kind>` at severity 1 (mild) to 5 (severe), from `mmrobust.corruptions` (pictures: "
+                   "noise, blur, contrast, brightness, JPEG, pixelation, shift, rotation, occlusion); the model is not "
+                   "told; scored on the rows where another modality is observed too")
+
+    def read_suffix(self, spec, text):
+        corruption, _, share = text.partition("@")
+        corruption_parts(spec, corruption)
+        return _parse_rate(spec, share) if share else None
+
+    def parse(self, spec, arg, rate, modalities):
+        if "@" not in spec:
+            raise ProtocolError(f"{spec!r}: say how {arg!r} degrades: corrupt:{arg}@<kind>:<severity>, e.g. "
+                                f"corrupt:{arg}@gaussian-noise:3")
+        _check_modality(spec, arg, modalities, allow_both=False)
+        return arg, rate
+
+    def sample(self, spec, arg, rate, observed, seed):
+        corruption = spec.split("@")[1]
+        others = np.logical_or.reduce([observed[m] for m in sorted(observed) if m != arg])
+        mask = _mask(spec, observed, scored=observed[arg] & others)
+        mask.failure = (arg, corruption)
+        if rate is not None:  # a share of the rows that have the modality, the same rows at every kind and severity
+            rows = np.flatnonzero(mask.scored)
+            order = rows[np.random.default_rng(derive_seed(seed, "corrupt", arg)).permutation(len(rows))]
+            mask.altered = np.zeros(len(mask.scored), dtype=bool)
+            mask.altered[order[:n_of(rate, len(rows))]] = True
+        return [mask]
+
+    def examples(self, modalities):
+        return [f"corrupt:{m}@gaussian-noise:3" for m in sorted(modalities)]
+
+    def column(self, spec, rate):
+        return None  # the report's Degraded inputs table
+
+
+def corruption_parts(spec: str, corruption: str) -> tuple[str, int]:
+    """``(kind, severity)`` of ``<kind>:<severity>``, checked against every input kind's corruptions."""
+    from .corruptions import KINDS, SEVERITIES
+
+    name, _, severity = corruption.partition(":")
+    known = sorted({n for table in KINDS.values() for n in table})
+    if name not in known:
+        raise ProtocolError(f"{spec!r}: unknown corruption {name!r}; expected one of {', '.join(known)}")
+    if severity not in {str(s) for s in SEVERITIES}:
+        raise ProtocolError(f"{spec!r}: the severity after '{name}:' must be 1-5, got {severity!r}")
+    return name, int(severity)
+
+
+for _protocol in (Observed, Full, Miss, Map, Sweep, Subsets, Fail, Corrupt):
     PROTOCOLS.register(_protocol.kind, _protocol, doc=_protocol.description.format(m="<m>"))
 
 
@@ -352,6 +404,8 @@ def masks_hash(masks: Sequence[ProtocolMask]) -> str:
         h.update(np.packbits(mask.scored).tobytes())
         if mask.source is not None:
             h.update(mask.source.astype("<i8").tobytes())
+        if mask.altered is not None:
+            h.update(b"altered" + np.packbits(mask.altered).tobytes())
     return h.hexdigest()
 
 
@@ -372,6 +426,8 @@ def save_masks(path: str | Path, masks: Sequence[ProtocolMask], meta: dict | Non
             arrays[f"{i}/present/{m}"] = p
         if mask.source is not None:
             arrays[f"{i}/source"] = mask.source
+        if mask.altered is not None:
+            arrays[f"{i}/altered"] = mask.altered
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
@@ -388,6 +444,7 @@ def load_masks(path: str | Path) -> list[ProtocolMask]:
                 rate=d["rate"], pattern=d["pattern"], meta=header["meta"],
                 failure=tuple(d["failure"]) if d.get("failure") else None,
                 source=data[f"{i}/source"] if f"{i}/source" in data else None,
+                altered=data[f"{i}/altered"] if f"{i}/altered" in data else None,
             )
             for i, d in enumerate(header["masks"])
         ]

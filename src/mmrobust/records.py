@@ -270,6 +270,70 @@ def failure_table(summary: Sequence[dict], methods: Sequence[str], metric: str) 
     return lines
 
 
+def corruption_conditions(summary: Sequence[dict]) -> dict[tuple[str, str], dict[int, str]]:
+    """``(modality, kind) -> {severity: protocol}`` over the ``corrupt:`` conditions of a summary
+    (one share of rows per table: a protocol with ``@<share>`` is keyed ``kind@share``)."""
+    out: dict[tuple[str, str], dict[int, str]] = defaultdict(dict)
+    for protocol in dict.fromkeys(s["protocol"] for s in summary if s["protocol"].startswith("corrupt:")):
+        modality, _, rest = protocol[len("corrupt:"):].partition("@")
+        corruption, _, share = rest.partition("@")
+        kind, _, severity = corruption.partition(":")
+        out[(modality, kind + (f"@{share}" if share else ""))][int(severity)] = protocol
+    return dict(out)
+
+
+def degraded_table(summary: Sequence[dict], methods: Sequence[str], metric: str) -> list[str]:
+    """Per corrupted modality, kind and multi-modal method: the metric at severities 1-5 without the
+    gate, with it and with the modality declared missing (``u / g / d``), the share of degraded
+    inputs the gate ignored at each severity, and the method's clean value (``full``)."""
+    cells = {(s["method"], s["protocol"], s["metric"]): s for s in summary if s["pattern"] is None and s["rate"] is None}
+
+    def value(method, protocol, name, scale=100, digits=1):
+        return _mean({name: cells[(method, protocol, name)]} if (method, protocol, name) in cells else {}, name, scale, digits)
+
+    lines = ["| modality | kind | method | clean | " + " | ".join(f"severity {s}: ungated / gated / declared" for s in
+                                                          range(1, 6)) + " | ignored % at 1-5 |",
+             "|---|---|---|---:|" + "---:|" * 5 + "---|"]
+    for (modality, kind), severities in corruption_conditions(summary).items():
+        for method in methods:
+            if reference_modality(method) or not any((method, p, metric) in cells for p in severities.values()):
+                continue
+            triples = [" / ".join(value(method, severities[s], metric + suffix) for suffix in ("", ":gated", ":declared"))
+                       if s in severities else "n/a" for s in range(1, 6)]
+            ignored = "/".join(value(method, severities[s], f"ignored:{modality}", 100, 0) if s in severities else "n/a"
+                               for s in range(1, 6))
+            lines.append(f"| {modality} | {kind} | {method_label(method)} | {value(method, 'full', metric)} | "
+                         + " | ".join(triples) + f" | {ignored} |")
+    return lines
+
+
+def degraded_summary(summary: Sequence[dict], methods: Sequence[str], metric: str) -> list[str]:
+    """Per corrupted modality and multi-modal method, over every kind and severity: the mean metric
+    ungated, gated and declared missing; *retained*: the gated mean over the clean value; *effective*:
+    the gated mean minus the declared-missing one (what the degraded modality still adds); the worst
+    condition's gated minus declared and gated minus ungated."""
+    cells = {(s["method"], s["protocol"], s["metric"]): s["mean"] for s in summary
+             if s["pattern"] is None and s["rate"] is None and s["mean"] is not None}
+    lines = ["| modality | method | conditions | ungated | gated | declared | retained | effective | "
+             "worst gated − declared | worst gated − ungated |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    by_modality: dict[str, list[str]] = defaultdict(list)
+    for (modality, _), severities in corruption_conditions(summary).items():
+        by_modality[modality] += list(severities.values())
+    for modality, protocols in by_modality.items():
+        for method in methods:
+            got = [p for p in protocols if all((method, p, metric + x) in cells for x in ("", ":gated", ":declared"))]
+            if reference_modality(method) or not got:
+                continue
+            u, g, d = (np.array([cells[(method, p, metric + x)] for p in got]) for x in ("", ":gated", ":declared"))
+            clean = cells.get((method, "full", metric))
+            retained = f"{g.mean() / clean:.3f}" if clean else "n/a"
+            worst_d, worst_u = int(np.argmin(g - d)), int(np.argmin(g - u))
+            lines.append(f"| {modality} | {method_label(method)} | {len(got)} | {100 * u.mean():.1f} | {100 * g.mean():.1f} | "
+                         f"{100 * d.mean():.1f} | {retained} | {100 * (g.mean() - d.mean()):+.1f} | "
+                         f"{100 * (g - d)[worst_d]:+.1f} (`{got[worst_d]}`) | {100 * (g - u)[worst_u]:+.1f} (`{got[worst_u]}`) |")
+    return lines
+
+
 def robustness_ranking(records: Sequence[dict]) -> list[str]:
     """Methods ranked by the mean of ``full`` and each ``miss:<m>`` (the selection criterion of the
     fused models, here on the records' split), mean ± sample std over seeds; a method with any of

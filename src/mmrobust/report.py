@@ -12,7 +12,7 @@ from .config import load_yaml
 from .files import atomic_path, write_text
 from .protocols import get_protocol
 from .evidence import MIN_UNITS
-from .records import (calibration_table, candidate_order, coverage_table, evidence_intervals, evidence_table, failure_table, main_columns,
+from .records import (calibration_table, candidate_order, coverage_table, degraded_summary, degraded_table, evidence_intervals, evidence_table, failure_table, main_columns,
                       main_metric, method_order, pattern_columns, pct, read_jsonl, reference_modality, summarize,
                       table_lines)
 
@@ -69,7 +69,7 @@ def render_markdown(summary, fits, provenance, config, metric, methods, has_figu
                 f"Test {name} in % with only the listed modalities present."]
         out += [""] + table_lines(summary, methods, patterns) + [""]
     out += _evidence_section(evidence, methods, name) + _calibration_section(summary, methods, has_reliability)
-    out += _failure_section(summary, methods, metric, name)
+    out += _failure_section(summary, methods, metric, name) + _degraded_section(summary, methods, metric, name)
     out += _routing_section(fits)
     if has_figure:
         out += ["## Robustness to a missing modality", "",
@@ -178,6 +178,23 @@ def _failure_section(summary: Sequence[dict], methods: Sequence[str], metric: st
                "modality): the gated columns are n/a. ")
             + "A `stale` input (another row's) is in-distribution by construction: a gate on plausibility cannot see it.",
             "", *failure_table(summary, methods, metric), ""]
+
+
+def _degraded_section(summary: Sequence[dict], methods: Sequence[str], metric: str, name: str) -> list[str]:
+    if not any(s["protocol"].startswith("corrupt:") for s in summary):
+        return []
+    gated = any(s["metric"].endswith(":gated") for s in summary)
+    return ["## Degraded inputs", "",
+            f"Test {name} in % when a modality is present but degraded (`corrupt:<m>@<kind>:<severity>`: each test "
+            "row's raw input altered at severity 1 to 5, seeded, then through the modality's own preprocessing; the "
+            "model is not told; `@<share>`: on that share of the rows only). *ungated*: the model uses every input; "
+            "*gated*: the input gate treats an implausible input as missing; *declared*: the same model told the "
+            "modality is absent (what ignoring it everywhere would give). *retained*: the gated mean over the same "
+            "method's value on clean `full` inputs; *effective*: the gated mean minus the declared one (above 0: "
+            "the degraded modality, as the gate uses it, still helps); the worst condition of each comparison is "
+            "named. *ignored %*: the share of the rows scored whose input the gate ignored. "
+            + ("" if gated else "**The gate was off in this run**: the gated columns are n/a. "), "",
+            *degraded_summary(summary, methods, metric), "", *degraded_table(summary, methods, metric), ""]
 
 
 def _warnings_section(notes: Sequence[str] | None) -> list[str]:
