@@ -86,6 +86,20 @@ def test_shift_moves_the_centre_of_mass_rotation_by_90_is_a_quarter_turn_occlusi
     assert (covered == 0.5).sum() == 3 * 8 * 8  # round(0.4 x 20) = 8
 
 
+def test_impulse_noise_hits_its_share_and_scale_shrinks_about_the_centre():
+    x = np.full((3, 100, 100), 0.5)
+    salted = corrupt_picture(x, "impulse-noise", 4, np.random.default_rng(0))  # 17% of pixels (ImageNet-C)
+    hit = salted[0] != 0.5
+    assert hit.mean() == pytest.approx(0.17, abs=0.01) and np.all((salted[:, hit] == 0) | (salted[:, hit] == 1))
+    assert np.array_equal(salted[0] != 0.5, salted[2] != 0.5), "a pixel is hit in every channel"
+    blob = np.zeros((1, 41, 41))
+    blob[0, 10:31, 15:26] = 1.0  # 21 x 11 about the centre (20, 20)
+    shrunk = corrupt_picture(blob, "scale", 5, None)[0]  # half the size
+    rows, cols = np.indices(shrunk.shape)
+    assert [(rows * shrunk).sum() / shrunk.sum(), (cols * shrunk).sum() / shrunk.sum()] == pytest.approx([20, 20], abs=1e-6)
+    assert shrunk.sum() == pytest.approx(blob.sum() / 4, rel=0.05)
+
+
 def test_audio_noise_hits_its_signal_to_noise_ratio_and_gain_clipping_low_pass_do_what_they_say(speech):
     clip, rate = speech
     for severity, snr in zip(SEVERITIES, (20, 15, 10, 5, 0)):

@@ -7,8 +7,9 @@ comes from the benchmark the field uses for that kind, where there is one:
 - pictures (``C x H x W`` in [0, 1], grey or RGB) — ImageNet-C's (Hendrycks & Dietterich, ICLR
   2019) levels for ``gaussian-noise``, ``contrast``, ``brightness``, ``jpeg`` and ``pixelate``;
   its blur's, on CIFAR-10-C's scale (a picture's side of 32 pixels, in proportion for others);
-  ``shift``, ``rotation`` (MNIST-C's kinds, Mu & Gilmer 2019) and ``occlusion`` (a grey square,
-  cutout-style) in steps of our choosing, each stated in :data:`IMAGE`;
+  ImageNet-C's ``impulse-noise``; ``shift``, ``rotation``, ``scale`` (MNIST-C's kinds, Mu &
+  Gilmer 2019) and ``occlusion`` (a grey square, cutout-style) in steps of our choosing, each
+  stated in :data:`IMAGE`;
 - clips (mono float waveforms, with their rate) — ``gaussian-noise`` at a signal-to-noise ratio of
   20 to 0 dB (READ, ICLR 2024, and audiomentations' ``AddGaussianSNR``), ``clipping`` of the
   loudest 5-40% of samples (audiomentations' ``ClippingDistortion``), ``gain`` down 6 to 30 dB,
@@ -121,6 +122,22 @@ def _rotation(x: np.ndarray, degrees: float, rng: np.random.Generator) -> np.nda
     return np.clip(ndimage.rotate(x, turn, axes=(2, 1), reshape=False, order=1, mode="constant", cval=0.0), 0.0, 1.0)
 
 
+def _impulse_noise(x: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
+    """Salt and pepper: ``share`` of the pixels (all channels of each) set to 0 or 1, half each."""
+    hit = rng.random(x.shape[1:]) < share
+    salt = rng.random(x.shape[1:]) < 0.5
+    return np.where(hit, salt.astype(float), x)
+
+
+def _scale(x: np.ndarray, factor: float, rng: np.random.Generator) -> np.ndarray:
+    """Shrunk by ``factor`` about its centre (the background, 0, fills in)."""
+    h, w = x.shape[1:]
+    centre = np.array([(h - 1) / 2, (w - 1) / 2])
+    # output pixel p samples the input at centre + (p - centre) / factor
+    return np.stack([ndimage.affine_transform(channel, np.eye(2) / factor, offset=centre - centre / factor,
+                                              order=1, mode="constant", cval=0.0) for channel in x])
+
+
 def _occlusion(x: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
     """A grey (0.5) square of side ``share`` of the picture's, at a random place inside it."""
     h, w = x.shape[1:]
@@ -141,6 +158,8 @@ IMAGE = {c.name: c for c in (
     Corruption("shift", (0.05, 0.1, 0.15, 0.2, 0.25), "share of the side moved", _shift),
     Corruption("rotation", (15, 30, 45, 60, 90), "degrees turned", _rotation),
     Corruption("occlusion", (0.2, 0.3, 0.4, 0.5, 0.6), "side of the grey square, a share of the picture's", _occlusion),
+    Corruption("impulse-noise", (0.03, 0.06, 0.09, 0.17, 0.27), "share of pixels set to 0 or 1 (ImageNet-C)", _impulse_noise),
+    Corruption("scale", (0.9, 0.8, 0.7, 0.6, 0.5), "size kept, about the centre (MNIST-C's kind)", _scale),
 )}
 
 

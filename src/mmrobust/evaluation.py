@@ -14,8 +14,9 @@ metrics before and after temperature scaling and the conformal sets' coverage.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -193,11 +194,40 @@ def gated_records(method, encoded: Any, data: MultiModalDataset, mask: ProtocolM
         proba, target, _ = _scored_proba(method, encoded, data, mask, present)
         records += [{"metric": f"{metric}:{name}", "value": compute_metric(metric, target, proba) if len(target) else None,
                      "n_scored": int(len(target))} for metric in metrics]
+    weights = conditions.gate.weights({m: np.where(mask.present[m], scores[m], np.nan) for m in mods})
+    proba, target, _ = soft_proba(method, encoded, data, mask, weights, gated)
+    records += [{"metric": f"{metric}:soft", "value": compute_metric(metric, target, proba) if len(target) else None,
+                 "n_scored": int(len(target))} for metric in metrics]
     for m in mods:
         rows = mask.scored & mask.present[m]
         records.append({"metric": f"ignored:{m}", "value": float(ignored[m][rows].mean()) if rows.any() else None,
                         "n_scored": int(rows.sum())})
     return records
+
+
+def soft_proba(method, encoded: Any, data: MultiModalDataset, mask: ProtocolMask, weights: Mapping[str, np.ndarray],
+               gated: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The soft gate's answer on the rows ``gated`` can score: the mixture, over every subset of the
+    gated modalities, of the method's probabilities with that subset present (and the modalities
+    without a gate as they are), each subset weighted by the product of its inputs' weights and the
+    others' complements (:meth:`InputGate.weights`). The weight of keeping nothing goes to the hard
+    gate's answer (``gated``: the least implausible input stays). With weights of 0 or 1 it is the
+    hard gate; with weights of 1 wherever an input is present, the ungated model."""
+    soft = list(weights)
+    hard = {m: torch.from_numpy(gated[m]) for m in method.modalities}
+    rows = torch.from_numpy(mask.scored) & method.scorable(hard)
+    mixed = 0.0
+    for keep in itertools.product((False, True), repeat=len(soft)):
+        share = np.ones(len(mask.scored))
+        for m, k in zip(soft, keep):
+            share = share * (weights[m] if k else 1.0 - weights[m])
+        kept = dict(zip(soft, keep))
+        present = hard if not any(keep) else {
+            m: torch.from_numpy(mask.present[m] & kept[m] if m in kept else mask.present[m]) for m in method.modalities}
+        proba = method.proba_from_encoded(encoded, present).numpy()
+        mixed = mixed + share[:, None] * np.where(method.scorable(present).numpy()[:, None], proba, 0.0)
+    index = np.flatnonzero(rows.numpy())
+    return mixed[index], data.target.numpy()[index], index
 
 
 def decisions(proba: np.ndarray, task: str) -> np.ndarray:

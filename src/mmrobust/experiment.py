@@ -26,7 +26,7 @@ from .errors import ConfigError
 from .calibration import check_mode
 from .encoding import shared_encodings
 from .evaluation import Conditions, evaluate_method, fit_calibration
-from .failures import check_corruptible, input_ranges, raw_kind
+from .failures import check_corruptible, input_ranges, is_picture, raw_kind
 from .gate import DEFAULT_DETECTOR, FALSE_ALARMS, InputGate, check_detector
 from .evidence import bootstrap_evidence
 from .files import file_name, write_json, write_jsonl
@@ -337,7 +337,8 @@ class Experiment:
                 store.log("no input gate: it needs the uni-modal model of every modality (method `unimodal`)")
             return None
         return InputGate.fit({m: r.model_ for m, r in references.items()}, train, val, detector=self.gate_detector,
-                             false_alarms=self.gate_false_alarms)
+                             false_alarms=self.gate_false_alarms,
+                             pictures=[m for m in self.modalities if is_picture(self.input_specs.get(m, {}))])
 
     def run(self, store: Store | None = None) -> ExperimentResults:
         """Fit, then evaluate: the whole experiment."""

@@ -236,6 +236,16 @@ def extracted_failure(spec: Mapping[str, Any], kind: str, n: int, seed: int) -> 
     return np.repeat(out, n, axis=0), None if views is None else np.repeat(views, n, axis=0)
 
 
+def is_picture(spec: Mapping[str, Any]) -> bool:
+    """Whether a modality of this spec is read from pictures: image files, or the pictures or video
+    frames a pre-trained extractor reads (whose gate view is a thumbnail)."""
+    if raw_kind(spec) == "extractor":
+        from .pretrained import get_extractor
+
+        return get_extractor(spec["extractor"]).kind in ("image", "video")
+    return spec.get("kind") == "image"
+
+
 def viewed(spec: Mapping[str, Any]) -> bool:
     """Whether the input gate reads a raw view of a modality of this spec (a picture; a cell an
     extractor with views reads)."""

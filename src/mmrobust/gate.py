@@ -47,7 +47,7 @@ from __future__ import annotations
 import copy
 import warnings
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 import numpy as np
 import torch
@@ -67,6 +67,7 @@ INPUT_COMPONENTS = 32  # principal directions of the training inputs in the inpu
 ROWS_PER_DIRECTION = 10  # training rows per principal direction at least (fewer rows, fewer directions)
 TAIL_MIN_ROWS = 8  # fewer clean validation scores: no tail fitted (their largest is the threshold)
 LEVEL_TOLERANCE = 4.0  # an input whose spread or roughness is this many times off the training median is implausible
+SOFT_RAMP = 4.0  # soft gate: an input's weight falls from 1 at its threshold to 0 this many clean spreads above it
 
 
 @dataclass
@@ -87,6 +88,7 @@ class InputGate:
                  false_alarms: float = FALSE_ALARMS, batch_size: int = 256) -> None:
         check_detector(detector)
         self.gates, self.detector, self.false_alarms, self.batch_size = dict(gates), detector, false_alarms, batch_size
+        self.soft_ramp = SOFT_RAMP  # the soft gate's (:meth:`weights`)
 
     @property
     def modalities(self) -> list[str]:
@@ -94,8 +96,12 @@ class InputGate:
 
     @classmethod
     def fit(cls, models: Mapping[str, nn.Module], train: MultiModalDataset, val: MultiModalDataset, *,
-            detector: str = DEFAULT_DETECTOR, false_alarms: float = FALSE_ALARMS, batch_size: int = 256) -> "InputGate":
-        """Statistics from ``train``, each threshold from the clean ``val`` rows of its modality."""
+            detector: str = DEFAULT_DETECTOR, false_alarms: float = FALSE_ALARMS, batch_size: int = 256,
+            pictures: Collection[str] = ()) -> "InputGate":
+        """Statistics from ``train``, each threshold from the clean ``val`` rows of its modality.
+        ``pictures``: the modalities read from pictures, which get the residual part (a spectrogram's
+        distance to the training speakers' subspace is what a new speaker has: on the digits' held-out
+        speakers it ignored 35% of clean recordings)."""
         check_detector(detector)
         if not 0.0 < false_alarms < 1.0:
             raise ConfigError(f"gate false_alarms {false_alarms!r}: expected a share strictly between 0 and 1 (e.g. 0.01)")
@@ -110,7 +116,7 @@ class InputGate:
                 raise ConfigError(f"gate detector 'none': {m} is no array input (tokens?), so the gate would score "
                                   "nothing; choose auto or a feature detector")
             rows = _spaced(np.flatnonzero(train.present[m].numpy()), FIT_ROWS)
-            features, logits, flat = gate._outputs(model, train.inputs[m], rows, train.raw.get(m))
+            features, logits, flat, coarse = gate._outputs(model, train.inputs[m], rows, train.raw.get(m))
             statistics = fit_statistics(feature_detector(detector, arrays), features, train.target[torch.as_tensor(rows)],
                                         train.task)
             if is_text_view(flat):
@@ -120,6 +126,8 @@ class InputGate:
                 statistics.update(fit_input_basis(flat))
                 statistics.update({f"input_{k}": v for k, v in _gaussian(input_summary(flat, statistics)).items()})
                 statistics.update(fit_levels(flat))
+                if coarse is not None and m in pictures:
+                    statistics.update(fit_residual(coarse))
             clean = np.flatnonzero(val.present[m].numpy())
             if not len(clean):
                 raise DataError(f"the input gate needs validation rows with {m} present; there are none")
@@ -175,19 +183,34 @@ class InputGate:
                 flagged[m] = flagged[m] & ~(emptied & (keep == i))
         return flagged
 
+    def weights(self, scores: Mapping[str, np.ndarray], ramp: float | None = None) -> dict[str, np.ndarray]:
+        """Per modality, how much each row's input counts (the soft gate): 1 at or below the
+        threshold, falling linearly to 0 at ``ramp`` (default :attr:`soft_ramp`) clean spreads above
+        it; 0 where it is absent.
+        A ramp of 0 is the hard gate's step (:meth:`ignored` without its rule for a row left empty,
+        which the mixture applies: :func:`mmrobust.evaluation.soft_proba`)."""
+        ramp, out = self.soft_ramp if ramp is None else ramp, {}
+        for m, s in scores.items():
+            excess = (s - self.gates[m].threshold) / self.gates[m].spread
+            with np.errstate(invalid="ignore"):
+                weight = np.where(excess <= 0, 1.0, 0.0) if ramp <= 0 else np.clip(1.0 - excess / ramp, 0.0, 1.0)
+            out[m] = np.where(np.isnan(s), 0.0, weight)
+        return out
+
     def reason(self, m: str, value: float) -> str:
         return f"implausible input: score {value:.1f} > threshold {self.gates[m].threshold:.1f}"
 
-    def _outputs(self, model: nn.Module, x: Any, rows: np.ndarray, raw: Any = None) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    def _outputs(self, model: nn.Module, x: Any, rows: np.ndarray, raw: Any = None) -> tuple[Tensor | None, ...]:
         """Features and logits of ``model`` on ``rows`` of ``x`` (on the model's device; ``None``
-        where the feature part is off, :func:`feature_detector`), and each row's input flattened
+        where the feature part is off, :func:`feature_detector`), each row's input flattened
         (at most :data:`INPUT_DIMS` evenly spaced values; its ``raw`` input where given, a text's
-        view as it is; ``None`` for inputs that are not arrays, such as tokens)."""
+        view as it is; ``None`` for inputs that are not arrays, such as tokens), and, for pictures
+        (and other inputs of two spatial axes), their :func:`coarse_view` (else ``None``)."""
         device = next(model.parameters()).device
         index = torch.as_tensor(rows, dtype=torch.long)
         taken = {"x": take_rows(x, index), **({"raw": take_rows(raw, index)} if raw is not None else {})}
         encode = feature_detector(self.detector, reads_arrays(x, raw)) != "none"
-        features, logits, summaries = [], [], []
+        features, logits, summaries, coarse = [], [], [], []
         with torch.no_grad():
             every = torch.ones(len(rows), dtype=torch.bool)
             for chunk, _, _ in iter_chunks(taken, {k: every for k in taken}, self.batch_size, device):
@@ -200,8 +223,10 @@ class InputGate:
                     summaries.append(looked_at.cpu())
                 elif isinstance(looked_at, Tensor):
                     summaries.append(flatten_input(looked_at).cpu())
+                    if has_picture_axes(looked_at):
+                        coarse.append(coarse_view(looked_at).cpu())
         return (torch.cat(features) if encode else None, torch.cat(logits) if encode else None,
-                torch.cat(summaries) if summaries else None)
+                torch.cat(summaries) if summaries else None, torch.cat(coarse) if coarse else None)
 
     # --- saving ---------------------------------------------------------------------------------
     def state_tensors(self) -> dict[str, Tensor]:
@@ -245,6 +270,7 @@ class InputGate:
 
 INPUT_KEYS = ("input_basis", "input_centre", "input_mean", "input_precision", "input_median", "input_quantile",
               "level_typical", "levels_median", "levels_quantile")
+RESIDUAL_KEYS = ("residual_centre", "residual_basis", "residual_median", "residual_quantile")  # optional: older gates lack them
 FEATURE_KEYS = {"mahalanobis": ("means", "precision"), "knn": ("bank",), "energy": ()}
 
 
@@ -266,6 +292,11 @@ def check_statistics(m: str, statistics: Mapping[str, Tensor], detector: str) ->
                                 "input_precision": (q + 2, q + 2), "level_typical": (2,), "input_median": (),
                                 "input_quantile": (), "levels_median": (), "levels_quantile": ()})
         parts += 1
+    if any(key in statistics for key in RESIDUAL_KEYS):
+        _require(m, statistics, RESIDUAL_KEYS)
+        d, q = statistics["residual_basis"].shape if statistics["residual_basis"].dim() == 2 else (-1, -1)
+        _shapes(m, statistics, {"residual_centre": (d,), "residual_basis": (d, q), "residual_median": (),
+                                "residual_quantile": ()})
     if "text_alphabet" in statistics:
         order = sum(1 for key in statistics if key.startswith("text_ngrams_"))
         _require(m, statistics, [f"text_{kind}_{n}" for n in range(1, order + 1) for kind in ("ngrams", "counts")])
@@ -358,6 +389,49 @@ def input_summary(flat: Tensor, statistics: Mapping[str, Tensor]) -> Tensor:
     return torch.cat([x.mean(1, keepdim=True), x.std(1, correction=0, keepdim=True), coordinates], 1)
 
 
+COARSE_BLOCK = 2  # the residual part reads pictures in blocks of 2 x 2 pixels (pixel noise averages out)
+
+
+def has_picture_axes(x: Tensor) -> bool:
+    """Whether an input batch holds pictures (``N x C x H x W``, both sides at least 8): the residual part reads those."""
+    return x.dim() == 4 and min(x.shape[-2:]) >= 8
+
+
+def coarse_view(x: Tensor) -> Tensor:
+    """Per picture: the means of its 2 x 2 blocks (flat; an odd last row or column left out),
+    standardised (their own mean and standard deviation: brightness and contrast are the input and
+    levels parts' to judge, the residual part judges shape), then its pixel-noise level on that
+    scale: sigma estimated from the median absolute difference of horizontal neighbours (median
+    |N(0, 2 sigma^2)| = 0.6745 sqrt(2) sigma; 0 on a clean picture's flat background)."""
+    x = x.double()
+    h, w = (x.shape[-2] // COARSE_BLOCK) * COARSE_BLOCK, (x.shape[-1] // COARSE_BLOCK) * COARSE_BLOCK
+    blocks = nn.functional.avg_pool2d(x[..., :h, :w], COARSE_BLOCK).reshape(len(x), -1)
+    spread = blocks.std(1, correction=0, keepdim=True)
+    scale = torch.where(spread > 0, 1 / spread.clamp(min=1e-300), torch.zeros_like(spread))  # a flat picture: all 0
+    noise = (x[..., 1:] - x[..., :-1]).abs().reshape(len(x), -1).median(1).values / (0.6745 * np.sqrt(2))
+    return torch.cat([(blocks - blocks.mean(1, keepdim=True)) * scale, noise[:, None] * scale], 1)
+
+
+def fit_residual(coarse: Tensor) -> dict[str, Tensor]:
+    """The training pictures' coarse views: their centre and top principal directions, as for the input part."""
+    basis = fit_input_basis(coarse[:, :-1])
+    return {"residual_centre": basis["input_centre"], "residual_basis": basis["input_basis"]}
+
+
+def input_residual(coarse: Tensor, statistics: Mapping[str, Tensor]) -> np.ndarray:
+    """Per picture: the squared distance of its coarse view to the training pictures' principal
+    subspace (what the top directions leave unexplained), less what its pixel noise alone would
+    leave there ((D - q) sigma^2 / 4 for D block means and q directions). A digit moved or turned
+    keeps its mean, spread and coordinates on those directions, but not its distance to them; a
+    noisy digit is near the subspace once its noise is counted out."""
+    blocks, noise = coarse[:, :-1], coarse[:, -1]
+    basis = statistics["residual_basis"]
+    centred = blocks - statistics["residual_centre"]
+    coordinates = centred @ basis
+    floor = (basis.shape[0] - basis.shape[1]) * noise ** 2 / COARSE_BLOCK ** 2
+    return ((centred * centred).sum(1) - (coordinates * coordinates).sum(1) - floor).numpy()
+
+
 def _gaussian(values: Tensor) -> dict[str, Tensor]:
     """Mean and (shrunk) inverse covariance of ``values``' rows."""
     v = values.double()
@@ -372,7 +446,7 @@ def _shrunk_precision(centred: Tensor) -> Tensor:
 
 
 def _parts(detector: str, statistics: Mapping[str, Tensor], features: Tensor, logits: Tensor,
-           flat: Tensor | None) -> dict[str, np.ndarray]:
+           flat: Tensor | None, coarse: Tensor | None = None) -> dict[str, np.ndarray]:
     """The feature score of ``detector`` and, for array inputs, the squared Mahalanobis distance of
     the input's summary (:func:`input_summary`) to the training inputs' (a blank or constant input
     has no spread; a noise image spreads over every principal direction)."""
@@ -383,6 +457,8 @@ def _parts(detector: str, statistics: Mapping[str, Tensor], features: Tensor, lo
     if flat is not None and "input_mean" in statistics:
         d = input_summary(flat, statistics) - statistics["input_mean"]
         parts["input"] = ((d @ statistics["input_precision"]) * d).sum(1).numpy()
+    if coarse is not None and "residual_basis" in statistics:  # a gate saved before the residual part has none
+        parts["residual"] = input_residual(coarse, statistics)
     if flat is not None and "level_typical" in statistics:
         parts["levels"] = level_ratios(flat, statistics)
     return parts

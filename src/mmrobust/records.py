@@ -282,23 +282,27 @@ def corruption_conditions(summary: Sequence[dict]) -> dict[tuple[str, str], dict
     return dict(out)
 
 
+VARIANTS = ("", ":gated", ":soft", ":declared")  # ungated, hard gate, soft gate, the modality declared missing
+
+
 def degraded_table(summary: Sequence[dict], methods: Sequence[str], metric: str) -> list[str]:
     """Per corrupted modality, kind and multi-modal method: the metric at severities 1-5 without the
-    gate, with it and with the modality declared missing (``u / g / d``), the share of degraded
-    inputs the gate ignored at each severity, and the method's clean value (``full``)."""
+    gate, with the hard gate, with the soft gate and with the modality declared missing
+    (``u / g / s / d``), the share of degraded inputs the hard gate ignored at each severity, and
+    the method's clean value (``full``)."""
     cells = {(s["method"], s["protocol"], s["metric"]): s for s in summary if s["pattern"] is None and s["rate"] is None}
 
     def value(method, protocol, name, scale=100, digits=1):
         return _mean({name: cells[(method, protocol, name)]} if (method, protocol, name) in cells else {}, name, scale, digits)
 
-    lines = ["| modality | kind | method | clean | " + " | ".join(f"severity {s}: ungated / gated / declared" for s in
+    lines = ["| modality | kind | method | clean | " + " | ".join(f"severity {s}: ungated / gated / soft / declared" for s in
                                                           range(1, 6)) + " | ignored % at 1-5 |",
              "|---|---|---|---:|" + "---:|" * 5 + "---|"]
     for (modality, kind), severities in corruption_conditions(summary).items():
         for method in methods:
             if reference_modality(method) or not any((method, p, metric) in cells for p in severities.values()):
                 continue
-            triples = [" / ".join(value(method, severities[s], metric + suffix) for suffix in ("", ":gated", ":declared"))
+            triples = [" / ".join(value(method, severities[s], metric + suffix) for suffix in VARIANTS)
                        if s in severities else "n/a" for s in range(1, 6)]
             ignored = "/".join(value(method, severities[s], f"ignored:{modality}", 100, 0) if s in severities else "n/a"
                                for s in range(1, 6))
@@ -309,28 +313,28 @@ def degraded_table(summary: Sequence[dict], methods: Sequence[str], metric: str)
 
 def degraded_summary(summary: Sequence[dict], methods: Sequence[str], metric: str) -> list[str]:
     """Per corrupted modality and multi-modal method, over every kind and severity: the mean metric
-    ungated, gated and declared missing; *retained*: the gated mean over the clean value; *effective*:
-    the gated mean minus the declared-missing one (what the degraded modality still adds); the worst
-    condition's gated minus declared and gated minus ungated."""
+    ungated, with the hard and the soft gate and declared missing; *retained*: the soft mean over the
+    clean value; *effective*: the soft mean minus the declared-missing one (what the degraded modality
+    still adds); the worst condition's soft minus declared and soft minus ungated."""
     cells = {(s["method"], s["protocol"], s["metric"]): s["mean"] for s in summary
              if s["pattern"] is None and s["rate"] is None and s["mean"] is not None}
-    lines = ["| modality | method | conditions | ungated | gated | declared | retained | effective | "
-             "worst gated − declared | worst gated − ungated |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| modality | method | conditions | ungated | gated | soft | declared | retained (soft) | effective (soft) | "
+             "worst soft − declared | worst soft − ungated |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     by_modality: dict[str, list[str]] = defaultdict(list)
     for (modality, _), severities in corruption_conditions(summary).items():
         by_modality[modality] += list(severities.values())
     for modality, protocols in by_modality.items():
         for method in methods:
-            got = [p for p in protocols if all((method, p, metric + x) in cells for x in ("", ":gated", ":declared"))]
+            got = [p for p in protocols if all((method, p, metric + x) in cells for x in VARIANTS)]
             if reference_modality(method) or not got:
                 continue
-            u, g, d = (np.array([cells[(method, p, metric + x)] for p in got]) for x in ("", ":gated", ":declared"))
+            u, g, soft, d = (np.array([cells[(method, p, metric + x)] for p in got]) for x in VARIANTS)
             clean = cells.get((method, "full", metric))
-            retained = f"{g.mean() / clean:.3f}" if clean else "n/a"
-            worst_d, worst_u = int(np.argmin(g - d)), int(np.argmin(g - u))
+            retained = f"{soft.mean() / clean:.3f}" if clean else "n/a"
+            worst_d, worst_u = int(np.argmin(soft - d)), int(np.argmin(soft - u))
             lines.append(f"| {modality} | {method_label(method)} | {len(got)} | {100 * u.mean():.1f} | {100 * g.mean():.1f} | "
-                         f"{100 * d.mean():.1f} | {retained} | {100 * (g.mean() - d.mean()):+.1f} | "
-                         f"{100 * (g - d)[worst_d]:+.1f} (`{got[worst_d]}`) | {100 * (g - u)[worst_u]:+.1f} (`{got[worst_u]}`) |")
+                         f"{100 * soft.mean():.1f} | {100 * d.mean():.1f} | {retained} | {100 * (soft.mean() - d.mean()):+.1f} | "
+                         f"{100 * (soft - d)[worst_d]:+.1f} (`{got[worst_d]}`) | {100 * (soft - u)[worst_u]:+.1f} (`{got[worst_u]}`) |")
     return lines
 
 

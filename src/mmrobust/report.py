@@ -12,6 +12,7 @@ from .config import load_yaml
 from .files import atomic_path, write_text
 from .protocols import get_protocol
 from .evidence import MIN_UNITS
+from .gate import SOFT_RAMP
 from .records import (calibration_table, candidate_order, coverage_table, degraded_summary, degraded_table, evidence_intervals, evidence_table, failure_table, main_columns,
                       main_metric, method_order, pattern_columns, pct, read_jsonl, reference_modality, summarize,
                       table_lines)
@@ -188,11 +189,14 @@ def _degraded_section(summary: Sequence[dict], methods: Sequence[str], metric: s
             f"Test {name} in % when a modality is present but degraded (`corrupt:<m>@<kind>:<severity>`: each test "
             "row's raw input altered at severity 1 to 5, seeded, then through the modality's own preprocessing; the "
             "model is not told; `@<share>`: on that share of the rows only). *ungated*: the model uses every input; "
-            "*gated*: the input gate treats an implausible input as missing; *declared*: the same model told the "
-            "modality is absent (what ignoring it everywhere would give). *retained*: the gated mean over the same "
-            "method's value on clean `full` inputs; *effective*: the gated mean minus the declared one (above 0: "
-            "the degraded modality, as the gate uses it, still helps); the worst condition of each comparison is "
-            "named. *ignored %*: the share of the rows scored whose input the gate ignored. "
+            "*gated*: the input gate treats an implausible input as missing; *soft*: each input weighted by its "
+            "plausibility instead (1 at the gate's threshold, falling to 0 at "
+            f"{SOFT_RAMP:g} clean spreads above it), the answer the mixture of the model's answers with and without "
+            "each doubtful input; *declared*: the same model told the modality is absent (what ignoring it "
+            "everywhere would give). *retained*: the soft mean over the same method's value on clean `full` inputs; "
+            "*effective*: the soft mean minus the declared one (above 0: the degraded modality, as the soft gate "
+            "uses it, still helps); the worst condition of each comparison is named. *ignored %*: the share of the "
+            "rows scored whose input the hard gate ignored. "
             + ("" if gated else "**The gate was off in this run**: the gated columns are n/a. "), "",
             *degraded_summary(summary, methods, metric), "", *degraded_table(summary, methods, metric), ""]
 
