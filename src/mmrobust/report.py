@@ -13,7 +13,7 @@ from .files import atomic_path, write_text
 from .protocols import get_protocol
 from .evidence import MIN_UNITS
 from .gate import SOFT_RAMP
-from .records import (calibration_table, candidate_order, coverage_table, degraded_summary, degraded_table, evidence_intervals, evidence_table, failure_table, main_columns,
+from .records import (calibration_table, candidate_order, corruption_conditions, coverage_table, degraded_summary, degraded_table, evidence_intervals, evidence_table, failure_table, main_columns,
                       main_metric, method_order, pattern_columns, pct, read_jsonl, reference_modality, summarize,
                       table_lines)
 
@@ -31,6 +31,7 @@ def write_report(run_dir: str | Path) -> Path:
     methods = method_order(records)
     figure = plot_robustness(summary, metric, methods, run_dir / "robustness.png", fits)
     reliability = plot_reliability(_read_json(run_dir / "reliability.json", []), methods, run_dir / "reliability.png")
+    plot_degraded(summary, metric, methods, run_dir / "degraded.png")
     text = render_markdown(summary, fits, provenance, config, metric, methods, figure is not None, evidence,
                            reliability is not None)
     write_text(run_dir / "report.md", text)
@@ -169,7 +170,8 @@ def _failure_section(summary: Sequence[dict], methods: Sequence[str], metric: st
             f"Test {name} in % when a modality is present but broken (`fail:<m>@<kind>`: its raw input replaced on "
             "every test row; the model is not told). *gated*: the input gate treats an implausible input as missing "
             "(per modality: the input's mean, spread and principal coordinates, and its spread and roughness against a 4x "
-            "tolerance, read on the raw input where the data keeps one: a picture before its PCA projection, an extracted "
+            "tolerance; for pictures, their distance to the training pictures' subspace, pixel noise counted out; all "
+            "read on the raw input where the data keeps one: a picture before its PCA projection, an extracted "
             "picture's thumbnail; an extracted text's characters against a character model of the training texts; the uni-modal encoder's features as `gate_detector` says, by default (`auto`) only for "
             "inputs that are no arrays; thresholded on clean validation rows; `gate_false_alarms` of them at most); "
             "*declared missing*: the same model told the modality is absent; *detected*: the share of broken inputs "
@@ -198,7 +200,8 @@ def _degraded_section(summary: Sequence[dict], methods: Sequence[str], metric: s
             "uses it, still helps); the worst condition of each comparison is named. *ignored %*: the share of the "
             "rows scored whose input the hard gate ignored. "
             + ("" if gated else "**The gate was off in this run**: the gated columns are n/a. "), "",
-            *degraded_summary(summary, methods, metric), "", *degraded_table(summary, methods, metric), ""]
+            *degraded_summary(summary, methods, metric), "", "![degraded inputs](degraded.png)", "",
+            *degraded_table(summary, methods, metric), ""]
 
 
 def _warnings_section(notes: Sequence[str] | None) -> list[str]:
@@ -370,6 +373,53 @@ def plot_robustness(summary: Sequence[dict], metric: str, methods: Sequence[str]
     fig.tight_layout(rect=(0, 0.06 * (1 + (len(handles) - 1) // 3), 1, 1))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_degraded(summary: Sequence[dict], metric: str, methods: Sequence[str], path: Path) -> Path | None:
+    """One panel per corrupted modality and kind: the metric of the main multi-modal method (UME-MMA
+    where it ran) against severity, ungated, with the hard and the soft gate, and declared missing
+    (mean ± std over seeds). ``None`` (and no file) without ``corrupt:`` conditions."""
+    conditions = corruption_conditions(summary)
+    fused = [m for m in methods if not reference_modality(m)]
+    if not conditions or not fused:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    method = "ume-mma" if "ume-mma" in fused else fused[-1]
+    cells = {(s["protocol"], s["metric"]): s for s in summary if s["method"] == method and s["pattern"] is None}
+    columns = min(len(conditions), RELIABILITY_COLUMNS)
+    rows = -(-len(conditions) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False, sharey=True)
+    styles = {"": ("ungated", "-", "tab:grey"), ":gated": ("gated", "-", "tab:blue"), ":soft": ("soft gate", "-", "tab:green"),
+              ":declared": ("declared missing", "--", "tab:red")}
+    for ax, ((modality, kind), severities) in zip(axes.flat, conditions.items()):
+        for suffix, (label, style, colour) in styles.items():
+            points = [(s, cells.get((severities[s], metric + suffix))) for s in sorted(severities)]
+            points = [(s, c) for s, c in points if c is not None and c["mean"] is not None]
+            if points:
+                x, y = [s for s, _ in points], [100 * c["mean"] for _, c in points]
+                err = [100 * (c["std"] or 0) for _, c in points]
+                ax.errorbar(x, y, yerr=err, fmt=style, marker="o", markersize=3, color=colour, label=label, capsize=2)
+        ax.set_title(f"{modality}: {kind}", fontsize=9)
+        ax.set_xticks(range(1, 6))
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(conditions):]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"{metric} (%)")
+    for ax in axes[-1]:
+        ax.set_xlabel("severity")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.suptitle(f"{method} on degraded inputs", fontsize=10)
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     return path
 
