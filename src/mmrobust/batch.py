@@ -150,7 +150,9 @@ class MultiModalDataset:
     independent, and the bootstrap intervals resample them together. ``raw`` (optional, per
     modality): each row's input before a preprocessing that discards what shows a broken sensor
     (the digits' pictures before their PCA projection: a black picture projects close to a thin
-    digit); the input gate reads it instead of the model's input.
+    digit); the input gate reads it instead of the model's input. ``cells`` (optional, per modality
+    read through a pre-trained extractor): each row's cell, a file's absolute path or a text
+    (``None`` where missing), which a ``corrupt:`` condition reads again and degrades.
     """
 
     def __init__(
@@ -164,6 +166,7 @@ class MultiModalDataset:
         label_names: Sequence[str] | None = None,
         sources: Mapping[str, np.ndarray] | None = None,
         raw: Mapping[str, Input] | None = None,
+        cells: Mapping[str, Sequence[Any]] | None = None,
     ) -> None:
         if len(inputs) < 1:
             raise DataError("a dataset needs at least one modality")
@@ -191,6 +194,10 @@ class MultiModalDataset:
         for m, x in self.raw.items():
             if m not in self.modalities or num_rows(x) != n:
                 raise DataError(f"raw[{m!r}]: {num_rows(x)} raw inputs for a modality of {n} rows; expected one per row")
+        self.cells = {m: np.asarray(list(v), dtype=object) for m, v in (cells or {}).items()}
+        for m, v in self.cells.items():
+            if m not in self.modalities or len(v) != n:
+                raise DataError(f"cells[{m!r}]: {len(v)} cells for a modality of {n} rows; expected one per row")
 
     def __len__(self) -> int:
         return int(self.target.shape[0])
@@ -207,7 +214,7 @@ class MultiModalDataset:
         return MultiModalDataset(
             self.inputs, self.target, present,
             num_classes=self.num_classes, task=self.task, label_names=self.label_names, sources=self.sources,
-            raw=self.raw,
+            raw=self.raw, cells=self.cells,
         )
 
     def subset(self, rows: np.ndarray | Tensor) -> "MultiModalDataset":
@@ -220,6 +227,7 @@ class MultiModalDataset:
             num_classes=self.num_classes, task=self.task, label_names=self.label_names,
             sources={m: ids[rows_t.numpy()] for m, ids in self.sources.items()},
             raw={m: take_rows(x, rows_t) for m, x in self.raw.items()},
+            cells={m: v[rows_t.numpy()] for m, v in self.cells.items()},
         )
 
     def select_modalities(self, modalities: Sequence[str]) -> "MultiModalDataset":
@@ -229,6 +237,7 @@ class MultiModalDataset:
             num_classes=self.num_classes, task=self.task, label_names=self.label_names,
             sources={m: ids for m, ids in self.sources.items() if m in modalities},
             raw={m: x for m, x in self.raw.items() if m in modalities},
+            cells={m: v for m, v in self.cells.items() if m in modalities},
         )
 
     def __repr__(self) -> str:

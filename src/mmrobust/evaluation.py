@@ -119,7 +119,8 @@ class Conditions:
             elif key in self._kept:
                 self._broken = self._kept[key]
             else:
-                self._broken = broken_inputs(self.data.inputs, mask, self.ranges, self.seed, self.specs, self.data.raw)
+                self._broken = broken_inputs(self.data.inputs, mask, self.ranges, self.seed, self.specs, self.data.raw,
+                                             self.data.cells)
                 m = mask.failure[0]  # the arrays the broken set adds
                 size = _nbytes(self._broken.inputs[m]) + (_nbytes(self._broken.raw[m]) if m in self.data.raw else 0)
                 if self._kept_bytes + size <= KEPT_BROKEN_BYTES:

@@ -202,7 +202,8 @@ class Experiment:
                 raise ConfigError(f"protocol {protocol!r}: {arg} is neither an array input nor read through an "
                                   "extractor (tokens?); a silent failure breaks raw inputs")
             if kind == "corrupt":
-                check_corruptible(protocol, self.input_specs.get(arg, {}), self.test.inputs[arg], self.test.raw.get(arg))
+                check_corruptible(protocol, self.input_specs.get(arg, {}), self.test.inputs[arg], self.test.raw.get(arg),
+                                  self.test.cells.get(arg))
         if self.seeds:  # and so is a bad method option (options do not depend on the seed)
             self.create_methods(self.seeds[0])
 

@@ -25,6 +25,7 @@ row's raw input gives.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
 import numpy as np
@@ -72,7 +73,7 @@ class Broken(NamedTuple):
 
 def broken_inputs(inputs: Mapping[str, Any], mask: ProtocolMask, ranges: Mapping[str, InputRange],
                   seed: int, specs: Mapping[str, Mapping[str, Any]] | None = None,
-                  raw: Mapping[str, Any] | None = None) -> Broken:
+                  raw: Mapping[str, Any] | None = None, cells: Mapping[str, Any] | None = None) -> Broken:
     """``inputs`` (and ``raw``) with the failed modality of ``mask`` replaced on its scored rows
     (a copy; the other modalities are the same objects). ``specs``: how each modality's raw input
     (a file) becomes the model's input (:mod:`mmrobust.inputs`): a picture, a WAV or a pre-trained
@@ -83,7 +84,7 @@ def broken_inputs(inputs: Mapping[str, Any], mask: ProtocolMask, ranges: Mapping
     m, kind = mask.failure
     spec = (specs or {}).get(m, {})
     if is_corruption(kind):
-        return _corrupted(inputs, raw, mask, spec, seed)
+        return _corrupted(inputs, raw, mask, spec, seed, cells)
     if m not in ranges and not raw_kind(spec):
         raise ConfigError(f"{mask.protocol}: {m} is neither an array input nor read through an extractor "
                           "(tokens?); a silent failure replaces raw inputs")
@@ -121,10 +122,11 @@ def is_corruption(kind: str) -> bool:
 
 
 def _corrupted(inputs: Mapping[str, Any], raw: dict[str, Any], mask: ProtocolMask, spec: Mapping[str, Any],
-               seed: int) -> Broken:
-    """Under ``corrupt:<m>@<kind>:<severity>``: each altered row's picture degraded (drawn from one
+               seed: int, cells: Mapping[str, Any] | None = None) -> Broken:
+    """Under ``corrupt:<m>@<kind>:<severity>``: each altered row's raw input degraded (drawn from one
     generator seeded by the modality, kind and severity, row after row), then through the
-    modality's own preprocessing; the raw input the gate reads is the degraded picture."""
+    modality's own preprocessing: a picture kept by the data, or a cell read again through its
+    pre-trained extractor (:func:`extracted_corruption`); the gate reads the degraded input's view."""
     from .corruptions import corrupt_picture
     from .protocols import corruption_parts
 
@@ -133,22 +135,78 @@ def _corrupted(inputs: Mapping[str, Any], raw: dict[str, Any], mask: ProtocolMas
     rows = np.flatnonzero(mask.scored if mask.altered is None else mask.altered & mask.scored)
     if not len(rows):
         return Broken(dict(inputs), raw)
-    check_corruptible(mask.protocol, spec, inputs[m], raw.get(m))
+    check_corruptible(mask.protocol, spec, inputs[m], raw.get(m), (cells or {}).get(m))
     out, original = _copy(inputs[m])
-    pictures = _copy(raw[m])[1] if m in raw else original
     rng = np.random.default_rng(derive_seed(seed, "corrupt", m, name, severity))
-    degraded = np.stack([corrupt_picture(pictures[i], name, severity, rng) for i in rows])
-    out[rows] = model_inputs(spec, degraded) if raw_kind(spec) == "image" else degraded
-    if m in raw:
+    if raw_kind(spec) == "extractor":
+        out[rows], views = extracted_corruption(spec, cells[m][rows], name, severity, rng)
+    else:
+        pictures = _copy(raw[m])[1] if m in raw else original
+        views = np.stack([corrupt_picture(pictures[i], name, severity, rng) for i in rows])
+        out[rows] = model_inputs(spec, views) if raw_kind(spec) == "image" else views
+    if m in raw and views is not None:
         broken_raw = _copy(raw[m])[0]
-        broken_raw[rows] = degraded
+        broken_raw[rows] = views
         raw[m] = _like(raw[m], broken_raw)
     return Broken({**inputs, m: _like(inputs[m], out)}, raw)
 
 
-def check_corruptible(protocol: str, spec: Mapping[str, Any], x: Any, raw: Any = None) -> None:
-    """A ``corrupt:`` protocol degrades pictures: a modality read from image files (its pictures kept
-    where a projection follows), or an array of pictures (``C x H x W``, 1 or 3 channels, in [0, 1])."""
+CORRUPT_CHUNK = 64  # cells read, degraded and extracted at once
+
+
+def extracted_corruption(spec: Mapping[str, Any], cells: Any, name: str, severity: int,
+                         rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+    """The pre-trained extractor's features of each cell read again and degraded (a picture, every
+    frame of a video alike, a clip at the extractor's rate, a text), and what the input gate
+    reads of them (the extractor's views; ``None`` without views)."""
+    from .inputs import frozen_features
+    from .pretrained import get_extractor
+
+    extractor = get_extractor(spec["extractor"])
+    features, views = [], []
+    for start in range(0, len(cells), CORRUPT_CHUNK):
+        items = [degrade_item(extractor, extractor.load(cell, Path("/")), name, severity, rng)
+                 for cell in cells[start:start + CORRUPT_CHUNK]]
+        features.append(frozen_features(spec["extractor"], extractor.preprocess(items)).numpy())
+        if hasattr(extractor, "views"):
+            views.append(extractor.views(items))
+    return np.concatenate(features), np.concatenate(views) if views else None
+
+
+def degrade_item(extractor: Any, item: Any, name: str, severity: int, rng: np.random.Generator) -> Any:
+    """One raw input as an extractor loads it, degraded: uint8 pictures and frames through
+    :func:`corrupt_picture` (every frame of a clip with the same draw), clips at its rate, texts."""
+    from .corruptions import corrupt_clip, corrupt_picture, corrupt_text
+
+    if extractor.kind == "text":
+        return corrupt_text(item, name, severity, rng)
+    if extractor.kind == "audio":
+        return corrupt_clip(item, extractor.sample_rate, name, severity, rng)
+    frames = item if extractor.kind == "video" else item[None]
+    state = rng.bit_generator.state
+    out = []
+    for frame in frames:
+        rng.bit_generator.state = state  # the same shift, noise pattern or square on every frame
+        out.append(np.round(corrupt_picture(frame / 255.0, name, severity, rng) * 255).astype(np.uint8))
+    return np.stack(out) if extractor.kind == "video" else out[0]
+
+
+def check_corruptible(protocol: str, spec: Mapping[str, Any], x: Any, raw: Any = None, cells: Any = None) -> None:
+    """A ``corrupt:`` protocol degrades raw inputs: a modality read from image files (its pictures
+    kept where a projection follows), an array of pictures (``C x H x W``, 1 or 3 channels, in
+    [0, 1]), or cells read through a pre-trained extractor (pictures, videos, clips, texts) whose
+    kind has that corruption."""
+    if raw_kind(spec) == "extractor" and cells is not None:
+        from .corruptions import KINDS
+        from .pretrained import get_extractor
+        from .protocols import corruption_parts
+
+        kind = get_extractor(spec["extractor"]).kind
+        name, _ = corruption_parts(protocol, protocol.split("@")[1])
+        table = KINDS["image" if kind == "video" else kind]
+        if name not in table:
+            raise ConfigError(f"{protocol}: the modality holds {kind}s; their corruptions are {', '.join(table)}")
+        return
     pictures = raw if raw is not None else x
     shape = tuple(np.shape(pictures)[1:]) if not isinstance(pictures, Mapping) else ()
     if raw_kind(spec) == "image" and (raw is not None or not spec.get("pca")):

@@ -131,7 +131,8 @@ def build_splits(table: Table, extractors: Mapping[str, str] | None = None, fine
                     for row in np.flatnonzero(~keep)]
     full = MultiModalDataset(inputs, target, present, num_classes=len(names),
                              task="multilabel" if table.multilabel else "multiclass", label_names=names,
-                             sources={m: np.asarray(table.groups) for m in inputs} if table.groups else None, raw=raw)
+                             sources={m: np.asarray(table.groups) for m in inputs} if table.groups else None, raw=raw,
+                             cells={m: _cells(table, m) for m in inputs if m not in finetune})
     rows = {s: np.flatnonzero((np.asarray(split) == s) & keep) for s in SPLIT_NAMES}
     for s, idx in rows.items():
         if len(idx) == 0:
@@ -144,6 +145,13 @@ def build_splits(table: Table, extractors: Mapping[str, str] | None = None, fine
             "bad_inputs": bad.summary(), **(info or {})}
     return Splits(*(full.subset(rows[s]) for s in SPLIT_NAMES), encoders=encoders, info=meta, ids=ids, inputs=specs,
                   lines=lines)
+
+
+def _cells(table: Table, m: str) -> list[str | None]:
+    """Each row's cell of ``m`` as a ``corrupt:`` condition reads it again: a file's absolute path, a text as is."""
+    if table.kinds[m] == "text":
+        return list(table.cells[m])
+    return [None if c is None else str(resolve_path(c, table.base).resolve()) for c in table.cells[m]]
 
 
 def _targets(labels: Sequence[list[str]], names: list[str], multilabel: bool) -> np.ndarray:
