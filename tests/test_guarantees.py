@@ -1035,7 +1035,7 @@ def test_protocol_refusals_name_the_cause_and_subsets_score_rows_that_have_the_p
         get_protocol(3)
     with pytest.raises(mm.errors.ProtocolError, match="protocol 'full' takes no argument, got 'full@0.5'"):
         sample_masks("full@0.5", {"a": np.ones(3, bool)}, 0)
-    with pytest.raises(mm.errors.ProtocolError, match=r"expected one of: fail:<m>@<kind>, full, map:<m>@<eta> \| map:both@<eta>, miss:<m>"):
+    with pytest.raises(mm.errors.ProtocolError, match=r"expected one of: corrupt:<m>@<kind>:<severity>\[@<share>\], fail:<m>@<kind>, full, map:<m>@<eta> \| map:both@<eta>, miss:<m>"):
         get_protocol("gone")
     for bad in (np.ones((2, 2), bool), np.ones(3, int)):
         with pytest.raises(mm.errors.ProtocolError, match="a presence mask must be a 1-D bool array"):
