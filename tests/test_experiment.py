@@ -24,7 +24,7 @@ class CountingFactory:
 
 def gate_metric(metric: str) -> bool:
     """The input gate's records (mmrobust.gate), beside every condition's own."""
-    return metric.endswith((":gated", ":declared")) or "ignored:" in metric
+    return metric.endswith((":gated", ":soft", ":declared")) or "ignored:" in metric
 
 
 def test_stage1_runs_once_per_seed_and_is_shared(synthetic, tiny_config):

@@ -1,11 +1,12 @@
 """Protocols -> tidy records. Each test row is encoded once per model and per set of inputs (the
-clean ones, and each ``fail:`` condition's broken ones); every mask of every protocol is then
+clean ones, and each ``fail:`` or ``corrupt:`` condition's broken or degraded ones); every mask of every protocol is then
 applied at the fusion (exact for late fusion and ensembles).
 
 Given an input gate (:class:`Conditions`), every condition but the sweeps' is also scored with the inputs the
-gate ignores treated as missing (``<metric>:gated``), with the share of each modality's present
-rows it ignored (``ignored:<m>``: false alarms on clean inputs, detections under ``fail:``), and
-a ``fail:`` condition with its broken modality declared missing (``<metric>:declared``).
+gate ignores treated as missing (``<metric>:gated``), with each input weighted by its plausibility
+instead (``<metric>:soft``, :func:`soft_proba`), with the share of each modality's present rows it
+ignored (``ignored:<m>``: false alarms on clean inputs, detections under ``fail:``), and a
+``fail:`` or ``corrupt:`` condition with its modality declared missing (``<metric>:declared``).
 
 Beside the metric records, :func:`evaluate_method` keeps each row's decision (for the bootstrap
 intervals of :mod:`mmrobust.evidence`) and, given a :class:`~mmrobust.calibration.Calibration`

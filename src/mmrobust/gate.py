@@ -64,7 +64,7 @@ import torch
 from torch import Tensor, nn
 
 from .batch import MultiModalDataset, iter_chunks, take_rows
-from .config import GATE_DETECTORS as DETECTORS, GATE_FALSE_ALARMS as FALSE_ALARMS
+from .config import GATE_DETECTORS as DETECTORS, GATE_FALSE_ALARMS as FALSE_ALARMS, GATE_SOFT_RAMP as SOFT_RAMP
 from .errors import ConfigError, DataError, ModelFileError
 from .textgate import fit_text_model, is_text_view, text_parts
 
@@ -77,9 +77,6 @@ INPUT_COMPONENTS = 32  # principal directions of the training inputs in the inpu
 ROWS_PER_DIRECTION = 10  # training rows per principal direction at least (fewer rows, fewer directions)
 TAIL_MIN_ROWS = 8  # fewer clean validation scores: no tail fitted (their largest is the threshold)
 LEVEL_TOLERANCE = 4.0  # an input whose spread or roughness is this many times off the training median is implausible
-SOFT_RAMP = 4.0  # soft gate: an input's weight falls from 1 at its threshold to 0 this many clean spreads above it
-# (not a measured optimum: on the digits' validation rows degraded by noise, contrast and shift every ramp above 0 did
-# worse than the hard gate at its worst condition; benchmarks/degraded/choose_ramp.py; it is reported to show the trade)
 
 
 @dataclass

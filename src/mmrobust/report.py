@@ -7,12 +7,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
-from .config import load_yaml
+from .config import GATE_SOFT_RAMP as SOFT_RAMP, load_yaml
 
 from .files import atomic_path, write_text
 from .protocols import get_protocol
 from .evidence import MIN_UNITS
-from .gate import SOFT_RAMP
 from .records import (calibration_table, candidate_order, corruption_conditions, coverage_table, degraded_summary, degraded_table, evidence_intervals, evidence_table, failure_table, main_columns,
                       main_metric, method_order, pattern_columns, pct, read_jsonl, reference_modality, summarize,
                       table_lines)
