@@ -288,5 +288,9 @@ def test_a_picture_or_text_read_through_an_extractor_is_read_again_degraded_and_
                                        np.random.default_rng(0))
     empty = frozen_features("minilm", get_extractor("minilm").preprocess([""])).numpy()
     assert np.allclose(features, np.repeat(empty, len(text_rows), axis=0), atol=1e-5)
+    typed = broken_inputs(test.inputs, sample_masks("corrupt:caption@typos:5", present, 0)[0], {}, 0, specs, test.raw, test.cells)
+    views = np.asarray(typed.raw["caption"])
+    assert views.dtype == np.asarray(test.raw["caption"]).dtype, "a text's view keeps its code points (the gate reads them)"
+    assert not np.array_equal(views[text_rows], np.asarray(test.raw["caption"])[text_rows])
     with pytest.raises(mm.errors.ConfigError, match="the modality holds texts; their corruptions are blank-words, drop-words, typos"):
         broken_inputs(test.inputs, sample_masks("corrupt:caption@blur:2", present, 0)[0], {}, 0, specs, test.raw, test.cells)

@@ -145,7 +145,7 @@ def _corrupted(inputs: Mapping[str, Any], raw: dict[str, Any], mask: ProtocolMas
         views = np.stack([corrupt_picture(pictures[i], name, severity, rng) for i in rows])
         out[rows] = model_inputs(spec, views) if raw_kind(spec) == "image" else views
     if m in raw and views is not None:
-        broken_raw = _copy(raw[m])[0]
+        broken_raw = _copy(raw[m], dtype=None)[0]  # its own dtype: a text view holds code points
         broken_raw[rows] = views
         raw[m] = _like(raw[m], broken_raw)
     return Broken({**inputs, m: _like(inputs[m], out)}, raw)
