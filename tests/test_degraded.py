@@ -294,3 +294,17 @@ def test_a_picture_or_text_read_through_an_extractor_is_read_again_degraded_and_
     assert not np.array_equal(views[text_rows], np.asarray(test.raw["caption"])[text_rows])
     with pytest.raises(mm.errors.ConfigError, match="the modality holds texts; their corruptions are blank-words, drop-words, typos"):
         broken_inputs(test.inputs, sample_masks("corrupt:caption@blur:2", present, 0)[0], {}, 0, specs, test.raw, test.cells)
+
+
+def test_a_corruption_of_another_kind_of_input_is_refused_before_anything_trains():
+    from mmrobust import pipeline
+    from mmrobust.config import load_config
+
+    config = load_config("tiny")
+    config.protocols = ["full", "corrupt:image@typos:2"]
+    with pytest.raises(mm.errors.ConfigError, match="corrupt:image@typos:2: the modality holds pictures; their "
+                                                    "corruptions are gaussian-noise, blur, contrast"):
+        pipeline.experiment_for(config, pipeline.load_data(config))
+    config.protocols = ["full", "corrupt:audio@gain:2"]
+    with pytest.raises(mm.errors.ConfigError, match="the modality is a spectrogram \\(the clips' waveforms are not kept\\)"):
+        pipeline.experiment_for(config, pipeline.load_data(config))

@@ -21,6 +21,9 @@ black or white picture, a silent or DC clip, the fixed placeholder text ``"N/A"`
 or one word repeated (``constant``), noise in the raw format's own range (8-bit pixels, audio
 in [-0.5, 0.5], random letters); ``stale`` takes another row's features, which is what that
 row's raw input gives.
+
+A ``corrupt:`` mask degrades instead (:mod:`mmrobust.corruptions`): each row's own raw input
+altered at a severity, then through the same preprocessing (:func:`_corrupted`).
 """
 from __future__ import annotations
 
@@ -194,31 +197,41 @@ def degrade_item(extractor: Any, item: Any, name: str, severity: int, rng: np.ra
 def check_corruptible(protocol: str, spec: Mapping[str, Any], x: Any, raw: Any = None, cells: Any = None) -> None:
     """A ``corrupt:`` protocol degrades raw inputs: a modality read from image files (its pictures
     kept where a projection follows), an array of pictures (``C x H x W``, 1 or 3 channels, in
-    [0, 1]), or cells read through a pre-trained extractor (pictures, videos, clips, texts) whose
-    kind has that corruption."""
+    [0, 1]), or cells read through a pre-trained extractor (pictures, videos, clips, texts); and
+    the corruption must be one of that kind of input's."""
+    from .corruptions import KINDS
+    from .protocols import corruption_parts
+
     if raw_kind(spec) == "extractor" and cells is not None:
-        from .corruptions import KINDS
         from .pretrained import get_extractor
-        from .protocols import corruption_parts
 
         kind = get_extractor(spec["extractor"]).kind
-        name, _ = corruption_parts(protocol, protocol.split("@")[1])
-        table = KINDS["image" if kind == "video" else kind]
-        if name not in table:
-            raise ConfigError(f"{protocol}: the modality holds {kind}s; their corruptions are {', '.join(table)}")
-        return
+    elif _holds_pictures(spec, x, raw):
+        kind = "picture"
+    else:
+        shape = list(np.shape(raw if raw is not None else x)[1:]) if not isinstance(x, Mapping) else []
+        what = {"wav": "a spectrogram (the clips' waveforms are not kept)", "extractor": "an extracted file's features",
+                "image": "a projected picture whose picture is not kept"}.get(spec.get("kind"), f"an array of shape {shape}")
+        raise ConfigError(f"{protocol}: the modality is {what}; `corrupt:` degrades pictures (an image file, or an array "
+                          "of C x H x W pictures in [0, 1]) and the files or texts a pre-trained extractor reads")
+    name, _ = corruption_parts(protocol, protocol.split("@")[1])
+    table = KINDS["audio" if kind == "audio" else "text" if kind == "text" else "image"]
+    if name not in table:
+        raise ConfigError(f"{protocol}: the modality holds {kind}s; their corruptions are {', '.join(table)}")
+
+
+def _holds_pictures(spec: Mapping[str, Any], x: Any, raw: Any) -> bool:
+    """Image files (their pictures kept where a projection follows), or an array of pictures in [0, 1]."""
+    if raw_kind(spec) == "image":
+        return raw is not None or not spec.get("pca")
     pictures = raw if raw is not None else x
-    shape = tuple(np.shape(pictures)[1:]) if not isinstance(pictures, Mapping) else ()
-    if raw_kind(spec) == "image" and (raw is not None or not spec.get("pca")):
-        return
-    if spec.get("kind", "array") == "array" and len(shape) == 3 and shape[0] in (1, 3) and min(shape[1:]) >= 8:
-        sample = np.asarray(pictures[:256] if not isinstance(pictures, torch.Tensor) else pictures[:256].numpy())
-        if sample.min() >= 0 and sample.max() <= 1:
-            return
-    what = {"wav": "a spectrogram (the clips' waveforms are not kept)", "extractor": "an extracted file's features",
-            "image": "a projected picture whose picture is not kept"}.get(spec.get("kind"), f"an array of shape {list(shape)}")
-    raise ConfigError(f"{protocol}: the modality is {what}; `corrupt:` degrades pictures (an image file, or an array "
-                      "of C x H x W pictures in [0, 1])")
+    if spec.get("kind", "array") != "array" or isinstance(pictures, Mapping):
+        return False
+    shape = tuple(np.shape(pictures)[1:])
+    if not (len(shape) == 3 and shape[0] in (1, 3) and min(shape[1:]) >= 8):
+        return False
+    sample = np.asarray(pictures[:256].numpy() if isinstance(pictures, torch.Tensor) else pictures[:256])
+    return bool(sample.min() >= 0 and sample.max() <= 1)
 
 
 def _copy(x: Any, dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray]:
