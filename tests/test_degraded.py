@@ -95,11 +95,12 @@ def test_the_degraded_section_by_hand_from_records():
     def cell(method, protocol, metric, mean):
         return {"method": method, "protocol": protocol, "metric": metric, "mean": mean, "pattern": None, "rate": None}
 
-    summary = [cell("mma", "full", "accuracy", 0.80)]
+    summary = [cell("mma", "full", "accuracy", 0.90)]  # other rows: not the clean value of these
     values = {1: (0.78, 0.78, 0.77, 0.40), 2: (0.60, 0.45, 0.62, 0.40)}  # ungated, gated, soft, declared
     for severity, (u, g, s, d) in values.items():
         protocol = f"corrupt:image@shift:{severity}"
-        summary += [cell("mma", protocol, "accuracy", u), cell("mma", protocol, "accuracy:gated", g),
+        summary += [cell("mma", protocol, "accuracy:clean", 0.80), cell("mma", protocol, "accuracy", u),
+                    cell("mma", protocol, "accuracy:gated", g),
                     cell("mma", protocol, "accuracy:soft", s), cell("mma", protocol, "accuracy:declared", d),
                     cell("mma", protocol, "ignored:image", 0.1 * severity), cell("unimodal:audio", protocol, "accuracy", 0.4)]
     (row,) = degraded_summary(summary, ["mma", "unimodal:audio"], "accuracy")[2:]

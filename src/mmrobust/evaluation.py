@@ -6,7 +6,8 @@ Given an input gate (:class:`Conditions`), every condition but the sweeps' is al
 gate ignores treated as missing (``<metric>:gated``), with each input weighted by its plausibility
 instead (``<metric>:soft``, :func:`soft_proba`), with the share of each modality's present rows it
 ignored (``ignored:<m>``: false alarms on clean inputs, detections under ``fail:``), and a
-``fail:`` or ``corrupt:`` condition with its modality declared missing (``<metric>:declared``).
+``fail:`` or ``corrupt:`` condition with its modality declared missing (``<metric>:declared``); a
+``corrupt:`` condition is also scored on the same rows with their inputs clean (``<metric>:clean``).
 
 Beside the metric records, :func:`evaluate_method` keeps each row's decision (for the bootstrap
 intervals of :mod:`mmrobust.evidence`) and, given a :class:`~mmrobust.calibration.Calibration`
@@ -28,7 +29,7 @@ from .errors import DataError, InputError
 from .evidence import uniform_presence
 from .methods.base import check_finite
 from .metrics import compute_metric, metric_names
-from .failures import Broken, InputRange, broken_inputs
+from .failures import Broken, InputRange, broken_inputs, is_corruption
 from .gate import InputGate
 from .protocols import ProtocolMask, get_protocol, sample_masks
 from .records import sweep_areas
@@ -167,6 +168,11 @@ def evaluate_method(method, data: MultiModalDataset, masks: Sequence[ProtocolMas
                   "n_scored": int(len(target)), "n_rows": int(len(mask.scored))}
         out.records += [{**record, "metric": metric, "value": compute_metric(metric, target, proba) if len(target) else None}
                         for metric in metrics]
+        if mask.failure is not None and is_corruption(mask.failure[1]):  # the same rows, their inputs clean
+            clean_proba, clean_target, _ = _scored_proba(method, clean, data, mask)
+            out.records += [{**record, "metric": f"{metric}:clean",
+                             "value": compute_metric(metric, clean_target, clean_proba) if len(clean_target) else None}
+                            for metric in metrics]
         if get_protocol(mask.protocol).kind != "sweep" and len(rows):
             out.decisions[(mask.protocol, mask.rate, mask.pattern)] = (rows, decisions(proba, data.task),
                                                                         uniform_presence(mask.present, rows))

@@ -247,7 +247,7 @@ def failure_table(summary: Sequence[dict], methods: Sequence[str], metric: str) 
     test row where the modality is present: ``observed``, or ``full`` where the data has no gaps)."""
     cells = {(s["method"], s["protocol"], s["metric"]): s for s in summary if s["pattern"] is None and s["rate"] is None}
     failures = list(dict.fromkeys(s["protocol"] for s in summary if s["protocol"].startswith("fail:")))
-    clean = "observed" if any(s["protocol"] == "observed" for s in summary) else "full"
+    clean = clean_protocol(summary)
 
     def value(method, protocol, name, scale=100, digits=1):
         return _mean({name: cells[(method, protocol, name)]} if (method, protocol, name) in cells else {}, name, scale, digits)
@@ -282,6 +282,12 @@ def corruption_conditions(summary: Sequence[dict]) -> dict[tuple[str, str], dict
     return dict(out)
 
 
+def clean_protocol(summary: Sequence[dict]) -> str:
+    """The condition of clean inputs to compare with: ``observed`` where the data has gaps (every row
+    as it comes), else ``full``."""
+    return "observed" if any(s["protocol"] == "observed" for s in summary) else "full"
+
+
 VARIANTS = ("", ":gated", ":soft", ":declared")  # ungated, hard gate, soft gate, the modality declared missing
 
 
@@ -306,7 +312,7 @@ def degraded_table(summary: Sequence[dict], methods: Sequence[str], metric: str)
                        if s in severities else "n/a" for s in range(1, 6)]
             ignored = "/".join(value(method, severities[s], f"ignored:{modality}", 100, 0) if s in severities else "n/a"
                                for s in range(1, 6))
-            lines.append(f"| {modality} | {kind} | {method_label(method)} | {value(method, 'full', metric)} | "
+            lines.append(f"| {modality} | {kind} | {method_label(method)} | {value(method, severities[min(severities)], metric + ':clean')} | "
                          + " | ".join(triples) + f" | {ignored} |")
     return lines
 
@@ -314,7 +320,7 @@ def degraded_table(summary: Sequence[dict], methods: Sequence[str], metric: str)
 def degraded_summary(summary: Sequence[dict], methods: Sequence[str], metric: str) -> list[str]:
     """Per corrupted modality and multi-modal method, over every kind and severity: the mean metric
     ungated, with the hard and the soft gate and declared missing; *retained*: the soft mean over the
-    clean value; *effective*: the soft mean minus the declared-missing one (what the degraded modality
+    mean on the same rows with their inputs clean; *effective*: the soft mean minus the declared-missing one (what the degraded modality
     still adds); the worst condition's soft minus declared and soft minus ungated."""
     cells = {(s["method"], s["protocol"], s["metric"]): s["mean"] for s in summary
              if s["pattern"] is None and s["rate"] is None and s["mean"] is not None}
@@ -329,8 +335,8 @@ def degraded_summary(summary: Sequence[dict], methods: Sequence[str], metric: st
             if reference_modality(method) or not got:
                 continue
             u, g, soft, d = (np.array([cells[(method, p, metric + x)] for p in got]) for x in VARIANTS)
-            clean = cells.get((method, "full", metric))
-            retained = f"{soft.mean() / clean:.3f}" if clean else "n/a"
+            clean = np.array([cells.get((method, p, metric + ":clean"), np.nan) for p in got])
+            retained = f"{soft.mean() / clean.mean():.3f}" if np.all(clean > 0) else "n/a"
             worst_d, worst_u = int(np.argmin(soft - d)), int(np.argmin(soft - u))
             lines.append(f"| {modality} | {method_label(method)} | {len(got)} | {100 * u.mean():.1f} | {100 * g.mean():.1f} | "
                          f"{100 * soft.mean():.1f} | {100 * d.mean():.1f} | {retained} | {100 * (soft.mean() - d.mean()):+.1f} | "
