@@ -309,3 +309,28 @@ def test_a_corruption_of_another_kind_of_input_is_refused_before_anything_trains
     config.protocols = ["full", "corrupt:audio@gain:2"]
     with pytest.raises(mm.errors.ConfigError, match="the modality is a spectrogram \\(the clips' waveforms are not kept\\)"):
         pipeline.experiment_for(config, pipeline.load_data(config))
+
+
+def test_a_corrupt_condition_is_also_scored_on_its_own_rows_with_their_inputs_clean():
+    from mmrobust import pipeline
+    from mmrobust.config import load_config
+    from mmrobust.evaluation import Conditions, evaluate_method
+    from mmrobust.metrics import compute_metric
+
+    config = load_config("tiny")
+    splits = pipeline.load_data(config)
+    from mmrobust.data.digits import digits_encoders
+
+    train_config = mm.TrainConfig(epochs=8, batch_size=32, lr=3e-3, device="cpu", progress=False)  # 65% on clean rows
+    model = mm.create_method("ume", encoders=digits_encoders(), num_classes=10, seed=0, train_config=train_config).fit(
+        splits.train, splits.val)
+    test = splits.test
+    present = {m: test.present[m].numpy() for m in test.modalities}
+    masks = sample_masks("corrupt:image@shift:5@0.5", present, 0)
+    records = evaluate_method(model, test, masks, metrics=["accuracy"],
+                              conditions=Conditions(test, {}, None, 0, splits.inputs)).records
+    value = {r["metric"]: r["value"] for r in records}
+    rows = np.flatnonzero(masks[0].scored)  # by hand: the model on those rows, nothing degraded
+    clean = model.predict_proba({m: test.inputs[m][rows] for m in test.modalities})
+    assert value["accuracy:clean"] == pytest.approx(compute_metric("accuracy", test.target.numpy()[rows], clean))
+    assert value["accuracy:clean"] > value["accuracy"] + 0.05, "half the pictures moved by a quarter of their side"
