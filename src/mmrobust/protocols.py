@@ -235,8 +235,10 @@ class Corrupt(Protocol):
     kind, syntax, order, argument = "corrupt", "corrupt:<m>@<kind>:<severity>[@<share>]", 7, "modality"
     description = ("{m} present but degraded on every test row where it is observed, or on a seeded share of them "
                    "(`@<share>`): `<kind>` at severity 1 (mild) to 5 (severe), from `mmrobust.corruptions` (pictures: "
-                   "noise, blur, contrast, brightness, JPEG, pixelation, shift, rotation, occlusion); the model is not "
-                   "told; scored on the rows where another modality is observed too")
+                   "Gaussian and impulse noise, blur, contrast, brightness, JPEG, pixelation, shift, rotation, scale, "
+                   "occlusion; clips: noise at an SNR, clipping, gain, low-pass, MP3; texts: word blanking, word drops, "
+                   "typos), before the modality's own preprocessing; the model is not told; scored on the rows where "
+                   "another modality is observed too")
 
     def read_suffix(self, spec, text):
         corruption, _, share = text.partition("@")
