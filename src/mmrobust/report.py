@@ -161,10 +161,16 @@ def _calibration_section(summary: Sequence[dict], methods: Sequence[str], has_re
                   *coverage_table(summary, methods), ""]
 
 
+def _gate_off(summary: Sequence[dict]) -> str:
+    """A sentence saying the gated columns are n/a, where no condition was scored with the gate."""
+    if any(s["metric"].endswith(":gated") for s in summary):
+        return ""
+    return "**The gate was off in this run** (`gate: off`, or no uni-modal model of every modality): the gated columns are n/a. "
+
+
 def _failure_section(summary: Sequence[dict], methods: Sequence[str], metric: str, name: str) -> list[str]:
     if not any(s["protocol"].startswith("fail:") for s in summary):
         return []
-    gated = any(s["metric"].endswith(":gated") for s in summary)
     return ["## Silent failures", "",
             f"Test {name} in % when a modality is present but broken (`fail:<m>@<kind>`: its raw input replaced on "
             "every test row; the model is not told). *gated*: the input gate treats an implausible input as missing "
@@ -176,8 +182,7 @@ def _failure_section(summary: Sequence[dict], methods: Sequence[str], metric: st
             "*declared missing*: the same model told the modality is absent; *detected*: the share of broken inputs "
             "the gate ignored; *false alarms*: the share of clean test inputs it ignored, on every test row where the "
             "modality is present (`observed`; `full` where the data has no gaps). "
-            + ("" if gated else "**The gate was off in this run** (`gate: off`, or no uni-modal model of every "
-               "modality): the gated columns are n/a. ")
+            + _gate_off(summary)
             + "A `stale` input (another row's) is in-distribution by construction: a gate on plausibility cannot see it.",
             "", *failure_table(summary, methods, metric), ""]
 
@@ -185,7 +190,6 @@ def _failure_section(summary: Sequence[dict], methods: Sequence[str], metric: st
 def _degraded_section(summary: Sequence[dict], methods: Sequence[str], metric: str, name: str) -> list[str]:
     if not any(s["protocol"].startswith("corrupt:") for s in summary):
         return []
-    gated = any(s["metric"].endswith(":gated") for s in summary)
     return ["## Degraded inputs", "",
             f"Test {name} in % when a modality is present but degraded (`corrupt:<m>@<kind>:<severity>`: each test "
             "row's raw input altered at severity 1 to 5, seeded, then through the modality's own preprocessing; the "
@@ -199,7 +203,7 @@ def _degraded_section(summary: Sequence[dict], methods: Sequence[str], metric: s
             "*effective*: the soft mean minus the declared one (above 0: the degraded modality, as the soft gate "
             "uses it, still helps); the worst condition of each comparison is named. *ignored %*: the share of the "
             "rows scored whose input the hard gate ignored. "
-            + ("" if gated else "**The gate was off in this run**: the gated columns are n/a. "), "",
+            + _gate_off(summary), "",
             *degraded_summary(summary, methods, metric), "", "![degraded inputs](degraded.png)", "",
             *degraded_table(summary, methods, metric), ""]
 
