@@ -204,9 +204,7 @@ class Fail(Protocol):
     def sample(self, spec, arg, rate, observed, seed):
         failure = spec.partition("@")[2]
         broken = observed[arg]
-        others = np.logical_or.reduce([observed[m] for m in sorted(observed) if m != arg])
-        mask = _mask(spec, observed, scored=broken & others)
-        mask.failure = (arg, failure)
+        mask = _altered_mask(spec, observed, arg, failure)
         if failure == "stale":  # with one row of the modality there is no other row to take: nothing scored
             mask.source = stale_sources(broken, derive_seed(seed, "fail", arg))
             mask.scored = mask.scored & (mask.source != np.arange(len(broken)))
@@ -253,10 +251,7 @@ class Corrupt(Protocol):
         return arg, rate
 
     def sample(self, spec, arg, rate, observed, seed):
-        corruption = spec.split("@")[1]
-        others = np.logical_or.reduce([observed[m] for m in sorted(observed) if m != arg])
-        mask = _mask(spec, observed, scored=observed[arg] & others)
-        mask.failure = (arg, corruption)
+        mask = _altered_mask(spec, observed, arg, spec.split("@")[1])
         if rate is not None:  # a share of the rows that have the modality, the same rows at every kind and severity
             rows = np.flatnonzero(mask.scored)
             order = rows[np.random.default_rng(derive_seed(seed, "corrupt", arg)).permutation(len(rows))]
@@ -356,6 +351,15 @@ def _mask(protocol, present, *, scored=None, rate=None, pattern=None) -> Protoco
     any_present = np.logical_or.reduce([p for p in present.values()])
     scored = any_present if scored is None else (scored & any_present)
     return ProtocolMask(protocol, present, scored, rate=rate, pattern=pattern)
+
+
+def _altered_mask(spec: str, observed: dict[str, np.ndarray], modality: str, failure: str) -> ProtocolMask:
+    """``modality``'s input replaced (``failure``: a breakage or a corruption) wherever it is observed,
+    scored where another modality is observed too (declared missing, it leaves something to answer from)."""
+    others = np.logical_or.reduce([observed[m] for m in sorted(observed) if m != modality])
+    mask = _mask(spec, observed, scored=observed[modality] & others)
+    mask.failure = (modality, failure)
+    return mask
 
 
 def _drop(observed: dict[str, np.ndarray], modality: str, rows: np.ndarray) -> dict[str, np.ndarray]:

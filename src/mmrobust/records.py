@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .protocols import get_protocol
+from .protocols import corruption_parts, get_protocol
 
 REFERENCE = "unimodal"  # the uni-modal models are named unimodal:<modality>
 
@@ -203,6 +203,11 @@ def _pattern_rows(summary: Sequence[dict], methods: Sequence[str], metric: str) 
             for p in patterns for m in methods if (p, m, metric) in cells]
 
 
+def _cell_mean(cells: Mapping[tuple, dict], key: tuple, scale: float = 100, digits: int = 1) -> str:
+    """:func:`_mean` of the summary cell ``(method, protocol, metric)`` (n/a where there is none)."""
+    return _mean({key[2]: cells[key]} if key in cells else {}, key[2], scale, digits)
+
+
 def _mean(cells: dict, metric: str, scale: float = 100, digits: int = 1) -> str:
     cell = cells.get(metric)
     return "n/a" if cell is None or cell["mean"] is None else f"{scale * cell['mean']:.{digits}f}"
@@ -250,7 +255,7 @@ def failure_table(summary: Sequence[dict], methods: Sequence[str], metric: str) 
     clean = clean_protocol(summary)
 
     def value(method, protocol, name, scale=100, digits=1):
-        return _mean({name: cells[(method, protocol, name)]} if (method, protocol, name) in cells else {}, name, scale, digits)
+        return _cell_mean(cells, (method, protocol, name), scale, digits)
 
     lines = ["| condition | method | ungated | gated | declared missing | uni-modal of the rest | detected % | "
              "false alarms % |", "|---|---|---:|---:|---:|---:|---:|---:|"]
@@ -277,8 +282,8 @@ def corruption_conditions(summary: Sequence[dict]) -> dict[tuple[str, str], dict
     for protocol in dict.fromkeys(s["protocol"] for s in summary if s["protocol"].startswith("corrupt:")):
         modality, _, rest = protocol[len("corrupt:"):].partition("@")
         corruption, _, share = rest.partition("@")
-        kind, _, severity = corruption.partition(":")
-        out[(modality, kind + (f"@{share}" if share else ""))][int(severity)] = protocol
+        kind, severity = corruption_parts(protocol, corruption)
+        out[(modality, kind + (f"@{share}" if share else ""))][severity] = protocol
     return dict(out)
 
 
@@ -295,11 +300,11 @@ def degraded_table(summary: Sequence[dict], methods: Sequence[str], metric: str)
     """Per corrupted modality, kind and multi-modal method: the metric at severities 1-5 without the
     gate, with the hard gate, with the soft gate and with the modality declared missing
     (``u / g / s / d``), the share of degraded inputs the hard gate ignored at each severity, and
-    the method's clean value (``full``)."""
+    the method's value on the same rows with their inputs clean."""
     cells = {(s["method"], s["protocol"], s["metric"]): s for s in summary if s["pattern"] is None and s["rate"] is None}
 
     def value(method, protocol, name, scale=100, digits=1):
-        return _mean({name: cells[(method, protocol, name)]} if (method, protocol, name) in cells else {}, name, scale, digits)
+        return _cell_mean(cells, (method, protocol, name), scale, digits)
 
     lines = ["| modality | kind | method | clean | " + " | ".join(f"severity {s}: ungated / gated / soft / declared" for s in
                                                           range(1, 6)) + " | ignored % at 1-5 |",
